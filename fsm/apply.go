@@ -1,0 +1,227 @@
+package fsm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors: why a batch was rejected. A worker that gets one of them
+// re-reads its position from the FSM before doing anything else.
+var (
+	// ErrFenced: the batch carries an epoch the partition has moved past.
+	ErrFenced = errors.New("fsm: fenced by a newer epoch")
+	// ErrNotOwner: the proposer does not own the partition.
+	ErrNotOwner = errors.New("fsm: proposer does not own the partition")
+	// ErrOffsetMismatch: the batch does not start at the committed offset
+	// (a duplicate, or a worker that skipped ahead).
+	ErrOffsetMismatch = errors.New("fsm: batch does not start at the committed offset")
+	// ErrUnknownPartition: no such partition in the assignment.
+	ErrUnknownPartition = errors.New("fsm: unknown partition")
+	// ErrBadRange: until is below from.
+	ErrBadRange = errors.New("fsm: batch range ends before it starts")
+)
+
+// reasons maps each sentinel to the short label used in results and metrics.
+var reasons = map[error]string{
+	ErrFenced:           "fenced",
+	ErrNotOwner:         "not_owner",
+	ErrOffsetMismatch:   "offset_mismatch",
+	ErrUnknownPartition: "unknown_partition",
+	ErrBadRange:         "bad_range",
+}
+
+// Reason returns the metric label of a rejection error ("" for nil).
+func Reason(err error) string {
+	if err == nil {
+		return ""
+	}
+	for e, r := range reasons {
+		if errors.Is(err, e) {
+			return r
+		}
+	}
+	return "other"
+}
+
+// ReasonError is the inverse of Reason.
+func ReasonError(reason string) error {
+	if reason == "" {
+		return nil
+	}
+	for e, r := range reasons {
+		if r == reason {
+			return e
+		}
+	}
+	return fmt.Errorf("fsm: %s", reason)
+}
+
+// Kind names a command.
+type Kind string
+
+// Command kinds.
+const (
+	KindSetMembers Kind = "set_members"
+	KindAssign     Kind = "assign"
+	KindCommit     Kind = "commit"
+	KindReset      Kind = "reset_offset"
+)
+
+// Command is one entry of the replicated log. Exactly one body is set,
+// the one named by Kind.
+type Command struct {
+	Kind    Kind        `json:"kind"`
+	Members []Member    `json:"members,omitempty"`
+	Assign  *Assign     `json:"assign,omitempty"`
+	Commit  []Batch     `json:"commit,omitempty"`
+	Reset   *ResetBatch `json:"reset,omitempty"`
+}
+
+// Assign grows the partition table to Partitions (it never shrinks) and
+// gives each moved partition its new owner and a new epoch.
+type Assign struct {
+	Partitions int32  `json:"partitions"`
+	Moves      []Move `json:"moves"`
+}
+
+// Move gives Partition to Owner ("" leaves it unowned).
+type Move struct {
+	Partition int32  `json:"partition"`
+	Owner     string `json:"owner"`
+}
+
+// Batch is one worker's claim: "as owner at Epoch, I processed the records
+// of Partition in [From, Until), and they amount to Delta".
+type Batch struct {
+	Node      string `json:"node"`
+	Partition int32  `json:"partition"`
+	Epoch     uint64 `json:"epoch"`
+	From      int64  `json:"from"`
+	Until     int64  `json:"until"`
+	Delta     Digest `json:"delta"`
+}
+
+// ResetBatch moves a partition's committed offset (replay or skip) and bumps
+// its epoch so that the running worker is fenced and restarts from there.
+// Results already applied are kept: a replay counts the records again, which
+// is what an operator asking for a replay wants.
+type ResetBatch struct {
+	Partition int32 `json:"partition"`
+	Offset    int64 `json:"offset"`
+}
+
+// Result is what applying a command produced. For a commit, Rejected holds
+// one reason per batch, in order ("" for an applied batch).
+type Result struct {
+	Rejected []string `json:"rejected,omitempty"`
+	Err      string   `json:"error,omitempty"`
+}
+
+// BatchErr returns the rejection of batch i as a sentinel error, or nil.
+func (r Result) BatchErr(i int) error {
+	if i >= len(r.Rejected) {
+		return nil
+	}
+	return ReasonError(r.Rejected[i])
+}
+
+// Encode serialises a command for the Raft log.
+func Encode(c Command) ([]byte, error) { return json.Marshal(c) }
+
+// Decode parses a command from the Raft log.
+func Decode(b []byte) (Command, error) {
+	var c Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("fsm: decode command: %w", err)
+	}
+	return c, nil
+}
+
+// Apply applies cmd to s. It is deterministic: the same state and command
+// always give the same new state and result. It never fails as a whole; a
+// command that makes no sense leaves s unchanged and says why in Result.Err.
+func Apply(s *State, cmd Command) Result {
+	switch cmd.Kind {
+	case KindSetMembers:
+		s.Members = make(map[string]Member, len(cmd.Members))
+		for _, m := range cmd.Members {
+			s.Members[m.ID] = m
+		}
+		return Result{}
+	case KindAssign:
+		if cmd.Assign == nil {
+			return Result{Err: "assign without body"}
+		}
+		return applyAssign(s, *cmd.Assign)
+	case KindCommit:
+		res := Result{Rejected: make([]string, len(cmd.Commit))}
+		for i, b := range cmd.Commit {
+			res.Rejected[i] = Reason(applyBatch(s, b))
+		}
+		return res
+	case KindReset:
+		if cmd.Reset == nil {
+			return Result{Err: "reset without body"}
+		}
+		p := cmd.Reset.Partition
+		if p < 0 || int(p) >= len(s.Partitions) || cmd.Reset.Offset < 0 {
+			return Result{Err: ErrUnknownPartition.Error()}
+		}
+		s.Partitions[p].Committed = cmd.Reset.Offset
+		s.Partitions[p].Epoch++
+		return Result{}
+	default:
+		return Result{Err: fmt.Sprintf("unknown command kind %q", cmd.Kind)}
+	}
+}
+
+func applyAssign(s *State, a Assign) Result {
+	for n := int32(len(s.Partitions)); n < a.Partitions; n++ {
+		s.Partitions = append(s.Partitions, Partition{Partition: n})
+	}
+	for _, m := range a.Moves {
+		if m.Partition < 0 || int(m.Partition) >= len(s.Partitions) {
+			return Result{Err: fmt.Sprintf("move of unknown partition %d", m.Partition)}
+		}
+	}
+	for _, m := range a.Moves {
+		p := &s.Partitions[m.Partition]
+		if p.Owner == m.Owner {
+			continue
+		}
+		p.Owner = m.Owner
+		p.Epoch++
+	}
+	return Result{}
+}
+
+func applyBatch(s *State, b Batch) error {
+	if b.Partition < 0 || int(b.Partition) >= len(s.Partitions) {
+		return ErrUnknownPartition
+	}
+	p := &s.Partitions[b.Partition]
+	switch {
+	case p.Owner != b.Node:
+		return ErrNotOwner
+	case p.Epoch != b.Epoch:
+		return ErrFenced
+	case p.Committed != b.From:
+		return ErrOffsetMismatch
+	case b.Until < b.From:
+		return ErrBadRange
+	}
+	p.Committed = b.Until
+	p.Commits++
+	p.Digest.Add(b.Delta)
+	return nil
+}
+
+// Replay applies cmds in order to a new state for topic and returns it.
+func Replay(topic string, cmds []Command) *State {
+	s := NewState(topic)
+	for _, c := range cmds {
+		Apply(s, c)
+	}
+	return s
+}

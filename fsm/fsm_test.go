@@ -1,0 +1,313 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+// assigned returns a state with partitions 0..n-1 owned round-robin by owners.
+func assigned(n int32, owners ...string) *State {
+	s := NewState("t")
+	a := Assign{Partitions: n}
+	for p := int32(0); p < n; p++ {
+		a.Moves = append(a.Moves, Move{Partition: p, Owner: owners[int(p)%len(owners)]})
+	}
+	Apply(s, Command{Kind: KindAssign, Assign: &a})
+	return s
+}
+
+func commit(s *State, b Batch) error {
+	return Apply(s, Command{Kind: KindCommit, Commit: []Batch{b}}).BatchErr(0)
+}
+
+func TestApply_CommitRules(t *testing.T) {
+	delta := Digest{Records: 10, Bytes: 100, Sum: 42}
+	tests := []struct {
+		name  string
+		batch Batch
+		want  error
+	}{
+		{"applies", Batch{Node: "a", Partition: 0, Epoch: 1, From: 0, Until: 10, Delta: delta}, nil},
+		{"old epoch is fenced", Batch{Node: "a", Partition: 0, Epoch: 0, From: 0, Until: 10}, ErrFenced},
+		{"future epoch is fenced", Batch{Node: "a", Partition: 0, Epoch: 2, From: 0, Until: 10}, ErrFenced},
+		{"other node", Batch{Node: "b", Partition: 0, Epoch: 1, From: 0, Until: 10}, ErrNotOwner},
+		{"from mismatch", Batch{Node: "a", Partition: 0, Epoch: 1, From: 5, Until: 10}, ErrOffsetMismatch},
+		{"unknown partition", Batch{Node: "a", Partition: 9, Epoch: 1, From: 0, Until: 10}, ErrUnknownPartition},
+		{"negative partition", Batch{Node: "a", Partition: -1, Epoch: 1}, ErrUnknownPartition},
+		{"backwards range", Batch{Node: "a", Partition: 0, Epoch: 1, From: 0, Until: -1}, ErrBadRange},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := assigned(2, "a", "b")
+			err := commit(s, tt.batch)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			p := s.Partitions[0]
+			if tt.want == nil {
+				if p.Committed != 10 || p.Digest != delta || p.Commits != 1 {
+					t.Fatalf("not applied: %+v", p)
+				}
+			} else if p.Committed != 0 || p.Digest != (Digest{}) || p.Commits != 0 {
+				t.Fatalf("rejected batch changed state: %+v", p)
+			}
+		})
+	}
+}
+
+func TestApply_DuplicateCommitRejected(t *testing.T) {
+	s := assigned(1, "a")
+	b := Batch{Node: "a", Partition: 0, Epoch: 1, From: 0, Until: 10, Delta: Digest{Records: 10, Sum: 7}}
+	if err := commit(s, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := commit(s, b); !errors.Is(err, ErrOffsetMismatch) {
+		t.Fatalf("duplicate: got %v", err)
+	}
+	if got := s.Partitions[0].Digest.Records; got != 10 {
+		t.Fatalf("records = %d after a duplicate, want 10", got)
+	}
+}
+
+func TestApply_MoveBumpsEpochAndFencesOldOwner(t *testing.T) {
+	s := assigned(1, "a")
+	Apply(s, Command{Kind: KindAssign, Assign: &Assign{Partitions: 1, Moves: []Move{{0, "b"}}}})
+	// Back to a: a's old worker (epoch 1) must stay fenced.
+	Apply(s, Command{Kind: KindAssign, Assign: &Assign{Partitions: 1, Moves: []Move{{0, "a"}}}})
+	if s.Partitions[0].Epoch != 3 {
+		t.Fatalf("epoch = %d, want 3", s.Partitions[0].Epoch)
+	}
+	if err := commit(s, Batch{Node: "a", Partition: 0, Epoch: 1, Until: 1}); !errors.Is(err, ErrFenced) {
+		t.Fatalf("zombie commit: got %v", err)
+	}
+	if err := commit(s, Batch{Node: "a", Partition: 0, Epoch: 3, Until: 1}); err != nil {
+		t.Fatalf("current owner: %v", err)
+	}
+	// A move to the same owner is not a change.
+	Apply(s, Command{Kind: KindAssign, Assign: &Assign{Partitions: 1, Moves: []Move{{0, "a"}}}})
+	if s.Partitions[0].Epoch != 3 {
+		t.Fatalf("no-op move bumped the epoch to %d", s.Partitions[0].Epoch)
+	}
+}
+
+func TestApply_GroupCommitChecksEachBatch(t *testing.T) {
+	s := assigned(3, "a", "b", "c")
+	res := Apply(s, Command{Kind: KindCommit, Commit: []Batch{
+		{Node: "a", Partition: 0, Epoch: 1, From: 0, Until: 5},
+		{Node: "a", Partition: 1, Epoch: 1, From: 0, Until: 5}, // b owns 1
+		{Node: "c", Partition: 2, Epoch: 1, From: 0, Until: 7},
+	}})
+	want := []string{"", "not_owner", ""}
+	if !reflect.DeepEqual(res.Rejected, want) {
+		t.Fatalf("rejected = %q, want %q", res.Rejected, want)
+	}
+	if s.Partitions[0].Committed != 5 || s.Partitions[1].Committed != 0 || s.Partitions[2].Committed != 7 {
+		t.Fatalf("offsets: %+v", s.Partitions)
+	}
+}
+
+func TestApply_AssignGrowsNeverShrinks(t *testing.T) {
+	s := assigned(4, "a")
+	Apply(s, Command{Kind: KindAssign, Assign: &Assign{Partitions: 2}})
+	if len(s.Partitions) != 4 {
+		t.Fatalf("shrunk to %d", len(s.Partitions))
+	}
+	Apply(s, Command{Kind: KindAssign, Assign: &Assign{Partitions: 6, Moves: []Move{{5, "a"}}}})
+	if len(s.Partitions) != 6 || s.Partitions[5].Owner != "a" || s.Partitions[4].Owner != "" {
+		t.Fatalf("grow: %+v", s.Partitions)
+	}
+	res := Apply(s, Command{Kind: KindAssign, Assign: &Assign{Partitions: 6, Moves: []Move{{0, "b"}, {9, "b"}}}})
+	if res.Err == "" || s.Partitions[0].Owner != "a" {
+		t.Fatalf("a move of an unknown partition must reject the whole assign: %+v", res)
+	}
+}
+
+func TestApply_ResetFencesAndMovesOffset(t *testing.T) {
+	s := assigned(1, "a")
+	if err := commit(s, Batch{Node: "a", Partition: 0, Epoch: 1, Until: 100}); err != nil {
+		t.Fatal(err)
+	}
+	Apply(s, Command{Kind: KindReset, Reset: &ResetBatch{Partition: 0, Offset: 40}})
+	if p := s.Partitions[0]; p.Committed != 40 || p.Epoch != 2 {
+		t.Fatalf("after reset: %+v", p)
+	}
+	if err := commit(s, Batch{Node: "a", Partition: 0, Epoch: 1, From: 100, Until: 110}); !errors.Is(err, ErrFenced) {
+		t.Fatalf("old worker after reset: %v", err)
+	}
+}
+
+func TestApply_UnknownKind(t *testing.T) {
+	s := assigned(1, "a")
+	before := s.Clone()
+	if res := Apply(s, Command{Kind: "nope"}); res.Err == "" {
+		t.Fatal("unknown kind accepted")
+	}
+	if !reflect.DeepEqual(s, before) {
+		t.Fatal("unknown kind changed state")
+	}
+}
+
+func TestDigest_OrderIndependent(t *testing.T) {
+	var a, b Digest
+	vals := [][]byte{[]byte("x"), []byte("yy"), []byte("zzz"), nil}
+	for i, v := range vals {
+		a.AddRecord(3, int64(i), v)
+	}
+	for i := len(vals) - 1; i >= 0; i-- {
+		b.AddRecord(3, int64(i), vals[i])
+	}
+	if a != b {
+		t.Fatalf("order changed the digest: %+v vs %+v", a, b)
+	}
+	var c Digest
+	c.Add(a)
+	c.AddRecord(3, 0, vals[0]) // a duplicate
+	if c == a {
+		t.Fatal("a duplicate record left the digest unchanged")
+	}
+	if RecordHash(0, 1, []byte("v")) == RecordHash(1, 0, []byte("v")) {
+		t.Fatal("partition and offset must both enter the hash")
+	}
+}
+
+// randomLog makes a command log like a cluster would: assignments and
+// commits, some of them stale or duplicated.
+func randomLog(r *rand.Rand, n int) []Command {
+	nodes := []string{"a", "b", "c"}
+	committed := map[int32]int64{}
+	var cmds []Command
+	cmds = append(cmds, Command{Kind: KindSetMembers, Members: []Member{{ID: "a", Status: StatusAlive, Voter: true}}})
+	cmds = append(cmds, Command{Kind: KindAssign, Assign: &Assign{Partitions: 4, Moves: []Move{{0, "a"}, {1, "b"}, {2, "c"}, {3, "a"}}}})
+	epochs := map[int32]uint64{0: 1, 1: 1, 2: 1, 3: 1}
+	owners := map[int32]string{0: "a", 1: "b", 2: "c", 3: "a"}
+	for i := 0; i < n; i++ {
+		p := int32(r.IntN(4))
+		switch r.IntN(10) {
+		case 0:
+			o := nodes[r.IntN(3)]
+			if o != owners[p] {
+				epochs[p]++
+				owners[p] = o
+			}
+			cmds = append(cmds, Command{Kind: KindAssign, Assign: &Assign{Partitions: 4, Moves: []Move{{p, o}}}})
+		default:
+			from := committed[p]
+			if r.IntN(4) == 0 {
+				from -= int64(r.IntN(3)) // stale or duplicate
+			}
+			k := int64(1 + r.IntN(50))
+			b := Batch{Node: owners[p], Partition: p, Epoch: epochs[p], From: from, Until: from + k,
+				Delta: Digest{Records: k, Bytes: 3 * k, Sum: r.Uint64()}}
+			if from == committed[p] {
+				committed[p] += k
+			}
+			cmds = append(cmds, Command{Kind: KindCommit, Commit: []Batch{b}})
+		}
+	}
+	return cmds
+}
+
+func TestReplay_RecordedLogGivesSameState(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	cmds := randomLog(r, 2000)
+
+	// Through the Raft adapter, entry by entry, as a node applies them.
+	f := New("t")
+	for i, c := range cmds {
+		data, err := Encode(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data})
+	}
+	live, applied := f.View()
+	if applied != uint64(len(cmds)) {
+		t.Fatalf("applied index %d", applied)
+	}
+	replayed := Replay("t", cmds)
+	if !reflect.DeepEqual(live, replayed) {
+		t.Fatalf("replay differs from live state")
+	}
+	var total int64
+	for _, p := range replayed.Partitions {
+		total += p.Committed
+		if p.Digest.Records != p.Committed {
+			t.Fatalf("partition %d: %d records under committed offset %d", p.Partition, p.Digest.Records, p.Committed)
+		}
+	}
+	if total == 0 {
+		t.Fatal("no batch applied; the log generator is broken")
+	}
+}
+
+type memSink struct {
+	bytes.Buffer
+	cancelled bool
+}
+
+func (m *memSink) ID() string    { return "mem" }
+func (m *memSink) Cancel() error { m.cancelled = true; return nil }
+func (m *memSink) Close() error  { return nil }
+
+func TestSnapshotRestore_RoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	cmds := randomLog(r, 500)
+	f := New("t")
+	for i, c := range cmds {
+		data, _ := Encode(c)
+		f.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data})
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	g := New("other")
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := f.View()
+	got, _ := g.View()
+	if !reflect.DeepEqual(want, got) {
+		t.Fatalf("restored state differs:\n%+v\n%+v", want, got)
+	}
+	select {
+	case <-g.Changed():
+	default:
+		t.Fatal("restore did not signal a change")
+	}
+	// The restored FSM keeps applying exactly like the original.
+	more := randomLog(rand.New(rand.NewPCG(5, 6)), 100)[2:]
+	for _, c := range more {
+		Apply(want, c)
+		data, _ := Encode(c)
+		g.Apply(&raft.Log{Type: raft.LogCommand, Data: data})
+	}
+	got, _ = g.View()
+	if !reflect.DeepEqual(want, got) {
+		t.Fatal("restored FSM diverged after more commands")
+	}
+	if err := g.Restore(io.NopCloser(bytes.NewReader([]byte("{not json")))); err == nil {
+		t.Fatal("corrupt snapshot accepted")
+	}
+}
+
+func TestFSM_UndecodableEntryChangesNothing(t *testing.T) {
+	f := New("t")
+	res := f.Apply(&raft.Log{Index: 7, Type: raft.LogCommand, Data: []byte("garbage")}).(Result)
+	if res.Err == "" {
+		t.Fatal("garbage entry accepted")
+	}
+	if f.AppliedIndex() != 7 {
+		t.Fatalf("applied index %d", f.AppliedIndex())
+	}
+}

@@ -1,0 +1,126 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// FSM adapts State to raft.FSM. It decodes log entries, calls Apply under
+// a lock and tells watchers that something changed. All decisions are in Apply.
+type FSM struct {
+	mu      sync.RWMutex
+	state   *State
+	applied uint64
+	changed chan struct{}
+	// OnApply, when set, is called after each command with its result, under
+	// no lock. Nodes use it for metrics.
+	OnApply func(Command, Result)
+}
+
+var _ raft.FSM = (*FSM)(nil)
+
+// New returns an FSM holding the empty state for topic.
+func New(topic string) *FSM {
+	return &FSM{state: NewState(topic), changed: make(chan struct{}, 1)}
+}
+
+// Apply implements raft.FSM. It returns a Result.
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return Result{}
+	}
+	cmd, err := Decode(l.Data)
+	if err != nil {
+		// A command nobody can read changes nothing, on every node alike.
+		f.mu.Lock()
+		f.applied = l.Index
+		f.mu.Unlock()
+		return Result{Err: err.Error()}
+	}
+	f.mu.Lock()
+	res := Apply(f.state, cmd)
+	f.applied = l.Index
+	f.mu.Unlock()
+	f.notify()
+	if f.OnApply != nil {
+		f.OnApply(cmd, res)
+	}
+	return res
+}
+
+func (f *FSM) notify() {
+	select {
+	case f.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Changed is signalled (coalesced) after every applied command or restore.
+func (f *FSM) Changed() <-chan struct{} { return f.changed }
+
+// View returns a copy of the current state and the last applied index.
+func (f *FSM) View() (*State, uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Clone(), f.applied
+}
+
+// AppliedIndex returns the index of the last applied log entry.
+func (f *FSM) AppliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.applied
+}
+
+// Snapshot implements raft.FSM.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b, err := json.Marshal(f.state)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: snapshot: %w", err)
+	}
+	return snapshot(b), nil
+}
+
+// Restore implements raft.FSM.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	s, err := ReadSnapshot(rc)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.state = s
+	f.mu.Unlock()
+	f.notify()
+	return nil
+}
+
+// ReadSnapshot decodes a snapshot written by Snapshot.
+func ReadSnapshot(r io.Reader) (*State, error) {
+	s := &State{}
+	if err := json.NewDecoder(r).Decode(s); err != nil {
+		return nil, fmt.Errorf("fsm: restore: %w", err)
+	}
+	if s.Members == nil {
+		s.Members = map[string]Member{}
+	}
+	return s, nil
+}
+
+type snapshot []byte
+
+func (s snapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("fsm: persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s snapshot) Release() {}

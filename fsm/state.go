@@ -1,0 +1,138 @@
+// Package fsm is Warden's replicated state machine.
+//
+// Every node holds the same State: the cluster's members, who owns each
+// partition of the input topic (with an epoch that fences old owners), how far
+// each partition has been processed (the committed offset, the next offset to
+// read) and what processing has produced so far. The State only ever changes by
+// Apply, a deterministic function of (state, command). Raft orders the
+// commands; Apply decides. Because offsets and results move in the same
+// command, a batch of records is either applied once with its offsets or not
+// at all: that is Warden's exactly-once mechanism.
+//
+// Apply is pure and needs no Raft, so tests and offline tools replay a
+// recorded command log with Replay and get the state a node would have.
+package fsm
+
+import (
+	"encoding/binary"
+	"sort"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Member is a node as the cluster records it.
+type Member struct {
+	ID         string `json:"id"`
+	RaftAddr   string `json:"raft_addr"`
+	GossipAddr string `json:"gossip_addr"`
+	HTTPAddr   string `json:"http_addr"`
+	// Status is the gossip view when the leader last recorded it:
+	// "alive", "suspect", "failed" or "left".
+	Status string `json:"status"`
+	Voter  bool   `json:"voter"`
+}
+
+// Member statuses.
+const (
+	StatusAlive   = "alive"
+	StatusSuspect = "suspect"
+	StatusFailed  = "failed"
+	StatusLeft    = "left"
+)
+
+// Digest is the integrity summary of the records a partition has applied:
+// how many, how many bytes, and an order-independent sum of a hash of each
+// record's (partition, offset, value). Two sides that saw the same records
+// compute the same Digest whatever the batching or order; a record lost or
+// applied twice changes it.
+type Digest struct {
+	Records int64  `json:"records"`
+	Bytes   int64  `json:"bytes"`
+	Sum     uint64 `json:"sum"`
+}
+
+// Add folds o into d.
+func (d *Digest) Add(o Digest) {
+	d.Records += o.Records
+	d.Bytes += o.Bytes
+	d.Sum += o.Sum
+}
+
+// AddRecord folds one record into d.
+func (d *Digest) AddRecord(partition int32, offset int64, value []byte) {
+	d.Records++
+	d.Bytes += int64(len(value))
+	d.Sum += RecordHash(partition, offset, value)
+}
+
+// RecordHash is the 64-bit hash of one record used by Digest.
+func RecordHash(partition int32, offset int64, value []byte) uint64 {
+	var hdr [12]byte
+	binary.BigEndian.PutUint32(hdr[0:4], uint32(partition))
+	binary.BigEndian.PutUint64(hdr[4:12], uint64(offset))
+	h := xxhash.New()
+	_, _ = h.Write(hdr[:])
+	_, _ = h.Write(value)
+	return h.Sum64()
+}
+
+// Partition is the replicated record of one input partition.
+type Partition struct {
+	Partition int32 `json:"partition"`
+	// Owner is the node that may commit batches of this partition; "" when
+	// no member is eligible.
+	Owner string `json:"owner"`
+	// Epoch grows by one at every change of owner (or reset of the offset).
+	// A worker carries the epoch it started with, and the FSM rejects its
+	// commits once the epoch has moved on.
+	Epoch uint64 `json:"epoch"`
+	// Committed is the next offset to read: every record below it has been
+	// applied exactly once.
+	Committed int64 `json:"committed_offset"`
+	// Commits counts the batches applied.
+	Commits uint64 `json:"commits"`
+	Digest  Digest `json:"digest"`
+}
+
+// State is everything the cluster agrees on. Its JSON form is the snapshot.
+type State struct {
+	Topic      string            `json:"topic"`
+	Members    map[string]Member `json:"members"`
+	Partitions []Partition       `json:"partitions"`
+}
+
+// NewState returns the empty state for topic.
+func NewState(topic string) *State {
+	return &State{Topic: topic, Members: map[string]Member{}}
+}
+
+// Clone returns a deep copy of s.
+func (s *State) Clone() *State {
+	c := &State{Topic: s.Topic, Members: make(map[string]Member, len(s.Members))}
+	for k, v := range s.Members {
+		c.Members[k] = v
+	}
+	c.Partitions = append([]Partition(nil), s.Partitions...)
+	return c
+}
+
+// Owners returns the current owner of every partition.
+func (s *State) Owners() map[int32]string {
+	m := make(map[int32]string, len(s.Partitions))
+	for _, p := range s.Partitions {
+		if p.Owner != "" {
+			m[p.Partition] = p.Owner
+		}
+	}
+	return m
+}
+
+// MemberList returns the members sorted by id.
+func (s *State) MemberList() []Member {
+	out := make([]Member, 0, len(s.Members))
+	for _, m := range s.Members {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
