@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/wardenhq/warden/node"
+)
+
+func runStatus(args []string) error {
+	fs := newFlags("status", "[--addr URL] [--json]")
+	addr := fs.String("addr", "http://127.0.0.1:8080", "HTTP address of any node")
+	asJSON := fs.Bool("json", false, "print the raw /v1/cluster and /v1/partitions documents")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	base := strings.TrimRight(*addr, "/")
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var ci node.ClusterInfo
+	var parts []node.PartitionInfo
+	if err := getJSON(ctx, base+"/v1/cluster", &ci); err != nil {
+		return err
+	}
+	if err := getJSON(ctx, base+"/v1/partitions", &parts); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"cluster": ci, "partitions": parts})
+	}
+	printStatus(os.Stdout, ci, parts)
+	return nil
+}
+
+func getJSON(ctx context.Context, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("%s: bad JSON: %w", url, err)
+	}
+	return nil
+}
+
+// printStatus renders members and partitions the way kafka-consumer-groups
+// --describe would.
+func printStatus(w io.Writer, ci node.ClusterInfo, parts []node.PartitionInfo) {
+	leader := ci.Leader
+	if leader == "" {
+		leader = "(none)"
+	}
+	fmt.Fprintf(w, "Leader: %s   Term: %d   Applied index: %d   (answered by %s)\n\n", leader, ci.Term, ci.AppliedIndex, ci.ID)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tSTATUS\tVOTER\tRAFT\tGOSSIP\tHTTP")
+	for _, m := range ci.Members {
+		id := m.ID
+		if m.ID == ci.Leader {
+			id += "*"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\n", id, m.Status, m.Voter, m.RaftAddr, m.GossipAddr, m.HTTPAddr)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "TOPIC\tPARTITION\tOWNER\tEPOCH\tCOMMITTED-OFFSET\tLOG-END-OFFSET\tLAG\tRECORDS\t")
+	var lag, records int64
+	for _, p := range parts {
+		end, l := fmt.Sprint(p.LogEnd), fmt.Sprint(p.Lag)
+		if p.LogEnd < 0 {
+			end, l = "?", "?"
+		} else {
+			lag += p.Lag
+		}
+		owner := p.Owner
+		if owner == "" {
+			owner = "-"
+		}
+		records += p.Records
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\t%d\t\n", p.Topic, p.Partition, owner, p.Epoch, p.Committed, end, l, p.Records)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\n%d partitions, %d records applied, total lag %d\n", len(parts), records, lag)
+}

@@ -1,0 +1,139 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/wardenhq/warden/fsm"
+)
+
+// pendingBatch is a batch waiting for the group committer.
+type pendingBatch struct {
+	b    fsm.Batch
+	done chan error
+}
+
+// maxGroup bounds the batches packed into one Raft entry.
+const maxGroup = 512
+
+// commitBatch hands b to the group committer and waits for its fate.
+func (n *Node) commitBatch(ctx context.Context, b fsm.Batch) error {
+	pb := pendingBatch{b: b, done: make(chan error, 1)}
+	select {
+	case n.commitCh <- pb:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-pb.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// commitLoop packs the batches of all this node's workers that are waiting
+// into one Commit entry (each still checked on its own by the FSM), so the
+// Raft log carries one entry per node per round, not one per partition.
+func (n *Node) commitLoop() {
+	for {
+		var group []pendingBatch
+		select {
+		case <-n.ctx.Done():
+			return
+		case pb := <-n.commitCh:
+			group = append(group, pb)
+		}
+	drain:
+		for len(group) < maxGroup {
+			select {
+			case pb := <-n.commitCh:
+				group = append(group, pb)
+			default:
+				break drain
+			}
+		}
+		cmd := fsm.Command{Kind: fsm.KindCommit, Commit: make([]fsm.Batch, len(group))}
+		for i, pb := range group {
+			cmd.Commit[i] = pb.b
+		}
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+		res, err := n.propose(ctx, cmd)
+		cancel()
+		n.metrics.commitSeconds.Observe(time.Since(start).Seconds())
+		for i, pb := range group {
+			e := err
+			if e == nil {
+				e = res.BatchErr(i)
+			}
+			n.metrics.observeBatch(e)
+			pb.done <- e
+		}
+	}
+}
+
+// propose puts cmd in the Raft log, on the leader directly or through the
+// forwarding RPC from a follower, and returns the FSM's result.
+func (n *Node) propose(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	if n.raft.State() == raft.Leader {
+		return n.applyLocal(ctx, data)
+	}
+	addr, _ := n.raft.LeaderWithID()
+	if addr == "" {
+		return fsm.Result{}, ErrNoLeader
+	}
+	resp, err := n.mux.Forward(ctx, string(addr), data)
+	if err != nil {
+		if strings.Contains(err.Error(), ErrNotLeader.Error()) {
+			return fsm.Result{}, ErrNoLeader
+		}
+		return fsm.Result{}, err
+	}
+	var res fsm.Result
+	if err := json.Unmarshal(resp, &res); err != nil {
+		return res, fmt.Errorf("forward: bad answer: %w", err)
+	}
+	return res, nil
+}
+
+func (n *Node) applyLocal(ctx context.Context, data []byte) (fsm.Result, error) {
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := n.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return fsm.Result{}, fmt.Errorf("%w: %v", ErrNoLeader, err)
+		}
+		if errors.Is(err, raft.ErrRaftShutdown) {
+			return fsm.Result{}, ErrStopped
+		}
+		return fsm.Result{}, err
+	}
+	res, _ := f.Response().(fsm.Result)
+	return res, nil
+}
+
+// handleForward applies a proposal forwarded by a follower.
+func (n *Node) handleForward(ctx context.Context, payload []byte) ([]byte, error) {
+	if n.raft.State() != raft.Leader {
+		return nil, ErrNotLeader
+	}
+	res, err := n.applyLocal(ctx, payload)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(res)
+}

@@ -1,0 +1,158 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/wardenhq/warden/transport"
+)
+
+// Config is one node's configuration. Zero durations take the defaults of
+// DefaultConfig.
+type Config struct {
+	// ID names the node for its whole life; a node restarted with the same
+	// ID and data dir rejoins as itself.
+	ID string
+	// DataDir holds the Raft log, stable store and snapshots.
+	DataDir string
+	// RaftAddr is the host:port of the Raft and forwarding port.
+	RaftAddr string
+	// GossipAddr is the host:port of memberlist (UDP and TCP).
+	GossipAddr string
+	// HTTPAddr is the host:port of the HTTP API.
+	HTTPAddr string
+	// Brokers are the Kafka seed brokers.
+	Brokers []string
+	// Topic is the input topic.
+	Topic string
+	// Join lists gossip addresses of existing members to contact.
+	Join []string
+	// BootstrapExpect is how many nodes form the first cluster together.
+	// 0 with no Join means a single-node cluster; 0 with Join means join
+	// an existing cluster.
+	BootstrapExpect int
+	// Voters caps the Raft voters (3 or 5); further nodes are non-voters.
+	Voters int
+	// ReapAfter is how long a failed node stays in the Raft configuration
+	// before the leader removes it.
+	ReapAfter time.Duration
+
+	// BatchInterval is the longest a worker gathers records before it
+	// proposes a batch.
+	BatchInterval time.Duration
+	// MaxBatchRecords caps the records of one batch.
+	MaxBatchRecords int
+	// MaxRatePerPartition caps records per second per partition (0: none).
+	MaxRatePerPartition float64
+
+	// Raft timing: heartbeat and election timeouts, tuned for a LAN.
+	RaftHeartbeat time.Duration
+	// GossipProbeInterval sets memberlist's failure detection pace.
+	GossipProbeInterval time.Duration
+	// GossipKey encrypts gossip (16, 24 or 32 bytes).
+	GossipKey []byte
+	// TLS secures the Raft/forwarding port; nil means plain TCP.
+	TLS *transport.TLSConfig
+	// KafkaOpts are extra franz-go options for every Kafka client (TLS, SASL).
+	KafkaOpts []kgo.Opt
+
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with every tunable at its default.
+func DefaultConfig() Config {
+	return Config{
+		Voters:              3,
+		ReapAfter:           30 * time.Second,
+		BatchInterval:       200 * time.Millisecond,
+		MaxBatchRecords:     10000,
+		RaftHeartbeat:       500 * time.Millisecond,
+		GossipProbeInterval: 200 * time.Millisecond,
+	}
+}
+
+// Validate reports the first problem with c, in words an operator can act on.
+func (c Config) Validate() error {
+	switch {
+	case c.ID == "":
+		return errors.New("--id is required")
+	case c.DataDir == "":
+		return errors.New("--data-dir is required")
+	case c.Topic == "":
+		return errors.New("--topic is required")
+	case len(c.Brokers) == 0:
+		return errors.New("--brokers is required")
+	case c.Voters != 3 && c.Voters != 5 && c.Voters != 1:
+		return fmt.Errorf("--voters must be 1, 3 or 5, got %d", c.Voters)
+	case c.BootstrapExpect < 0:
+		return fmt.Errorf("--bootstrap-expect must not be negative, got %d", c.BootstrapExpect)
+	case c.BatchInterval <= 0:
+		return fmt.Errorf("--batch-interval must be positive, got %s", c.BatchInterval)
+	case c.MaxBatchRecords <= 0:
+		return fmt.Errorf("--max-batch-records must be positive, got %d", c.MaxBatchRecords)
+	case c.MaxRatePerPartition < 0:
+		return fmt.Errorf("--max-rate-per-partition must not be negative, got %g", c.MaxRatePerPartition)
+	}
+	for flag, addr := range map[string]string{"--raft": c.RaftAddr, "--gossip": c.GossipAddr, "--http": c.HTTPAddr} {
+		if _, _, err := transport.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s: %w", flag, err)
+		}
+	}
+	for _, j := range c.Join {
+		if _, _, err := transport.SplitHostPort(j); err != nil {
+			return fmt.Errorf("--join: %w", err)
+		}
+	}
+	for _, b := range c.Brokers {
+		if _, _, err := transport.SplitHostPort(b); err != nil {
+			return fmt.Errorf("--brokers: %w", err)
+		}
+	}
+	return nil
+}
+
+func (c *Config) fillDefaults() {
+	d := DefaultConfig()
+	if c.Voters == 0 {
+		c.Voters = d.Voters
+	}
+	if c.ReapAfter == 0 {
+		c.ReapAfter = d.ReapAfter
+	}
+	if c.BatchInterval == 0 {
+		c.BatchInterval = d.BatchInterval
+	}
+	if c.MaxBatchRecords == 0 {
+		c.MaxBatchRecords = d.MaxBatchRecords
+	}
+	if c.RaftHeartbeat == 0 {
+		c.RaftHeartbeat = d.RaftHeartbeat
+	}
+	if c.GossipProbeInterval == 0 {
+		c.GossipProbeInterval = d.GossipProbeInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// checkDataDir creates dir if needed and proves it writable.
+func checkDataDir(dir string) error {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("--data-dir %s is a file, not a directory", dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--data-dir %s cannot be created: %w", dir, err)
+	}
+	probe := filepath.Join(dir, ".warden-probe")
+	if err := os.WriteFile(probe, []byte("ok"), 0o600); err != nil {
+		return fmt.Errorf("--data-dir %s is not writable: %w", dir, err)
+	}
+	return os.Remove(probe)
+}

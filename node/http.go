@@ -1,0 +1,123 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wardenhq/warden/fsm"
+)
+
+// ClusterInfo is the document of GET /v1/cluster.
+type ClusterInfo struct {
+	ID           string       `json:"id"`
+	Leader       string       `json:"leader"`
+	Term         uint64       `json:"term"`
+	AppliedIndex uint64       `json:"applied_index"`
+	Members      []fsm.Member `json:"members"`
+}
+
+// PartitionInfo is one row of GET /v1/partitions.
+type PartitionInfo struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Owner     string `json:"owner"`
+	Epoch     uint64 `json:"epoch"`
+	Committed int64  `json:"committed_offset"`
+	// LogEnd is -1 while the node cannot reach Kafka; Lag is then -1 too.
+	LogEnd  int64  `json:"log_end_offset"`
+	Lag     int64  `json:"lag"`
+	Records int64  `json:"records"`
+	Bytes   int64  `json:"bytes"`
+	Digest  string `json:"digest"`
+	Commits uint64 `json:"commits"`
+}
+
+// FormatDigest renders a digest sum as the 16 hex digits the API shows.
+func FormatDigest(sum uint64) string { return fmt.Sprintf("%016x", sum) }
+
+func (n *Node) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "id": n.cfg.ID})
+	})
+	mux.HandleFunc("GET /readyz", n.handleReady)
+	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, n.ClusterInfo())
+	})
+	mux.HandleFunc("GET /v1/partitions", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, n.Partitions())
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// ClusterInfo is what GET /v1/cluster returns.
+func (n *Node) ClusterInfo() ClusterInfo {
+	s, applied := n.fsm.View()
+	term, _ := strconv.ParseUint(n.raft.Stats()["term"], 10, 64)
+	return ClusterInfo{ID: n.cfg.ID, Leader: n.Leader(), Term: term, AppliedIndex: applied, Members: s.MemberList()}
+}
+
+// Partitions is what GET /v1/partitions returns.
+func (n *Node) Partitions() []PartitionInfo {
+	s := n.State()
+	ends, reachable := n.kafkaStat.endOffsets()
+	out := make([]PartitionInfo, 0, len(s.Partitions))
+	for _, p := range s.Partitions {
+		pi := PartitionInfo{
+			Topic: s.Topic, Partition: p.Partition, Owner: p.Owner, Epoch: p.Epoch,
+			Committed: p.Committed, LogEnd: -1, Lag: -1,
+			Records: p.Digest.Records, Bytes: p.Digest.Bytes, Digest: FormatDigest(p.Digest.Sum), Commits: p.Commits,
+		}
+		if end, ok := ends[p.Partition]; ok && reachable {
+			pi.LogEnd, pi.Lag = end, max(0, end-p.Committed)
+		}
+		out = append(out, pi)
+	}
+	return out
+}
+
+// Ready reports whether the node serves current data: it knows a leader,
+// has applied everything committed, and reaches Kafka. The string says why not.
+func (n *Node) Ready() (bool, string) {
+	if n.Leader() == "" {
+		return false, "no raft leader"
+	}
+	st := n.raft.Stats()
+	commit, _ := strconv.ParseUint(st["commit_index"], 10, 64)
+	if n.raft.State() != raft.Leader && n.raft.AppliedIndex() < commit {
+		return false, fmt.Sprintf("catching up: applied %d of %d", n.raft.AppliedIndex(), commit)
+	}
+	if _, reachable := n.kafkaStat.endOffsets(); !reachable {
+		n.kafkaStat.mu.RLock()
+		why := n.kafkaStat.lastErr
+		n.kafkaStat.mu.RUnlock()
+		if why == "" {
+			why = "not yet reached"
+		}
+		return false, "kafka: " + why
+	}
+	return true, "ready"
+}
+
+func (n *Node) handleReady(w http.ResponseWriter, _ *http.Request) {
+	ok, why := n.Ready()
+	code := http.StatusOK
+	if !ok {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"ready": ok, "reason": why})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

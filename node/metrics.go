@@ -1,0 +1,83 @@
+package node
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/wardenhq/warden/fsm"
+)
+
+// metrics are one node's Prometheus series, on a registry of its own so
+// that several nodes can live in one process.
+type metrics struct {
+	reg             *prometheus.Registry
+	commits         prometheus.Counter
+	rejected        *prometheus.CounterVec
+	commitErrors    prometheus.Counter
+	batchRecords    prometheus.Histogram
+	commitSeconds   prometheus.Histogram
+	lag             *prometheus.GaugeVec
+	ownedPartitions prometheus.Gauge
+	applied         *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		commits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warden_commits_total", Help: "Batches of this node's workers applied by the FSM.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warden_commits_rejected_total", Help: "Batches of this node's workers rejected by the FSM, by reason.",
+		}, []string{"reason"}),
+		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warden_commit_errors_total", Help: "Batch proposals that failed before reaching the FSM (no leader, timeout); they are retried.",
+		}),
+		batchRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "warden_batch_records", Help: "Records per committed batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 10),
+		}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "warden_commit_seconds", Help: "Time to propose a group commit and get its result.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "warden_partition_lag", Help: "Records in the topic past the committed offset.",
+		}, []string{"partition"}),
+		ownedPartitions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "warden_owned_partitions", Help: "Partitions this node has a worker for.",
+		}),
+		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warden_fsm_commands_total", Help: "Commands applied by this node's FSM replica, by kind.",
+		}, []string{"kind"}),
+	}
+	m.reg.MustRegister(m.commits, m.rejected, m.commitErrors, m.batchRecords, m.commitSeconds,
+		m.lag, m.ownedPartitions, m.applied,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observeBatch(err error) {
+	switch {
+	case err == nil:
+		m.commits.Inc()
+	case isRejection(err):
+		m.rejected.WithLabelValues(fsm.Reason(err)).Inc()
+	default:
+		m.commitErrors.Inc()
+	}
+}
+
+func (m *metrics) onApply(cmd fsm.Command, _ fsm.Result) {
+	m.applied.WithLabelValues(string(cmd.Kind)).Inc()
+}
+
+func (m *metrics) observeLag(s *fsm.State, ends map[int32]int64) {
+	for _, p := range s.Partitions {
+		if end, ok := ends[p.Partition]; ok {
+			m.lag.WithLabelValues(strconv.Itoa(int(p.Partition))).Set(float64(max(0, end-p.Committed)))
+		}
+	}
+}

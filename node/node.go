@@ -1,0 +1,458 @@
+// Package node runs one Warden node: Raft with its BoltDB log and file
+// snapshots, memberlist gossip, the leader's reconcile loop, one worker per
+// owned partition, the group committer that proposes batches through Raft
+// (forwarding to the leader when needed) and the HTTP API.
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.etcd.io/bbolt"
+
+	"github.com/wardenhq/warden/fsm"
+	"github.com/wardenhq/warden/transport"
+)
+
+// Sentinel errors of the node.
+var (
+	// ErrNotLeader: a forwarded proposal reached a node that is not the leader.
+	ErrNotLeader = errors.New("node: not the leader")
+	// ErrNoLeader: the cluster has no leader right now; retry.
+	ErrNoLeader = errors.New("node: no leader")
+	// ErrStopped: the node is shutting down.
+	ErrStopped = errors.New("node: stopped")
+)
+
+// Node is one running cluster member.
+type Node struct {
+	cfg  Config
+	log  *slog.Logger
+	fsm  *fsm.FSM
+	raft *raft.Raft
+	mux  *transport.Mux
+	ml   *memberlist.Memberlist
+	bolt *raftboltdb.BoltStore
+	meta *metaDelegate
+	gev  *eventDelegate
+
+	kafka   *kgo.Client
+	admin   *kadm.Client
+	metrics *metrics
+
+	http     *http.Server
+	httpAddr string
+
+	events    chan struct{} // gossip changes, coalesced
+	commitCh  chan pendingBatch
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	stopOnce  sync.Once
+	kafkaStat kafkaStatus
+}
+
+// nodeMeta is what each node tells the others through gossip.
+type nodeMeta struct {
+	Raft string `json:"r"`
+	HTTP string `json:"h"`
+	// InCluster is true once the node holds Raft state: a node that sees a
+	// member in a cluster never bootstraps a new one.
+	InCluster bool `json:"c"`
+}
+
+type metaDelegate struct {
+	mu   sync.Mutex
+	meta nodeMeta
+}
+
+func (d *metaDelegate) NodeMeta(limit int) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b, _ := json.Marshal(d.meta)
+	if len(b) > limit {
+		return nil
+	}
+	return b
+}
+func (d *metaDelegate) NotifyMsg([]byte)                           {}
+func (d *metaDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *metaDelegate) LocalState(join bool) []byte                { return nil }
+func (d *metaDelegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// eventDelegate wakes the reconciler on every gossip change and remembers
+// which nodes left on purpose (memberlist forgets them from Members()).
+type eventDelegate struct {
+	ch   chan struct{}
+	mu   sync.Mutex
+	left map[string]bool
+}
+
+func (e *eventDelegate) signal() {
+	select {
+	case e.ch <- struct{}{}:
+	default:
+	}
+}
+
+func (e *eventDelegate) NotifyJoin(m *memberlist.Node) {
+	e.mu.Lock()
+	delete(e.left, m.Name)
+	e.mu.Unlock()
+	e.signal()
+}
+
+func (e *eventDelegate) NotifyLeave(m *memberlist.Node) {
+	e.mu.Lock()
+	if m.State == memberlist.StateLeft {
+		e.left[m.Name] = true
+	}
+	e.mu.Unlock()
+	e.signal()
+}
+
+func (e *eventDelegate) NotifyUpdate(*memberlist.Node) { e.signal() }
+
+func (e *eventDelegate) leftNodes() map[string]bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[string]bool, len(e.left))
+	for k := range e.left {
+		out[k] = true
+	}
+	return out
+}
+
+// Start brings a node up. It returns once its ports are open; joining,
+// bootstrapping and reaching Kafka go on in the background (with retries),
+// so an unreachable peer or broker leaves the node up and not ready.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	cfg.fillDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	lg := cfg.Logger.With("node", cfg.ID)
+	n := &Node{
+		cfg:      cfg,
+		log:      lg,
+		fsm:      fsm.New(cfg.Topic),
+		events:   make(chan struct{}, 1),
+		commitCh: make(chan pendingBatch, 1024),
+		metrics:  newMetrics(),
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.fsm.OnApply = n.metrics.onApply
+	ok := false
+	defer func() {
+		if !ok {
+			n.closeAll()
+		}
+	}()
+
+	var err error
+	n.mux, err = transport.Listen(transport.Config{Bind: cfg.RaftAddr, TLS: cfg.TLS, Logger: lg.With("subsystem", "transport")})
+	if err != nil {
+		return nil, err
+	}
+	hasState, err := n.startRaft()
+	if err != nil {
+		return nil, err
+	}
+	n.mux.HandleForward(n.handleForward)
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--http %s: %w", cfg.HTTPAddr, err)
+	}
+	n.httpAddr = ln.Addr().String()
+
+	n.meta = &metaDelegate{meta: nodeMeta{Raft: n.mux.Addr().String(), HTTP: n.httpAddr, InCluster: hasState}}
+	gc := transport.DefaultGossipConfig()
+	gc.Name, gc.Bind, gc.Key = cfg.ID, cfg.GossipAddr, cfg.GossipKey
+	gc.ProbeInterval = cfg.GossipProbeInterval
+	n.gev = &eventDelegate{ch: n.events, left: map[string]bool{}}
+	gc.Delegate, gc.Events = n.meta, n.gev
+	gc.Logger = lg.With("subsystem", "gossip")
+	if n.ml, err = transport.NewMemberlist(gc); err != nil {
+		ln.Close()
+		return nil, err
+	}
+
+	kopts := append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.KafkaOpts...)
+	if n.kafka, err = kgo.NewClient(kopts...); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	n.admin = kadm.NewClient(n.kafka)
+
+	n.http = &http.Server{Handler: n.routes(), ReadHeaderTimeout: 5 * time.Second}
+	n.goRun(func() {
+		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("http server stopped", "subsystem", "http", "err", err)
+		}
+	})
+	if len(cfg.Join) > 0 {
+		n.goRun(func() {
+			if err := transport.JoinWithRetry(n.ctx, n.ml, cfg.Join, lg.With("subsystem", "gossip")); err == nil {
+				lg.Info("joined gossip", "subsystem", "gossip", "members", n.ml.NumMembers())
+			}
+		})
+	}
+	if !hasState {
+		n.goRun(n.bootstrapWhenReady)
+	}
+	n.goRun(n.watchKafka)
+	n.goRun(n.reconcileLoop)
+	n.goRun(n.manageWorkers)
+	n.goRun(n.commitLoop)
+	n.goRun(n.watchInCluster)
+	ok = true
+	lg.Info("node started", "raft", n.mux.Addr().String(), "gossip", n.ml.LocalNode().Address(), "http", n.httpAddr, "existing_state", hasState)
+	return n, nil
+}
+
+func (n *Node) goRun(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+func (n *Node) startRaft() (hasState bool, err error) {
+	cfg := n.cfg
+	hlog := hclog.New(&hclog.LoggerOptions{
+		Name:   "raft",
+		Level:  hclog.Info,
+		Output: transport.LogWriter(n.log.With("subsystem", "raft")),
+	})
+	n.bolt, err = raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(cfg.DataDir, "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: time.Second},
+	})
+	if err != nil {
+		return false, fmt.Errorf("--data-dir %s: open raft log (is another node using it?): %w", cfg.DataDir, err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
+	if err != nil {
+		return false, fmt.Errorf("--data-dir %s: snapshots: %w", cfg.DataDir, err)
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  n.mux.RaftLayer(),
+		MaxPool: 3,
+		Timeout: 5 * time.Second,
+		Logger:  hlog,
+	})
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = hlog
+	rc.HeartbeatTimeout = cfg.RaftHeartbeat
+	rc.ElectionTimeout = cfg.RaftHeartbeat
+	rc.LeaderLeaseTimeout = cfg.RaftHeartbeat / 2
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.SnapshotThreshold = 4096
+	rc.SnapshotInterval = 20 * time.Second
+	rc.TrailingLogs = 4096
+	hasState, err = raft.HasExistingState(n.bolt, n.bolt, snaps)
+	if err != nil {
+		return false, fmt.Errorf("--data-dir %s: read raft state: %w", cfg.DataDir, err)
+	}
+	n.raft, err = raft.NewRaft(rc, n.fsm, n.bolt, n.bolt, snaps, trans)
+	if err != nil {
+		return false, fmt.Errorf("start raft: %w", err)
+	}
+	return hasState, nil
+}
+
+// gossipMember is a live gossip member with its metadata.
+type gossipMember struct {
+	id, gossip string
+	meta       nodeMeta
+	state      memberlist.NodeStateType
+}
+
+func (n *Node) gossipMembers() []gossipMember {
+	var out []gossipMember
+	for _, m := range n.ml.Members() {
+		var meta nodeMeta
+		if err := json.Unmarshal(m.Meta, &meta); err != nil || meta.Raft == "" {
+			continue
+		}
+		out = append(out, gossipMember{id: m.Name, gossip: m.Address(), meta: meta, state: m.State})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// bootstrapWhenReady forms the first cluster once BootstrapExpect nodes
+// see each other and none of them is already in a cluster. Every one of the
+// first nodes computes the same configuration from the same gossip view.
+func (n *Node) bootstrapWhenReady() {
+	expect := n.cfg.BootstrapExpect
+	if expect == 0 {
+		if len(n.cfg.Join) > 0 {
+			return // wait for the leader to add us
+		}
+		expect = 1
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n.raft.Leader() != "" || n.inCluster() {
+			return
+		}
+		members := n.gossipMembers()
+		for _, m := range members {
+			if m.meta.InCluster && m.id != n.cfg.ID {
+				n.log.Info("a member is already in a cluster; waiting to be added", "subsystem", "raft", "member", m.id)
+				return
+			}
+		}
+		if len(members) < expect {
+			continue
+		}
+		var servers []raft.Server
+		for i, m := range members {
+			s := raft.Server{ID: raft.ServerID(m.id), Address: raft.ServerAddress(m.meta.Raft), Suffrage: raft.Voter}
+			if i >= n.cfg.Voters {
+				s.Suffrage = raft.Nonvoter
+			}
+			servers = append(servers, s)
+		}
+		err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			n.log.Error("bootstrap failed", "subsystem", "raft", "err", err)
+			continue
+		}
+		n.log.Info("bootstrapped the cluster", "subsystem", "raft", "servers", len(servers))
+		return
+	}
+}
+
+func (n *Node) inCluster() bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	return len(f.Configuration().Servers) > 0
+}
+
+// watchInCluster announces through gossip once this node holds Raft state.
+func (n *Node) watchInCluster() {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.meta.mu.Lock()
+		already := n.meta.meta.InCluster
+		n.meta.mu.Unlock()
+		if already || !n.inCluster() {
+			continue
+		}
+		n.meta.mu.Lock()
+		n.meta.meta.InCluster = true
+		n.meta.mu.Unlock()
+		_ = n.ml.UpdateNode(time.Second)
+		return
+	}
+}
+
+// ID returns the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// HTTPAddr returns the address the HTTP API listens on.
+func (n *Node) HTTPAddr() string { return n.httpAddr }
+
+// RaftAddr returns the advertised Raft address.
+func (n *Node) RaftAddr() string { return n.mux.Addr().String() }
+
+// GossipAddr returns the advertised gossip address.
+func (n *Node) GossipAddr() string { return n.ml.LocalNode().Address() }
+
+// IsLeader reports whether this node is the Raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the id of the current leader, or "".
+func (n *Node) Leader() string {
+	_, id := n.raft.LeaderWithID()
+	return string(id)
+}
+
+// State returns a copy of the node's FSM state.
+func (n *Node) State() *fsm.State {
+	s, _ := n.fsm.View()
+	return s
+}
+
+// Shutdown leaves the cluster gracefully: it hands leadership over if it
+// holds it, says goodbye through gossip, stops its workers and closes.
+func (n *Node) Shutdown() error {
+	if n.raft != nil && n.raft.State() == raft.Leader {
+		_ = n.raft.LeadershipTransfer().Error()
+	}
+	if n.ml != nil {
+		_ = n.ml.Leave(time.Second)
+	}
+	n.closeAll()
+	return nil
+}
+
+// Kill stops the node abruptly, as a crash would: no leave message, no
+// leadership transfer, workers dropped mid-batch. Tests use it in-process.
+func (n *Node) Kill() { n.closeAll() }
+
+func (n *Node) closeAll() {
+	n.stopOnce.Do(func() {
+		if n.cancel != nil {
+			n.cancel()
+		}
+		if n.ml != nil {
+			_ = n.ml.Shutdown()
+		}
+		if n.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = n.http.Shutdown(ctx)
+			cancel()
+		}
+		if n.mux != nil {
+			_ = n.mux.Close()
+		}
+		if n.raft != nil {
+			_ = n.raft.Shutdown().Error()
+		}
+		n.wg.Wait()
+		if n.kafka != nil {
+			n.kafka.Close()
+		}
+		if n.bolt != nil {
+			_ = n.bolt.Close()
+		}
+	})
+}

@@ -1,0 +1,282 @@
+package node
+
+import (
+	"context"
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/wardenhq/warden/fsm"
+	"github.com/wardenhq/warden/partitioner"
+)
+
+// reconcileLoop runs on every node and acts only on the leader: on each
+// gossip event, on a Raft leadership change and once a second, it brings the
+// Raft configuration, the recorded members and the assignment in line with
+// what gossip and Kafka say.
+func (n *Node) reconcileLoop() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	leaderCh := n.raft.LeaderCh()
+	failedSince := map[string]time.Time{}
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.events:
+		case <-leaderCh:
+		case <-t.C:
+		}
+		if n.raft.State() != raft.Leader {
+			clear(failedSince)
+			continue
+		}
+		// A new leader first applies everything its predecessor committed.
+		if err := n.raft.Barrier(5 * time.Second).Error(); err != nil {
+			continue
+		}
+		n.reconcile(failedSince)
+	}
+}
+
+func (n *Node) reconcile(failedSince map[string]time.Time) {
+	lg := n.log.With("subsystem", "reconcile")
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return
+	}
+	servers := cf.Configuration().Servers
+	inConfig := map[string]raft.Server{}
+	voters := 0
+	for _, s := range servers {
+		inConfig[string(s.ID)] = s
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	alive := map[string]gossipMember{}
+	for _, m := range n.gossipMembers() {
+		alive[m.id] = m
+	}
+	now := time.Now()
+
+	// (a) The Raft configuration: add newcomers, follow address changes,
+	// reap the dead after ReapAfter, keep up to Voters voters.
+	for _, m := range alive {
+		s, known := inConfig[m.id]
+		if known && string(s.Address) == m.meta.Raft {
+			continue
+		}
+		if known {
+			// Same id, new address: remove, then add again below.
+			lg.Info("member changed address", "member", m.id, "old", s.Address, "new", m.meta.Raft)
+			if err := n.raft.RemoveServer(s.ID, 0, 5*time.Second).Error(); err != nil {
+				lg.Warn("remove for address change failed", "member", m.id, "err", err)
+				continue
+			}
+			if s.Suffrage == raft.Voter {
+				voters--
+			}
+		}
+		var err error
+		if voters < n.cfg.Voters {
+			err = n.raft.AddVoter(raft.ServerID(m.id), raft.ServerAddress(m.meta.Raft), 0, 5*time.Second).Error()
+			if err == nil {
+				voters++
+			}
+		} else {
+			err = n.raft.AddNonvoter(raft.ServerID(m.id), raft.ServerAddress(m.meta.Raft), 0, 5*time.Second).Error()
+		}
+		if err != nil {
+			lg.Warn("adding member to raft failed", "member", m.id, "err", err)
+			continue
+		}
+		lg.Info("added member to raft", "member", m.id, "addr", m.meta.Raft)
+	}
+	left := n.gev.leftNodes()
+	for id, s := range inConfig {
+		if _, ok := alive[id]; ok || id == n.cfg.ID {
+			delete(failedSince, id)
+			continue
+		}
+		since, seen := failedSince[id]
+		if !seen {
+			failedSince[id] = now
+			since = now
+		}
+		if !left[id] && now.Sub(since) < n.cfg.ReapAfter {
+			continue
+		}
+		// Removing a dead voter shrinks the quorum; refuse only if it would
+		// leave fewer live voters than a majority of those that remain.
+		if s.Suffrage == raft.Voter {
+			liveVoters := 0
+			for vid, vs := range inConfig {
+				if _, ok := alive[vid]; ok && vs.Suffrage == raft.Voter {
+					liveVoters++
+				}
+			}
+			if liveVoters < (voters-1)/2+1 {
+				continue
+			}
+		}
+		if err := n.raft.RemoveServer(s.ID, 0, 5*time.Second).Error(); err != nil {
+			lg.Warn("reaping failed member", "member", id, "err", err)
+			continue
+		}
+		lg.Info("removed member from raft", "member", id, "left", left[id])
+		delete(failedSince, id)
+		if s.Suffrage == raft.Voter {
+			voters--
+		}
+	}
+	if voters < n.cfg.Voters {
+		cf = n.raft.GetConfiguration()
+		if cf.Error() == nil {
+			for _, s := range cf.Configuration().Servers {
+				if voters >= n.cfg.Voters {
+					break
+				}
+				if _, ok := alive[string(s.ID)]; ok && s.Suffrage == raft.Nonvoter {
+					if err := n.raft.AddVoter(s.ID, s.Address, 0, 5*time.Second).Error(); err == nil {
+						voters++
+						lg.Info("promoted member to voter", "member", s.ID)
+					}
+				}
+			}
+		}
+	}
+
+	// (b) The recorded members.
+	cf = n.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return
+	}
+	state, _ := n.fsm.View()
+	var members []fsm.Member
+	eligible := []string{}
+	for _, s := range cf.Configuration().Servers {
+		id := string(s.ID)
+		m := state.Members[id]
+		m.ID, m.Voter, m.RaftAddr = id, s.Suffrage == raft.Voter, string(s.Address)
+		if g, ok := alive[id]; ok {
+			m.GossipAddr, m.HTTPAddr = g.gossip, g.meta.HTTP
+			m.Status = fsm.StatusAlive
+			if g.state == memberlist.StateSuspect {
+				m.Status = fsm.StatusSuspect
+			}
+			eligible = append(eligible, id)
+		} else if left[id] {
+			m.Status = fsm.StatusLeft
+		} else {
+			m.Status = fsm.StatusFailed
+		}
+		members = append(members, m)
+	}
+	sort.Slice(members, func(i, j int) bool { return members[i].ID < members[j].ID })
+	if !reflect.DeepEqual(members, state.MemberList()) {
+		if _, err := n.propose(n.ctx, fsm.Command{Kind: fsm.KindSetMembers, Members: members}); err != nil {
+			lg.Warn("recording members failed", "err", err)
+		}
+	}
+
+	// (c) The topic's partition count, (d) the assignment: only the moves.
+	count := n.kafkaStat.partitions()
+	if count < int32(len(state.Partitions)) {
+		count = int32(len(state.Partitions))
+	}
+	if count == 0 {
+		return
+	}
+	next := partitioner.Assign(state.Owners(), eligible, count)
+	moves := partitioner.Moves(state.Owners(), next)
+	if len(moves) == 0 && count == int32(len(state.Partitions)) {
+		return
+	}
+	a := &fsm.Assign{Partitions: count}
+	for _, mv := range moves {
+		a.Moves = append(a.Moves, fsm.Move{Partition: mv.Partition, Owner: mv.To})
+	}
+	if _, err := n.propose(n.ctx, fsm.Command{Kind: fsm.KindAssign, Assign: a}); err != nil {
+		lg.Warn("proposing assignment failed", "err", err)
+		return
+	}
+	lg.Info("rebalanced", "partitions", count, "moves", len(moves), "members", len(eligible))
+}
+
+// kafkaStatus is the node's latest view of the input topic.
+type kafkaStatus struct {
+	mu        sync.RWMutex
+	count     int32
+	ends      map[int32]int64
+	reachable bool
+	lastErr   string
+	updated   time.Time
+}
+
+func (k *kafkaStatus) partitions() int32 {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.count
+}
+
+func (k *kafkaStatus) endOffsets() (map[int32]int64, bool) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.ends, k.reachable
+}
+
+// watchKafka polls the topic's metadata and end offsets once a second, with
+// backoff and one log line per change of reachability while it cannot.
+func (n *Node) watchKafka() {
+	lg := n.log.With("subsystem", "kafka")
+	delay := time.Second
+	for {
+		ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
+		ends, err := n.admin.ListEndOffsets(ctx, n.cfg.Topic)
+		cancel()
+		if err == nil {
+			err = ends.Error()
+		}
+		n.kafkaStat.mu.Lock()
+		was := n.kafkaStat.reachable
+		if err != nil {
+			n.kafkaStat.reachable = false
+			n.kafkaStat.lastErr = err.Error()
+			if was || n.kafkaStat.updated.IsZero() {
+				lg.Warn("cannot read the topic from Kafka; retrying with backoff", "topic", n.cfg.Topic, "brokers", n.cfg.Brokers, "err", err)
+				n.kafkaStat.updated = time.Now()
+			}
+			delay = min(delay*2, 10*time.Second)
+		} else {
+			m := map[int32]int64{}
+			var count int32
+			ends.Each(func(o kadm.ListedOffset) {
+				m[o.Partition] = o.Offset
+				if o.Partition+1 > count {
+					count = o.Partition + 1
+				}
+			})
+			n.kafkaStat.ends, n.kafkaStat.count = m, count
+			n.kafkaStat.reachable, n.kafkaStat.lastErr, n.kafkaStat.updated = true, "", time.Now()
+			if !was {
+				lg.Info("reading topic", "topic", n.cfg.Topic, "partitions", count)
+			}
+			delay = time.Second
+		}
+		n.kafkaStat.mu.Unlock()
+		if err == nil {
+			n.metrics.observeLag(n.State(), n.kafkaStat.ends)
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+}
