@@ -55,8 +55,9 @@ type Node struct {
 	admin   *kadm.Client
 	metrics *metrics
 
-	http     *http.Server
-	httpAddr string
+	http       *http.Server
+	httpAddr   string
+	gossipAddr string // read once: memberlist's LocalNode is not safe to read later
 
 	events    chan struct{} // gossip changes, coalesced
 	commitCh  chan pendingBatch
@@ -195,6 +196,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		ln.Close()
 		return nil, err
 	}
+	n.gossipAddr = n.ml.LocalNode().Address()
 
 	kopts := append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.KafkaOpts...)
 	if n.kafka, err = kgo.NewClient(kopts...); err != nil {
@@ -225,7 +227,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goRun(n.commitLoop)
 	n.goRun(n.watchInCluster)
 	ok = true
-	lg.Info("node started", "raft", n.mux.Addr().String(), "gossip", n.ml.LocalNode().Address(), "http", n.httpAddr, "existing_state", hasState)
+	lg.Info("node started", "raft", n.mux.Addr().String(), "gossip", n.gossipAddr, "http", n.httpAddr, "existing_state", hasState)
 	return n, nil
 }
 
@@ -271,6 +273,9 @@ func (n *Node) startRaft() (hasState bool, err error) {
 	rc.SnapshotThreshold = 4096
 	rc.SnapshotInterval = 20 * time.Second
 	rc.TrailingLogs = 4096
+	// A removed node (reaped, or re-added under a new address) must stay
+	// able to be added again, so it keeps its Raft running.
+	rc.ShutdownOnRemove = false
 	hasState, err = raft.HasExistingState(n.bolt, n.bolt, snaps)
 	if err != nil {
 		return false, fmt.Errorf("--data-dir %s: read raft state: %w", cfg.DataDir, err)
@@ -394,7 +399,7 @@ func (n *Node) HTTPAddr() string { return n.httpAddr }
 func (n *Node) RaftAddr() string { return n.mux.Addr().String() }
 
 // GossipAddr returns the advertised gossip address.
-func (n *Node) GossipAddr() string { return n.ml.LocalNode().Address() }
+func (n *Node) GossipAddr() string { return n.gossipAddr }
 
 // IsLeader reports whether this node is the Raft leader.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }

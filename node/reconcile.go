@@ -72,6 +72,14 @@ func (n *Node) reconcile(failedSince map[string]time.Time) {
 		if known && string(s.Address) == m.meta.Raft {
 			continue
 		}
+		if known && m.id == n.cfg.ID {
+			// This leader came back at a new address: it cannot remove
+			// itself, so it hands leadership over and the next leader
+			// does the remove-then-add.
+			lg.Info("own address changed; transferring leadership", "old", s.Address, "new", m.meta.Raft)
+			_ = n.raft.LeadershipTransfer().Error()
+			return
+		}
 		if known {
 			// Same id, new address: remove, then add again below.
 			lg.Info("member changed address", "member", m.id, "old", s.Address, "new", m.meta.Raft)

@@ -1,0 +1,41 @@
+# Warden — build, test, lint, demo, bench.
+GO       ?= go
+BIN      := bin/warden
+PKGS     := ./...
+# Packages with concurrency run under the race detector in `make test`.
+RACE_PKGS := ./fsm ./transport ./partitioner ./broker ./node
+
+.PHONY: build test test-unit test-race test-e2e lint demo bench staticcheck clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/warden
+
+## test: everything CI runs: unit tests, race tests, the multi-process tests.
+test: build
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 10m ./fsm ./transport ./partitioner ./broker ./workload ./cmd/...
+	$(GO) test -count=1 -race -timeout 15m ./node
+	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m ./e2e
+
+test-race:
+	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
+
+lint: staticcheck
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)
+
+staticcheck:
+
+## demo: the embedded broker, a 3-node cluster and generated traffic; Ctrl-C stops it.
+demo: build
+	./$(BIN) demo
+
+## bench: benchmarks, and the failover figure (SIGKILL of real processes).
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./fsm ./partitioner
+	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench Failover -benchtime 1x -timeout 20m ./e2e
+
+clean:
+	rm -rf bin

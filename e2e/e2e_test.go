@@ -1,0 +1,314 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestProcesses_SIGKILLMidStreamLosesAndRepeatsNothing(t *testing.T) {
+	c := newProcCluster(t, 3, 12)
+	waitFor(t, 30*time.Second, "all 12 partitions owned", func() bool {
+		parts, err := c.partitions("n1")
+		if err != nil || len(parts) != 12 {
+			return false
+		}
+		for _, p := range parts {
+			if p.Owner == "" {
+				return false
+			}
+		}
+		return true
+	})
+	p := newProducer(t, c.broker, c.topic, 7)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 20; i++ {
+			p.produce(1000)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	// SIGKILL a follower that owns partitions, mid-stream, then restart it.
+	waitFor(t, 20*time.Second, "records committing", func() bool {
+		parts, err := c.partitions("n1")
+		if err != nil {
+			return false
+		}
+		var n int64
+		for _, p := range parts {
+			n += p.Records
+		}
+		return n > 2000
+	})
+	ci, err := c.clusterInfo("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := "n2"
+	if ci.Leader == victim {
+		victim = "n3"
+	}
+	c.killAgent(victim)
+	time.Sleep(500 * time.Millisecond)
+	c.startAgent(victim, 3)
+	<-done
+	p.produce(5000)
+
+	var why string
+	waitFor(t, 60*time.Second, "every partition's digest equal to the producer's", func() bool {
+		parts, err := c.partitions("n1")
+		if err != nil {
+			return false
+		}
+		var ok bool
+		ok, why = p.matches(parts)
+		return ok
+	})
+	// Every node serves the same figures.
+	for id := range c.specs {
+		waitFor(t, 20*time.Second, id+" agrees", func() bool {
+			parts, err := c.partitions(id)
+			if err != nil {
+				return false
+			}
+			ok, _ := p.matches(parts)
+			return ok
+		})
+	}
+	_ = why
+	// And `warden status` shows it the way an operator reads it.
+	out, err := exec.Command(wardenBin(t), "status", "--addr", "http://"+c.specs[victim].http).CombinedOutput()
+	if err != nil {
+		t.Fatalf("warden status: %v\n%s", err, out)
+	}
+	for _, want := range []string{"Leader: n", "COMMITTED-OFFSET", "LAG", "alive", "25000 records applied, total lag 0"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("status output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestProcesses_KcatTalksToTheEmbeddedBroker(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("kcat is not installed; .ci/run installs it")
+		}
+		t.Skip("kcat not installed (apt-get install kcat)")
+	}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	start := func() *proc {
+		return startProc(t, dir, "broker", "broker", "--listen", addr, "--data-dir", filepath.Join(dir, "data"), "--topic", "t", "--partitions", "3")
+	}
+	b := start()
+	kc := func(stdin string, args ...string) string {
+		cmd := exec.Command(kcat, append([]string{"-b", addr, "-t", "t"}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kcat %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	waitFor(t, 15*time.Second, "broker answering kcat metadata", func() bool {
+		out, err := exec.Command(kcat, "-b", addr, "-L", "-t", "t").CombinedOutput()
+		return err == nil && bytes.Contains(out, []byte("3 partitions"))
+	})
+	kc("10.0.0.1:line one\n10.0.0.2:line two\n10.0.0.1:line three\n", "-P", "-K:")
+	read := func() []string {
+		out := kc("", "-C", "-e", "-q", "-f", "%k=%s\n")
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		sort.Strings(lines)
+		return lines
+	}
+	want := "10.0.0.1=line one,10.0.0.1=line three,10.0.0.2=line two"
+	if got := strings.Join(read(), ","); got != want {
+		t.Fatalf("kcat read back %q, want %q", got, want)
+	}
+	// Records survive a broker restart on the same data dir.
+	_ = b.cmd.Process.Signal(os.Interrupt)
+	<-b.done
+	b = start()
+	defer b.kill()
+	waitFor(t, 15*time.Second, "broker back", func() bool {
+		out, err := exec.Command(kcat, "-b", addr, "-L", "-t", "t").CombinedOutput()
+		return err == nil && bytes.Contains(out, []byte("3 partitions"))
+	})
+	if got := strings.Join(read(), ","); got != want {
+		t.Fatalf("after restart kcat read %q, want %q", got, want)
+	}
+}
+
+func TestCLI_BadInputGivesOneClearLine(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "a-file")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"agent", "--id", "x", "--raft", freeAddr(t), "--gossip", freeAddr(t), "--http", freeAddr(t)}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"agent", "--frobnicate"}, "flag provided but not defined: -frobnicate"},
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"data dir is a file", append(base, "--data-dir", file), "is a file, not a directory"},
+		{"unwritable data dir", append(base, "--data-dir", "/proc/warden"), "--data-dir /proc/warden"},
+		{"malformed join", append(base, "--data-dir", filepath.Join(dir, "d1"), "--join", "nohost"), `--join: "nohost" is not host:port`},
+		{"bad port", append(base[:7], "--http", "127.0.0.1:99999", "--data-dir", filepath.Join(dir, "d2")), "--http"},
+		{"missing id", []string{"agent", "--data-dir", filepath.Join(dir, "d3")}, "--id is required"},
+		{"bad voters", append(base, "--data-dir", filepath.Join(dir, "d4"), "--voters", "4"), "--voters must be 1, 3 or 5"},
+		{"bad gossip key", append(base, "--data-dir", filepath.Join(dir, "d5"), "--gossip-key", "short"), "--gossip-key"},
+		{"broker without data dir", []string{"broker", "--listen", freeAddr(t)}, "--data-dir is required"},
+		{"ship missing file", []string{"ship", filepath.Join(dir, "nope.log")}, "cannot read"},
+		{"status unreachable", []string{"status", "--addr", "http://" + freeAddr(t)}, "cannot reach"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(wardenBin(t), tt.args...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			if err == nil {
+				t.Fatalf("exit 0 for %v", tt.args)
+			}
+			msg := strings.TrimSpace(stderr.String())
+			if strings.Count(msg, "\n") != 0 {
+				t.Errorf("want one line on stderr, got:\n%s", msg)
+			}
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("stderr %q lacks %q", msg, tt.want)
+			}
+			if strings.Contains(msg, "panic") || stdout.Len() > 0 {
+				t.Errorf("unexpected output: stdout %q stderr %q", stdout.String(), msg)
+			}
+		})
+	}
+}
+
+func TestProcesses_UnreachableJoinTargetKeepsNodeUpAndRetrying(t *testing.T) {
+	dir := t.TempDir()
+	http := freeAddr(t)
+	p := startProc(t, dir, "lonely", "agent", "--id", "lonely", "--data-dir", filepath.Join(dir, "d"), "--raft", freeAddr(t),
+		"--gossip", freeAddr(t), "--http", http, "--brokers", freeAddr(t), "--join", freeAddr(t))
+	defer p.kill()
+	waitFor(t, 10*time.Second, "healthz up", func() bool {
+		var v map[string]string
+		return getJSON("http://"+http+"/healthz", &v) == nil
+	})
+	// Not ready (no leader), yet up, retrying, and logging why.
+	resp, err := httpClient.Get("http://" + http + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("readyz = %d, want 503", resp.StatusCode)
+	}
+	waitFor(t, 10*time.Second, "a retry logged", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "lonely.log"))
+		return bytes.Count(b, []byte("cannot reach any join address")) >= 2
+	})
+	if !p.alive() {
+		t.Fatal("the node exited")
+	}
+}
+
+// BenchmarkFailover SIGKILLs a partition-owning follower ten times (and the
+// leader ten times) and reports how long its partitions take to commit
+// again on the other nodes: median and worst.
+func BenchmarkFailover(b *testing.B) {
+	for _, target := range []string{"follower", "leader"} {
+		b.Run(target, func(b *testing.B) {
+			c := newProcCluster(b, 3, 12)
+			pr := newProducer(b, c.broker, c.topic, 11)
+			stop := make(chan struct{})
+			go func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					pr.produce(200)
+					time.Sleep(20 * time.Millisecond)
+				}
+			}()
+			defer close(stop)
+			var times []time.Duration
+			for k := 0; k < 10; k++ {
+				observer, victim := pickVictim(b, c, target == "leader")
+				before, _ := c.partitions(observer)
+				start := time.Now()
+				c.killAgent(victim)
+				waitFor(b, 30*time.Second, "victim's partitions committing elsewhere", func() bool {
+					parts, err := c.partitions(observer)
+					if err != nil {
+						return false
+					}
+					for i, p := range parts {
+						if before[i].Owner == victim && (p.Owner == victim || p.Committed <= before[i].Committed) {
+							return false
+						}
+					}
+					return true
+				})
+				times = append(times, time.Since(start))
+				c.startAgent(victim, 3)
+				waitFor(b, 30*time.Second, "victim back and owning partitions", func() bool {
+					parts, err := c.partitions(observer)
+					if err != nil {
+						return false
+					}
+					for _, p := range parts {
+						if p.Owner == victim {
+							return true
+						}
+					}
+					return false
+				})
+			}
+			sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+			med, worst := times[len(times)/2], times[len(times)-1]
+			b.ReportMetric(med.Seconds(), "median-s")
+			b.ReportMetric(worst.Seconds(), "worst-s")
+			fmt.Printf("failover (%s SIGKILL, %d kills): median %.2fs, worst %.2fs, all %v\n", target, len(times), med.Seconds(), worst.Seconds(), times)
+		})
+	}
+}
+
+// pickVictim returns a live observer and a victim: the leader, or a
+// follower that owns partitions.
+func pickVictim(b *testing.B, c *procCluster, leader bool) (observer, victim string) {
+	var ci = struct{ Leader string }{}
+	waitFor(b, 30*time.Second, "a leader", func() bool {
+		for id := range c.agents {
+			info, err := c.clusterInfo(id)
+			if err == nil && info.Leader != "" {
+				ci.Leader = info.Leader
+				return true
+			}
+		}
+		return false
+	})
+	for id := range c.agents {
+		if leader && id == ci.Leader || !leader && id != ci.Leader && victim == "" {
+			victim = id
+		}
+	}
+	for id := range c.agents {
+		if id != victim {
+			observer = id
+		}
+	}
+	return observer, victim
+}
