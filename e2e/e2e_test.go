@@ -255,26 +255,31 @@ func BenchmarkFailover(b *testing.B) {
 					if err != nil {
 						return false
 					}
+					moved := 0
 					for i, p := range parts {
-						if before[i].Owner == victim && (p.Owner == victim || p.Committed <= before[i].Committed) {
+						if before[i].Owner != victim {
+							continue
+						}
+						// Recovered: owned elsewhere under a new epoch, and committing.
+						if p.Owner == victim || p.Owner == "" || p.Epoch <= before[i].Epoch || p.Committed <= before[i].Committed {
 							return false
 						}
+						moved++
 					}
-					return true
+					return moved > 0
 				})
 				times = append(times, time.Since(start))
 				c.startAgent(victim, 3)
-				waitFor(b, 30*time.Second, "victim back and owning partitions", func() bool {
+				waitFor(b, 30*time.Second, "victim back and the cluster rebalanced", func() bool {
 					parts, err := c.partitions(observer)
 					if err != nil {
 						return false
 					}
+					owned := map[string]int{}
 					for _, p := range parts {
-						if p.Owner == victim {
-							return true
-						}
+						owned[p.Owner]++
 					}
-					return false
+					return owned["n1"] == 4 && owned["n2"] == 4 && owned["n3"] == 4
 				})
 			}
 			sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
