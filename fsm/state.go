@@ -27,17 +27,16 @@ type Member struct {
 	GossipAddr string `json:"gossip_addr"`
 	HTTPAddr   string `json:"http_addr"`
 	// Status is the gossip view when the leader last recorded it:
-	// "alive", "suspect", "failed" or "left".
+	// "alive", "failed" or "left".
 	Status string `json:"status"`
 	Voter  bool   `json:"voter"`
 }
 
 // Member statuses.
 const (
-	StatusAlive   = "alive"
-	StatusSuspect = "suspect"
-	StatusFailed  = "failed"
-	StatusLeft    = "left"
+	StatusAlive  = "alive"
+	StatusFailed = "failed"
+	StatusLeft   = "left"
 )
 
 // Digest is the integrity summary of the records a partition has applied:

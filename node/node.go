@@ -96,11 +96,15 @@ func (d *metaDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil 
 func (d *metaDelegate) LocalState(join bool) []byte                { return nil }
 func (d *metaDelegate) MergeRemoteState(buf []byte, join bool)     {}
 
-// eventDelegate wakes the reconciler on every gossip change and remembers
-// which nodes left on purpose (memberlist forgets them from Members()).
+// eventDelegate wakes the reconciler on every gossip change and keeps its
+// own copy of the live members. memberlist calls it under its state lock, so
+// copying here is safe, whereas the nodes Members() returns are shared with
+// memberlist and change under the reader.
 type eventDelegate struct {
 	ch   chan struct{}
 	mu   sync.Mutex
+	live map[string]gossipMember
+	// left remembers nodes that said goodbye (as opposed to failing).
 	left map[string]bool
 }
 
@@ -111,15 +115,25 @@ func (e *eventDelegate) signal() {
 	}
 }
 
+func (e *eventDelegate) record(m *memberlist.Node) {
+	var meta nodeMeta
+	if err := json.Unmarshal(m.Meta, &meta); err != nil || meta.Raft == "" {
+		return
+	}
+	e.live[m.Name] = gossipMember{id: m.Name, gossip: m.Address(), meta: meta}
+}
+
 func (e *eventDelegate) NotifyJoin(m *memberlist.Node) {
 	e.mu.Lock()
 	delete(e.left, m.Name)
+	e.record(m)
 	e.mu.Unlock()
 	e.signal()
 }
 
 func (e *eventDelegate) NotifyLeave(m *memberlist.Node) {
 	e.mu.Lock()
+	delete(e.live, m.Name)
 	if m.State == memberlist.StateLeft {
 		e.left[m.Name] = true
 	}
@@ -127,7 +141,12 @@ func (e *eventDelegate) NotifyLeave(m *memberlist.Node) {
 	e.signal()
 }
 
-func (e *eventDelegate) NotifyUpdate(*memberlist.Node) { e.signal() }
+func (e *eventDelegate) NotifyUpdate(m *memberlist.Node) {
+	e.mu.Lock()
+	e.record(m)
+	e.mu.Unlock()
+	e.signal()
+}
 
 func (e *eventDelegate) leftNodes() map[string]bool {
 	e.mu.Lock()
@@ -189,7 +208,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	gc := transport.DefaultGossipConfig()
 	gc.Name, gc.Bind, gc.Key = cfg.ID, cfg.GossipAddr, cfg.GossipKey
 	gc.ProbeInterval = cfg.GossipProbeInterval
-	n.gev = &eventDelegate{ch: n.events, left: map[string]bool{}}
+	n.gev = &eventDelegate{ch: n.events, live: map[string]gossipMember{}, left: map[string]bool{}}
 	gc.Delegate, gc.Events = n.meta, n.gev
 	gc.Logger = lg.With("subsystem", "gossip")
 	if n.ml, err = transport.NewMemberlist(gc); err != nil {
@@ -291,18 +310,16 @@ func (n *Node) startRaft() (hasState bool, err error) {
 type gossipMember struct {
 	id, gossip string
 	meta       nodeMeta
-	state      memberlist.NodeStateType
 }
 
+// gossipMembers returns the live members, sorted by id.
 func (n *Node) gossipMembers() []gossipMember {
-	var out []gossipMember
-	for _, m := range n.ml.Members() {
-		var meta nodeMeta
-		if err := json.Unmarshal(m.Meta, &meta); err != nil || meta.Raft == "" {
-			continue
-		}
-		out = append(out, gossipMember{id: m.Name, gossip: m.Address(), meta: meta, state: m.State})
+	n.gev.mu.Lock()
+	out := make([]gossipMember, 0, len(n.gev.live))
+	for _, m := range n.gev.live {
+		out = append(out, m)
 	}
+	n.gev.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out
 }

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 	"github.com/twmb/franz-go/pkg/kadm"
 
@@ -175,9 +174,6 @@ func (n *Node) reconcile(failedSince map[string]time.Time) {
 		if g, ok := alive[id]; ok {
 			m.GossipAddr, m.HTTPAddr = g.gossip, g.meta.HTTP
 			m.Status = fsm.StatusAlive
-			if g.state == memberlist.StateSuspect {
-				m.Status = fsm.StatusSuspect
-			}
 			eligible = append(eligible, id)
 		} else if left[id] {
 			m.Status = fsm.StatusLeft
