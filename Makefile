@@ -5,7 +5,7 @@ PKGS     := ./...
 # Packages with concurrency run under the race detector in `make test`.
 RACE_PKGS := ./fsm ./transport ./partitioner ./broker ./node
 
-.PHONY: build test test-unit test-race test-e2e lint demo bench staticcheck clean
+.PHONY: build test test-unit test-race test-e2e lint demo bench clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/warden
@@ -20,13 +20,12 @@ test: build
 test-race:
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
 
-lint: staticcheck
+lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
-staticcheck:
 
 ## demo: the embedded broker, a 3-node cluster and generated traffic; Ctrl-C stops it.
 demo: build

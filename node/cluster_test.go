@@ -86,15 +86,6 @@ func (c *cluster) kill(id string) {
 	n.Kill()
 }
 
-func (c *cluster) any() *Node {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, n := range c.nodes {
-		return n
-	}
-	return nil
-}
-
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
