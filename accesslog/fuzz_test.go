@@ -1,0 +1,54 @@
+package accesslog
+
+import (
+	"errors"
+	"testing"
+)
+
+// fuzzFormat checks that no input panics, that every error is a
+// malformed-line error, and that an accepted line has a sane time and status.
+func fuzzFormat(f *testing.F, spec string) {
+	format := mustLookup(f, spec)
+	f.Add([]byte(benchLines[spec]))
+	f.Add([]byte(""))
+	f.Add([]byte("\x00\xff\"[]{}"))
+	f.Add([]byte(`1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET /\" HTTP/1.1" 200 - "-" "\\"`))
+	f.Add([]byte(`{"time":"2015-05-17T10:05:03Z","status":200,"request":"\ud83d\ude00 \u00"}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		var e Entry
+		err := format.Parse(line, &e)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		if e.Status != 0 && (e.Status < 100 || e.Status > 999) {
+			t.Fatalf("status %d accepted", e.Status)
+		}
+		if e.Bytes < 0 {
+			t.Fatalf("negative bytes %d", e.Bytes)
+		}
+	})
+}
+
+func FuzzCommon(f *testing.F)         { fuzzFormat(f, "common") }
+func FuzzCombined(f *testing.F)       { fuzzFormat(f, "combined") }
+func FuzzVhostCombined(f *testing.F)  { fuzzFormat(f, "vhost_combined") }
+func FuzzNginxCombined(f *testing.F)  { fuzzFormat(f, "nginx_combined") }
+func FuzzJSON(f *testing.F)           { fuzzFormat(f, "json") }
+func FuzzSyslogCombined(f *testing.F) { fuzzFormat(f, "syslog+combined") }
+func FuzzCustom(f *testing.F) {
+	fuzzFormat(f, `%a %{%Y-%m-%dT%H:%M:%S}t%{%z}t "%r" %>s %B %D "%{User-agent}i"`)
+}
+
+// FuzzDetect checks that detection never panics on any sample.
+func FuzzDetect(f *testing.F) {
+	f.Add([]byte(benchLines["combined"]), []byte(benchLines["json"]))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		d, err := Detect([][]byte{a, b})
+		if err == nil && d.Matched == 0 {
+			t.Fatal("detected a format that parsed nothing")
+		}
+	})
+}
