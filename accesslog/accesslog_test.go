@@ -247,3 +247,25 @@ func TestParseDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+func TestAuto(t *testing.T) {
+	f := mustLookup(t, "auto")
+	lines := map[string]int{
+		`a.example:80 1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET / HTTP/1.1" 200 1 "-" "ua"`: 80,
+		`1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET / HTTP/1.1" 200 1 "-" "ua" 10 20`:        0,
+		`{"remote_addr":"1.2.3.4","time":"2015-05-17T10:05:03Z","status":200}`:                  0,
+	}
+	for l, port := range lines {
+		var e Entry
+		if err := f.Parse([]byte(l), &e); err != nil || string(e.Client) != "1.2.3.4" || e.Port != port {
+			t.Errorf("auto %q: err %v client %q port %d", l, err, e.Client, e.Port)
+		}
+	}
+	var e Entry
+	if err := f.Parse([]byte(`1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET / HTTP/1.1" 200 1 "-" "ua" 10 20`), &e); err != nil || e.BytesIn != 10 {
+		t.Errorf("combinedio line: err %v bytes in %d", err, e.BytesIn)
+	}
+	if err := f.Parse([]byte("nonsense"), &e); !errors.Is(err, ErrMalformed) {
+		t.Errorf("auto nonsense: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package accesslog
 import "testing"
 
 var benchLines = map[string]string{
+	"auto":            `83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET /presentations/logstash-monitorama-2013/images/kibana-search.png HTTP/1.1" 200 203023 "http://semicomplete.com/presentations/logstash-monitorama-2013/" "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/32.0.1700.77 Safari/537.36"`,
 	"common":          `83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET /presentations/logstash-monitorama-2013/images/kibana-search.png HTTP/1.1" 200 203023`,
 	"combined":        `83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET /presentations/logstash-monitorama-2013/images/kibana-search.png HTTP/1.1" 200 203023 "http://semicomplete.com/presentations/logstash-monitorama-2013/" "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/32.0.1700.77 Safari/537.36"`,
 	"vhost_combined":  `semicomplete.com:443 83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET /presentations/logstash-monitorama-2013/images/kibana-search.png HTTP/1.1" 200 203023 "http://semicomplete.com/presentations/logstash-monitorama-2013/" "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/32.0.1700.77 Safari/537.36"`,
@@ -34,3 +35,5 @@ func BenchmarkParseSyslog(b *testing.B)        { benchFormat(b, "syslog+combined
 func BenchmarkParseCustom(b *testing.B) {
 	benchFormat(b, `%a %{%Y-%m-%dT%H:%M:%S}t%{%z}t "%r" %>s %B %D "%{User-agent}i"`)
 }
+
+func BenchmarkParseAuto(b *testing.B) { benchFormat(b, "auto") }

@@ -56,6 +56,7 @@ type Format struct {
 	syslog bool         // lines carry a syslog prefix to strip first
 	// precedence when a format logs a value twice
 	hasA, hasFinal, hasB, hasVHost bool
+	auto                           []*Format // "auto": each line by the first of these that reads it
 	// MaxLine is the longest line accepted; longer ones are malformed.
 	MaxLine int
 }
@@ -93,6 +94,26 @@ var Presets = map[string]string{
 	"nginx_vhost_combined": `%v %a - %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i"`,
 }
 
+// Auto returns the format that reads each line by itself with the first
+// candidate of auto-detection that reads the whole line (or, failing that,
+// the first that reads it with extra fields after the last one). Unlike
+// Detect, which fixes one format from a sample, it suits streams that mix
+// formats, and it is still a pure function of the line.
+func Auto() *Format {
+	f := &Format{name: "auto", MaxLine: MaxLineBytes}
+	for _, syslog := range []string{"", "syslog+"} {
+		for _, n := range autoOrder {
+			c, _ := Lookup(syslog + n)
+			f.auto = append(f.auto, c)
+		}
+	}
+	return f
+}
+
+// autoOrder puts the common case early: a failing candidate costs little
+// when it fails in its first fields.
+var autoOrder = []string{"vhost_combined", "nginx_vhost_combined", "combined", "combinedio", "common", "json"}
+
 // PresetNames lists the presets in a stable order for help texts.
 var PresetNames = []string{"common", "combined", "combinedio", "vhost_combined", "nginx_combined", "nginx_vhost_combined", "json"}
 
@@ -104,6 +125,9 @@ func Lookup(spec string) (*Format, error) {
 	spec = strings.TrimSpace(spec)
 	if spec == "" {
 		return nil, fmt.Errorf("empty log format")
+	}
+	if spec == "auto" {
+		return Auto(), nil
 	}
 	if rest, ok := strings.CutPrefix(spec, "syslog+"); ok {
 		f, err := Lookup(rest)

@@ -52,3 +52,5 @@ func FuzzDetect(f *testing.F) {
 		}
 	})
 }
+
+func FuzzAuto(f *testing.F) { fuzzFormat(f, "auto") }

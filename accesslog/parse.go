@@ -17,6 +17,9 @@ func (f *Format) Parse(line []byte, e *Entry) error {
 // parse also reports how many bytes followed the last field (separated by a
 // space), which auto-detection uses to prefer the format that reads the most.
 func (f *Format) parse(line []byte, e *Entry) (int, error) {
+	if f.auto != nil {
+		return f.parseAuto(line, e)
+	}
 	e.Reset()
 	line = trimEOL(line)
 	if len(line) == 0 {
@@ -438,4 +441,31 @@ func stripSyslog(b []byte) ([]byte, bool) {
 	}
 	rest := b[i+sp+1:]
 	return rest, len(rest) > 0
+}
+
+func (f *Format) parseAuto(line []byte, e *Entry) (int, error) {
+	var firstErr error
+	fallback := -1
+	for i, c := range f.auto {
+		n, err := c.parse(line, e)
+		if err == nil {
+			if n == 0 {
+				return 0, nil
+			}
+			if fallback < 0 {
+				fallback = i
+			}
+			continue
+		}
+		if firstErr == nil || firstErr == ErrNoSyslog {
+			firstErr = err
+		}
+		if err == ErrEmpty || err == ErrTooLong || err == ErrBadEncoding {
+			return 0, err
+		}
+	}
+	if fallback >= 0 {
+		return f.auto[fallback].parse(line, e)
+	}
+	return 0, firstErr
 }
