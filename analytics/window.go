@@ -1,0 +1,242 @@
+// Package analytics folds parsed access-log entries into per-minute load
+// windows that merge deterministically: counters are sums, distinct client
+// IPs a HyperLogLog (registers merge by max), response times a DDSketch
+// (bucket counts add up), top lists exact counts. So the result of merging
+// any partition of the records, in any order, is the same.
+package analytics
+
+import (
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/DataDog/sketches-go/ddsketch"
+	"github.com/axiomhq/hyperloglog"
+
+	"github.com/wardenhq/warden/accesslog"
+)
+
+// WindowSeconds is the width of one window of event time.
+const WindowSeconds = 60
+
+// MaxKeyBytes bounds a counted key (a path, a user agent...): longer keys are
+// cut at a character boundary, so one attacker cannot make a key of 64 KiB.
+const MaxKeyBytes = 256
+
+// latencyAccuracy is the DDSketch relative accuracy of the quantiles.
+const latencyAccuracy = 0.01
+
+// Window holds the figures of one minute of event time.
+type Window struct {
+	Start      int64  // Unix seconds, a multiple of WindowSeconds
+	Requests   int64  //
+	Bytes      int64  // response bytes
+	Status     Counts // by status code ("200")
+	Methods    Counts // GET, POST, ... OTHER for unknown, "-" for none
+	Paths      Counts // request path without the query string
+	NotFound   Counts // paths answered 404
+	Clients    Counts // requests per client address
+	UserAgents Counts
+	Referrers  Counts
+	// Latency: requests with a logged duration, their maximum (µs), and a
+	// sketch of their distribution in microseconds.
+	LatencyCount int64
+	LatencyMaxUs int64
+	latency      *ddsketch.DDSketch
+	// ips counts distinct clients; only windows held by a Store have it.
+	ips *hyperloglog.Sketch
+}
+
+func newWindow(start int64) *Window { return &Window{Start: start} }
+
+var knownMethods = map[string]string{}
+
+func init() {
+	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+		"PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "SEARCH", "PURGE"} {
+		knownMethods[m] = m
+	}
+}
+
+// key cuts k to MaxKeyBytes at a character boundary; an empty key is "-".
+func key(k []byte) []byte {
+	if len(k) == 0 {
+		return dashKey
+	}
+	if len(k) <= MaxKeyBytes {
+		return k
+	}
+	n := MaxKeyBytes
+	for n > 0 && !utf8.RuneStart(k[n]) {
+		n--
+	}
+	return k[:n]
+}
+
+var dashKey = []byte("-")
+
+func (w *Window) add(e *accesslog.Entry) {
+	w.Requests++
+	w.Bytes += e.Bytes
+	w.Status.AddString(statusKey(e.Status), 1)
+	if len(e.Method) == 0 {
+		w.Methods.AddString("-", 1)
+	} else if m, ok := knownMethods[string(e.Method)]; ok {
+		w.Methods.AddString(m, 1)
+	} else {
+		w.Methods.AddString("OTHER", 1)
+	}
+	p := key(e.Path)
+	w.Paths.Add(p, 1)
+	if e.Status == 404 {
+		w.NotFound.Add(p, 1)
+	}
+	w.Clients.Add(key(e.Client), 1)
+	if len(e.UserAgent) > 0 {
+		w.UserAgents.Add(key(e.UserAgent), 1)
+	}
+	if len(e.Referer) > 0 {
+		w.Referrers.Add(key(e.Referer), 1)
+	}
+	if e.Duration >= 0 {
+		if w.latency == nil {
+			w.latency = newSketch()
+		}
+		_ = w.latency.Add(float64(e.Duration))
+		w.LatencyCount++
+		w.LatencyMaxUs = max(w.LatencyMaxUs, e.Duration)
+	}
+}
+
+var statusKeys [1000]string
+
+func init() {
+	for i := range statusKeys {
+		statusKeys[i] = fmt.Sprintf("%03d", i)
+	}
+}
+
+func statusKey(s int) string {
+	if s >= 0 && s < len(statusKeys) {
+		return statusKeys[s]
+	}
+	return "000"
+}
+
+func newSketch() *ddsketch.DDSketch {
+	s, err := ddsketch.LogUnboundedDenseDDSketch(latencyAccuracy)
+	if err != nil {
+		panic(err) // a constant accuracy: cannot fail
+	}
+	return s
+}
+
+func newHLL() *hyperloglog.Sketch {
+	// Dense registers only: the sparse form converts at thresholds that
+	// depend on insertion order, and the estimate must not.
+	return hyperloglog.NewNoSparse()
+}
+
+// merge adds o into w. When w carries a HyperLogLog, o's clients go into it.
+func (w *Window) merge(o *Window) error {
+	w.Requests += o.Requests
+	w.Bytes += o.Bytes
+	w.Status.Merge(&o.Status)
+	w.Methods.Merge(&o.Methods)
+	w.Paths.Merge(&o.Paths)
+	w.NotFound.Merge(&o.NotFound)
+	w.Clients.Merge(&o.Clients)
+	w.UserAgents.Merge(&o.UserAgents)
+	w.Referrers.Merge(&o.Referrers)
+	if o.latency != nil {
+		if w.latency == nil {
+			w.latency = newSketch()
+		}
+		if err := w.latency.MergeWith(o.latency); err != nil {
+			return fmt.Errorf("merge latency: %w", err)
+		}
+	}
+	w.LatencyCount += o.LatencyCount
+	w.LatencyMaxUs = max(w.LatencyMaxUs, o.LatencyMaxUs)
+	if w.ips != nil {
+		if o.ips != nil {
+			if err := w.ips.Merge(o.ips); err != nil {
+				return fmt.Errorf("merge distinct clients: %w", err)
+			}
+		} else {
+			o.Clients.Each(func(k string, _ int64) { w.ips.Insert([]byte(k)) })
+		}
+	}
+	return nil
+}
+
+// track gives w its distinct-client sketch, built from its clients.
+func (w *Window) track() {
+	if w.ips != nil {
+		return
+	}
+	w.ips = newHLL()
+	w.Clients.Each(func(k string, _ int64) { w.ips.Insert([]byte(k)) })
+}
+
+// wireWindow is a Window as JSON (Raft deltas and snapshots).
+type wireWindow struct {
+	Start        int64   `json:"t"`
+	Requests     int64   `json:"n"`
+	Bytes        int64   `json:"b"`
+	Status       *Counts `json:"s"`
+	Methods      *Counts `json:"m"`
+	Paths        *Counts `json:"p"`
+	NotFound     *Counts `json:"nf"`
+	Clients      *Counts `json:"c"`
+	UserAgents   *Counts `json:"ua"`
+	Referrers    *Counts `json:"r"`
+	LatencyCount int64   `json:"lc,omitempty"`
+	LatencyMaxUs int64   `json:"lm,omitempty"`
+	Latency      []byte  `json:"l,omitempty"`
+	IPs          []byte  `json:"h,omitempty"`
+}
+
+// MarshalJSON encodes the window with its sketches.
+func (w *Window) MarshalJSON() ([]byte, error) {
+	ww := wireWindow{Start: w.Start, Requests: w.Requests, Bytes: w.Bytes,
+		Status: &w.Status, Methods: &w.Methods, Paths: &w.Paths, NotFound: &w.NotFound,
+		Clients: &w.Clients, UserAgents: &w.UserAgents, Referrers: &w.Referrers,
+		LatencyCount: w.LatencyCount, LatencyMaxUs: w.LatencyMaxUs}
+	if w.latency != nil {
+		w.latency.Encode(&ww.Latency, false)
+	}
+	if w.ips != nil {
+		b, err := w.ips.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		ww.IPs = b
+	}
+	return json.Marshal(ww)
+}
+
+// UnmarshalJSON decodes what MarshalJSON wrote.
+func (w *Window) UnmarshalJSON(data []byte) error {
+	*w = Window{}
+	ww := wireWindow{Status: &w.Status, Methods: &w.Methods, Paths: &w.Paths, NotFound: &w.NotFound,
+		Clients: &w.Clients, UserAgents: &w.UserAgents, Referrers: &w.Referrers}
+	if err := json.Unmarshal(data, &ww); err != nil {
+		return err
+	}
+	w.Start, w.Requests, w.Bytes = ww.Start, ww.Requests, ww.Bytes
+	w.LatencyCount, w.LatencyMaxUs = ww.LatencyCount, ww.LatencyMaxUs
+	if len(ww.Latency) > 0 {
+		w.latency = newSketch()
+		if err := w.latency.DecodeAndMergeWith(ww.Latency); err != nil {
+			return fmt.Errorf("decode latency sketch: %w", err)
+		}
+	}
+	if len(ww.IPs) > 0 {
+		w.ips = newHLL()
+		if err := w.ips.UnmarshalBinary(ww.IPs); err != nil {
+			return fmt.Errorf("decode distinct clients: %w", err)
+		}
+	}
+	return nil
+}
