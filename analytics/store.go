@@ -14,7 +14,7 @@ import (
 type Config struct {
 	// Retention is how much event time, back from the newest window, is
 	// kept. Requests older than that are counted as expired, not dropped
-	// silently. It bounds the Store's memory.
+	// silently. It bounds the Store's memory. Zero keeps everything.
 	Retention time.Duration
 }
 
@@ -23,8 +23,8 @@ func DefaultConfig() Config { return Config{Retention: 24 * time.Hour} }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	if c.Retention < WindowSeconds*time.Second {
-		return fmt.Errorf("retention %v is shorter than one window (1m)", c.Retention)
+	if c.Retention != 0 && c.Retention < WindowSeconds*time.Second {
+		return fmt.Errorf("retention %v is shorter than one window (1m); 0 keeps everything", c.Retention)
 	}
 	return nil
 }
@@ -46,6 +46,13 @@ func NewStore(cfg Config) *Store {
 	return &Store{cfg: cfg, windows: make(map[int64]*Window), newest: math.MinInt64}
 }
 
+// SetRetention changes the retention; windows now outside it expire at the
+// next Merge.
+func (s *Store) SetRetention(d time.Duration) { s.cfg.Retention = d }
+
+// Retention is the configured retention.
+func (s *Store) Retention() time.Duration { return s.cfg.Retention }
+
 // Malformed is the number of lines that did not parse, in all time.
 func (s *Store) Malformed() int64 { return s.malformed }
 
@@ -53,7 +60,7 @@ func (s *Store) Malformed() int64 { return s.malformed }
 func (s *Store) Windows() int { return len(s.windows) }
 
 func (s *Store) horizon() int64 {
-	if s.newest == math.MinInt64 {
+	if s.newest == math.MinInt64 || s.cfg.Retention <= 0 {
 		return math.MinInt64
 	}
 	return s.newest - int64(s.cfg.Retention/time.Second) + WindowSeconds

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/wardenhq/warden/fsm"
@@ -121,12 +122,19 @@ type procCluster struct {
 	bproc  *proc
 	specs  map[string]agentSpec
 	agents map[string]*proc
+	// extra holds more agent flags per node id, set before the agents start.
+	extra map[string][]string
 }
 
 func newProcCluster(tb testing.TB, nodes int, partitions int) *procCluster {
+	return newProcClusterWith(tb, nodes, partitions, nil)
+}
+
+// newProcClusterWith starts a cluster whose agents get extra flags by id.
+func newProcClusterWith(tb testing.TB, nodes int, partitions int, extra map[string][]string) *procCluster {
 	tb.Helper()
 	dir := tb.TempDir()
-	c := &procCluster{tb: tb, dir: dir, broker: freeAddr(tb), topic: "access-logs", specs: map[string]agentSpec{}, agents: map[string]*proc{}}
+	c := &procCluster{tb: tb, dir: dir, broker: freeAddr(tb), topic: "access-logs", specs: map[string]agentSpec{}, agents: map[string]*proc{}, extra: extra}
 	c.bproc = startProc(tb, dir, "broker", "broker", "--listen", c.broker, "--data-dir", filepath.Join(dir, "broker"),
 		"--topic", c.topic, "--partitions", strconv.Itoa(partitions))
 	tb.Cleanup(func() {
@@ -183,6 +191,7 @@ func (c *procCluster) startAgent(id string, expect int) {
 	} else if len(c.specs) > 1 {
 		args = append(args, "--join", c.specs["n2"].gossip)
 	}
+	args = append(args, c.extra[id]...)
 	c.agents[id] = startProc(c.tb, c.dir, id, args...)
 }
 
@@ -247,6 +256,61 @@ func newProducer(tb testing.TB, broker, topic string, seed uint64) *producer {
 	tb.Cleanup(cl.Close)
 	return &producer{cl: cl, gen: workload.New(seed, 200, time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)),
 		digests: map[int32]fsm.Digest{}, ends: map[int32]int64{}}
+}
+
+// produceRaw sends one record as is (for lines that do not parse).
+func (p *producer) produceRaw(key, value string) {
+	res := p.cl.ProduceSync(context.Background(), &kgo.Record{Key: []byte(key), Value: []byte(value)})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r, err := res.First()
+	if err != nil {
+		p.err = err
+		return
+	}
+	d := p.digests[r.Partition]
+	d.AddRecord(r.Partition, r.Offset, r.Value)
+	p.digests[r.Partition] = d
+	p.ends[r.Partition] = max(p.ends[r.Partition], r.Offset+1)
+}
+
+// readTopic reads every record of topic, per partition in offset order.
+func readTopic(tb testing.TB, broker, topic string) map[int32][]*kgo.Record {
+	tb.Helper()
+	adm, err := kgo.NewClient(kgo.SeedBrokers(broker))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ends, err := kadm.NewClient(adm).ListEndOffsets(context.Background(), topic)
+	adm.Close()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	want := map[int32]int64{}
+	var total int64
+	ends.Each(func(o kadm.ListedOffset) { want[o.Partition] = o.Offset; total += o.Offset })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	out := map[int32][]*kgo.Record{}
+	var got int64
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for got < total {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			tb.Fatalf("read %s: %d of %d records", topic, got, total)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset < want[r.Partition] {
+				out[r.Partition] = append(out[r.Partition], r)
+				got++
+			}
+		})
+	}
+	return out
 }
 
 func (p *producer) produce(n int) {

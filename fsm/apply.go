@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/wardenhq/warden/analytics"
 )
 
 // Sentinel errors: why a batch was rejected. A worker that gets one of them
@@ -66,6 +69,7 @@ const (
 	KindAssign     Kind = "assign"
 	KindCommit     Kind = "commit"
 	KindReset      Kind = "reset_offset"
+	KindConfigure  Kind = "configure"
 )
 
 // Command is one entry of the replicated log. Exactly one body is set,
@@ -76,6 +80,7 @@ type Command struct {
 	Assign  *Assign     `json:"assign,omitempty"`
 	Commit  []Batch     `json:"commit,omitempty"`
 	Reset   *ResetBatch `json:"reset,omitempty"`
+	Config  *Config     `json:"config,omitempty"`
 }
 
 // Assign grows the partition table to Partitions (it never shrinks) and
@@ -100,6 +105,10 @@ type Batch struct {
 	From      int64  `json:"from"`
 	Until     int64  `json:"until"`
 	Delta     Digest `json:"delta"`
+	// Analytics is the load figures of the batch's records.
+	Analytics *analytics.Aggregate `json:"analytics,omitempty"`
+	// Malformed is the batch's records that did not parse.
+	Malformed []BadRecord `json:"malformed,omitempty"`
 }
 
 // ResetBatch moves a partition's committed offset (replay or skip) and bumps
@@ -171,6 +180,21 @@ func Apply(s *State, cmd Command) Result {
 		s.Partitions[p].Committed = cmd.Reset.Offset
 		s.Partitions[p].Epoch++
 		return Result{}
+	case KindConfigure:
+		if cmd.Config == nil {
+			return Result{Err: "configure without body"}
+		}
+		ret, err := time.ParseDuration(cmd.Config.Retention)
+		if err != nil {
+			return Result{Err: fmt.Sprintf("configure: retention: %v", err)}
+		}
+		if err := (analytics.Config{Retention: ret}).Validate(); err != nil {
+			return Result{Err: fmt.Sprintf("configure: %v", err)}
+		}
+		c := *cmd.Config
+		s.Config = &c
+		s.Analytics.SetRetention(ret)
+		return Result{}
 	default:
 		return Result{Err: fmt.Sprintf("unknown command kind %q", cmd.Kind)}
 	}
@@ -214,6 +238,17 @@ func applyBatch(s *State, b Batch) error {
 	p.Committed = b.Until
 	p.Commits++
 	p.Digest.Add(b.Delta)
+	if b.Analytics != nil {
+		// Merge only fails on sketches of another precision, which no
+		// Warden writes; the offsets have moved either way.
+		_ = s.Analytics.Merge(b.Analytics)
+	}
+	if len(b.Malformed) > 0 {
+		s.Malformed = append(s.Malformed, b.Malformed...)
+		if over := len(s.Malformed) - MaxMalformedSample; over > 0 {
+			s.Malformed = append(s.Malformed[:0:0], s.Malformed[over:]...)
+		}
+	}
 	return nil
 }
 

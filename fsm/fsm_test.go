@@ -2,13 +2,18 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/wardenhq/warden/accesslog"
+	"github.com/wardenhq/warden/analytics"
 )
 
 // assigned returns a state with partitions 0..n-1 owned round-robin by owners.
@@ -148,7 +153,7 @@ func TestApply_UnknownKind(t *testing.T) {
 	if res := Apply(s, Command{Kind: "nope"}); res.Err == "" {
 		t.Fatal("unknown kind accepted")
 	}
-	if !reflect.DeepEqual(s, before) {
+	if !reflect.DeepEqual(s.Clone(), before) {
 		t.Fatal("unknown kind changed state")
 	}
 }
@@ -231,7 +236,7 @@ func TestReplay_RecordedLogGivesSameState(t *testing.T) {
 		t.Fatalf("applied index %d", applied)
 	}
 	replayed := Replay("t", cmds)
-	if !reflect.DeepEqual(live, replayed) {
+	if !reflect.DeepEqual(live, replayed.Clone()) {
 		t.Fatalf("replay differs from live state")
 	}
 	var total int64
@@ -309,5 +314,51 @@ func TestFSM_UndecodableEntryChangesNothing(t *testing.T) {
 	}
 	if f.AppliedIndex() != 7 {
 		t.Fatalf("applied index %d", f.AppliedIndex())
+	}
+}
+
+func TestCommit_AnalyticsOnlyWithAcceptedBatches(t *testing.T) {
+	s := NewState("t")
+	Apply(s, Command{Kind: KindConfigure, Config: &Config{LogFormat: "combined", Retention: "1h"}})
+	Apply(s, Command{Kind: KindAssign, Assign: &Assign{Partitions: 1, Moves: []Move{{Partition: 0, Owner: "n1"}}}})
+	delta := func(n int) *analytics.Aggregate {
+		a := analytics.NewAggregate()
+		for i := 0; i < n; i++ {
+			e := accesslog.Entry{Time: int64(1_700_000_000+i) * 1e9, Client: []byte("10.0.0.1"), Path: []byte("/"), Status: 200, Bytes: 10, Duration: -1}
+			a.Add(&e)
+		}
+		a.AddMalformed()
+		return a
+	}
+	bad := []BadRecord{{Partition: 0, Offset: 3, Reason: "bad timestamp", Line: "x"}}
+	res := Apply(s, Command{Kind: KindCommit, Commit: []Batch{
+		{Node: "n1", Partition: 0, Epoch: 1, From: 0, Until: 4, Analytics: delta(3), Malformed: bad},
+		{Node: "n1", Partition: 0, Epoch: 1, From: 0, Until: 4, Analytics: delta(3), Malformed: bad}, // duplicate
+		{Node: "n2", Partition: 0, Epoch: 1, From: 4, Until: 6, Analytics: delta(1)},                 // not owner
+	}})
+	if res.Rejected[0] != "" || res.Rejected[1] != "offset_mismatch" || res.Rejected[2] != "not_owner" {
+		t.Fatalf("rejections %v", res.Rejected)
+	}
+	st := s.Analytics.Stats(analytics.Query{})
+	if st.Requests != 3 || st.Malformed != 1 || st.Bytes != 30 || len(s.Malformed) != 1 {
+		t.Errorf("requests %d malformed %d bytes %d sample %d; want 3, 1, 30, 1", st.Requests, st.Malformed, st.Bytes, len(s.Malformed))
+	}
+	if s.Config == nil || s.Analytics.Retention() != time.Hour {
+		t.Errorf("config %+v retention %v", s.Config, s.Analytics.Retention())
+	}
+	if r := Apply(s, Command{Kind: KindConfigure, Config: &Config{LogFormat: "combined", Retention: "1s"}}); r.Err == "" {
+		t.Error("a retention under a minute was accepted")
+	}
+	// The figures survive a snapshot.
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored, err := ReadSnapshot(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := restored.Analytics.Stats(analytics.Query{}); !reflect.DeepEqual(got, st) {
+		t.Errorf("stats after restore differ")
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/wardenhq/warden/analytics"
 )
 
 // FSM adapts State to raft.FSM. It decodes log entries, calls Apply under
@@ -69,6 +71,34 @@ func (f *FSM) View() (*State, uint64) {
 	return f.state.Clone(), f.applied
 }
 
+// Stats returns the load figures for q from the current state.
+func (f *FSM) Stats(q analytics.Query) *analytics.Stats {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Analytics.Stats(q)
+}
+
+// LastMinute returns the rates of the last complete minute of event time.
+func (f *FSM) LastMinute() analytics.Rates {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Analytics.LastMinute()
+}
+
+// Malformed returns how many lines did not parse, and the recent ones.
+func (f *FSM) Malformed() int64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Analytics.Malformed()
+}
+
+// Config returns the cluster-wide processing configuration, or nil.
+func (f *FSM) Config() *Config {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Config
+}
+
 // AppliedIndex returns the index of the last applied log entry.
 func (f *FSM) AppliedIndex() uint64 {
 	f.mu.RLock()
@@ -109,6 +139,9 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 	}
 	if s.Members == nil {
 		s.Members = map[string]Member{}
+	}
+	if s.Analytics == nil {
+		s.Analytics = analytics.NewStore(analytics.DefaultConfig())
 	}
 	return s, nil
 }

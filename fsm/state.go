@@ -18,6 +18,8 @@ import (
 	"sort"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/wardenhq/warden/analytics"
 )
 
 // Member is a node as the cluster records it.
@@ -98,16 +100,49 @@ type State struct {
 	Topic      string            `json:"topic"`
 	Members    map[string]Member `json:"members"`
 	Partitions []Partition       `json:"partitions"`
+	// Config is the processing configuration every worker uses, set by the
+	// leader from its flags; nil until the first leader sets it.
+	Config *Config `json:"config,omitempty"`
+	// Analytics holds the load figures of every applied record.
+	Analytics *analytics.Store `json:"analytics"`
+	// Malformed is the most recent lines that did not parse, at most
+	// MaxMalformedSample of them.
+	Malformed []BadRecord `json:"malformed_sample"`
 }
+
+// Config is the cluster-wide processing configuration. It lives in the FSM so
+// that every worker on every node parses and keeps figures the same way.
+type Config struct {
+	LogFormat string `json:"log_format"`
+	Retention string `json:"retention"` // a Go duration; "0s" keeps all
+}
+
+// BadRecord is a record that did not parse, and where it is.
+type BadRecord struct {
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+	Reason    string `json:"reason"`
+	Line      string `json:"line"`
+}
+
+// MaxMalformedSample bounds State.Malformed; MaxBadLineBytes bounds each line
+// kept in it.
+const (
+	MaxMalformedSample = 100
+	MaxBadLineBytes    = 1024
+)
 
 // NewState returns the empty state for topic.
 func NewState(topic string) *State {
-	return &State{Topic: topic, Members: map[string]Member{}}
+	return &State{Topic: topic, Members: map[string]Member{}, Analytics: analytics.NewStore(analytics.DefaultConfig())}
 }
 
-// Clone returns a deep copy of s.
+// Clone returns a copy of s for readers: members, partitions, config and the
+// malformed sample. Analytics is left out (nil): it is large, and readers
+// query it through FSM.Stats under the FSM's lock.
 func (s *State) Clone() *State {
-	c := &State{Topic: s.Topic, Members: make(map[string]Member, len(s.Members))}
+	c := &State{Topic: s.Topic, Members: make(map[string]Member, len(s.Members)), Config: s.Config,
+		Malformed: append([]BadRecord(nil), s.Malformed...)}
 	for k, v := range s.Members {
 		c.Members[k] = v
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/wardenhq/warden/accesslog"
+	"github.com/wardenhq/warden/analytics"
 	"github.com/wardenhq/warden/transport"
 )
 
@@ -51,6 +53,18 @@ type Config struct {
 	// MaxRatePerPartition caps records per second per partition (0: none).
 	MaxRatePerPartition float64
 
+	// LogFormat is how workers parse records: an accesslog preset, "auto"
+	// (each line by the first format that reads it), json:..., or an Apache
+	// LogFormat string. Retention is how much event time the load figures
+	// keep. The leader writes both into the FSM, so all workers agree.
+	LogFormat string
+	Retention time.Duration
+	// DLQTopic receives the records that do not parse; "" disables it.
+	// Default: the input topic with ".dlq" appended.
+	DLQTopic string
+	// NoDLQ turns the dead-letter topic off.
+	NoDLQ bool
+
 	// Raft timing: heartbeat and election timeouts, tuned for a LAN.
 	RaftHeartbeat time.Duration
 	// GossipProbeInterval sets memberlist's failure detection pace.
@@ -72,6 +86,8 @@ func DefaultConfig() Config {
 		ReapAfter:           30 * time.Second,
 		BatchInterval:       200 * time.Millisecond,
 		MaxBatchRecords:     10000,
+		LogFormat:           "auto",
+		Retention:           24 * time.Hour,
 		RaftHeartbeat:       500 * time.Millisecond,
 		GossipProbeInterval: 200 * time.Millisecond,
 	}
@@ -98,6 +114,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--max-batch-records must be positive, got %d", c.MaxBatchRecords)
 	case c.MaxRatePerPartition < 0:
 		return fmt.Errorf("--max-rate-per-partition must not be negative, got %g", c.MaxRatePerPartition)
+	}
+	if c.LogFormat != "" {
+		if _, err := accesslog.Lookup(c.LogFormat); err != nil {
+			return fmt.Errorf("--log-format: %w", err)
+		}
+	}
+	if err := (analytics.Config{Retention: c.Retention}).Validate(); err != nil {
+		return fmt.Errorf("--retention: %w", err)
 	}
 	for flag, addr := range map[string]string{"--raft": c.RaftAddr, "--gossip": c.GossipAddr, "--http": c.HTTPAddr} {
 		if _, _, err := transport.SplitHostPort(addr); err != nil {
@@ -130,6 +154,15 @@ func (c *Config) fillDefaults() {
 	}
 	if c.MaxBatchRecords == 0 {
 		c.MaxBatchRecords = d.MaxBatchRecords
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = d.LogFormat
+	}
+	if c.DLQTopic == "" && !c.NoDLQ {
+		c.DLQTopic = c.Topic + ".dlq"
+	}
+	if c.NoDLQ {
+		c.DLQTopic = ""
 	}
 	if c.RaftHeartbeat == 0 {
 		c.RaftHeartbeat = d.RaftHeartbeat

@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wardenhq/warden/analytics"
 	"github.com/wardenhq/warden/fsm"
 )
 
@@ -52,8 +55,74 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("GET /v1/partitions", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, n.Partitions())
 	})
+	mux.HandleFunc("GET /v1/stats", n.handleStats)
+	mux.HandleFunc("GET /v1/malformed", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, n.MalformedInfo())
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	return mux
+}
+
+// handleStats serves GET /v1/stats?from=RFC3339&to=RFC3339&top=N.
+func (n *Node) handleStats(w http.ResponseWriter, r *http.Request) {
+	q, err := ParseStatsQuery(r.URL.Query())
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, n.fsm.Stats(q))
+}
+
+// ParseStatsQuery reads from, to (RFC 3339) and top (rows per list, 0 for
+// all) from URL parameters.
+func ParseStatsQuery(v url.Values) (analytics.Query, error) {
+	var q analytics.Query
+	for _, p := range []struct {
+		name string
+		t    *time.Time
+	}{{"from", &q.From}, {"to", &q.To}} {
+		s := v.Get(p.name)
+		if s == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return q, fmt.Errorf("%s=%q: want an RFC 3339 time such as 2026-11-27T10:00:00Z", p.name, s)
+		}
+		*p.t = t
+	}
+	if !q.From.IsZero() && !q.To.IsZero() && !q.To.After(q.From) {
+		return q, fmt.Errorf("to is not after from")
+	}
+	if s := v.Get("top"); s != "" {
+		top, err := strconv.Atoi(s)
+		if err != nil || top < 0 {
+			return q, fmt.Errorf("top=%q: want 0 (all) or a positive number", s)
+		}
+		q.Top = top
+		if top == 0 {
+			q.Top = -1
+		}
+	}
+	return q, nil
+}
+
+// MalformedInfo is the document of GET /v1/malformed.
+type MalformedInfo struct {
+	// Malformed counts every line that did not parse, cluster-wide.
+	Malformed int64 `json:"malformed"`
+	// Sample is the most recent of them, oldest first.
+	Sample []fsm.BadRecord `json:"sample"`
+}
+
+// MalformedInfo is what GET /v1/malformed returns.
+func (n *Node) MalformedInfo() MalformedInfo {
+	s, _ := n.fsm.View()
+	sample := s.Malformed
+	if sample == nil {
+		sample = []fsm.BadRecord{}
+	}
+	return MalformedInfo{Malformed: n.fsm.Malformed(), Sample: sample}
 }
 
 // ClusterInfo is what GET /v1/cluster returns.

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/wardenhq/warden/analytics"
 	"github.com/wardenhq/warden/fsm"
 )
 
@@ -21,9 +22,12 @@ type metrics struct {
 	lag             *prometheus.GaugeVec
 	ownedPartitions prometheus.Gauge
 	applied         *prometheus.CounterVec
+	deadLetters     prometheus.Counter
 }
 
-func newMetrics() *metrics {
+// newMetrics registers this node's series; the load gauges read the last
+// complete minute from the FSM replica f.
+func newMetrics(f *fsm.FSM) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{
@@ -52,7 +56,26 @@ func newMetrics() *metrics {
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warden_fsm_commands_total", Help: "Commands applied by this node's FSM replica, by kind.",
 		}, []string{"kind"}),
+		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warden_dead_letters_total", Help: "Records that did not parse, sent by this node's workers to the dead-letter topic.",
+		}),
 	}
+	gauge := func(name, help string, v func(analytics.Rates) float64) prometheus.GaugeFunc {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return v(f.LastMinute()) })
+	}
+	m.reg.MustRegister(
+		gauge("warden_requests_per_second", "Requests per second in the last complete minute of event time (cluster-wide).",
+			func(r analytics.Rates) float64 { return r.RequestsPerS }),
+		gauge("warden_bytes_per_second", "Response bytes per second in the last complete minute of event time (cluster-wide).",
+			func(r analytics.Rates) float64 { return r.BytesPerS }),
+		gauge("warden_5xx_per_second", "5xx responses per second in the last complete minute of event time (cluster-wide).",
+			func(r analytics.Rates) float64 { return r.ErrorsPerS }),
+		gauge("warden_5xx_ratio", "Share of 5xx responses in the last complete minute of event time (cluster-wide).",
+			func(r analytics.Rates) float64 { return r.ErrorFraction }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_malformed_lines_total", Help: "Lines that did not parse, cluster-wide."},
+			func() float64 { return float64(f.Malformed()) }),
+		m.deadLetters,
+	)
 	m.reg.MustRegister(m.commits, m.rejected, m.commitErrors, m.batchRecords, m.commitSeconds,
 		m.lag, m.ownedPartitions, m.applied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

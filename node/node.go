@@ -170,13 +170,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	lg := cfg.Logger.With("node", cfg.ID)
+	f := fsm.New(cfg.Topic)
 	n := &Node{
 		cfg:      cfg,
 		log:      lg,
-		fsm:      fsm.New(cfg.Topic),
+		fsm:      f,
 		events:   make(chan struct{}, 1),
 		commitCh: make(chan pendingBatch, 1024),
-		metrics:  newMetrics(),
+		metrics:  newMetrics(f),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.fsm.OnApply = n.metrics.onApply

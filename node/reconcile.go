@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"reflect"
 	"sort"
 	"sync"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/wardenhq/warden/fsm"
 	"github.com/wardenhq/warden/partitioner"
@@ -189,6 +192,16 @@ func (n *Node) reconcile(failedSince map[string]time.Time) {
 		}
 	}
 
+	// The processing configuration, from the leader's flags.
+	want := &fsm.Config{LogFormat: n.cfg.LogFormat, Retention: n.cfg.Retention.String()}
+	if state.Config == nil || *state.Config != *want {
+		if _, err := n.propose(n.ctx, fsm.Command{Kind: fsm.KindConfigure, Config: want}); err != nil {
+			lg.Warn("recording the processing configuration failed", "err", err)
+		} else {
+			lg.Info("processing configuration", "log_format", want.LogFormat, "retention", want.Retention)
+		}
+	}
+
 	// (c) The topic's partition count, (d) the assignment: only the moves.
 	count := n.kafkaStat.partitions()
 	if count < int32(len(state.Partitions)) {
@@ -240,9 +253,13 @@ func (k *kafkaStatus) endOffsets() (map[int32]int64, bool) {
 func (n *Node) watchKafka() {
 	lg := n.log.With("subsystem", "kafka")
 	delay := time.Second
+	dlqReady := n.cfg.DLQTopic == ""
 	for {
 		ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
 		ends, err := n.admin.ListEndOffsets(ctx, n.cfg.Topic)
+		if err == nil && !dlqReady {
+			dlqReady = n.ensureDLQ(ctx, lg)
+		}
 		cancel()
 		if err == nil {
 			err = ends.Error()
@@ -283,4 +300,18 @@ func (n *Node) watchKafka() {
 		case <-time.After(delay):
 		}
 	}
+}
+
+// ensureDLQ creates the dead-letter topic if it does not exist yet. It
+// reports whether the topic is there.
+func (n *Node) ensureDLQ(ctx context.Context, lg *slog.Logger) bool {
+	resp, err := n.admin.CreateTopic(ctx, 1, -1, nil, n.cfg.DLQTopic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		lg.Warn("cannot create the dead-letter topic; will retry", "topic", n.cfg.DLQTopic, "err", err)
+		return false
+	}
+	return true
 }

@@ -3,10 +3,15 @@ package node
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/wardenhq/warden/accesslog"
+	"github.com/wardenhq/warden/analytics"
 	"github.com/wardenhq/warden/fsm"
 )
 
@@ -99,6 +104,22 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 	defer cl.Close()
 	lg.Debug("worker started", "from", p.Committed)
 
+	// Every worker parses with the cluster's configuration, from the FSM.
+	var cfg *fsm.Config
+	for cfg = n.fsm.Config(); cfg == nil; cfg = n.fsm.Config() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	format, err := accesslog.Lookup(cfg.LogFormat)
+	if err != nil {
+		lg.Error("log format in the cluster configuration does not compile", "log_format", cfg.LogFormat, "err", err)
+		return
+	}
+	folder := analytics.NewFolder(format)
+
 	from := p.Committed
 	maxRecords := n.cfg.MaxBatchRecords
 	if r := n.cfg.MaxRatePerPartition; r > 0 {
@@ -130,9 +151,29 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 		if len(recs) == 0 {
 			continue
 		}
-		b := fsm.Batch{Node: n.cfg.ID, Partition: p.Partition, Epoch: p.Epoch, From: from, Until: recs[len(recs)-1].Offset + 1}
+		if c := n.fsm.Config(); c != nil && c.LogFormat != cfg.LogFormat {
+			if f, err := accesslog.Lookup(c.LogFormat); err == nil {
+				cfg, folder = c, analytics.NewFolder(f)
+				lg.Info("log format changed", "log_format", c.LogFormat)
+			}
+		}
+		b := fsm.Batch{Node: n.cfg.ID, Partition: p.Partition, Epoch: p.Epoch, From: from, Until: recs[len(recs)-1].Offset + 1,
+			Analytics: analytics.NewAggregate()}
+		var dead []*kgo.Record
 		for _, r := range recs {
 			b.Delta.AddRecord(r.Partition, r.Offset, r.Value)
+			if err := folder.Fold(b.Analytics, r.Value); err != nil {
+				b.Malformed = append(b.Malformed, badRecord(r, err))
+				if n.cfg.DLQTopic != "" {
+					dead = append(dead, deadLetter(n.cfg.DLQTopic, r, err))
+				}
+			}
+		}
+		if over := len(b.Malformed) - fsm.MaxMalformedSample; over > 0 {
+			b.Malformed = b.Malformed[over:]
+		}
+		if len(dead) > 0 && !n.sendDeadLetters(ctx, cl, dead, lg) {
+			return
 		}
 		// Retry the same batch on transient errors: if an earlier try did
 		// apply, the retry is rejected as a mismatch and we re-read.
@@ -173,6 +214,52 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 				}
 			}
 		}
+	}
+}
+
+// badRecord is the FSM's sample entry for a record that did not parse.
+func badRecord(r *kgo.Record, err error) fsm.BadRecord {
+	line := r.Value
+	if len(line) > fsm.MaxBadLineBytes {
+		line = line[:fsm.MaxBadLineBytes]
+	}
+	return fsm.BadRecord{Partition: r.Partition, Offset: r.Offset, Reason: accesslog.Reason(err),
+		Line: strings.ToValidUTF8(string(line), "\uFFFD")}
+}
+
+// deadLetter is the copy of a bad record for the dead-letter topic: the
+// same key and value, and headers saying where it came from and why.
+func deadLetter(topic string, r *kgo.Record, err error) *kgo.Record {
+	return &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value, Headers: []kgo.RecordHeader{
+		{Key: "warden-source-topic", Value: []byte(r.Topic)},
+		{Key: "warden-source-partition", Value: []byte(strconv.Itoa(int(r.Partition)))},
+		{Key: "warden-source-offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
+		{Key: "warden-reason", Value: []byte(accesslog.Reason(err))},
+	}}
+}
+
+// sendDeadLetters produces the batch's bad records before the batch is
+// committed, retrying until Kafka takes them or the worker stops: a bad line
+// is never lost, though a crash between the two can send it twice (the
+// headers name its source offset, so readers can tell).
+func (n *Node) sendDeadLetters(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, lg *slog.Logger) bool {
+	backoff := 100 * time.Millisecond
+	for {
+		err := cl.ProduceSync(ctx, recs...).FirstErr()
+		if err == nil {
+			n.metrics.deadLetters.Add(float64(len(recs)))
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		lg.Warn("dead-letter produce failed; retrying", "topic", n.cfg.DLQTopic, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/wardenhq/warden/accesslog"
 	"github.com/wardenhq/warden/broker"
 	"github.com/wardenhq/warden/node"
 	"github.com/wardenhq/warden/transport"
@@ -63,6 +65,10 @@ func runAgent(args []string) error {
 	durationFlag(fs, &cfg.BatchInterval, "batch-interval", cfg.BatchInterval, "longest time a worker gathers records before committing a batch")
 	fs.IntVar(&cfg.MaxBatchRecords, "max-batch-records", cfg.MaxBatchRecords, "most records in one batch")
 	fs.Float64Var(&cfg.MaxRatePerPartition, "max-rate-per-partition", 0, "records per second cap per partition (0: none)")
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "how to parse records: auto (each line by the first format that reads it), a preset ("+strings.Join(accesslog.PresetNames, ", ")+"), json:FIELD=KEY,..., or an Apache LogFormat string; the leader's value applies cluster-wide")
+	fs.DurationVar(&cfg.Retention, "retention", cfg.Retention, "event time the load figures keep, back from the newest request (0: all); the leader's value applies cluster-wide")
+	fs.StringVar(&cfg.DLQTopic, "dlq-topic", "", "dead-letter topic for lines that do not parse (default: <topic>.dlq)")
+	fs.BoolVar(&cfg.NoDLQ, "no-dlq", false, "do not copy lines that do not parse to a dead-letter topic")
 	durationFlag(fs, &cfg.RaftHeartbeat, "raft-heartbeat", cfg.RaftHeartbeat, "Raft heartbeat and election timeout (LAN default)")
 	durationFlag(fs, &cfg.GossipProbeInterval, "gossip-probe-interval", cfg.GossipProbeInterval, "gossip failure-detection probe interval")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate for the Raft port (with --tls-key)")

@@ -31,6 +31,7 @@ func init() {
 		{"broker", "run the embedded Kafka-protocol broker", runBroker},
 		{"agent", "run one cluster node", runAgent},
 		{"ship", "send access-log lines into Kafka, keyed by client IP", runShip},
+		{"analyze", "the same pipeline over log files, offline, in one process", runAnalyze},
 		{"status", "show members, leader and partitions of a cluster", runStatus},
 		{"version", "print the version", func([]string) error { fmt.Println("warden", version); return nil }},
 	}
