@@ -4,6 +4,9 @@ BIN      := bin/warden
 PKGS     := ./...
 # Packages with concurrency run under the race detector in `make test`.
 RACE_PKGS := ./fsm ./transport ./partitioner ./broker ./node
+# Fuzz targets run briefly in `make test`, each for FUZZTIME.
+FUZZTIME ?= 3s
+FUZZ_TARGETS := FuzzCommon FuzzCombined FuzzVhostCombined FuzzNginxCombined FuzzJSON FuzzSyslogCombined FuzzCustom FuzzAuto FuzzDetect
 
 .PHONY: build test test-unit test-race test-e2e lint demo bench clean
 
@@ -13,7 +16,10 @@ build:
 ## test: everything CI runs: unit tests, race tests, the multi-process tests.
 test: build
 	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -timeout 10m ./fsm ./transport ./partitioner ./broker ./workload ./cmd/...
+	$(GO) test -count=1 -timeout 10m ./accesslog ./analytics ./fsm ./transport ./partitioner ./broker ./workload ./cmd/...
+	@for f in $(FUZZ_TARGETS); do \
+	  out=$$($(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./accesslog 2>&1) || { echo "$$out"; echo "fuzz $$f FAILED"; exit 1; }; \
+	  echo "fuzz $$f: ok ($(FUZZTIME))"; done
 	$(GO) test -count=1 -race -timeout 15m ./node
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m ./e2e
 
@@ -33,7 +39,8 @@ demo: build
 
 ## bench: benchmarks, and the failover figure (SIGKILL of real processes).
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./fsm ./partitioner
+	$(GO) test -run '^$$' -bench . -benchmem ./accesslog ./analytics ./fsm ./partitioner
+	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench AnalyzeVsGoAccess -benchtime 1x -timeout 20m ./e2e
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench Failover -benchtime 1x -timeout 20m ./e2e
 
 clean:

@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+)
+
+// BenchmarkAnalyzeVsGoAccess times `warden analyze --json` and `goaccess
+// --log-format=COMBINED -o json` on the same 1,000,000-line file (the
+// elastic sample repeated), in the same run, three times each, and reports
+// each one's median lines per second and their ratio.
+func BenchmarkAnalyzeVsGoAccess(b *testing.B) {
+	goaccess, err := exec.LookPath("goaccess")
+	if err != nil {
+		b.Skip("goaccess not installed (apt-get install goaccess)")
+	}
+	sample := sharedDataB(b, "elastic-apache/apache_logs")
+	src, err := os.ReadFile(sample)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	file := filepath.Join(dir, "1m.log")
+	fh, err := os.Create(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(fh, 1<<20)
+	lines := 0
+	for lines < 1_000_000 {
+		w.Write(src)
+		lines += 10_000
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	fh.Close()
+
+	run := func(name string, args ...string) time.Duration {
+		var times []time.Duration
+		for i := 0; i < 3; i++ {
+			cmd := exec.Command(name, args...)
+			start := time.Now()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("%s: %v\n%s", name, err, out)
+			}
+			times = append(times, time.Since(start))
+		}
+		sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+		return times[1]
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		wt := run(wardenBin(b), "analyze", "--json", "--quiet", file)
+		gt := run(goaccess, file, "--log-format=COMBINED", "--no-global-config", "-o", filepath.Join(dir, "goaccess.json"))
+		wr, gr := float64(lines)/wt.Seconds(), float64(lines)/gt.Seconds()
+		b.ReportMetric(wr, "warden_lines/s")
+		b.ReportMetric(gr, "goaccess_lines/s")
+		b.ReportMetric(wr/gr, "ratio")
+		fmt.Printf("\nOffline analysis of %d lines (elastic sample x100), median of 3 runs each:\n", lines)
+		fmt.Printf("  %-34s %8.2f s  %12.0f lines/s\n", "warden analyze --json", wt.Seconds(), wr)
+		fmt.Printf("  %-34s %8.2f s  %12.0f lines/s\n", "goaccess --log-format=COMBINED -o json", gt.Seconds(), gr)
+		fmt.Printf("  ratio: warden is %.1f times GoAccess's rate\n\n", wr/gr)
+	}
+}
+
+func sharedDataB(b *testing.B, rel string) string {
+	p, err := filepath.Abs(filepath.Join("..", "..", "shared", "data", rel))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		b.Skipf("test data %s not here: %v", p, err)
+	}
+	return p
+}
