@@ -171,6 +171,15 @@ func TestCLI_BadInputGivesOneClearLine(t *testing.T) {
 		{"broker without data dir", []string{"broker", "--listen", freeAddr(t)}, "--data-dir is required"},
 		{"ship missing file", []string{"ship", filepath.Join(dir, "nope.log")}, "cannot read"},
 		{"status unreachable", []string{"status", "--addr", "http://" + freeAddr(t)}, "cannot reach"},
+		{"agent bad log format", append(base, "--data-dir", filepath.Join(dir, "d6"), "--log-format", `%h %Z %t`), "unknown directive %Z at position 4"},
+		{"agent short retention", append(base, "--data-dir", filepath.Join(dir, "d7"), "--retention", "5s"), "--retention"},
+		{"analyze no file", []string{"analyze", "--json"}, "name at least one log file"},
+		{"analyze missing file", []string{"analyze", filepath.Join(dir, "nope.log")}, "no such file"},
+		{"analyze bad format", []string{"analyze", "--log-format", `%h %{Foo}y %t`, file}, "unknown directive %{Foo}y"},
+		{"analyze unknown preset", []string{"analyze", "--log-format", "combind", file}, `unknown log format "combind"`},
+		{"analyze bad from", []string{"analyze", "--from", "yesterday", file}, `--from "yesterday"`},
+		{"analyze undetectable", []string{"analyze", file}, "could not detect the log format"},
+		{"analyze directory", []string{"analyze", dir}, "is a directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
