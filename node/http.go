@@ -107,6 +107,9 @@ func ParseStatsQuery(v url.Values) (analytics.Query, error) {
 	return q, nil
 }
 
+// Stats returns the load figures of this node's replica for q.
+func (n *Node) Stats(q analytics.Query) *analytics.Stats { return n.fsm.Stats(q) }
+
 // MalformedInfo is the document of GET /v1/malformed.
 type MalformedInfo struct {
 	// Malformed counts every line that did not parse, cluster-wide.

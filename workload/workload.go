@@ -18,6 +18,9 @@ type Generator struct {
 	now     time.Time
 	// AttackShare is the fraction of lines that are attacks (default 0.05).
 	AttackShare float64
+	// Clock, when set, stamps lines with its time (live traffic) instead of
+	// the generator's own clock, which moves 0-19 ms per line.
+	Clock func() time.Time
 }
 
 // New returns a generator for seed with the given number of distinct
@@ -52,6 +55,9 @@ var (
 // address it came from.
 func (g *Generator) Line() (line, client string) {
 	g.now = g.now.Add(time.Duration(g.r.IntN(20)) * time.Millisecond)
+	if g.Clock != nil {
+		g.now = g.Clock().UTC()
+	}
 	ts := g.now.Format("02/Jan/2006:15:04:05 -0700")
 	if g.r.Float64() < g.AttackShare {
 		return g.attack(ts)

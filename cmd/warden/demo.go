@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/wardenhq/warden/analytics"
 	"github.com/wardenhq/warden/broker"
 	"github.com/wardenhq/warden/node"
 	"github.com/wardenhq/warden/workload"
@@ -112,6 +113,7 @@ func printDemoStatus(nodes []*node.Node) {
 		}
 		fmt.Println()
 		printStatus(os.Stdout, n.ClusterInfo(), n.Partitions())
+		printLoad(os.Stdout, n.Stats(analytics.Query{Top: 1}))
 		return
 	}
 	fmt.Println("(no leader yet)")
@@ -125,6 +127,7 @@ func generate(ctx context.Context, brokerAddr, topic string, rate int) {
 	}
 	defer cl.Close()
 	g := workload.New(uint64(time.Now().UnixNano()), 500, time.Now())
+	g.Clock = time.Now
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	perTick := max(1, rate/20)

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/wardenhq/warden/analytics"
 	"github.com/wardenhq/warden/node"
 )
 
@@ -41,7 +42,24 @@ func runStatus(args []string) error {
 		return enc.Encode(map[string]any{"cluster": ci, "partitions": parts})
 	}
 	printStatus(os.Stdout, ci, parts)
+	var st analytics.Stats
+	if err := getJSON(ctx, base+"/v1/stats?top=1", &st); err == nil {
+		printLoad(os.Stdout, &st)
+	}
 	return nil
+}
+
+// printLoad prints a short summary of the load figures.
+func printLoad(w io.Writer, st *analytics.Stats) {
+	fmt.Fprintf(w, "\nLoad: %s requests (%s malformed), %s, %s unique IPs", commas(st.Requests), commas(st.Malformed), human(st.Bytes), commas(int64(st.UniqueIPs)))
+	if st.From != "" {
+		fmt.Fprintf(w, ", %s to %s", st.From, st.To)
+	}
+	fmt.Fprintln(w)
+	if n := len(st.Series); n > 1 {
+		p := st.Series[n-2] // the last complete minute
+		fmt.Fprintf(w, "Last complete minute %s: %.1f req/s, %s/s, 5xx %s\n", p.T, float64(p.Requests)/60, human(p.Bytes/60), commas(p.StatusClass["5xx"]))
+	}
 }
 
 func getJSON(ctx context.Context, url string, v any) error {
