@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -123,6 +125,26 @@ func TestProcesses_StatsEqualAnalyzeByteForByte(t *testing.T) {
 		t.Errorf("analyze document does not count 12000 requests and 5 malformed lines:\n%.400s", want)
 	}
 	t.Logf("%d records, 6 partitions, 3 nodes with batch caps 37/500/5000, n2 killed mid-stream: /v1/stats on every node equals warden analyze byte for byte (%d bytes)", total, len(want))
+
+	// The load gauges and the malformed counter are on /metrics.
+	metrics := string(httpGet(t, "http://"+c.specs["n3"].http+"/metrics"))
+	for _, want := range []string{"warden_malformed_lines_total 5", "warden_requests_per_second ", "warden_bytes_per_second ", "warden_5xx_per_second ", "warden_5xx_ratio "} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	var st struct {
+		Series []struct {
+			Requests int64 `json:"requests"`
+		} `json:"series"`
+	}
+	if err := json.Unmarshal(want, &st); err != nil || len(st.Series) < 2 {
+		t.Fatalf("series: %v", err)
+	}
+	lastFull := float64(st.Series[len(st.Series)-2].Requests) / 60
+	if !strings.Contains(metrics, fmt.Sprintf("warden_requests_per_second %g\n", lastFull)) {
+		t.Errorf("warden_requests_per_second is not the last complete minute's %g req/s", lastFull)
+	}
 
 	// The malformed sample names each bad record's partition and offset...
 	var mal node.MalformedInfo
