@@ -56,9 +56,18 @@ func printLoad(w io.Writer, st *analytics.Stats) {
 		fmt.Fprintf(w, ", %s to %s", st.From, st.To)
 	}
 	fmt.Fprintln(w)
-	if n := len(st.Series); n > 1 {
-		p := st.Series[n-2] // the last complete minute
-		fmt.Fprintf(w, "Last complete minute %s: %.1f req/s, %s/s, 5xx %s\n", p.T, float64(p.Requests)/60, human(p.Bytes/60), commas(p.StatusClass["5xx"]))
+	if n := len(st.Series); n > 0 {
+		// The minute before the newest one, which is still filling.
+		last, err := time.Parse(time.RFC3339, st.Series[n-1].T)
+		if err != nil {
+			return
+		}
+		prev := last.Add(-time.Minute).Format(time.RFC3339)
+		var p analytics.Point
+		if n > 1 && st.Series[n-2].T == prev {
+			p = st.Series[n-2]
+		}
+		fmt.Fprintf(w, "Last complete minute %s: %.1f req/s, %s/s, 5xx %s\n", prev, float64(p.Requests)/60, human(p.Bytes/60), commas(p.StatusClass["5xx"]))
 	}
 }
 
