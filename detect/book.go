@@ -1,0 +1,271 @@
+package detect
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Decision is a timed remedy for a source, in the fields CrowdSec's bouncers
+// read.
+type Decision struct {
+	ID       int64  `json:"id"`
+	Origin   string `json:"origin"` // "warden" (from an alert) or "manual"
+	Type     string `json:"type"`   // ban or captcha
+	Scope    string `json:"scope"`  // Ip or Range
+	Value    string `json:"value"`
+	Scenario string `json:"scenario"`
+	AlertID  string `json:"alert_id,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	// Created and Until are Unix nanoseconds: the event time of the alert
+	// (or the leader's clock for a manual decision) and the end of the
+	// decision.
+	Created int64 `json:"created"`
+	Until   int64 `json:"until"`
+	Deleted bool  `json:"deleted,omitempty"`
+}
+
+// Active reports whether d is in force at now.
+func (d *Decision) Active(now time.Time) bool { return !d.Deleted && d.Until > now.UnixNano() }
+
+// BookConfig is the decision policy.
+type BookConfig struct {
+	// Allow lists addresses and ranges never to decide against.
+	Allow []string `json:"allow,omitempty"`
+	// MaxEscalation caps the doubling of a repeat offender's ban.
+	MaxEscalation int `json:"max_escalation"`
+	// MaxBan caps any ban.
+	MaxBan string `json:"max_ban"`
+}
+
+// DefaultBookConfig doubles a ban per earlier decision in the last week, up
+// to 16 times, at most 30 days.
+func DefaultBookConfig() BookConfig { return BookConfig{MaxEscalation: 4, MaxBan: "720h"} }
+
+// ParseAllow checks an allow-list: addresses and CIDR ranges.
+func ParseAllow(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, a := range list {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(a); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("allow-list entry %q is neither an IP address nor a CIDR range", a)
+		}
+		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+	}
+	return out, nil
+}
+
+// MaxAlerts bounds the alerts a Book keeps (oldest dropped first).
+const MaxAlerts = 10000
+
+// offenderMemory is how far back earlier decisions make a ban longer.
+const offenderMemory = 7 * 24 * time.Hour
+
+// Book holds the alerts and decisions: in the FSM for a cluster, in memory
+// for `warden analyze`. Every change is a deterministic function of the
+// alerts and commands it is given, in order.
+type Book struct {
+	Config    BookConfig          `json:"config"`
+	Alerts    []Alert             `json:"alerts"`
+	NextSeq   uint64              `json:"next_seq"`
+	Decisions map[int64]*Decision `json:"decisions"`
+	NextID    int64               `json:"next_id"`
+	Offenders map[string][]int64  `json:"offenders"` // source -> creation times of its decisions
+	Published uint64              `json:"published"` // highest alert seq known to be in the alerts topic
+	allow     []netip.Prefix
+}
+
+// NewBook returns an empty Book.
+func NewBook(cfg BookConfig) *Book {
+	b := &Book{Config: cfg, Decisions: map[int64]*Decision{}, Offenders: map[string][]int64{}, NextSeq: 1, NextID: 1}
+	b.allow, _ = ParseAllow(cfg.Allow)
+	return b
+}
+
+// SetConfig changes the policy; later alerts follow it.
+func (b *Book) SetConfig(cfg BookConfig) error {
+	allow, err := ParseAllow(cfg.Allow)
+	if err != nil {
+		return err
+	}
+	b.Config, b.allow = cfg, allow
+	return nil
+}
+
+// Restore rebuilds what is not serialised (after a snapshot).
+func (b *Book) Restore() {
+	b.allow, _ = ParseAllow(b.Config.Allow)
+	if b.Decisions == nil {
+		b.Decisions = map[int64]*Decision{}
+	}
+	if b.Offenders == nil {
+		b.Offenders = map[string][]int64{}
+	}
+}
+
+// Allowed reports whether ip is on the allow-list.
+func (b *Book) Allowed(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range b.allow {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// AddAlert records an alert (giving it the next sequence number) and, unless
+// its source is allowed, a decision against the source for the scenario's
+// ban, doubled for each decision against it in the week before.
+func (b *Book) AddAlert(a Alert, s *Scenario) *Decision {
+	a.Seq = b.NextSeq
+	b.NextSeq++
+	b.Alerts = append(b.Alerts, a)
+	if over := len(b.Alerts) - MaxAlerts; over > 0 {
+		b.Alerts = append(b.Alerts[:0:0], b.Alerts[over:]...)
+	}
+	if s == nil || b.Allowed(a.SourceIP) {
+		return nil
+	}
+	t := a.Time
+	var recent []int64
+	for _, c := range b.Offenders[a.SourceIP] {
+		if c > t-int64(offenderMemory) {
+			recent = append(recent, c)
+		}
+	}
+	ban := s.Ban
+	for i := 0; i < len(recent) && i < b.Config.MaxEscalation; i++ {
+		ban *= 2
+	}
+	if maxBan, err := time.ParseDuration(b.Config.MaxBan); err == nil && maxBan > 0 && ban > maxBan {
+		ban = maxBan
+	}
+	b.Offenders[a.SourceIP] = append(recent, t)
+	scope := "Ip"
+	d := &Decision{ID: b.NextID, Origin: "warden", Type: s.Decision, Scope: scope, Value: a.SourceIP, Scenario: s.Name,
+		AlertID: a.ID, Created: t, Until: t + int64(ban)}
+	b.NextID++
+	b.Decisions[d.ID] = d
+	b.prune(t)
+	return d
+}
+
+// AddManual records an operator's decision against value (an address or a
+// CIDR range) from now for dur.
+func (b *Book) AddManual(value, typ, reason string, now int64, dur time.Duration) (*Decision, error) {
+	scope := "Ip"
+	if strings.Contains(value, "/") {
+		p, err := netip.ParsePrefix(value)
+		if err != nil {
+			return nil, fmt.Errorf("value %q is not a CIDR range", value)
+		}
+		value, scope = p.Masked().String(), "Range"
+	} else if _, err := netip.ParseAddr(value); err != nil {
+		return nil, fmt.Errorf("value %q is not an IP address", value)
+	}
+	if typ == "" {
+		typ = "ban"
+	}
+	if typ != "ban" && typ != "captcha" {
+		return nil, fmt.Errorf("type %q: want ban or captcha", typ)
+	}
+	if dur <= 0 {
+		return nil, fmt.Errorf("duration must be positive")
+	}
+	d := &Decision{ID: b.NextID, Origin: "manual", Type: typ, Scope: scope, Value: value, Scenario: "manual", Reason: reason,
+		Created: now, Until: now + int64(dur)}
+	b.NextID++
+	b.Decisions[d.ID] = d
+	b.prune(now)
+	return d, nil
+}
+
+// Delete marks decision id deleted; it reports whether it existed.
+func (b *Book) Delete(id int64) bool {
+	d, ok := b.Decisions[id]
+	if !ok || d.Deleted {
+		return false
+	}
+	d.Deleted = true
+	return true
+}
+
+// prune forgets decisions that ended (or were deleted) more than a day
+// before t, and offenders with no decision in the memory window.
+func (b *Book) prune(t int64) {
+	for id, d := range b.Decisions {
+		if d.Until < t-int64(24*time.Hour) {
+			delete(b.Decisions, id)
+		}
+	}
+	for ip, cs := range b.Offenders {
+		if len(cs) > 0 && cs[len(cs)-1] < t-int64(offenderMemory) {
+			delete(b.Offenders, ip)
+		}
+	}
+}
+
+// ActiveDecisions returns the decisions in force at now, by id.
+func (b *Book) ActiveDecisions(now time.Time) []Decision {
+	var out []Decision
+	for _, d := range b.Decisions {
+		if d.Active(now) {
+			out = append(out, *d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// AllDecisions returns every decision kept, by id.
+func (b *Book) AllDecisions() []Decision {
+	out := make([]Decision, 0, len(b.Decisions))
+	for _, d := range b.Decisions {
+		out = append(out, *d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// AlertsSince returns the alerts with a last_seen at or after since (all for
+// the zero time), oldest first.
+func (b *Book) AlertsSince(since time.Time) []Alert {
+	out := []Alert{}
+	for _, a := range b.Alerts {
+		if since.IsZero() || a.Time >= since.UnixNano() {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Clone returns a deep copy (for readers outside the FSM lock).
+func (b *Book) Clone() *Book {
+	c := *b
+	c.Alerts = append([]Alert(nil), b.Alerts...)
+	c.Decisions = make(map[int64]*Decision, len(b.Decisions))
+	for k, d := range b.Decisions {
+		nd := *d
+		c.Decisions[k] = &nd
+	}
+	c.Offenders = make(map[string][]int64, len(b.Offenders))
+	for k, v := range b.Offenders {
+		c.Offenders[k] = append([]int64(nil), v...)
+	}
+	return &c
+}

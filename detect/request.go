@@ -1,0 +1,180 @@
+package detect
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/wardenhq/warden/accesslog"
+)
+
+// request is one entry seen by the scenarios, with its decoded, lower-case
+// fields computed at most once.
+type request struct {
+	e                                       *accesslog.Entry
+	have                                    uint8
+	path, query, uri, ua, referer, raw, all string
+}
+
+const (
+	hPath = 1 << iota
+	hQuery
+	hURI
+	hUA
+	hReferer
+	hRaw
+	hAll
+)
+
+func (r *request) reset(e *accesslog.Entry) { r.e, r.have = e, 0 }
+
+func (r *request) Path() string {
+	if r.have&hPath == 0 {
+		r.path, r.have = decode(string(r.e.Path), false), r.have|hPath
+	}
+	return r.path
+}
+
+func (r *request) Query() string {
+	if r.have&hQuery == 0 {
+		r.query, r.have = decode(string(r.e.Query), true), r.have|hQuery
+	}
+	return r.query
+}
+
+func (r *request) URI() string {
+	if r.have&hURI == 0 {
+		if len(r.e.Query) > 0 {
+			r.uri = r.Path() + "?" + r.Query()
+		} else {
+			r.uri = r.Path()
+		}
+		r.have |= hURI
+	}
+	return r.uri
+}
+
+func (r *request) RawURI() string {
+	if r.have&hRaw == 0 {
+		s := string(r.e.Path)
+		if len(r.e.Query) > 0 {
+			s += "?" + string(r.e.Query)
+		}
+		r.raw, r.have = lowerASCII(s), r.have|hRaw
+	}
+	return r.raw
+}
+
+func (r *request) UA() string {
+	if r.have&hUA == 0 {
+		r.ua, r.have = decode(string(r.e.UserAgent), false), r.have|hUA
+	}
+	return r.ua
+}
+
+func (r *request) Referer() string {
+	if r.have&hReferer == 0 {
+		r.referer, r.have = decode(string(r.e.Referer), true), r.have|hReferer
+	}
+	return r.referer
+}
+
+// All is the URI, user agent and referer together.
+func (r *request) All() string {
+	if r.have&hAll == 0 {
+		r.all, r.have = r.URI()+"\n"+r.UA()+"\n"+r.Referer(), r.have|hAll
+	}
+	return r.all
+}
+
+func (r *request) distinct(field string) string {
+	switch field {
+	case "path":
+		return r.Path()
+	case "uri":
+		return r.URI()
+	}
+	return string(r.e.UserAgent)
+}
+
+// anyMatch reports whether no regexps are given or one of them matches
+// the text get returns.
+func anyMatch(res []*regexp.Regexp, get func() string) bool {
+	if len(res) == 0 {
+		return true
+	}
+	t := get()
+	for _, re := range res {
+		if re.MatchString(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// matches reports whether r passes s's filter; cheap conditions first.
+func (s *Scenario) matches(r *request) bool {
+	e := r.e
+	if s.status != nil && !s.status[e.Status] {
+		return false
+	}
+	if s.methods != nil && !s.methods[string(e.Method)] {
+		return false
+	}
+	if s.protocolNot != nil && (len(e.Protocol) == 0 || s.protocolNot[strings.ToUpper(string(e.Protocol))]) {
+		return false
+	}
+	if s.uriAbsolute {
+		m := string(e.Method)
+		p := e.Path
+		abs := m == "CONNECT" || len(p) > 7 && (strings.EqualFold(string(p[:7]), "http://") || len(p) > 8 && strings.EqualFold(string(p[:8]), "https://"))
+		if !abs {
+			return false
+		}
+	}
+	if s.notStatic && isStatic(r.Path()) {
+		return false
+	}
+	if s.rawURI != nil && !s.rawURI.match(r.RawURI()) {
+		return false
+	}
+	if s.path != nil && !s.path.match(r.Path()) {
+		return false
+	}
+	if len(s.suffix) > 0 {
+		p, ok := r.Path(), false
+		for _, x := range s.suffix {
+			ok = ok || strings.HasSuffix(p, x)
+		}
+		if !ok {
+			return false
+		}
+	}
+	if len(s.prefix) > 0 {
+		p, ok := r.Path(), false
+		for _, x := range s.prefix {
+			ok = ok || strings.HasPrefix(p, x)
+		}
+		if !ok {
+			return false
+		}
+	}
+	if s.query != nil && !s.query.match(r.Query()) {
+		return false
+	}
+	if s.uri != nil && !s.uri.match(r.URI()) {
+		return false
+	}
+	if s.ua != nil && !s.ua.match(r.UA()) {
+		return false
+	}
+	if s.referer != nil && !s.referer.match(r.Referer()) {
+		return false
+	}
+	if s.anyM != nil && !s.anyM.match(r.All()) {
+		return false
+	}
+	if !anyMatch(s.pathRe, r.Path) || !anyMatch(s.uriRe, r.URI) || !anyMatch(s.queryRe, r.Query) || !anyMatch(s.anyRe, r.All) {
+		return false
+	}
+	return true
+}

@@ -1,0 +1,302 @@
+// Package detect finds attacks in parsed access-log entries: scenarios
+// (filters plus a trigger: a single match, a leaky bucket or a bucket of
+// distinct values) grouped by client IP, the alerts they raise and the timed
+// decisions (bans) alerts lead to.
+//
+// Detector state is deterministic: buckets are kept per (partition, client
+// IP, scenario) and evolve only with that partition's records, in offset
+// order, by their event time. So the same records give the same alerts, with
+// the same ids, whatever the batching, the node or the crashes.
+package detect
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/wardenhq/warden/accesslog"
+)
+
+//go:embed builtin.yaml
+var builtinYAML []byte
+
+// BuiltinYAML returns the built-in rule file.
+func BuiltinYAML() []byte { return builtinYAML }
+
+// Trigger kinds.
+const (
+	TriggerMatch    = "match"
+	TriggerLeaky    = "leaky"
+	TriggerDistinct = "distinct"
+)
+
+// Filter is the condition a request must meet to count for a scenario. Every
+// condition given must hold.
+type Filter struct {
+	Status          []int    `yaml:"status"`
+	Methods         []string `yaml:"methods"`
+	NotStatic       bool     `yaml:"not_static"`
+	PathContains    []string `yaml:"path_contains"`
+	URIContains     []string `yaml:"uri_contains"`
+	RawURIContains  []string `yaml:"raw_uri_contains"`
+	QueryContains   []string `yaml:"query_contains"`
+	UAContains      []string `yaml:"ua_contains"`
+	RefererContains []string `yaml:"referer_contains"`
+	AnyContains     []string `yaml:"any_contains"`
+	PathSuffix      []string `yaml:"path_suffix"`
+	PathPrefix      []string `yaml:"path_prefix"`
+	PathRegex       []string `yaml:"path_regex"`
+	URIRegex        []string `yaml:"uri_regex"`
+	QueryRegex      []string `yaml:"query_regex"`
+	AnyRegex        []string `yaml:"any_regex"`
+	ProtocolNot     []string `yaml:"protocol_not"`
+	URIAbsolute     bool     `yaml:"uri_absolute"`
+}
+
+// Rule is one scenario as written in YAML.
+type Rule struct {
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+	CrowdSec    string `yaml:"crowdsec"`
+	Filter      Filter `yaml:"filter"`
+	Trigger     string `yaml:"trigger"`
+	Distinct    string `yaml:"distinct"`
+	Capacity    int    `yaml:"capacity"`
+	Leak        string `yaml:"leak"`
+	Blackhole   string `yaml:"blackhole"`
+	Ban         string `yaml:"ban"`
+	Decision    string `yaml:"decision"`
+	Disabled    bool   `yaml:"disabled"`
+	// Signal false marks a volumetric scenario: one request passing its
+	// filter says nothing hostile alone (a 404, any request).
+	Signal *bool `yaml:"signal"`
+}
+
+// RuleFile is the YAML document: a list of scenarios.
+type RuleFile struct {
+	Scenarios []Rule `yaml:"scenarios"`
+}
+
+// Scenario is a compiled rule.
+type Scenario struct {
+	Name, Description, CrowdSec string
+	Trigger                     string
+	Distinct                    string
+	Capacity                    int
+	Leak, Blackhole, Ban        time.Duration
+	Decision                    string
+
+	status                                      map[int]bool
+	methods                                     map[string]bool
+	notStatic, uriAbsolute                      bool
+	path, uri, rawURI, query, ua, referer, anyM *matcher
+	suffix, prefix                              []string
+	pathRe, uriRe, queryRe, anyRe               []*regexp.Regexp
+	protocolNot                                 map[string]bool
+	signal                                      bool
+}
+
+// Rules is a compiled, ordered rule set.
+type Rules struct {
+	Scenarios []*Scenario
+	byName    map[string]int
+}
+
+// Builtin returns the compiled built-in rules.
+func Builtin() (*Rules, error) { return Parse(builtinYAML, nil) }
+
+// Load returns the built-in rules extended or overridden by the rule file at
+// path ("" for the built-in rules alone).
+func Load(path string) (*Rules, error) {
+	if path == "" {
+		return Builtin()
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	r, err := Parse(builtinYAML, b)
+	if err != nil {
+		return nil, fmt.Errorf("rules %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// Parse compiles the base rule file, then the override file (if any) on top:
+// a scenario of the same name replaces the base one, a new name is added.
+func Parse(base, override []byte) (*Rules, error) {
+	var all []Rule
+	for i, doc := range [][]byte{base, override} {
+		if doc == nil {
+			continue
+		}
+		var f RuleFile
+		dec := yaml.NewDecoder(strings.NewReader(string(doc)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&f); err != nil {
+			return nil, fmt.Errorf("yaml: %w", err)
+		}
+		for _, r := range f.Scenarios {
+			replaced := false
+			if i == 1 {
+				for j := range all {
+					if all[j].Name == r.Name {
+						all[j], replaced = r, true
+					}
+				}
+			}
+			if !replaced {
+				all = append(all, r)
+			}
+		}
+	}
+	rs := &Rules{byName: map[string]int{}}
+	for _, r := range all {
+		if r.Disabled {
+			continue
+		}
+		s, err := compile(r)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := rs.byName[s.Name]; dup {
+			return nil, fmt.Errorf("scenario %q is defined twice", s.Name)
+		}
+		rs.byName[s.Name] = len(rs.Scenarios)
+		rs.Scenarios = append(rs.Scenarios, s)
+	}
+	if len(rs.Scenarios) == 0 {
+		return nil, errors.New("no scenario enabled")
+	}
+	return rs, nil
+}
+
+// Scenario returns the scenario called name, or nil.
+func (r *Rules) Scenario(name string) *Scenario {
+	if i, ok := r.byName[name]; ok {
+		return r.Scenarios[i]
+	}
+	return nil
+}
+
+func duration(name, field, v string, def time.Duration) (time.Duration, error) {
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("scenario %q: %s %q is not a duration such as 10s or 4h", name, field, v)
+	}
+	return d, nil
+}
+
+func compile(r Rule) (*Scenario, error) {
+	if r.Name == "" {
+		return nil, errors.New("a scenario has no name")
+	}
+	s := &Scenario{Name: r.Name, Description: r.Description, CrowdSec: r.CrowdSec, Trigger: r.Trigger, Distinct: r.Distinct,
+		Capacity: r.Capacity, Decision: r.Decision}
+	var err error
+	if s.Leak, err = duration(r.Name, "leak", r.Leak, 10*time.Second); err != nil {
+		return nil, err
+	}
+	if s.Blackhole, err = duration(r.Name, "blackhole", r.Blackhole, time.Minute); err != nil {
+		return nil, err
+	}
+	if s.Ban, err = duration(r.Name, "ban", r.Ban, 4*time.Hour); err != nil {
+		return nil, err
+	}
+	switch s.Decision {
+	case "":
+		s.Decision = "ban"
+	case "ban", "captcha":
+	default:
+		return nil, fmt.Errorf("scenario %q: decision %q: want ban or captcha", r.Name, r.Decision)
+	}
+	switch s.Trigger {
+	case TriggerMatch:
+		s.Capacity = 0
+	case TriggerLeaky:
+	case TriggerDistinct:
+		if s.Distinct != "path" && s.Distinct != "uri" && s.Distinct != "user_agent" {
+			return nil, fmt.Errorf("scenario %q: distinct %q: want path, uri or user_agent", r.Name, r.Distinct)
+		}
+	default:
+		return nil, fmt.Errorf("scenario %q: trigger %q: want match, leaky or distinct", r.Name, r.Trigger)
+	}
+	if s.Trigger != TriggerMatch && s.Capacity < 1 {
+		return nil, fmt.Errorf("scenario %q: capacity must be at least 1 for a %s trigger", r.Name, s.Trigger)
+	}
+	if s.Trigger != TriggerMatch && s.Leak <= 0 {
+		return nil, fmt.Errorf("scenario %q: leak must be positive", r.Name)
+	}
+	f := r.Filter
+	if len(f.Status) > 0 {
+		s.status = map[int]bool{}
+		for _, c := range f.Status {
+			s.status[c] = true
+		}
+	}
+	if len(f.Methods) > 0 {
+		s.methods = map[string]bool{}
+		for _, m := range f.Methods {
+			s.methods[strings.ToUpper(m)] = true
+		}
+	}
+	if len(f.ProtocolNot) > 0 {
+		s.protocolNot = map[string]bool{}
+		for _, p := range f.ProtocolNot {
+			s.protocolNot[strings.ToUpper(p)] = true
+		}
+	}
+	s.notStatic, s.uriAbsolute = f.NotStatic, f.URIAbsolute
+	s.signal = r.Signal == nil || *r.Signal
+	mk := func(l []string) *matcher {
+		if len(l) == 0 {
+			return nil
+		}
+		return newMatcher(l)
+	}
+	s.path, s.uri, s.rawURI, s.query = mk(f.PathContains), mk(f.URIContains), mk(f.RawURIContains), mk(f.QueryContains)
+	s.ua, s.referer, s.anyM = mk(f.UAContains), mk(f.RefererContains), mk(f.AnyContains)
+	for _, x := range f.PathSuffix {
+		s.suffix = append(s.suffix, strings.ToLower(x))
+	}
+	for _, x := range f.PathPrefix {
+		s.prefix = append(s.prefix, strings.ToLower(x))
+	}
+	for _, set := range []struct {
+		src []string
+		dst *[]*regexp.Regexp
+	}{{f.PathRegex, &s.pathRe}, {f.URIRegex, &s.uriRe}, {f.QueryRegex, &s.queryRe}, {f.AnyRegex, &s.anyRe}} {
+		for _, expr := range set.src {
+			re, err := regexp.Compile(expr)
+			if err != nil {
+				return nil, fmt.Errorf("scenario %q: regex %q: %v", r.Name, expr, err)
+			}
+			*set.dst = append(*set.dst, re)
+		}
+	}
+	return s, nil
+}
+
+// Signals returns the scenarios, volumetric ones aside, whose filter e
+// passes: what marks this one request as hostile, before any bucket decides
+// whether its source is attacking.
+func (r *Rules) Signals(e *accesslog.Entry) []*Scenario {
+	var req request
+	req.reset(e)
+	var out []*Scenario
+	for _, s := range r.Scenarios {
+		if s.signal && s.matches(&req) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
