@@ -14,19 +14,20 @@ type Folder struct {
 // NewFolder returns a Folder for format.
 func NewFolder(format *accesslog.Format) *Folder { return &Folder{format: format} }
 
-// Fold parses line into a. A line that does not parse is counted as
-// malformed in a, and its parse error is returned. A blank line is neither a
-// request nor malformed: it is skipped.
-func (f *Folder) Fold(a *Aggregate, line []byte) error {
+// Fold parses line into a and reports whether it was a request (then
+// Entry holds it). A line that does not parse is counted as malformed in a,
+// and its parse error is returned. A blank line is neither a request nor
+// malformed: it is skipped.
+func (f *Folder) Fold(a *Aggregate, line []byte) (bool, error) {
 	if blank(line) {
-		return nil
+		return false, nil
 	}
 	if err := f.format.Parse(line, &f.entry); err != nil {
 		a.AddMalformed()
-		return err
+		return false, err
 	}
 	a.Add(&f.entry)
-	return nil
+	return true, nil
 }
 
 // Entry is the last line parsed (valid until the next Fold).

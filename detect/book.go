@@ -269,3 +269,40 @@ func (b *Book) Clone() *Book {
 	}
 	return &c
 }
+
+// DecisionView is a decision as the API shows it, in CrowdSec's fields:
+// duration is what remains at the time of the request, until an RFC 3339 time.
+type DecisionView struct {
+	ID        int64  `json:"id"`
+	Origin    string `json:"origin"`
+	Type      string `json:"type"`
+	Scope     string `json:"scope"`
+	Value     string `json:"value"`
+	Scenario  string `json:"scenario"`
+	Duration  string `json:"duration"`
+	Until     string `json:"until"`
+	Simulated bool   `json:"simulated"`
+	AlertID   string `json:"alert_id,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	Active    bool   `json:"active"`
+}
+
+// View renders d at now.
+func (d Decision) View(now time.Time) DecisionView {
+	left := time.Duration(d.Until - now.UnixNano())
+	if left < 0 {
+		left = 0
+	}
+	return DecisionView{ID: d.ID, Origin: d.Origin, Type: d.Type, Scope: d.Scope, Value: d.Value, Scenario: d.Scenario,
+		Duration: left.Round(time.Second).String(), Until: time.Unix(0, d.Until).UTC().Format(time.RFC3339),
+		AlertID: d.AlertID, Reason: d.Reason, Active: d.Active(now)}
+}
+
+// DecisionViews renders ds at now.
+func DecisionViews(ds []Decision, now time.Time) []DecisionView {
+	out := make([]DecisionView, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, d.View(now))
+	}
+	return out
+}

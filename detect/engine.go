@@ -98,63 +98,145 @@ const (
 	gcEvery = 4096
 )
 
+// Match is one scenario an event passed, with the hash of its distinct
+// value for a distinct trigger.
+type Match struct {
+	Scenario int
+	Key      uint64
+}
+
+// Event is a request as the buckets see it: who, when, where, and which
+// scenarios' filters it passed. Its byte slices alias the caller's line.
+type Event struct {
+	IP      []byte
+	Time    int64
+	Offset  int64
+	Line    []byte
+	Matches []Match
+}
+
+// Evaluate runs every scenario's filter on e (the line at offset) and fills
+// ev; it reports whether any scenario matched. It keeps no state, so it may
+// run concurrently on many lines; Pour must then see the events in order.
+func (r *Rules) Evaluate(e *accesslog.Entry, line []byte, offset int64, ev *Event) bool {
+	ev.Matches = ev.Matches[:0]
+	if len(e.Client) == 0 {
+		return false
+	}
+	var req request
+	req.reset(e)
+	for i, s := range r.Scenarios {
+		if !s.matches(&req) {
+			continue
+		}
+		m := Match{Scenario: i}
+		if s.Trigger == TriggerDistinct {
+			m.Key = xxhash.Sum64String(req.distinct(s.Distinct))
+		}
+		ev.Matches = append(ev.Matches, m)
+	}
+	ev.IP, ev.Time, ev.Offset, ev.Line = e.Client, e.Time, offset, line
+	return len(ev.Matches) > 0
+}
+
+// source is one client's buckets, indexed like the rules' scenarios.
+type source struct {
+	b   []*Bucket
+	had []bool // a bucket existed at some point since the last Flush
+}
+
 // Detector runs the rules over one partition's records in offset order.
 type Detector struct {
 	rules     *Rules
 	partition int32
-	state     *PartitionState
-	dirty     map[string]bool
+	sources   map[string]*source
+	watermark int64
+	dirty     map[string]*source
 	alerts    []Alert
-	req       request
+	ev        Event
+	poured    int64 // events seen, for the collection schedule
 }
 
-// NewDetector returns a detector for partition continuing from state (which
-// it takes over; pass a clone to keep the original).
+// NewDetector returns a detector for partition continuing from state.
 func NewDetector(rules *Rules, partition int32, state *PartitionState) *Detector {
+	d := &Detector{rules: rules, partition: partition, sources: map[string]*source{}, dirty: map[string]*source{}}
 	if state == nil {
-		state = &PartitionState{}
+		return d
 	}
-	if state.Buckets == nil {
-		state.Buckets = map[string]*Bucket{}
+	d.watermark = state.Watermark
+	for key, b := range state.Buckets {
+		name, ip, ok := strings.Cut(key, "|")
+		i, known := rules.byName[name]
+		if !ok || !known {
+			continue // a scenario no longer in the rules
+		}
+		src := d.source(ip)
+		nb := *b
+		nb.Keys = append([]uint64(nil), b.Keys...)
+		nb.Samples = append([]string(nil), b.Samples...)
+		src.b[i], src.had[i] = &nb, true
 	}
-	return &Detector{rules: rules, partition: partition, state: state, dirty: map[string]bool{}}
+	return d
 }
 
-// State is the detector's current state.
-func (d *Detector) State() *PartitionState { return d.state }
+func (d *Detector) source(ip string) *source {
+	src := d.sources[ip]
+	if src == nil {
+		n := len(d.rules.Scenarios)
+		src = &source{b: make([]*Bucket, n), had: make([]bool, n)}
+		d.sources[ip] = src
+	}
+	return src
+}
 
-// Observe runs every scenario on one parsed request at offset; line is the
-// raw line, kept as a sample.
+// State returns the detector's current state in its wire form.
+func (d *Detector) State() *PartitionState {
+	st := &PartitionState{Buckets: map[string]*Bucket{}, Watermark: d.watermark}
+	for ip, src := range d.sources {
+		for i, b := range src.b {
+			if b != nil {
+				st.Buckets[d.rules.Scenarios[i].Name+"|"+ip] = b
+			}
+		}
+	}
+	return st
+}
+
+// Observe evaluates and pours one parsed request at offset; line is the raw
+// line, kept as a sample.
 func (d *Detector) Observe(e *accesslog.Entry, offset int64, line []byte) {
-	if len(e.Client) == 0 {
-		return
-	}
-	d.state.Watermark = max(d.state.Watermark, e.Time)
-	d.req.reset(e)
-	var ip string
-	for _, s := range d.rules.Scenarios {
-		if !s.matches(&d.req) {
-			continue
+	d.rules.Evaluate(e, line, offset, &d.ev)
+	d.Pour(&d.ev)
+}
+
+// Pour feeds one evaluated event to its source's buckets. Events must come
+// in offset order; an event that matched nothing still advances the
+// watermark and the collection schedule.
+func (d *Detector) Pour(ev *Event) {
+	d.watermark = max(d.watermark, ev.Time)
+	if len(ev.Matches) > 0 {
+		src, ok := d.sources[string(ev.IP)]
+		if !ok {
+			src = d.source(string(ev.IP))
 		}
-		if ip == "" {
-			ip = string(e.Client)
+		d.dirty[string(ev.IP)] = src
+		for _, m := range ev.Matches {
+			d.pour(src, m, ev)
 		}
-		d.pour(s, ip, e, offset, line)
 	}
-	if (offset+1)%gcEvery == 0 {
+	if (ev.Offset+1)%gcEvery == 0 {
 		d.collect()
 	}
 }
 
-func (d *Detector) pour(s *Scenario, ip string, e *accesslog.Entry, offset int64, line []byte) {
-	key := s.Name + "|" + ip
-	b := d.state.Buckets[key]
+func (d *Detector) pour(src *source, m Match, ev *Event) {
+	s := d.rules.Scenarios[m.Scenario]
+	b := src.b[m.Scenario]
 	if b == nil {
 		b = &Bucket{}
-		d.state.Buckets[key] = b
+		src.b[m.Scenario], src.had[m.Scenario] = b, true
 	}
-	d.dirty[key] = true
-	t := e.Time
+	t := ev.Time
 	b.LastT = max(b.LastT, t)
 	if t < b.Blackhole {
 		return
@@ -171,32 +253,32 @@ func (d *Detector) pour(s *Scenario, ip string, e *accesslog.Entry, offset int64
 		}
 	}
 	if s.Trigger == TriggerDistinct {
-		h := xxhash.Sum64String(d.req.distinct(s.Distinct))
 		for _, k := range b.Keys {
-			if k == h {
+			if k == m.Key {
 				return
 			}
 		}
-		b.Keys = append(b.Keys, h)
+		b.Keys = append(b.Keys, m.Key)
 	}
 	if b.Level == 0 {
-		b.LastLeak, b.FirstT, b.FirstOff, b.Samples = t, t, offset, b.Samples[:0]
+		b.LastLeak, b.FirstT, b.FirstOff, b.Samples = t, t, ev.Offset, b.Samples[:0]
 	}
 	b.Level++
-	sample := string(line)
+	sample := ev.Line
 	if len(sample) > maxSampleBytes {
-		sample = strings.ToValidUTF8(sample[:maxSampleBytes], "")
+		sample = sample[:maxSampleBytes]
 	}
 	if len(b.Samples) == maxSamples {
 		b.Samples = append(b.Samples[:0], b.Samples[1:]...)
 	}
-	b.Samples = append(b.Samples, sample)
+	b.Samples = append(b.Samples, strings.ToValidUTF8(string(sample), ""))
 	if b.Level <= s.Capacity {
 		return
 	}
+	ip := string(ev.IP)
 	d.alerts = append(d.alerts, Alert{
-		ID: alertID(s.Name, ip, t, line), Scenario: s.Name, CrowdSec: s.CrowdSec, SourceIP: ip, Events: b.Level,
-		FirstSeen: rfc3339(b.FirstT), LastSeen: rfc3339(t), Partition: d.partition, Offsets: [2]int64{b.FirstOff, offset + 1},
+		ID: alertID(s.Name, ip, t, ev.Line), Scenario: s.Name, CrowdSec: s.CrowdSec, SourceIP: ip, Events: b.Level,
+		FirstSeen: rfc3339(b.FirstT), LastSeen: rfc3339(t), Partition: d.partition, Offsets: [2]int64{b.FirstOff, ev.Offset + 1},
 		Samples: append([]string(nil), b.Samples...), Time: t,
 	})
 	b.Level, b.Keys, b.Samples = 0, nil, nil
@@ -206,37 +288,66 @@ func (d *Detector) pour(s *Scenario, ip string, e *accesslog.Entry, offset int64
 // collect drops buckets that are drained and out of their blackhole since
 // well before the watermark: they behave as absent ones would.
 func (d *Detector) collect() {
-	limit := d.state.Watermark - int64(gcGrace)
-	for key, b := range d.state.Buckets {
-		s := d.rules.Scenario(key[:strings.IndexByte(key, '|')])
-		drained := b.Level == 0
-		if s != nil && !drained {
-			drained = b.LastLeak+int64(b.Level)*int64(s.Leak) < limit
+	limit := d.watermark - int64(gcGrace)
+	for ip, src := range d.sources {
+		live := false
+		for i, b := range src.b {
+			if b == nil {
+				continue
+			}
+			s := d.rules.Scenarios[i]
+			drained := b.Level == 0 || b.LastLeak+int64(b.Level)*int64(s.Leak) < limit
+			if drained && b.Blackhole < limit && b.LastT < limit {
+				src.b[i] = nil
+				d.dirty[ip] = src
+				continue
+			}
+			live = true
 		}
-		if (drained || s == nil) && b.Blackhole < limit && b.LastT < limit {
-			delete(d.state.Buckets, key)
-			d.dirty[key] = true
+		if !live {
+			if _, dirty := d.dirty[ip]; !dirty {
+				delete(d.sources, ip)
+			}
 		}
 	}
 }
 
+// TakeAlerts returns the alerts raised since the last call (or Flush) and
+// forgets them; for callers that keep no delta (warden analyze).
+func (d *Detector) TakeAlerts() []Alert {
+	a := d.alerts
+	d.alerts = nil
+	d.dirty = map[string]*source{}
+	return a
+}
+
 // Flush returns the delta since the last Flush and starts a new one.
 func (d *Detector) Flush() *Delta {
-	delta := &Delta{Partition: d.partition, Watermark: d.state.Watermark, Alerts: d.alerts}
+	delta := &Delta{Partition: d.partition, Watermark: d.watermark, Alerts: d.alerts}
 	if len(d.dirty) > 0 {
-		delta.Buckets = make(map[string]*Bucket, len(d.dirty))
-		for k := range d.dirty {
-			if b, ok := d.state.Buckets[k]; ok {
-				nb := *b
-				nb.Keys = append([]uint64(nil), b.Keys...)
-				nb.Samples = append([]string(nil), b.Samples...)
-				delta.Buckets[k] = &nb
-			} else {
-				delta.Buckets[k] = nil
+		delta.Buckets = map[string]*Bucket{}
+		for ip, src := range d.dirty {
+			live := false
+			for i, b := range src.b {
+				key := d.rules.Scenarios[i].Name + "|" + ip
+				switch {
+				case b != nil:
+					nb := *b
+					nb.Keys = append([]uint64(nil), b.Keys...)
+					nb.Samples = append([]string(nil), b.Samples...)
+					delta.Buckets[key] = &nb
+					live = true
+				case src.had[i]:
+					delta.Buckets[key] = nil
+				}
+				src.had[i] = b != nil
+			}
+			if !live {
+				delete(d.sources, ip)
 			}
 		}
 	}
-	d.dirty = map[string]bool{}
+	d.dirty = map[string]*source{}
 	d.alerts = nil
 	return delta
 }

@@ -35,23 +35,25 @@ func newMatcher(patterns []string) *matcher {
 	return m
 }
 
-// match reports whether text (already lower case) contains a pattern.
+// match reports whether text contains a pattern, ignoring ASCII case.
 func (m *matcher) match(text string) bool {
 	for _, c := range m.single {
-		if strings.IndexByte(text, c) >= 0 {
-			return true
+		for i := 0; i < len(text); i++ {
+			if lowerByte(text[i]) == c {
+				return true
+			}
 		}
 	}
 	if len(m.patterns) == 0 {
 		return false
 	}
 	for i := 0; i+1 < len(text); i++ {
-		k := uint16(text[i])<<8 | uint16(text[i+1])
+		k := uint16(lowerByte(text[i]))<<8 | uint16(lowerByte(text[i+1]))
 		if m.bits[k>>6]&(1<<(k&63)) == 0 {
 			continue
 		}
 		for _, pi := range m.cands[k] {
-			if strings.HasPrefix(text[i:], m.patterns[pi]) {
+			if hasPrefixFold(text[i:], m.patterns[pi]) {
 				return true
 			}
 		}
@@ -59,10 +61,35 @@ func (m *matcher) match(text string) bool {
 	return false
 }
 
+func lowerByte(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 32
+	}
+	return c
+}
+
+// hasPrefixFold reports whether s starts with the lower-case prefix p,
+// ignoring ASCII case in s.
+func hasPrefixFold(s, p string) bool {
+	if len(s) < len(p) {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if lowerByte(s[i]) != p[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func hasSuffixFold(s, p string) bool {
+	return len(s) >= len(p) && hasPrefixFold(s[len(s)-len(p):], p)
+}
+
 // decode URL-decodes s until it stops changing (at most three rounds, so
-// double and triple encodings are seen through) and lowers the case; with
-// plus, a '+' is a space (as in a query string). Invalid escapes are kept as
-// they are.
+// double and triple encodings are seen through); with plus, a '+' is a space
+// (as in a query string). Invalid escapes are kept as they are. Matching
+// ignores case, so the case is kept.
 func decode(s string, plus bool) string {
 	for round := 0; round < 3; round++ {
 		if strings.IndexByte(s, '%') < 0 && (!plus || strings.IndexByte(s, '+') < 0) {
@@ -74,7 +101,7 @@ func decode(s string, plus bool) string {
 		}
 		s = d
 	}
-	return lowerASCII(s)
+	return s
 }
 
 func unescape(s string, plus bool) string {
@@ -136,7 +163,7 @@ func isStatic(path string) bool {
 	}
 	ext := path[dot:]
 	for _, s := range staticExt {
-		if ext == s {
+		if len(ext) == len(s) && hasPrefixFold(ext, s) {
 			return true
 		}
 	}

@@ -59,7 +59,7 @@ func (r *request) RawURI() string {
 		if len(r.e.Query) > 0 {
 			s += "?" + string(r.e.Query)
 		}
-		r.raw, r.have = lowerASCII(s), r.have|hRaw
+		r.raw, r.have = s, r.have|hRaw
 	}
 	return r.raw
 }
@@ -114,11 +114,17 @@ func anyMatch(res []*regexp.Regexp, get func() string) bool {
 // matches reports whether r passes s's filter; cheap conditions first.
 func (s *Scenario) matches(r *request) bool {
 	e := r.e
-	if s.status != nil && !s.status[e.Status] {
+	if s.hasStatus && (e.Status < 0 || e.Status >= 1024 || s.statusBits[e.Status>>6]&(1<<(e.Status&63)) == 0) {
 		return false
 	}
-	if s.methods != nil && !s.methods[string(e.Method)] {
-		return false
+	if len(s.methods) > 0 {
+		ok := false
+		for _, m := range s.methods {
+			ok = ok || string(e.Method) == m
+		}
+		if !ok {
+			return false
+		}
 	}
 	if s.protocolNot != nil && (len(e.Protocol) == 0 || s.protocolNot[strings.ToUpper(string(e.Protocol))]) {
 		return false
@@ -143,7 +149,7 @@ func (s *Scenario) matches(r *request) bool {
 	if len(s.suffix) > 0 {
 		p, ok := r.Path(), false
 		for _, x := range s.suffix {
-			ok = ok || strings.HasSuffix(p, x)
+			ok = ok || hasSuffixFold(p, x)
 		}
 		if !ok {
 			return false
@@ -152,7 +158,7 @@ func (s *Scenario) matches(r *request) bool {
 	if len(s.prefix) > 0 {
 		p, ok := r.Path(), false
 		for _, x := range s.prefix {
-			ok = ok || strings.HasPrefix(p, x)
+			ok = ok || hasPrefixFold(p, x)
 		}
 		if !ok {
 			return false

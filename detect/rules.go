@@ -92,8 +92,9 @@ type Scenario struct {
 	Leak, Blackhole, Ban        time.Duration
 	Decision                    string
 
-	status                                      map[int]bool
-	methods                                     map[string]bool
+	hasStatus                                   bool
+	statusBits                                  [16]uint64
+	methods                                     []string
 	notStatic, uriAbsolute                      bool
 	path, uri, rawURI, query, ua, referer, anyM *matcher
 	suffix, prefix                              []string
@@ -237,17 +238,15 @@ func compile(r Rule) (*Scenario, error) {
 		return nil, fmt.Errorf("scenario %q: leak must be positive", r.Name)
 	}
 	f := r.Filter
-	if len(f.Status) > 0 {
-		s.status = map[int]bool{}
-		for _, c := range f.Status {
-			s.status[c] = true
+	for _, c := range f.Status {
+		if c < 0 || c >= 1024 {
+			return nil, fmt.Errorf("scenario %q: status %d out of range", r.Name, c)
 		}
+		s.hasStatus = true
+		s.statusBits[c>>6] |= 1 << (c & 63)
 	}
-	if len(f.Methods) > 0 {
-		s.methods = map[string]bool{}
-		for _, m := range f.Methods {
-			s.methods[strings.ToUpper(m)] = true
-		}
+	for _, m := range f.Methods {
+		s.methods = append(s.methods, strings.ToUpper(m))
 	}
 	if len(f.ProtocolNot) > 0 {
 		s.protocolNot = map[string]bool{}
@@ -276,7 +275,7 @@ func compile(r Rule) (*Scenario, error) {
 		dst *[]*regexp.Regexp
 	}{{f.PathRegex, &s.pathRe}, {f.URIRegex, &s.uriRe}, {f.QueryRegex, &s.queryRe}, {f.AnyRegex, &s.anyRe}} {
 		for _, expr := range set.src {
-			re, err := regexp.Compile(expr)
+			re, err := regexp.Compile("(?i)" + expr)
 			if err != nil {
 				return nil, fmt.Errorf("scenario %q: regex %q: %v", r.Name, expr, err)
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wardenhq/warden/analytics"
+	"github.com/wardenhq/warden/detect"
 )
 
 // Sentinel errors: why a batch was rejected. A worker that gets one of them
@@ -70,6 +71,10 @@ const (
 	KindCommit     Kind = "commit"
 	KindReset      Kind = "reset_offset"
 	KindConfigure  Kind = "configure"
+	// Operators' decisions, and the alert outbox.
+	KindDecisionAdd    Kind = "decision_add"
+	KindDecisionDelete Kind = "decision_delete"
+	KindMarkPublished  Kind = "mark_published"
 )
 
 // Command is one entry of the replicated log. Exactly one body is set,
@@ -81,6 +86,21 @@ type Command struct {
 	Commit  []Batch     `json:"commit,omitempty"`
 	Reset   *ResetBatch `json:"reset,omitempty"`
 	Config  *Config     `json:"config,omitempty"`
+	// Decision is a manual decision; Now (Unix ns) is the proposer's clock,
+	// so every replica computes the same end time.
+	Decision *ManualDecision `json:"decision,omitempty"`
+	// ID is the decision to delete; Seq the last alert published.
+	ID  int64  `json:"id,omitempty"`
+	Seq uint64 `json:"seq,omitempty"`
+}
+
+// ManualDecision is an operator's decision.
+type ManualDecision struct {
+	Value    string `json:"value"`
+	Type     string `json:"type"`
+	Reason   string `json:"reason"`
+	Duration string `json:"duration"`
+	Now      int64  `json:"now"`
 }
 
 // Assign grows the partition table to Partitions (it never shrinks) and
@@ -109,6 +129,9 @@ type Batch struct {
 	Analytics *analytics.Aggregate `json:"analytics,omitempty"`
 	// Malformed is the batch's records that did not parse.
 	Malformed []BadRecord `json:"malformed,omitempty"`
+	// Detect is the change to the partition's detector state, and the
+	// alerts the batch raised.
+	Detect *detect.Delta `json:"detect,omitempty"`
 }
 
 // ResetBatch moves a partition's committed offset (replay or skip) and bumps
@@ -123,8 +146,9 @@ type ResetBatch struct {
 // Result is what applying a command produced. For a commit, Rejected holds
 // one reason per batch, in order ("" for an applied batch).
 type Result struct {
-	Rejected []string `json:"rejected,omitempty"`
-	Err      string   `json:"error,omitempty"`
+	Rejected   []string `json:"rejected,omitempty"`
+	Err        string   `json:"error,omitempty"`
+	DecisionID int64    `json:"decision_id,omitempty"`
 }
 
 // BatchErr returns the rejection of batch i as a sentinel error, or nil.
@@ -191,9 +215,40 @@ func Apply(s *State, cmd Command) Result {
 		if err := (analytics.Config{Retention: ret}).Validate(); err != nil {
 			return Result{Err: fmt.Sprintf("configure: %v", err)}
 		}
+		rules, err := compileRules(cmd.Config.Rules)
+		if err != nil {
+			return Result{Err: fmt.Sprintf("configure: rules: %v", err)}
+		}
+		bc := s.Book.Config
+		bc.Allow = cmd.Config.Allow
+		if err := s.Book.SetConfig(bc); err != nil {
+			return Result{Err: fmt.Sprintf("configure: %v", err)}
+		}
 		c := *cmd.Config
-		s.Config = &c
+		s.Config, s.rules = &c, rules
 		s.Analytics.SetRetention(ret)
+		return Result{}
+	case KindDecisionAdd:
+		m := cmd.Decision
+		if m == nil {
+			return Result{Err: "decision without body"}
+		}
+		dur, err := time.ParseDuration(m.Duration)
+		if err != nil {
+			return Result{Err: fmt.Sprintf("duration %q: %v", m.Duration, err)}
+		}
+		d, err := s.Book.AddManual(m.Value, m.Type, m.Reason, m.Now, dur)
+		if err != nil {
+			return Result{Err: err.Error()}
+		}
+		return Result{DecisionID: d.ID}
+	case KindDecisionDelete:
+		if !s.Book.Delete(cmd.ID) {
+			return Result{Err: fmt.Sprintf("no decision %d", cmd.ID)}
+		}
+		return Result{}
+	case KindMarkPublished:
+		s.Book.Published = max(s.Book.Published, cmd.Seq)
 		return Result{}
 	default:
 		return Result{Err: fmt.Sprintf("unknown command kind %q", cmd.Kind)}
@@ -242,6 +297,18 @@ func applyBatch(s *State, b Batch) error {
 		// Merge only fails on sketches of another precision, which no
 		// Warden writes; the offsets have moved either way.
 		_ = s.Analytics.Merge(b.Analytics)
+	}
+	if b.Detect != nil {
+		ps := s.Detect[b.Partition]
+		if ps == nil {
+			ps = &detect.PartitionState{}
+			s.Detect[b.Partition] = ps
+		}
+		ps.Apply(b.Detect)
+		rules := s.Rules()
+		for _, a := range b.Detect.Alerts {
+			s.Book.AddAlert(a, rules.Scenario(a.Scenario))
+		}
 	}
 	if len(b.Malformed) > 0 {
 		s.Malformed = append(s.Malformed, b.Malformed...)

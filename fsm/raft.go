@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/wardenhq/warden/analytics"
+	"github.com/wardenhq/warden/detect"
 )
 
 // FSM adapts State to raft.FSM. It decodes log entries, calls Apply under
@@ -92,6 +93,35 @@ func (f *FSM) Malformed() int64 {
 	return f.state.Analytics.Malformed()
 }
 
+// Rules returns the compiled detection rules of the configuration.
+func (f *FSM) Rules() *detect.Rules {
+	f.mu.Lock() // compiles on first use
+	defer f.mu.Unlock()
+	return f.state.Rules()
+}
+
+// WorkerStart returns, read together, partition p's record and a copy of
+// its detector state: a worker resumes from exactly that pair.
+func (f *FSM) WorkerStart(p int32) (Partition, *detect.PartitionState, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if p < 0 || int(p) >= len(f.state.Partitions) {
+		return Partition{}, nil, false
+	}
+	var ds *detect.PartitionState
+	if st := f.state.Detect[p]; st != nil {
+		ds = st.Clone()
+	}
+	return f.state.Partitions[p], ds, true
+}
+
+// Book returns a copy of the alerts and decisions.
+func (f *FSM) Book() *detect.Book {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Book.Clone()
+}
+
 // Config returns the cluster-wide processing configuration, or nil.
 func (f *FSM) Config() *Config {
 	f.mu.RLock()
@@ -143,6 +173,13 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 	if s.Analytics == nil {
 		s.Analytics = analytics.NewStore(analytics.DefaultConfig())
 	}
+	if s.Detect == nil {
+		s.Detect = map[int32]*detect.PartitionState{}
+	}
+	if s.Book == nil {
+		s.Book = detect.NewBook(detect.DefaultBookConfig())
+	}
+	s.Book.Restore()
 	return s, nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/wardenhq/warden/analytics"
+	"github.com/wardenhq/warden/detect"
 )
 
 // Member is a node as the cluster records it.
@@ -108,6 +109,12 @@ type State struct {
 	// Malformed is the most recent lines that did not parse, at most
 	// MaxMalformedSample of them.
 	Malformed []BadRecord `json:"malformed_sample"`
+	// Detect is the detector state of each partition (buckets per client
+	// IP and scenario); Book the alerts, decisions and alert outbox.
+	Detect map[int32]*detect.PartitionState `json:"detect"`
+	Book   *detect.Book                     `json:"book"`
+	// rules are compiled from Config.Rules; not serialised.
+	rules *detect.Rules
 }
 
 // Config is the cluster-wide processing configuration. It lives in the FSM so
@@ -115,6 +122,24 @@ type State struct {
 type Config struct {
 	LogFormat string `json:"log_format"`
 	Retention string `json:"retention"` // a Go duration; "0s" keeps all
+	// Rules is the YAML of the operator's rule file applied over the
+	// built-in scenarios ("" for the built-in ones alone).
+	Rules string `json:"rules,omitempty"`
+	// Allow is the allow-list: addresses and ranges never decided against.
+	Allow []string `json:"allow,omitempty"`
+}
+
+// Equal reports whether two configurations are the same.
+func (c Config) Equal(o Config) bool {
+	if c.LogFormat != o.LogFormat || c.Retention != o.Retention || c.Rules != o.Rules || len(c.Allow) != len(o.Allow) {
+		return false
+	}
+	for i := range c.Allow {
+		if c.Allow[i] != o.Allow[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // BadRecord is a record that did not parse, and where it is.
@@ -134,7 +159,31 @@ const (
 
 // NewState returns the empty state for topic.
 func NewState(topic string) *State {
-	return &State{Topic: topic, Members: map[string]Member{}, Analytics: analytics.NewStore(analytics.DefaultConfig())}
+	return &State{Topic: topic, Members: map[string]Member{}, Analytics: analytics.NewStore(analytics.DefaultConfig()),
+		Detect: map[int32]*detect.PartitionState{}, Book: detect.NewBook(detect.DefaultBookConfig())}
+}
+
+// Rules returns the compiled rules of the current configuration.
+func (s *State) Rules() *detect.Rules {
+	if s.rules == nil {
+		src := ""
+		if s.Config != nil {
+			src = s.Config.Rules
+		}
+		r, err := compileRules(src)
+		if err != nil {
+			r, _ = detect.Builtin() // Configure refuses rules that do not compile
+		}
+		s.rules = r
+	}
+	return s.rules
+}
+
+func compileRules(src string) (*detect.Rules, error) {
+	if src == "" {
+		return detect.Builtin()
+	}
+	return detect.Parse(detect.BuiltinYAML(), []byte(src))
 }
 
 // Clone returns a copy of s for readers: members, partitions, config and the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/wardenhq/warden/accesslog"
 	"github.com/wardenhq/warden/analytics"
+	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/transport"
 )
 
@@ -64,6 +65,22 @@ type Config struct {
 	DLQTopic string
 	// NoDLQ turns the dead-letter topic off.
 	NoDLQ bool
+
+	// Rules is the YAML of a rule file applied over the built-in scenarios
+	// ("" for the built-in ones); Allow the addresses and ranges never to
+	// ban. Like the log format, the leader's values apply cluster-wide.
+	Rules string
+	Allow []string
+	// AdminToken guards POST and DELETE /v1/decisions (Authorization:
+	// Bearer TOKEN); without it those endpoints are refused.
+	AdminToken string
+	// BouncerKeys are the API keys bouncers present (X-Api-Key) to
+	// /v1/decisions/stream; without any, the stream is refused.
+	BouncerKeys []string
+	// AlertsTopic receives every alert exactly once; "" disables it.
+	// Default: the input topic with ".alerts" appended.
+	AlertsTopic   string
+	NoAlertsTopic bool
 
 	// Raft timing: heartbeat and election timeouts, tuned for a LAN.
 	RaftHeartbeat time.Duration
@@ -123,6 +140,14 @@ func (c Config) Validate() error {
 	if err := (analytics.Config{Retention: c.Retention}).Validate(); err != nil {
 		return fmt.Errorf("--retention: %w", err)
 	}
+	if c.Rules != "" {
+		if _, err := detect.Parse(detect.BuiltinYAML(), []byte(c.Rules)); err != nil {
+			return fmt.Errorf("--rules: %w", err)
+		}
+	}
+	if _, err := detect.ParseAllow(c.Allow); err != nil {
+		return fmt.Errorf("--allow: %w", err)
+	}
 	for flag, addr := range map[string]string{"--raft": c.RaftAddr, "--gossip": c.GossipAddr, "--http": c.HTTPAddr} {
 		if _, _, err := transport.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("%s: %w", flag, err)
@@ -163,6 +188,12 @@ func (c *Config) fillDefaults() {
 	}
 	if c.NoDLQ {
 		c.DLQTopic = ""
+	}
+	if c.AlertsTopic == "" && !c.NoAlertsTopic {
+		c.AlertsTopic = c.Topic + ".alerts"
+	}
+	if c.NoAlertsTopic {
+		c.AlertsTopic = ""
 	}
 	if c.RaftHeartbeat == 0 {
 		c.RaftHeartbeat = d.RaftHeartbeat

@@ -193,8 +193,8 @@ func (n *Node) reconcile(failedSince map[string]time.Time) {
 	}
 
 	// The processing configuration, from the leader's flags.
-	want := &fsm.Config{LogFormat: n.cfg.LogFormat, Retention: n.cfg.Retention.String()}
-	if state.Config == nil || *state.Config != *want {
+	want := &fsm.Config{LogFormat: n.cfg.LogFormat, Retention: n.cfg.Retention.String(), Rules: n.cfg.Rules, Allow: n.cfg.Allow}
+	if state.Config == nil || !state.Config.Equal(*want) {
 		if _, err := n.propose(n.ctx, fsm.Command{Kind: fsm.KindConfigure, Config: want}); err != nil {
 			lg.Warn("recording the processing configuration failed", "err", err)
 		} else {

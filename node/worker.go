@@ -12,6 +12,7 @@ import (
 
 	"github.com/wardenhq/warden/accesslog"
 	"github.com/wardenhq/warden/analytics"
+	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/fsm"
 )
 
@@ -119,6 +120,14 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 		return
 	}
 	folder := analytics.NewFolder(format)
+	// The detector resumes from the FSM's state for exactly the committed
+	// offset it starts from.
+	start, dstate, ok := n.fsm.WorkerStart(p.Partition)
+	if !ok || start.Epoch != p.Epoch || start.Committed != p.Committed {
+		return // the FSM moved on; the manager starts a fresh worker
+	}
+	rules := n.fsm.Rules()
+	detector := detect.NewDetector(rules, p.Partition, dstate)
 
 	from := p.Committed
 	maxRecords := n.cfg.MaxBatchRecords
@@ -151,7 +160,10 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 		if len(recs) == 0 {
 			continue
 		}
-		if c := n.fsm.Config(); c != nil && c.LogFormat != cfg.LogFormat {
+		if c := n.fsm.Config(); c != nil && (c.LogFormat != cfg.LogFormat || c.Rules != cfg.Rules) {
+			if c.Rules != cfg.Rules {
+				return // new rules: restart from the FSM's state with them
+			}
 			if f, err := accesslog.Lookup(c.LogFormat); err == nil {
 				cfg, folder = c, analytics.NewFolder(f)
 				lg.Info("log format changed", "log_format", c.LogFormat)
@@ -162,13 +174,18 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 		var dead []*kgo.Record
 		for _, r := range recs {
 			b.Delta.AddRecord(r.Partition, r.Offset, r.Value)
-			if err := folder.Fold(b.Analytics, r.Value); err != nil {
+			parsed, err := folder.Fold(b.Analytics, r.Value)
+			if err != nil {
 				b.Malformed = append(b.Malformed, badRecord(r, err))
 				if n.cfg.DLQTopic != "" {
 					dead = append(dead, deadLetter(n.cfg.DLQTopic, r, err))
 				}
 			}
+			if parsed {
+				detector.Observe(folder.Entry(), r.Offset, r.Value)
+			}
 		}
+		b.Detect = detector.Flush()
 		if over := len(b.Malformed) - fsm.MaxMalformedSample; over > 0 {
 			b.Malformed = b.Malformed[over:]
 		}

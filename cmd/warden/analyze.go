@@ -18,6 +18,7 @@ import (
 
 	"github.com/wardenhq/warden/accesslog"
 	"github.com/wardenhq/warden/analytics"
+	"github.com/wardenhq/warden/detect"
 )
 
 func runAnalyze(args []string) error {
@@ -30,6 +31,10 @@ func runAnalyze(args []string) error {
 	retention := fs.Duration("retention", 0, "keep only this much event time back from the newest request; 0 keeps all")
 	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "parsing goroutines")
 	quiet := fs.Bool("quiet", false, "no progress bar or format report on stderr")
+	doc := fs.String("doc", "stats", "with --json, which API document to print: stats (GET /v1/stats), alerts (GET /v1/alerts) or decisions (GET /v1/decisions?all=1)")
+	rulesFile := fs.String("rules", "", "a YAML rule file applied over the built-in scenarios")
+	var allow listFlag
+	fs.Var(&allow, "allow", "addresses or CIDR ranges never to ban, comma-separated")
 	files, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -57,11 +62,24 @@ func runAnalyze(args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("--retention: %w", err)
 	}
+	if *doc != "stats" && *doc != "alerts" && *doc != "decisions" {
+		return fmt.Errorf("--doc %q: want stats, alerts or decisions", *doc)
+	}
 	if *workers < 1 {
 		return fmt.Errorf("--workers %d: want 1 or more", *workers)
 	}
 
-	an := &analyzer{workers: *workers, showProgress: !*quiet && isTerminal(os.Stderr)}
+	an := &analyzer{workers: *workers, showProgress: !*quiet && isTerminal(os.Stderr), showDetected: !*quiet}
+	if an.rules, err = loadRules(*rulesFile); err != nil {
+		return err
+	}
+	// The stats document needs no detection: skip it then.
+	an.detect = !*asJSON || *doc != "stats"
+	an.detector = detect.NewDetector(an.rules, 0, nil)
+	an.book = detect.NewBook(detect.DefaultBookConfig())
+	if err := an.book.SetConfig(detect.BookConfig{Allow: allow, MaxEscalation: 4, MaxBan: "720h"}); err != nil {
+		return fmt.Errorf("--allow: %w", err)
+	}
 	if *logFormat != "" {
 		if an.format, err = accesslog.Lookup(*logFormat); err != nil {
 			return fmt.Errorf("--log-format: %w", err)
@@ -73,16 +91,20 @@ func runAnalyze(args []string) error {
 			return err
 		}
 	}
-	if !*quiet && an.detected != "" {
-		fmt.Fprintln(os.Stderr, an.detected)
-	}
 	st := store.Stats(q)
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
+		switch *doc {
+		case "alerts":
+			return enc.Encode(an.book.AlertsSince(q.From))
+		case "decisions":
+			return enc.Encode(detect.DecisionViews(an.book.AllDecisions(), time.Now()))
+		}
 		return enc.Encode(st)
 	}
 	printReport(os.Stdout, files, an, st)
+	printDetections(os.Stdout, an.book)
 	return nil
 }
 
@@ -122,6 +144,13 @@ type analyzer struct {
 	detected     string
 	workers      int
 	showProgress bool
+	showDetected bool
+
+	detect   bool
+	rules    *detect.Rules
+	detector *detect.Detector
+	book     *detect.Book
+	offset   int64 // line index over all inputs: the offline "offset"
 
 	mu       sync.Mutex
 	lines    int64
@@ -139,8 +168,15 @@ type badLine struct {
 const maxBadShown = 5
 
 type chunk struct {
+	seq   int // order of the chunk in the input
 	buf   []byte
-	first int64 // line number of the chunk's first line
+	first int64 // line number of the chunk's first line (in its file)
+	base  int64 // offset (line index over all inputs) of its first line
+	pool  *[]byte
+	// Filled by a worker: the chunk's requests as the detector sees them.
+	events  []detect.Event
+	matches []detect.Match
+	ips     []byte
 }
 
 const chunkSize = 1 << 20
@@ -201,9 +237,16 @@ func (an *analyzer) file(name string, store *analytics.Store) error {
 		}
 		an.format = d.Format
 		an.detected = fmt.Sprintf("%s: %s", name, d)
+		if an.showDetected {
+			fmt.Fprintln(os.Stderr, an.detected)
+		}
 	}
 
-	chunks := make(chan chunk, an.workers*2)
+	// Workers parse chunks in any order (figures merge in any order) and
+	// evaluate the scenarios' filters; the sequencer pours the events into
+	// the buckets in input order, which is all the detector needs in order.
+	todo := make(chan *chunk, an.workers*2)
+	done := make(chan *chunk, an.workers*2)
 	pool := sync.Pool{New: func() any { b := make([]byte, 0, chunkSize+64<<10); return &b }}
 	aggs := make([]*analytics.Aggregate, an.workers)
 	var wg sync.WaitGroup
@@ -213,17 +256,56 @@ func (an *analyzer) file(name string, store *analytics.Store) error {
 		go func(a *analytics.Aggregate) {
 			defer wg.Done()
 			folder := analytics.NewFolder(an.format)
-			for c := range chunks {
+			for c := range todo {
 				an.foldChunk(name, folder, a, c)
-				b := c.buf[:0]
-				pool.Put(&b)
+				done <- c
 			}
 		}(aggs[i])
 	}
+	seqDone := make(chan struct{})
+	go func() {
+		defer close(seqDone)
+		next := 0
+		waiting := map[int]*chunk{}
+		for c := range done {
+			waiting[c.seq] = c
+			for {
+				w, ok := waiting[next]
+				if !ok {
+					break
+				}
+				delete(waiting, next)
+				next++
+				for i := range w.events {
+					an.detector.Pour(&w.events[i])
+				}
+				for _, a := range an.detector.TakeAlerts() {
+					an.book.AddAlert(a, an.rules.Scenario(a.Scenario))
+				}
+				if w.pool != nil {
+					*w.pool = w.buf[:0]
+					pool.Put(w.pool)
+				}
+			}
+		}
+	}()
+
 	bar := newProgress(name, size, an.showProgress && size > 0)
 	var read, lineNo int64
 	var carry []byte
 	var readErr error
+	seq := 0
+	send := func(buf []byte, bp *[]byte) {
+		c := &chunk{seq: seq, buf: buf, first: lineNo + 1, base: an.offset, pool: bp}
+		seq++
+		n := int64(bytes.Count(buf, []byte{'\n'}))
+		if len(buf) > 0 && buf[len(buf)-1] != '\n' {
+			n++
+		}
+		lineNo += n
+		an.offset += n
+		todo <- c
+	}
 	for {
 		bp := pool.Get().(*[]byte)
 		buf := append((*bp)[:0], carry...)
@@ -239,8 +321,9 @@ func (an *analyzer) file(name string, store *analytics.Store) error {
 		}
 		carry = append(carry[:0], buf[end:]...)
 		if end > 0 {
-			chunks <- chunk{buf: buf[:end], first: lineNo + 1}
-			lineNo += int64(bytes.Count(buf[:end], []byte{'\n'}))
+			send(buf[:end], bp)
+		} else {
+			pool.Put(bp)
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
@@ -249,16 +332,17 @@ func (an *analyzer) file(name string, store *analytics.Store) error {
 			break
 		}
 		if len(carry) >= chunkSize { // one line longer than a chunk
-			chunks <- chunk{buf: append([]byte(nil), carry...), first: lineNo + 1}
-			lineNo++
+			send(append([]byte(nil), carry...), nil)
 			carry = carry[:0]
 		}
 	}
 	if len(carry) > 0 {
-		chunks <- chunk{buf: carry, first: lineNo + 1}
+		send(append([]byte(nil), carry...), nil)
 	}
-	close(chunks)
+	close(todo)
 	wg.Wait()
+	close(done)
+	<-seqDone
 	bar.done()
 	if readErr != nil {
 		return readErr
@@ -271,10 +355,12 @@ func (an *analyzer) file(name string, store *analytics.Store) error {
 	return nil
 }
 
-func (an *analyzer) foldChunk(name string, folder *analytics.Folder, a *analytics.Aggregate, c chunk) {
+func (an *analyzer) foldChunk(name string, folder *analytics.Folder, a *analytics.Aggregate, c *chunk) {
 	buf := c.buf
 	no := c.first
+	off := c.base
 	var lines int64
+	var ev detect.Event
 	for len(buf) > 0 {
 		i := bytes.IndexByte(buf, '\n')
 		var line []byte
@@ -283,12 +369,12 @@ func (an *analyzer) foldChunk(name string, folder *analytics.Folder, a *analytic
 		} else {
 			line, buf = buf[:i], buf[i+1:]
 		}
-		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
-			no++
-			continue // blank lines are not requests, nor malformed
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
 		}
-		lines++
-		if err := folder.Fold(a, line); err != nil {
+		parsed, err := folder.Fold(a, line)
+		if err != nil {
+			lines++
 			an.mu.Lock()
 			an.badCount++
 			if len(an.bad) < maxBadShown {
@@ -300,7 +386,34 @@ func (an *analyzer) foldChunk(name string, folder *analytics.Folder, a *analytic
 			}
 			an.mu.Unlock()
 		}
+		if parsed {
+			lines++
+		}
+		if parsed && an.detect {
+			e := folder.Entry()
+			an.rules.Evaluate(e, line, off, &ev)
+			// The client address may live in the entry's scratch buffer
+			// (JSON lines): keep a copy with the chunk.
+			start := len(c.ips)
+			c.ips = append(c.ips, e.Client...)
+			m0 := len(c.matches)
+			c.matches = append(c.matches, ev.Matches...)
+			c.events = append(c.events, detect.Event{Time: ev.Time, Offset: off, Line: line,
+				IP: c.ips[start:len(c.ips):len(c.ips)], Matches: c.matches[m0:len(c.matches):len(c.matches)]})
+		}
 		no++
+		off++
+	}
+	// The slices above may have moved as they grew: point them again.
+	ipPos, mPos := 0, 0
+	for i := range c.events {
+		ev := &c.events[i]
+		n := len(ev.IP)
+		ev.IP = c.ips[ipPos : ipPos+n : ipPos+n]
+		ipPos += n
+		k := len(ev.Matches)
+		ev.Matches = c.matches[mPos : mPos+k : mPos+k]
+		mPos += k
 	}
 	an.mu.Lock()
 	an.lines += lines
@@ -453,4 +566,67 @@ func human(n int64) string {
 		i++
 	}
 	return fmt.Sprintf("%.1f %s", f, units[i])
+}
+
+// loadRules reads the rule file (if any) over the built-in scenarios.
+func loadRules(path string) (*detect.Rules, error) {
+	if path == "" {
+		return detect.Builtin()
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--rules: %w", err)
+	}
+	r, err := detect.Parse(detect.BuiltinYAML(), b)
+	if err != nil {
+		return nil, fmt.Errorf("--rules %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// printDetections writes the alerts and decisions part of the report.
+func printDetections(w io.Writer, b *detect.Book) {
+	alerts := b.AlertsSince(time.Time{})
+	fmt.Fprintf(w, "\n  Alerts: %d\n", len(alerts))
+	by := map[string]int{}
+	for _, a := range alerts {
+		by[a.Scenario]++
+	}
+	names := make([]string, 0, len(by))
+	for n := range by {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		return by[names[i]] > by[names[j]] || by[names[i]] == by[names[j]] && names[i] < names[j]
+	})
+	for _, n := range names {
+		fmt.Fprintf(w, "    %6d  %s\n", by[n], n)
+	}
+	const show = 20
+	if len(alerts) > 0 {
+		fmt.Fprintf(w, "\n    %-20s  %-30s  %-16s  %6s  %s\n", "LAST SEEN", "SCENARIO", "SOURCE", "EVENTS", "ID")
+		for i, a := range alerts {
+			if i == show {
+				fmt.Fprintf(w, "    ... %d more (warden analyze --json --doc alerts)\n", len(alerts)-show)
+				break
+			}
+			fmt.Fprintf(w, "    %-20s  %-30s  %-16s  %6d  %s\n", a.LastSeen, a.Scenario, a.SourceIP, a.Events, a.ID)
+		}
+	}
+	ds := b.AllDecisions()
+	fmt.Fprintf(w, "\n  Decisions: %d\n", len(ds))
+	if len(ds) > 0 {
+		fmt.Fprintf(w, "    %-5s  %-7s  %-18s  %-30s  %-20s  %s\n", "ID", "TYPE", "VALUE", "SCENARIO", "UNTIL", "")
+		for i, d := range ds {
+			if i == show {
+				fmt.Fprintf(w, "    ... %d more (warden analyze --json --doc decisions)\n", len(ds)-show)
+				break
+			}
+			state := "expired"
+			if d.Active(time.Now()) {
+				state = "active"
+			}
+			fmt.Fprintf(w, "    %-5d  %-7s  %-18s  %-30s  %-20s  %s\n", d.ID, d.Type, d.Value, d.Scenario, time.Unix(0, d.Until).UTC().Format(time.RFC3339), state)
+		}
+	}
 }
