@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -113,6 +114,20 @@ func (f *FSM) WorkerStart(p int32) (Partition, *detect.PartitionState, bool) {
 		ds = st.Clone()
 	}
 	return f.state.Partitions[p], ds, true
+}
+
+// AlertCount is the number of alerts raised so far.
+func (f *FSM) AlertCount() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Book.NextSeq - 1
+}
+
+// ActiveDecisions is the number of decisions in force now.
+func (f *FSM) ActiveDecisions() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.state.Book.ActiveDecisions(time.Now()))
 }
 
 // Book returns a copy of the alerts and decisions.

@@ -59,6 +59,12 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("GET /v1/malformed", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, n.MalformedInfo())
 	})
+	mux.HandleFunc("GET /v1/alerts", n.handleAlerts)
+	mux.HandleFunc("GET /v1/decisions", n.handleDecisions)
+	mux.HandleFunc("POST /v1/decisions", n.handleAddDecision)
+	mux.HandleFunc("DELETE /v1/decisions/{id}", n.handleDeleteDecision)
+	mux.HandleFunc("GET /v1/decisions/stream", n.handleStream)
+	mux.HandleFunc("GET /v1/blocklist", n.handleBlocklist)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	return mux
 }

@@ -23,6 +23,7 @@ type metrics struct {
 	ownedPartitions prometheus.Gauge
 	applied         *prometheus.CounterVec
 	deadLetters     prometheus.Counter
+	alertsPublished prometheus.Counter
 }
 
 // newMetrics registers this node's series; the load gauges read the last
@@ -56,6 +57,9 @@ func newMetrics(f *fsm.FSM) *metrics {
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warden_fsm_commands_total", Help: "Commands applied by this node's FSM replica, by kind.",
 		}, []string{"kind"}),
+		alertsPublished: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warden_alerts_published_total", Help: "Alerts this node published to the alerts topic while leading.",
+		}),
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "warden_dead_letters_total", Help: "Records that did not parse, sent by this node's workers to the dead-letter topic.",
 		}),
@@ -74,7 +78,11 @@ func newMetrics(f *fsm.FSM) *metrics {
 			func(r analytics.Rates) float64 { return r.ErrorFraction }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_malformed_lines_total", Help: "Lines that did not parse, cluster-wide."},
 			func() float64 { return float64(f.Malformed()) }),
-		m.deadLetters,
+		m.deadLetters, m.alertsPublished,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_alerts_total", Help: "Alerts raised, cluster-wide."},
+			func() float64 { return float64(f.AlertCount()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "warden_decisions_active", Help: "Decisions in force now, cluster-wide."},
+			func() float64 { return float64(f.ActiveDecisions()) }),
 	)
 	m.reg.MustRegister(m.commits, m.rejected, m.commitErrors, m.batchRecords, m.commitSeconds,
 		m.lag, m.ownedPartitions, m.applied,

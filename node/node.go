@@ -41,15 +41,16 @@ var (
 
 // Node is one running cluster member.
 type Node struct {
-	cfg  Config
-	log  *slog.Logger
-	fsm  *fsm.FSM
-	raft *raft.Raft
-	mux  *transport.Mux
-	ml   *memberlist.Memberlist
-	bolt *raftboltdb.BoltStore
-	meta *metaDelegate
-	gev  *eventDelegate
+	streams bouncerStreams
+	cfg     Config
+	log     *slog.Logger
+	fsm     *fsm.FSM
+	raft    *raft.Raft
+	mux     *transport.Mux
+	ml      *memberlist.Memberlist
+	bolt    *raftboltdb.BoltStore
+	meta    *metaDelegate
+	gev     *eventDelegate
 
 	kafka   *kgo.Client
 	admin   *kadm.Client
@@ -244,6 +245,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goRun(n.watchKafka)
 	n.goRun(n.reconcileLoop)
 	n.goRun(n.manageWorkers)
+	n.goRun(n.publishAlerts)
 	n.goRun(n.commitLoop)
 	n.goRun(n.watchInCluster)
 	ok = true

@@ -253,12 +253,15 @@ func (k *kafkaStatus) endOffsets() (map[int32]int64, bool) {
 func (n *Node) watchKafka() {
 	lg := n.log.With("subsystem", "kafka")
 	delay := time.Second
-	dlqReady := n.cfg.DLQTopic == ""
+	dlqReady, alertsReady := n.cfg.DLQTopic == "", n.cfg.AlertsTopic == ""
 	for {
 		ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
 		ends, err := n.admin.ListEndOffsets(ctx, n.cfg.Topic)
 		if err == nil && !dlqReady {
-			dlqReady = n.ensureDLQ(ctx, lg)
+			dlqReady = n.ensureTopic(ctx, lg, n.cfg.DLQTopic)
+		}
+		if err == nil && !alertsReady {
+			alertsReady = n.ensureTopic(ctx, lg, n.cfg.AlertsTopic)
 		}
 		cancel()
 		if err == nil {
@@ -302,15 +305,15 @@ func (n *Node) watchKafka() {
 	}
 }
 
-// ensureDLQ creates the dead-letter topic if it does not exist yet. It
-// reports whether the topic is there.
-func (n *Node) ensureDLQ(ctx context.Context, lg *slog.Logger) bool {
-	resp, err := n.admin.CreateTopic(ctx, 1, -1, nil, n.cfg.DLQTopic)
+// ensureTopic creates a one-partition topic (dead letters, alerts) if it
+// does not exist yet. It reports whether the topic is there.
+func (n *Node) ensureTopic(ctx context.Context, lg *slog.Logger, topic string) bool {
+	resp, err := n.admin.CreateTopic(ctx, 1, -1, nil, topic)
 	if err == nil {
 		err = resp.Err
 	}
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		lg.Warn("cannot create the dead-letter topic; will retry", "topic", n.cfg.DLQTopic, "err", err)
+		lg.Warn("cannot create topic; will retry", "topic", topic, "err", err)
 		return false
 	}
 	return true

@@ -76,8 +76,24 @@ func runAgent(args []string) error {
 	tlsCA := fs.String("tls-ca", "", "PEM CA; when given, TLS is mutual and peers must hold a certificate it signed")
 	gossipKey := fs.String("gossip-key", os.Getenv("WARDEN_GOSSIP_KEY"), "base64 key (16, 24 or 32 bytes) encrypting gossip; default $WARDEN_GOSSIP_KEY")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	rulesFile := fs.String("rules", "", "a YAML rule file applied over the built-in scenarios (the leader's applies cluster-wide)")
+	var allow listFlag
+	fs.Var(&allow, "allow", "addresses or CIDR ranges never to ban, comma-separated (the leader's apply cluster-wide)")
+	fs.StringVar(&cfg.AdminToken, "admin-token", os.Getenv("WARDEN_ADMIN_TOKEN"), "bearer token for POST and DELETE /v1/decisions; default $WARDEN_ADMIN_TOKEN")
+	bouncerKeys := listFlag(splitList(os.Getenv("WARDEN_BOUNCER_KEYS")))
+	fs.Var(&bouncerKeys, "bouncer-keys", "API keys bouncers present to /v1/decisions/stream, comma-separated; default $WARDEN_BOUNCER_KEYS")
+	fs.StringVar(&cfg.AlertsTopic, "alerts-topic", "", "Kafka topic receiving each alert exactly once (default: <topic>.alerts)")
+	fs.BoolVar(&cfg.NoAlertsTopic, "no-alerts-topic", false, "do not publish alerts to Kafka")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	cfg.Allow, cfg.BouncerKeys = allow, bouncerKeys
+	if *rulesFile != "" {
+		b, err := os.ReadFile(*rulesFile)
+		if err != nil {
+			return fmt.Errorf("--rules: %w", err)
+		}
+		cfg.Rules = string(b)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "warden agent: unexpected argument %q (run 'warden agent -h' for usage)\n", fs.Arg(0))
@@ -108,4 +124,15 @@ func runAgent(args []string) error {
 	<-ctx.Done()
 	lg.Info("leaving the cluster")
 	return n.Shutdown()
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
