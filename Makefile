@@ -16,7 +16,7 @@ build:
 ## test: everything CI runs: unit tests, race tests, the multi-process tests.
 test: build
 	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -timeout 10m ./accesslog ./analytics ./fsm ./transport ./partitioner ./broker ./workload ./cmd/...
+	$(GO) test -count=1 -timeout 10m ./accesslog ./analytics ./detect ./fsm ./transport ./partitioner ./broker ./workload ./cmd/...
 	@for f in $(FUZZ_TARGETS); do \
 	  out=$$($(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./accesslog 2>&1) || { echo "$$out"; echo "fuzz $$f FAILED"; exit 1; }; \
 	  echo "fuzz $$f: ok ($(FUZZTIME))"; done
@@ -40,7 +40,7 @@ demo: build
 ## bench: benchmarks, and the failover figure (SIGKILL of real processes).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./accesslog ./analytics ./fsm ./partitioner
-	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench AnalyzeVsGoAccess -benchtime 1x -timeout 20m ./e2e
+	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench 'AnalyzeVsGoAccess|DetectVsFail2ban' -benchtime 1x -timeout 20m ./e2e
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench Failover -benchtime 1x -timeout 20m ./e2e
 
 clean:

@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -79,4 +81,58 @@ func sharedDataB(b *testing.B, rel string) string {
 		b.Skipf("test data %s not here: %v", p, err)
 	}
 	return p
+}
+
+// BenchmarkDetectVsFail2ban times all of Warden's built-in scenarios
+// (`warden analyze --json --doc alerts`, which parses, counts and detects)
+// and `fail2ban-regex` with each of Debian's Apache filters, one after the
+// other as fail2ban runs one filter per pass, on the same 100,000-line file
+// (the elastic sample repeated), in the same run.
+func BenchmarkDetectVsFail2ban(b *testing.B) {
+	f2b, err := exec.LookPath("fail2ban-regex")
+	if err != nil {
+		b.Skip("fail2ban-regex not installed (apt-get install fail2ban)")
+	}
+	filters, _ := filepath.Glob("/etc/fail2ban/filter.d/apache-*.conf")
+	var use []string
+	for _, f := range filters {
+		if !strings.HasSuffix(f, "apache-common.conf") {
+			use = append(use, f)
+		}
+	}
+	if len(use) == 0 {
+		b.Skip("no Apache filters in /etc/fail2ban/filter.d")
+	}
+	src, err := os.ReadFile(sharedDataB(b, "elastic-apache/apache_logs"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	file := filepath.Join(b.TempDir(), "100k.log")
+	lines := 100_000
+	if err := os.WriteFile(file, bytes.Repeat(src, lines/10_000), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		start := time.Now()
+		if out, err := exec.Command(wardenBin(b), "analyze", "--json", "--doc", "alerts", "--quiet", file).CombinedOutput(); err != nil {
+			b.Fatalf("warden: %v\n%.500s", err, out)
+		}
+		wt := time.Since(start)
+		start = time.Now()
+		for _, f := range use {
+			if out, err := exec.Command(f2b, file, f).CombinedOutput(); err != nil {
+				b.Fatalf("fail2ban-regex %s: %v\n%.500s", f, err, out)
+			}
+		}
+		ft := time.Since(start)
+		wr, fr := float64(lines)/wt.Seconds(), float64(lines)/ft.Seconds()
+		b.ReportMetric(wr, "warden_lines/s")
+		b.ReportMetric(fr, "fail2ban_lines/s")
+		b.ReportMetric(wr/fr, "ratio")
+		fmt.Printf("\nDetection on %d lines (elastic sample x10):\n", lines)
+		fmt.Printf("  %-44s %8.2f s  %12.0f lines/s\n", fmt.Sprintf("warden analyze (all %s scenarios)", "built-in"), wt.Seconds(), wr)
+		fmt.Printf("  %-44s %8.2f s  %12.0f lines/s\n", fmt.Sprintf("fail2ban-regex (%d Apache filters)", len(use)), ft.Seconds(), fr)
+		fmt.Printf("  ratio: warden is %.1f times fail2ban-regex's rate\n\n", wr/fr)
+	}
 }

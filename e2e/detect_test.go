@@ -267,6 +267,18 @@ prometheus:
 		t.Fatalf("POST /v1/decisions: status %d", r.StatusCode)
 	}
 	waitFor(t, 20*time.Second, "manual decision at the bouncer", func() bool { return has("add 198.51.100.7") })
+	for format, want := range map[string]string{"plain": "198.51.100.7\n", "nginx": "deny 198.51.100.7;", "nftables": "198.51.100.7/32"} {
+		resp, err := http.Get("http://" + api + "/v1/blocklist?format=" + format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("blocklist %s lacks %q:\n%s", format, want, b.String())
+		}
+	}
 	var ds []detect.DecisionView
 	getJSON("http://"+api+"/v1/decisions", &ds)
 	var id int64
