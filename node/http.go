@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wardenhq/warden/analytics"
+	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/fsm"
 )
 
@@ -112,6 +113,9 @@ func ParseStatsQuery(v url.Values) (analytics.Query, error) {
 	}
 	return q, nil
 }
+
+// Book returns a copy of this node's alerts and decisions.
+func (n *Node) Book() *detect.Book { return n.fsm.Book() }
 
 // Stats returns the load figures of this node's replica for q.
 func (n *Node) Stats(q analytics.Query) *analytics.Stats { return n.fsm.Stats(q) }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/wardenhq/warden/analytics"
 	"github.com/wardenhq/warden/broker"
+	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/node"
 	"github.com/wardenhq/warden/workload"
 )
@@ -114,6 +115,8 @@ func printDemoStatus(nodes []*node.Node) {
 		fmt.Println()
 		printStatus(os.Stdout, n.ClusterInfo(), n.Partitions())
 		printLoad(os.Stdout, n.Stats(analytics.Query{Top: 1}))
+		b := n.Book()
+		printDetectSummary(os.Stdout, b.AlertsSince(time.Time{}), detect.DecisionViews(b.ActiveDecisions(time.Now()), time.Now()))
 		return
 	}
 	fmt.Println("(no leader yet)")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wardenhq/warden/analytics"
+	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/node"
 )
 
@@ -45,6 +46,11 @@ func runStatus(args []string) error {
 	var st analytics.Stats
 	if err := getJSON(ctx, base+"/v1/stats?top=1", &st); err == nil {
 		printLoad(os.Stdout, &st)
+	}
+	var alerts []detect.Alert
+	var decisions []detect.DecisionView
+	if getJSON(ctx, base+"/v1/alerts", &alerts) == nil && getJSON(ctx, base+"/v1/decisions", &decisions) == nil {
+		printDetectSummary(os.Stdout, alerts, decisions)
 	}
 	return nil
 }
@@ -129,4 +135,14 @@ func printStatus(w io.Writer, ci node.ClusterInfo, parts []node.PartitionInfo) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\n%d partitions, %d records applied, total lag %d\n", len(parts), records, lag)
+}
+
+// printDetectSummary prints the alert and decision counts and the latest
+// alerts.
+func printDetectSummary(w io.Writer, alerts []detect.Alert, decisions []detect.DecisionView) {
+	fmt.Fprintf(w, "Detection: %d alerts, %d decisions in force\n", len(alerts), len(decisions))
+	for i := max(0, len(alerts)-3); i < len(alerts); i++ {
+		a := alerts[i]
+		fmt.Fprintf(w, "  %s  %-28s %-16s %d events\n", a.LastSeen, a.Scenario, a.SourceIP, a.Events)
+	}
 }
