@@ -154,7 +154,6 @@ type Detector struct {
 	dirty     map[string]*source
 	alerts    []Alert
 	ev        Event
-	poured    int64 // events seen, for the collection schedule
 }
 
 // NewDetector returns a detector for partition continuing from state.

@@ -138,21 +138,6 @@ func unhex(c byte) byte {
 	return c - 'A' + 10
 }
 
-func lowerASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 'A' && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if b[j] >= 'A' && b[j] <= 'Z' {
-					b[j] += 32
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
-}
-
 var staticExt = []string{".css", ".js", ".png", ".jpg", ".jpeg", ".gif", ".ico", ".svg", ".woff", ".woff2", ".ttf", ".eot",
 	".map", ".webp", ".avif", ".bmp", ".mp4", ".webm", ".mp3", ".otf"}
 

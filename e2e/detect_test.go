@@ -128,7 +128,9 @@ func TestProcesses_AlertsExactlyOnceAcrossLeaderKill(t *testing.T) {
 	if err := json.Unmarshal(out, &want); err != nil {
 		t.Fatal(err)
 	}
-	key := func(a detect.Alert) string { return a.ID + " " + a.Scenario + " " + a.SourceIP + " " + strconv.Itoa(a.Events) }
+	key := func(a detect.Alert) string {
+		return a.ID + " " + a.Scenario + " " + a.SourceIP + " " + strconv.Itoa(a.Events)
+	}
 	set := func(as []detect.Alert) []string {
 		var s []string
 		for _, a := range as {
