@@ -211,3 +211,40 @@ func TestBookDecisions(t *testing.T) {
 		t.Error("bad allow-list accepted")
 	}
 }
+
+func TestGroupByVhostCountsEachSiteApart(t *testing.T) {
+	rules, err := Parse([]byte(`
+scenarios:
+  - {name: per-site, filter: {status: [404]}, trigger: leaky, capacity: 2, leak: 1m, groupby: ip_vhost}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := accesslog.Lookup("vhost_combined")
+	run := func(hosts ...string) []Alert {
+		d := NewDetector(rules, 0, nil)
+		for i, h := range hosts {
+			line := fmt.Sprintf(`%s:443 10.0.0.1 - - [27/Nov/2026:10:00:0%d +0000] "GET /x HTTP/1.1" 404 1 "-" "ua"`, h, i)
+			var e accesslog.Entry
+			if err := f.Parse([]byte(line), &e); err != nil {
+				t.Fatal(err)
+			}
+			d.Observe(&e, int64(i), []byte(line))
+		}
+		b, _ := json.Marshal(d.Flush())
+		var delta Delta
+		if err := json.Unmarshal(b, &delta); err != nil {
+			t.Fatal(err)
+		}
+		return delta.Alerts
+	}
+	if a := run("a.example", "b.example", "a.example", "b.example"); len(a) != 0 {
+		t.Errorf("two 404s on each of two sites raised %d alerts", len(a))
+	}
+	if a := run("a.example", "a.example", "a.example"); len(a) != 1 || a[0].SourceIP != "10.0.0.1" {
+		t.Errorf("three 404s on one site: %+v", a)
+	}
+	if _, err := Parse([]byte(`scenarios: [{name: x, trigger: match, groupby: country}]`), nil); err == nil {
+		t.Error("unknown groupby accepted")
+	}
+}

@@ -103,6 +103,7 @@ const (
 type Match struct {
 	Scenario int
 	Key      uint64
+	Group    string // the value grouped on besides the client IP, if any
 }
 
 // Event is a request as the buckets see it: who, when, where, and which
@@ -132,6 +133,14 @@ func (r *Rules) Evaluate(e *accesslog.Entry, line []byte, offset int64, ev *Even
 		m := Match{Scenario: i}
 		if s.Trigger == TriggerDistinct {
 			m.Key = xxhash.Sum64String(req.distinct(s.Distinct))
+		}
+		switch s.GroupBy {
+		case "ip_vhost":
+			m.Group = string(e.VHost)
+		case "ip_path":
+			m.Group = req.Path()
+		case "ip_user_agent":
+			m.Group = string(e.UserAgent)
 		}
 		ev.Matches = append(ev.Matches, m)
 	}
@@ -220,7 +229,19 @@ func (d *Detector) Pour(ev *Event) {
 		}
 		d.dirty[string(ev.IP)] = src
 		for _, m := range ev.Matches {
-			d.pour(src, m, ev)
+			if m.Group == "" && d.rules.Scenarios[m.Scenario].GroupBy == "ip" {
+				d.pour(src, m, ev, string(ev.IP))
+				continue
+			}
+			// Grouped on more than the IP: the bucket lives under
+			// "ip<US>group", still within this partition and IP.
+			key := string(ev.IP) + groupSep + m.Group
+			gs := d.sources[key]
+			if gs == nil {
+				gs = d.source(key)
+			}
+			d.dirty[key] = gs
+			d.pour(gs, m, ev, string(ev.IP))
 		}
 	}
 	if (ev.Offset+1)%gcEvery == 0 {
@@ -228,7 +249,10 @@ func (d *Detector) Pour(ev *Event) {
 	}
 }
 
-func (d *Detector) pour(src *source, m Match, ev *Event) {
+// groupSep separates the client IP from the grouped value in a source key.
+const groupSep = "\x1f"
+
+func (d *Detector) pour(src *source, m Match, ev *Event, ip string) {
 	s := d.rules.Scenarios[m.Scenario]
 	b := src.b[m.Scenario]
 	if b == nil {
@@ -274,7 +298,6 @@ func (d *Detector) pour(src *source, m Match, ev *Event) {
 	if b.Level <= s.Capacity {
 		return
 	}
-	ip := string(ev.IP)
 	d.alerts = append(d.alerts, Alert{
 		ID: alertID(s.Name, ip, t, ev.Line), Scenario: s.Name, CrowdSec: s.CrowdSec, SourceIP: ip, Events: b.Level,
 		FirstSeen: rfc3339(b.FirstT), LastSeen: rfc3339(t), Partition: d.partition, Offsets: [2]int64{b.FirstOff, ev.Offset + 1},

@@ -67,6 +67,7 @@ type Rule struct {
 	Filter      Filter `yaml:"filter"`
 	Trigger     string `yaml:"trigger"`
 	Distinct    string `yaml:"distinct"`
+	GroupBy     string `yaml:"groupby"`
 	Capacity    int    `yaml:"capacity"`
 	Leak        string `yaml:"leak"`
 	Blackhole   string `yaml:"blackhole"`
@@ -88,6 +89,7 @@ type Scenario struct {
 	Name, Description, CrowdSec string
 	Trigger                     string
 	Distinct                    string
+	GroupBy                     string
 	Capacity                    int
 	Leak, Blackhole, Ban        time.Duration
 	Decision                    string
@@ -202,7 +204,14 @@ func compile(r Rule) (*Scenario, error) {
 		return nil, errors.New("a scenario has no name")
 	}
 	s := &Scenario{Name: r.Name, Description: r.Description, CrowdSec: r.CrowdSec, Trigger: r.Trigger, Distinct: r.Distinct,
-		Capacity: r.Capacity, Decision: r.Decision}
+		Capacity: r.Capacity, Decision: r.Decision, GroupBy: r.GroupBy}
+	switch s.GroupBy {
+	case "":
+		s.GroupBy = "ip"
+	case "ip", "ip_vhost", "ip_path", "ip_user_agent":
+	default:
+		return nil, fmt.Errorf("scenario %q: groupby %q: want ip, ip_vhost, ip_path or ip_user_agent", r.Name, r.GroupBy)
+	}
 	var err error
 	if s.Leak, err = duration(r.Name, "leak", r.Leak, 10*time.Second); err != nil {
 		return nil, err
