@@ -248,3 +248,22 @@ scenarios:
 		t.Error("unknown groupby accepted")
 	}
 }
+
+func TestSourcesAreBounded(t *testing.T) {
+	old := MaxSources
+	MaxSources = 100
+	defer func() { MaxSources = old }()
+	rules, err := Parse([]byte(`scenarios: [{name: all, filter: {}, trigger: leaky, capacity: 1000, leak: 1h}]`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDetector(rules, 0, nil)
+	for i := 0; i < 3*gcEvery; i++ {
+		e, line := entry(fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), "GET", "/", 200, time.Duration(i)*time.Millisecond, "ua")
+		d.Observe(&e, int64(i), line)
+	}
+	d.Flush()
+	if n := len(d.State().Buckets); n > 100+gcEvery {
+		t.Errorf("%d sources kept, bound is 100 (+ one collection interval)", n)
+	}
+}

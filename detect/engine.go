@@ -98,6 +98,12 @@ const (
 	gcEvery = 4096
 )
 
+// MaxSources bounds the sources (client IPs, or IP and grouped value) a
+// partition's detector keeps; past it, at a collection point, the sources
+// idle the longest are dropped first (ties by key), so memory stays bounded
+// under a flood of distinct addresses and the choice stays deterministic.
+var MaxSources = 500_000
+
 // Match is one scenario an event passed, with the hash of its distinct
 // value for a distinct trigger.
 type Match struct {
@@ -332,6 +338,35 @@ func (d *Detector) collect() {
 			}
 		}
 	}
+	if over := len(d.sources) - MaxSources; over > 0 {
+		type idle struct {
+			key  string
+			last int64
+		}
+		all := make([]idle, 0, len(d.sources))
+		for key, src := range d.sources {
+			var last int64
+			for _, b := range src.b {
+				if b != nil {
+					last = max(last, b.LastT)
+				}
+			}
+			all = append(all, idle{key, last})
+		}
+		sort.Slice(all, func(i, j int) bool {
+			if all[i].last != all[j].last {
+				return all[i].last < all[j].last
+			}
+			return all[i].key < all[j].key
+		})
+		for _, x := range all[:over] {
+			src := d.sources[x.key]
+			for i := range src.b {
+				src.b[i] = nil
+			}
+			d.dirty[x.key] = src
+		}
+	}
 }
 
 // TakeAlerts returns the alerts raised since the last call (or Flush) and
@@ -339,6 +374,16 @@ func (d *Detector) collect() {
 func (d *Detector) TakeAlerts() []Alert {
 	a := d.alerts
 	d.alerts = nil
+	for key, src := range d.dirty {
+		live := false
+		for i, b := range src.b {
+			live = live || b != nil
+			src.had[i] = b != nil
+		}
+		if !live {
+			delete(d.sources, key)
+		}
+	}
 	d.dirty = map[string]*source{}
 	return a
 }
