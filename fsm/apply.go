@@ -290,6 +290,18 @@ func applyBatch(s *State, b Batch) error {
 	case b.Until < b.From:
 		return ErrBadRange
 	}
+	switch faultAt(p) {
+	case "skip-commit": // lose the batch: offsets move, results do not
+		p.record(b.Node, b.From, b.Until)
+		p.Committed = b.Until
+		p.Commits++
+		return nil
+	case "double-apply": // count the batch twice
+		p.Digest.Add(b.Delta)
+	case "offset-back": // apply, then move the offset back to the batch start
+		defer func() { p.Committed = b.From }()
+	}
+	p.record(b.Node, b.From, b.Until)
 	p.Committed = b.Until
 	p.Commits++
 	p.Digest.Add(b.Delta)
@@ -326,4 +338,17 @@ func Replay(topic string, cmds []Command) *State {
 		Apply(s, c)
 	}
 	return s
+}
+
+// TestFault, when set (by the agent from $WARDEN_TEST_FAULT), makes Apply
+// break its own rules once, on partition 0's 20th batch: "skip-commit",
+// "double-apply" or "offset-back". It exists only so that tests can show the
+// chaos checker catches each kind of violation; never set it otherwise.
+var TestFault string
+
+func faultAt(p *Partition) string {
+	if TestFault != "" && p.Partition == 0 && p.Commits == 19 {
+		return TestFault
+	}
+	return ""
 }

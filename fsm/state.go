@@ -94,6 +94,39 @@ type Partition struct {
 	// Commits counts the batches applied.
 	Commits uint64 `json:"commits"`
 	Digest  Digest `json:"digest"`
+	// History is who committed what under each recent epoch: one entry per
+	// (epoch, node) run of commits, the last MaxHistory of them. Checkers
+	// read it to prove that offsets never went back and that no two nodes
+	// committed under one epoch.
+	History []EpochRun `json:"history,omitempty"`
+}
+
+// EpochRun is a run of commits by one node under one epoch: [From, Until).
+type EpochRun struct {
+	Epoch   uint64 `json:"epoch"`
+	Node    string `json:"node"`
+	From    int64  `json:"from"`
+	Until   int64  `json:"until"`
+	Commits uint64 `json:"commits"`
+}
+
+// MaxHistory bounds Partition.History.
+const MaxHistory = 64
+
+// record notes an applied batch in the history.
+func (p *Partition) record(node string, from, until int64) {
+	if n := len(p.History); n > 0 {
+		last := &p.History[n-1]
+		if last.Epoch == p.Epoch && last.Node == node && last.Until == from {
+			last.Until = until
+			last.Commits++
+			return
+		}
+	}
+	p.History = append(p.History, EpochRun{Epoch: p.Epoch, Node: node, From: from, Until: until, Commits: 1})
+	if over := len(p.History) - MaxHistory; over > 0 {
+		p.History = append(p.History[:0:0], p.History[over:]...)
+	}
 }
 
 // State is everything the cluster agrees on. Its JSON form is the snapshot.

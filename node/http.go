@@ -39,6 +39,8 @@ type PartitionInfo struct {
 	Bytes   int64  `json:"bytes"`
 	Digest  string `json:"digest"`
 	Commits uint64 `json:"commits"`
+	// History is the recent runs of commits per (epoch, node).
+	History []fsm.EpochRun `json:"history,omitempty"`
 }
 
 // FormatDigest renders a digest sum as the 16 hex digits the API shows.
@@ -155,6 +157,7 @@ func (n *Node) Partitions() []PartitionInfo {
 			Topic: s.Topic, Partition: p.Partition, Owner: p.Owner, Epoch: p.Epoch,
 			Committed: p.Committed, LogEnd: -1, Lag: -1,
 			Records: p.Digest.Records, Bytes: p.Digest.Bytes, Digest: FormatDigest(p.Digest.Sum), Commits: p.Commits,
+			History: p.History,
 		}
 		if end, ok := ends[p.Partition]; ok && reachable {
 			pi.LogEnd, pi.Lag = end, max(0, end-p.Committed)

@@ -70,6 +70,21 @@ func NewMemberlist(cfg GossipConfig) (*memberlist.Memberlist, error) {
 	mc.DeadNodeReclaimTime = time.Second
 	mc.GossipToTheDeadTime = 5 * time.Second
 	mc.SecretKey = cfg.Key
+	// Our own transport, so that outgoing TCP leaves from the gossip
+	// address as UDP does: peers (and packet filters) see one address
+	// per node.
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port,
+		Logger: mc.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("transport: gossip listen %s: %w", cfg.Bind, err)
+	}
+	if port == 0 {
+		mc.BindPort = nt.GetAutoBindPort()
+		if cfg.Advertise == "" {
+			mc.AdvertisePort = mc.BindPort
+		}
+	}
+	mc.Transport = &boundTransport{NetTransport: nt, local: localIP(host)}
 	mc.Delegate = cfg.Delegate
 	mc.Events = cfg.Events
 	mc.LogOutput = nil
@@ -163,4 +178,33 @@ func (w *logWriter) emit(line string) {
 		}
 	}
 	w.lg.Log(context.Background(), level, line)
+}
+
+// boundTransport is memberlist's TCP/UDP transport with outgoing TCP
+// connections bound to the node's gossip IP.
+type boundTransport struct {
+	*memberlist.NetTransport
+	local net.IP
+}
+
+func (t *boundTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+func (t *boundTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	if t.local != nil {
+		d.LocalAddr = &net.TCPAddr{IP: t.local}
+	}
+	return d.Dial("tcp", a.Addr)
+}
+
+// localIP is host as an IP to bind outgoing connections to, or nil for an
+// unspecified or non-IP host (let the kernel choose).
+func localIP(host string) net.IP {
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsUnspecified() {
+		return nil
+	}
+	return ip
 }

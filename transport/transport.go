@@ -42,6 +42,10 @@ type Mux struct {
 	clientTLS *tls.Config
 	log       *slog.Logger
 
+	// local is the IP outgoing connections leave from: the bound one, so
+	// that every node is one address to peers and packet filters.
+	local net.IP
+
 	raftConns chan net.Conn
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -86,6 +90,7 @@ func Listen(cfg Config) (*Mux, error) {
 		lg = slog.Default()
 	}
 	m := &Mux{
+		local:     bindIP(ln.Addr()),
 		ln:        ln,
 		advertise: adv,
 		log:       lg,
@@ -171,6 +176,9 @@ func (m *Mux) route(c net.Conn) {
 // dial opens a connection to addr speaking proto.
 func (m *Mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
+	if m.local != nil {
+		d.LocalAddr = &net.TCPAddr{IP: m.local}
+	}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -215,4 +223,11 @@ func (l raftLayer) Addr() net.Addr { return l.m.advertise }
 
 func (l raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	return l.m.dial(string(addr), protoRaft, timeout)
+}
+
+func bindIP(a net.Addr) net.IP {
+	if t, ok := a.(*net.TCPAddr); ok && !t.IP.IsUnspecified() {
+		return t.IP
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wardenhq/warden/accesslog"
 	"github.com/wardenhq/warden/broker"
+	"github.com/wardenhq/warden/fsm"
 	"github.com/wardenhq/warden/node"
 	"github.com/wardenhq/warden/transport"
 )
@@ -95,6 +96,8 @@ func runAgent(args []string) error {
 		}
 		cfg.Rules = string(b)
 	}
+	// A test-only switch; see fsm.TestFault.
+	fsm.TestFault = os.Getenv("WARDEN_TEST_FAULT")
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "warden agent: unexpected argument %q (run 'warden agent -h' for usage)\n", fs.Arg(0))
 		return errUsage

@@ -32,6 +32,7 @@ func init() {
 		{"agent", "run one cluster node", runAgent},
 		{"ship", "send access-log lines into Kafka, keyed by client IP", runShip},
 		{"analyze", "the same pipeline over log files, offline, in one process", runAnalyze},
+		{"chaos", "run a real multi-process cluster through faults and check nothing was lost or doubled", runChaos},
 		{"status", "show members, leader and partitions of a cluster", runStatus},
 		{"version", "print the version", func([]string) error { fmt.Println("warden", version); return nil }},
 	}
@@ -48,6 +49,9 @@ func usage(w io.Writer) {
 
 // errUsage marks an error already explained by the flag set.
 var errUsage = errors.New("usage")
+
+// errViolation marks a chaos run whose checks failed (the report says which).
+var errViolation = errors.New("violation")
 
 func main() {
 	os.Exit(run(os.Args[1:]))
@@ -73,6 +77,8 @@ func run(args []string) int {
 			return 0
 		case errors.Is(err, errUsage):
 			return 2
+		case errors.Is(err, errViolation):
+			return 1
 		default:
 			fmt.Fprintf(os.Stderr, "warden %s: %v\n", c.name, err)
 			return 1

@@ -1,0 +1,219 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"syscall"
+	"time"
+)
+
+// recoveryLimit is how long after a fault the checker waits for the
+// affected partitions to commit again before calling it unrecovered.
+const recoveryLimit = 45 * time.Second
+
+// inject carries out one step and measures recovery.
+func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand) FaultEvent {
+	ev := FaultEvent{Kind: st.Kind, Variant: st.Variant, HoldS: st.Hold.Seconds()}
+	pick := rand.New(rand.NewPCG(st.Pick, st.Pick>>1))
+	leader := c.leader()
+	var live, followers []*agent
+	for _, a := range c.agents {
+		if a.alive() && !a.paused {
+			live = append(live, a)
+			if a.id != leader {
+				followers = append(followers, a)
+			}
+		}
+	}
+	one := func(from []*agent) []*agent {
+		if len(from) == 0 {
+			return nil
+		}
+		return []*agent{from[pick.IntN(len(from))]}
+	}
+	var targets []*agent
+	switch st.Variant {
+	case "leader":
+		if a := c.agent(leader); a != nil {
+			targets = []*agent{a}
+		}
+	case "follower", "leave-rejoin":
+		targets = one(followers)
+	case "majority":
+		shuffled := append([]*agent(nil), live...)
+		pick.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		targets = shuffled[:min(len(shuffled), c.cfg.Nodes/2+1)]
+	case "isolate-leader":
+		if a := c.agent(leader); a != nil {
+			targets = []*agent{a}
+		}
+	case "halves":
+		shuffled := append([]*agent(nil), c.agents...)
+		pick.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		targets = shuffled[:len(shuffled)/2]
+	case "one-way":
+		targets = one(live)
+	}
+	for _, a := range targets {
+		ev.Targets = append(ev.Targets, a.id)
+	}
+	if st.Kind != BrokerRestart && len(targets) == 0 {
+		ev.Note = "skipped: no node in that role (no leader?)"
+		return ev
+	}
+
+	// What the victims own, and how far it was committed, just before.
+	view := w.merged()
+	snap := map[int32]pstate{}
+	victim := map[string]bool{}
+	for _, a := range targets {
+		victim[a.id] = true
+	}
+	for p, s := range view {
+		if victim[s.owner] || st.Kind == BrokerRestart {
+			snap[p] = s
+			ev.Affected = append(ev.Affected, p)
+		}
+	}
+	sort.Slice(ev.Affected, func(i, j int) bool { return ev.Affected[i] < ev.Affected[j] })
+
+	t0 := time.Now()
+	var heal func()
+	switch st.Kind {
+	case Kill, Wipe:
+		for _, a := range targets {
+			a.proc.stop(syscall.SIGKILL, time.Second)
+			w.forget(a.id)
+		}
+		if st.Kind == Wipe {
+			for _, a := range targets {
+				_ = os.RemoveAll(a.dataDir)
+			}
+		}
+		heal = func() {
+			for _, a := range targets {
+				_ = c.startAgent(a)
+			}
+		}
+	case Pause:
+		for _, a := range targets {
+			a.proc.signal(syscall.SIGSTOP)
+			a.paused = true
+		}
+		heal = func() {
+			for _, a := range targets {
+				a.proc.signal(syscall.SIGCONT)
+				a.paused = false
+			}
+		}
+	case Churn:
+		for _, a := range targets {
+			a.proc.stop(syscall.SIGTERM, 10*time.Second) // a graceful leave
+			w.forget(a.id)
+		}
+		heal = func() {
+			for _, a := range targets {
+				_ = c.startAgent(a) // rejoin with the same id
+			}
+		}
+	case BrokerRestart:
+		c.bproc.stop(syscall.SIGTERM, 10*time.Second)
+		heal = func() {
+			_ = c.startBroker()
+			_ = waitTCP(ctx, c.broker, 20*time.Second)
+		}
+	case Partition:
+		var pairs [][2]string
+		others := map[string]bool{}
+		for _, a := range c.agents {
+			if !victim[a.id] {
+				others[a.ip] = true
+			}
+		}
+		for _, a := range targets {
+			for ip := range others {
+				pairs = append(pairs, [2]string{a.ip, ip})
+				if st.Variant != "one-way" {
+					pairs = append(pairs, [2]string{ip, a.ip})
+				}
+			}
+		}
+		c.cut.pairs = pairs
+		if err := c.cut.apply(); err != nil {
+			ev.Note = "cut failed: " + err.Error()
+			return ev
+		}
+		heal = func() {
+			c.cut.pairs = nil
+			c.cut.heal()
+		}
+	}
+
+	// Recovered: every affected partition committed again under a new
+	// epoch (another owner, or the victim back under a new assignment).
+	// After a broker restart the owners stay: it is the first commit past
+	// the offset reached when the broker came back.
+	var healedAt time.Time
+	brokerBase := map[int32]pstate{}
+	recovered := func() bool {
+		if len(ev.Affected) == 0 {
+			return false
+		}
+		since := t0
+		if st.Kind == BrokerRestart {
+			if healedAt.IsZero() {
+				return false
+			}
+			since = healedAt
+		}
+		cur := w.mergedSince(since)
+		for _, p := range ev.Affected {
+			s, base := cur[p], snap[p]
+			if st.Kind == BrokerRestart {
+				base = brokerBase[p]
+				if s.committed <= base.committed {
+					return false
+				}
+				continue
+			}
+			if s.epoch <= base.epoch || s.committed <= base.committed {
+				return false
+			}
+		}
+		return true
+	}
+	// Hold the fault, watching for the cluster to route around it.
+	holdEnd := t0.Add(st.Hold)
+	for time.Now().Before(holdEnd) && ctx.Err() == nil {
+		if !ev.Recovered && recovered() {
+			ev.Recovered, ev.RecoveryS = true, time.Since(t0).Seconds()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	heal()
+	if st.Kind == BrokerRestart {
+		brokerBase = w.merged()
+	}
+	healedAt = time.Now()
+	for !ev.Recovered && len(ev.Affected) > 0 && time.Since(t0) < recoveryLimit && ctx.Err() == nil {
+		if recovered() {
+			ev.Recovered, ev.RecoveryS = true, time.Since(t0).Seconds()
+			if st.Kind == BrokerRestart {
+				ev.RecoveryS = time.Since(healedAt).Seconds()
+				ev.Note = "recovery counted from the broker's restart"
+			}
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(ev.Affected) == 0 {
+		ev.Recovered = true
+		ev.Note = "the targets owned no partition"
+	} else if !ev.Recovered {
+		ev.Note = fmt.Sprintf("affected partitions did not commit again within %s", recoveryLimit)
+	}
+	return ev
+}

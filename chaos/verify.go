@@ -1,0 +1,314 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/wardenhq/warden/fsm"
+)
+
+func endOffsets(ctx context.Context, broker, topic string) (map[int32]int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	if err := ends.Error(); err != nil {
+		return nil, err
+	}
+	out := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out, nil
+}
+
+// readTopic reads every record below the end offsets, per partition in
+// offset order.
+func readTopic(ctx context.Context, broker, topic string, ends map[int32]int64, committed bool) (map[int32][]*kgo.Record, error) {
+	opts := []kgo.Opt{kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
+	if committed {
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	out := map[int32][]*kgo.Record{}
+	var want, got int64
+	for _, e := range ends {
+		want += e
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	idle := 0
+	for time.Now().Before(deadline) {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset < ends[r.Partition] {
+				out[r.Partition] = append(out[r.Partition], r)
+				got++
+				n++
+			}
+		})
+		// Read-committed reads may end before the end offset (markers,
+		// aborted records): stop after two empty polls.
+		if got >= want || (committed && n == 0 && idle > 0) {
+			break
+		}
+		if n == 0 {
+			idle++
+		}
+	}
+	if !committed && got < want {
+		return out, fmt.Errorf("read %d of %d records of %s", got, want, topic)
+	}
+	return out, nil
+}
+
+// verify runs the end checks against the settled cluster.
+func (c *cluster) verify(ctx context.Context, rep *Report) []Check {
+	var checks []Check
+	add := func(name string, ok bool, detail string, args ...any) {
+		checks = append(checks, Check{Name: name, OK: ok, Detail: fmt.Sprintf(detail, args...)})
+	}
+	ends, err := endOffsets(ctx, c.broker, c.cfg.Topic)
+	if err != nil {
+		add("read back the topic", false, "%v", err)
+		return checks
+	}
+	recs, err := readTopic(ctx, c.broker, c.cfg.Topic, ends, false)
+	if err != nil {
+		add("read back the topic", false, "%v", err)
+		return checks
+	}
+	want := map[int32]fsm.Digest{}
+	for p, rs := range recs {
+		d := fsm.Digest{}
+		for _, r := range rs {
+			d.AddRecord(r.Partition, r.Offset, r.Value)
+		}
+		want[p] = d
+	}
+
+	// 1. Nothing lost, nothing applied twice, on every node.
+	var lost, dup []string
+	views := map[string]partitionsDoc{}
+	for _, a := range c.agents {
+		var parts partitionsDoc
+		if err := get(a.httpAddr, "/v1/partitions", &parts); err != nil {
+			add("every node answers", false, "%s: %v", a.id, err)
+			return checks
+		}
+		views[a.id] = parts
+		for _, p := range parts {
+			w := want[p.Partition]
+			switch {
+			case p.Records < w.Records:
+				lost = append(lost, fmt.Sprintf("%s p%d: %d of %d records applied", a.id, p.Partition, p.Records, w.Records))
+			case p.Records > w.Records:
+				dup = append(dup, fmt.Sprintf("%s p%d: %d records applied, the topic holds %d", a.id, p.Partition, p.Records, w.Records))
+			case p.Digest != fmt.Sprintf("%016x", w.Sum) || p.Bytes != w.Bytes:
+				lost = append(lost, fmt.Sprintf("%s p%d: digest %s, the topic's %016x (records lost and others applied twice)", a.id, p.Partition, p.Digest, w.Sum))
+			}
+		}
+	}
+	var total int64
+	for _, d := range want {
+		total += d.Records
+	}
+	add("no record lost", len(lost) == 0, "%s", orOK(lost, fmt.Sprintf("all %d records of the topic applied on every node (per-partition digests)", total)))
+	add("no record applied twice", len(dup) == 0, "%s", orOK(dup, "no partition holds more records than the topic"))
+
+	// 2. Offsets never went back; one node per (partition, epoch).
+	var hist []string
+	for _, p := range views[c.agents[0].id] {
+		owners := map[uint64]string{}
+		for i, h := range p.History {
+			if o, ok := owners[h.Epoch]; ok && o != h.Node {
+				hist = append(hist, fmt.Sprintf("p%d epoch %d: commits by %s and %s", p.Partition, h.Epoch, o, h.Node))
+			}
+			owners[h.Epoch] = h.Node
+			if i > 0 {
+				prev := p.History[i-1]
+				if h.Epoch < prev.Epoch {
+					hist = append(hist, fmt.Sprintf("p%d: epoch %d after %d", p.Partition, h.Epoch, prev.Epoch))
+				}
+				if h.From < prev.Until {
+					hist = append(hist, fmt.Sprintf("p%d: commits resumed at %d after reaching %d (offset went back)", p.Partition, h.From, prev.Until))
+				} else if h.From > prev.Until {
+					hist = append(hist, fmt.Sprintf("p%d: commits resumed at %d after %d (a gap)", p.Partition, h.From, prev.Until))
+				}
+			}
+		}
+	}
+	add("commit history: offsets never back, one node per (partition, epoch)", len(hist) == 0, "%s",
+		orOK(hist, "every partition's runs of commits are contiguous, epochs only grow, each epoch has one committer"))
+
+	// 3. Every replica converged.
+	ref := c.agents[0]
+	var diverged []string
+	refParts, _ := json.Marshal(stripLag(views[ref.id]))
+	refStats, err1 := getRaw(ref.httpAddr, "/v1/stats?top=0")
+	refAlerts, err2 := getRaw(ref.httpAddr, "/v1/alerts")
+	if err1 != nil || err2 != nil {
+		add("replicas converge", false, "%s: %v %v", ref.id, err1, err2)
+		return checks
+	}
+	for _, a := range c.agents[1:] {
+		parts, _ := json.Marshal(stripLag(views[a.id]))
+		stats, _ := getRaw(a.httpAddr, "/v1/stats?top=0")
+		alerts, _ := getRaw(a.httpAddr, "/v1/alerts")
+		if !bytes.Equal(parts, refParts) {
+			diverged = append(diverged, a.id+": partitions differ from "+ref.id)
+		}
+		if !bytes.Equal(stats, refStats) {
+			diverged = append(diverged, a.id+": /v1/stats differs from "+ref.id)
+		}
+		if !bytes.Equal(alerts, refAlerts) {
+			diverged = append(diverged, a.id+": /v1/alerts differs from "+ref.id)
+		}
+	}
+	add("replicas converge", len(diverged) == 0, "%s", orOK(diverged, fmt.Sprintf("%d nodes serve identical partitions, stats and alerts", len(c.agents))))
+
+	// 4. The figures and alerts equal warden analyze on the topic's records.
+	var file bytes.Buffer
+	parts := make([]int32, 0, len(recs))
+	for p := range recs {
+		parts = append(parts, p)
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+	for _, p := range parts {
+		for _, r := range recs[p] {
+			file.Write(r.Value)
+			file.WriteByte('\n')
+		}
+	}
+	path := filepath.Join(c.dir, "topic.log")
+	if err := os.WriteFile(path, file.Bytes(), 0o644); err != nil {
+		add("warden analyze oracle", false, "%v", err)
+		return checks
+	}
+	stats, err := exec.Command(c.cfg.Bin, "analyze", "--json", "--top", "0", "--quiet", path).Output()
+	if err != nil {
+		add("warden analyze oracle", false, "analyze: %v", err)
+		return checks
+	}
+	add("/v1/stats equals warden analyze on the topic", bytes.Equal(stats, refStats), "%s",
+		okOr(bytes.Equal(stats, refStats), fmt.Sprintf("byte for byte (%d bytes)", len(stats)), "the documents differ (topic.log in the report dir)"))
+	aout, err := exec.Command(c.cfg.Bin, "analyze", "--json", "--doc", "alerts", "--quiet", path).Output()
+	if err != nil {
+		add("warden analyze oracle", false, "analyze alerts: %v", err)
+		return checks
+	}
+	wantIDs, err1 := alertIDs(aout)
+	gotIDs, err2 := alertIDs(refAlerts)
+	same := err1 == nil && err2 == nil && strings.Join(wantIDs, ",") == strings.Join(gotIDs, ",")
+	rep.Alerts = len(gotIDs)
+	add("/v1/alerts equals warden analyze on the topic", same, "%s", okOr(same, fmt.Sprintf("the same %d alerts (ids, scenarios, sources)", len(gotIDs)),
+		fmt.Sprintf("cluster %d alerts, analyze %d", len(gotIDs), len(wantIDs))))
+
+	// 5. The alerts topic holds each alert exactly once.
+	var inTopic []string
+	var dups []string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		aends, err := endOffsets(ctx, c.broker, c.cfg.Topic+".alerts")
+		if err == nil {
+			rs, _ := readTopic(ctx, c.broker, c.cfg.Topic+".alerts", aends, true)
+			inTopic, dups = nil, nil
+			count := map[string]int{}
+			for _, list := range rs {
+				for _, r := range list {
+					var a struct {
+						ID string `json:"id"`
+					}
+					if json.Unmarshal(r.Value, &a) == nil {
+						count[a.ID]++
+					}
+				}
+			}
+			for id, n := range count {
+				inTopic = append(inTopic, id)
+				if n > 1 {
+					dups = append(dups, fmt.Sprintf("%s ×%d", id, n))
+				}
+			}
+			sort.Strings(inTopic)
+		}
+		if len(inTopic) >= len(gotIDs) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	onceOK := len(dups) == 0 && strings.Join(inTopic, ",") == strings.Join(sortedIDs(gotIDs), ",")
+	add("alerts topic holds each alert exactly once", onceOK, "%s", okOr(onceOK, fmt.Sprintf("%d alerts, each once (read_committed)", len(inTopic)),
+		fmt.Sprintf("%d distinct in the topic, %d in the cluster, duplicated: %v", len(inTopic), len(gotIDs), dups)))
+	return checks
+}
+
+func stripLag(p partitionsDoc) partitionsDoc {
+	out := append(partitionsDoc(nil), p...)
+	for i := range out {
+		out[i].LogEnd = 0
+	}
+	return out
+}
+
+func alertIDs(doc []byte) ([]string, error) {
+	var as []struct {
+		ID       string `json:"id"`
+		Scenario string `json:"scenario"`
+		Source   string `json:"source_ip"`
+	}
+	if err := json.Unmarshal(doc, &as); err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.ID)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func sortedIDs(ids []string) []string {
+	out := append([]string(nil), ids...)
+	sort.Strings(out)
+	return out
+}
+
+func orOK(problems []string, ok string) string {
+	if len(problems) == 0 {
+		return ok
+	}
+	if len(problems) > 5 {
+		return fmt.Sprintf("%s (and %d more)", strings.Join(problems[:5], "; "), len(problems)-5)
+	}
+	return strings.Join(problems, "; ")
+}
+
+func okOr(ok bool, yes, no string) string {
+	if ok {
+		return yes
+	}
+	return no
+}
