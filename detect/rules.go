@@ -143,7 +143,9 @@ func Parse(base, override []byte) (*Rules, error) {
 		dec := yaml.NewDecoder(strings.NewReader(string(doc)))
 		dec.KnownFields(true)
 		if err := dec.Decode(&f); err != nil {
-			return nil, fmt.Errorf("yaml: %w", err)
+			// yaml lists problems on several lines; one line reads better.
+			msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+			return nil, fmt.Errorf("%s", strings.ReplaceAll(msg, ":;", ":"))
 		}
 		for _, r := range f.Scenarios {
 			replaced := false

@@ -180,6 +180,10 @@ func TestCLI_BadInputGivesOneClearLine(t *testing.T) {
 		{"analyze bad from", []string{"analyze", "--from", "yesterday", file}, `--from "yesterday"`},
 		{"analyze undetectable", []string{"analyze", file}, "could not detect the log format"},
 		{"analyze directory", []string{"analyze", dir}, "is a directory"},
+		{"chaos unknown fault", []string{"chaos", "--faults", "kill,meteor"}, `unknown fault "meteor"`},
+		{"chaos bad nodes", []string{"chaos", "--nodes", "0", "--faults", "none"}, "--nodes 0"},
+		{"agent bad rules", append(base, "--data-dir", filepath.Join(dir, "d8"), "--rules", file), "--rules"},
+		{"agent bad allow", append(base, "--data-dir", filepath.Join(dir, "d9"), "--allow", "10.0.0.0/99"), "--allow"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

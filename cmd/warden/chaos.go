@@ -40,6 +40,18 @@ func runChaos(args []string) error {
 	if err != nil {
 		return err
 	}
+	logf := func(f string, a ...any) {
+		if !*asJSON {
+			fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05.0"), fmt.Sprintf(f, a...))
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg := chaos.Config{Bin: bin, Nodes: *nodes, Partitions: *partitions, Duration: *duration, Records: *records,
+		Rate: *rate, Seed: *seed, Faults: kinds, Every: *every, Logf: logf}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	dir := *reportDir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "warden-chaos-"); err != nil {
@@ -48,15 +60,7 @@ func runChaos(args []string) error {
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("--report: %w", err)
 	}
-	logf := func(f string, a ...any) {
-		if !*asJSON {
-			fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05.0"), fmt.Sprintf(f, a...))
-		}
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cfg := chaos.Config{Bin: bin, Dir: dir, Nodes: *nodes, Partitions: *partitions, Duration: *duration, Records: *records,
-		Rate: *rate, Seed: *seed, Faults: kinds, Every: *every, Logf: logf}
+	cfg.Dir = dir
 	if !*asJSON {
 		fmt.Fprintf(os.Stderr, "fault schedule (seed %d):\n", *seed)
 		for _, st := range chaos.Schedule(*seed, kinds, *duration, *every) {

@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wardenhq/warden/chaos"
+)
+
+func chaosRun(t *testing.T, env []string, args ...string) (*chaos.Report, int, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command(wardenBin(t), append([]string{"chaos", "--report", dir}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("warden chaos: %v\n%s", err, out)
+		}
+		code = ee.ExitCode()
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatalf("no report.json (exit %d):\n%s", code, out)
+	}
+	var rep chaos.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return &rep, code, string(out)
+}
+
+// TestChaos_ShortTier is the chaos run of `make test`: 3 real agent
+// processes and the broker, about a minute of traffic, every fault kind at
+// least once, then every check.
+func TestChaos_ShortTier(t *testing.T) {
+	if err := exec.Command("nft", "list", "tables").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("nft with root is needed for partitions; .ci/run installs nftables and runs as root")
+		}
+		t.Skip("nft not usable here (needs nftables and root)")
+	}
+	rep, code, out := chaosRun(t, nil, "--nodes", "3", "--duration", "55s", "--rate", "1000", "--seed", "7", "--every", "6s")
+	t.Logf("\n%s", out[strings.Index(out, "Warden chaos run"):])
+	if code != 0 || !rep.OK() {
+		t.Fatalf("chaos run failed (exit %d)", code)
+	}
+	kinds := map[string]bool{}
+	for _, f := range rep.Faults {
+		kinds[f.Kind] = true
+	}
+	for _, k := range chaos.AllFaults {
+		if !kinds[k] {
+			t.Errorf("fault kind %s never ran", k)
+		}
+	}
+	if rep.InTopic < 30000 || rep.Alerts == 0 {
+		t.Errorf("%d records, %d alerts: the run did too little", rep.InTopic, rep.Alerts)
+	}
+}
+
+// TestChaos_CheckerCatchesEachViolation breaks the FSM on purpose through
+// the test-only hook (a skipped commit, a commit applied twice, an offset
+// moved back) and shows that the checker reports each as a failed check
+// and the run exits non-zero.
+func TestChaos_CheckerCatchesEachViolation(t *testing.T) {
+	for fault, wantFailed := range map[string][]string{
+		"skip-commit":  {"no record lost"},
+		"double-apply": {"no record applied twice"},
+		"offset-back":  {"no record applied twice", "commit history: offsets never back, one node per (partition, epoch)"},
+	} {
+		t.Run(fault, func(t *testing.T) {
+			rep, code, out := chaosRun(t, []string{"WARDEN_TEST_FAULT=" + fault}, "--nodes", "3", "--duration", "10s", "--rate", "1500",
+				"--faults", "none", "--partitions", "4", "--seed", "2")
+			if code != 1 || rep.OK() {
+				t.Fatalf("exit %d, verdict %s: the checker missed %s\n%s", code, rep.Verdict, fault, out)
+			}
+			failed := map[string]bool{}
+			for _, c := range rep.Checks {
+				if !c.OK {
+					failed[c.Name] = true
+					t.Logf("caught: %s: %s", c.Name, c.Detail)
+				}
+			}
+			for _, name := range wantFailed {
+				if !failed[name] {
+					t.Errorf("check %q did not fail", name)
+				}
+			}
+		})
+	}
+}
