@@ -152,10 +152,10 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 		}
 	}
 
-	// Recovered: every affected partition committed again under a new
-	// epoch (another owner, or the victim back under a new assignment).
-	// After a broker restart the owners stay: it is the first commit past
-	// the offset reached when the broker came back.
+	// Recovered: every affected partition committed again: under a new
+	// epoch while the victims are down, or past where they left it once
+	// they are back. After a broker restart the owners stay: it is the
+	// first commit past the offset reached when the broker came back.
 	var healedAt time.Time
 	brokerBase := map[int32]pstate{}
 	recovered := func() bool {
@@ -179,7 +179,10 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 				}
 				continue
 			}
-			if s.epoch <= base.epoch || s.committed <= base.committed {
+			// Before the victims come back: a commit under a new epoch
+			// (a batch already in flight when they died does not count).
+			// After: any commit past the offset, whoever holds it.
+			if s.committed <= base.committed || (s.epoch <= base.epoch && healedAt.IsZero()) {
 				return false
 			}
 		}
@@ -193,9 +196,18 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	heal()
 	if st.Kind == BrokerRestart {
+		heal()
 		brokerBase = w.merged()
+	} else {
+		// A node's last batches may still apply after it died: the new
+		// offsets are the base for commits after the heal.
+		for p, s := range w.merged() {
+			if _, ok := snap[p]; ok && s.committed > snap[p].committed && s.epoch == snap[p].epoch {
+				snap[p] = s
+			}
+		}
+		heal()
 	}
 	healedAt = time.Now()
 	for !ev.Recovered && len(ev.Affected) > 0 && time.Since(t0) < recoveryLimit && ctx.Err() == nil {

@@ -82,7 +82,9 @@ type Book struct {
 	NextID    int64               `json:"next_id"`
 	Offenders map[string][]int64  `json:"offenders"` // source -> creation times of its decisions
 	Published uint64              `json:"published"` // highest alert seq known to be in the alerts topic
-	allow     []netip.Prefix
+	// Keep bounds the alerts kept (0: MaxAlerts; negative: all).
+	Keep  int `json:"keep,omitempty"`
+	allow []netip.Prefix
 }
 
 // NewBook returns an empty Book.
@@ -135,7 +137,11 @@ func (b *Book) AddAlert(a Alert, s *Scenario) *Decision {
 	a.Seq = b.NextSeq
 	b.NextSeq++
 	b.Alerts = append(b.Alerts, a)
-	if over := len(b.Alerts) - MaxAlerts; over > 0 {
+	keep := b.Keep
+	if keep == 0 {
+		keep = MaxAlerts
+	}
+	if over := len(b.Alerts) - keep; keep > 0 && over > 0 {
 		b.Alerts = append(b.Alerts[:0:0], b.Alerts[over:]...)
 	}
 	if s == nil || b.Allowed(a.SourceIP) {

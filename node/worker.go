@@ -96,6 +96,12 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 		}),
 		kgo.FetchMaxWait(n.cfg.BatchInterval),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Come back quickly after a broker restart: short, capped backoff
+		// and fresh metadata.
+		kgo.RetryBackoffFn(func(tries int) time.Duration {
+			return min(100*time.Millisecond<<min(tries, 4), time.Second)
+		}),
+		kgo.MetadataMinAge(250 * time.Millisecond),
 	}, n.cfg.KafkaOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

@@ -77,6 +77,7 @@ func runAnalyze(args []string) error {
 	an.detect = !*asJSON || *doc != "stats"
 	an.detector = detect.NewDetector(an.rules, 0, nil)
 	an.book = detect.NewBook(detect.DefaultBookConfig())
+	an.book.Keep = -1 // one process over files: every alert
 	if err := an.book.SetConfig(detect.BookConfig{Allow: allow, MaxEscalation: 4, MaxBan: "720h"}); err != nil {
 		return fmt.Errorf("--allow: %w", err)
 	}
