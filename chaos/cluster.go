@@ -58,6 +58,7 @@ type cluster struct {
 	mu     sync.Mutex
 	cut    *netCut
 	logf   func(string, ...any)
+	joined int // newcomers so far
 }
 
 // freePort finds a free TCP (and, for gossip, UDP) port on ip.
@@ -115,6 +116,40 @@ func (c *cluster) start(ctx context.Context) error {
 	return nil
 }
 
+// newcomer prepares (does not start) a node that was never in the cluster,
+// on the next free loopback address.
+func (c *cluster) newcomer() (*agent, error) {
+	c.mu.Lock()
+	c.joined++
+	n := c.joined
+	c.mu.Unlock()
+	ip := fmt.Sprintf("127.0.0.%d", 11+c.cfg.Nodes)
+	a := &agent{id: fmt.Sprintf("x%d", n), ip: ip, dataDir: filepath.Join(c.dir, fmt.Sprintf("x%d", n))}
+	for _, p := range []*string{&a.raft, &a.gossip, &a.httpAddr} {
+		port, err := freePort(ip)
+		if err != nil {
+			return nil, err
+		}
+		*p = net.JoinHostPort(ip, strconv.Itoa(port))
+	}
+	c.mu.Lock()
+	c.agents = append(c.agents, a)
+	c.mu.Unlock()
+	return a, nil
+}
+
+// retire removes a node that left for good from the run.
+func (c *cluster) retire(a *agent) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, x := range c.agents {
+		if x == a {
+			c.agents = append(c.agents[:i:i], c.agents[i+1:]...)
+			return
+		}
+	}
+}
+
 func (c *cluster) startBroker() error {
 	p, err := c.spawn("broker", "broker", "--listen", c.broker, "--data-dir", filepath.Join(c.dir, "broker"),
 		"--topic", c.cfg.Topic, "--partitions", strconv.Itoa(c.cfg.Partitions))
@@ -133,14 +168,21 @@ func (c *cluster) startAgent(a *agent) error {
 	if c.cfg.Nodes < 3 {
 		voters = 1
 	}
-	join := c.agents[0].gossip
-	if a == c.agents[0] && len(c.agents) > 1 {
-		join = c.agents[1].gossip
+	var others []string
+	for _, o := range c.agents {
+		if o != a && !strings.HasPrefix(o.id, "x") {
+			others = append(others, o.gossip)
+		}
+	}
+	join := strings.Join(others, ",")
+	expect := c.cfg.Nodes
+	if strings.HasPrefix(a.id, "x") {
+		expect = 0 // a newcomer joins the running cluster
 	}
 	args := []string{"agent", "--id", a.id, "--data-dir", a.dataDir, "--raft", a.raft, "--gossip", a.gossip, "--http", a.httpAddr,
-		"--brokers", c.broker, "--topic", c.cfg.Topic, "--bootstrap-expect", strconv.Itoa(c.cfg.Nodes), "--voters", strconv.Itoa(voters),
+		"--brokers", c.broker, "--topic", c.cfg.Topic, "--bootstrap-expect", strconv.Itoa(expect), "--voters", strconv.Itoa(voters),
 		"--reap-after", "20s", "--batch-interval", "100ms", "--retention", "0"}
-	if len(c.agents) > 1 {
+	if join != "" {
 		args = append(args, "--join", join)
 	}
 	p, err := c.spawn(a.id, args...)

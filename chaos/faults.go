@@ -42,6 +42,15 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 		}
 	case "follower", "leave-rejoin":
 		targets = one(followers)
+	case "join-leave":
+		// A node that was never part of the cluster joins under load,
+		// takes its share, and leaves again.
+		a, err := c.newcomer()
+		if err != nil {
+			ev.Note = "skipped: " + err.Error()
+			return ev
+		}
+		targets = []*agent{a}
 	case "majority":
 		shuffled := append([]*agent(nil), live...)
 		pick.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
@@ -110,6 +119,27 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 			}
 		}
 	case Churn:
+		if st.Variant == "join-leave" {
+			a := targets[0]
+			if err := c.startAgent(a); err != nil {
+				ev.Note = "join failed: " + err.Error()
+				return ev
+			}
+			heal = func() {
+				// Leave: the newcomer's partitions go back to the others.
+				taken := 0
+				for _, s := range w.merged() {
+					if s.owner == a.id {
+						taken++
+					}
+				}
+				ev.Note = fmt.Sprintf("the newcomer took %d partitions, then left", taken)
+				a.proc.stop(syscall.SIGTERM, 10*time.Second)
+				w.forget(a.id)
+				c.retire(a)
+			}
+			break
+		}
 		for _, a := range targets {
 			a.proc.stop(syscall.SIGTERM, 10*time.Second) // a graceful leave
 			w.forget(a.id)
@@ -223,7 +253,9 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 	}
 	if len(ev.Affected) == 0 {
 		ev.Recovered = true
-		ev.Note = "the targets owned no partition"
+		if ev.Note == "" {
+			ev.Note = "the targets owned no partition"
+		}
 	} else if !ev.Recovered {
 		ev.Note = fmt.Sprintf("affected partitions did not commit again within %s", recoveryLimit)
 	}

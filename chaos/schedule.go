@@ -50,7 +50,7 @@ var variants = map[string][]string{
 	Pause:         {"leader", "follower"},
 	Partition:     {"isolate-leader", "halves", "one-way"},
 	Wipe:          {"follower"},
-	Churn:         {"leave-rejoin"},
+	Churn:         {"leave-rejoin", "join-leave"},
 	BrokerRestart: {"sigterm"},
 }
 

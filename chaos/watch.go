@@ -47,7 +47,10 @@ func (w *watcher) loop(ctx context.Context) {
 	defer close(w.done)
 	for ctx.Err() == nil {
 		var wg sync.WaitGroup
-		for _, a := range w.c.agents {
+		w.c.mu.Lock()
+		agents := append([]*agent(nil), w.c.agents...)
+		w.c.mu.Unlock()
+		for _, a := range agents {
 			w.c.mu.Lock()
 			alive, paused, inc := a.alive(), a.paused, a.incarnation
 			w.c.mu.Unlock()

@@ -162,6 +162,11 @@ type source struct {
 
 // Detector runs the rules over one partition's records in offset order.
 type Detector struct {
+	// Offline turns off collection: for one pass over files, whose lines
+	// are not in time order across partitions (each partition's records
+	// come after the previous partition's), so no watermark can say a
+	// bucket is idle. Memory then grows with the sources in the files.
+	Offline   bool
 	rules     *Rules
 	partition int32
 	sources   map[string]*source
@@ -250,7 +255,7 @@ func (d *Detector) Pour(ev *Event) {
 			d.pour(gs, m, ev, string(ev.IP))
 		}
 	}
-	if (ev.Offset+1)%gcEvery == 0 {
+	if (ev.Offset+1)%gcEvery == 0 && !d.Offline {
 		d.collect()
 	}
 }

@@ -76,6 +76,7 @@ func runAnalyze(args []string) error {
 	// The stats document needs no detection: skip it then.
 	an.detect = !*asJSON || *doc != "stats"
 	an.detector = detect.NewDetector(an.rules, 0, nil)
+	an.detector.Offline = true
 	an.book = detect.NewBook(detect.DefaultBookConfig())
 	an.book.Keep = -1 // one process over files: every alert
 	if err := an.book.SetConfig(detect.BookConfig{Allow: allow, MaxEscalation: 4, MaxBan: "720h"}); err != nil {
