@@ -14,9 +14,12 @@ import (
 // affected partitions to commit again before calling it unrecovered.
 const recoveryLimit = 45 * time.Second
 
-// inject carries out one step and measures recovery.
-func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand) FaultEvent {
-	ev := FaultEvent{Kind: st.Kind, Variant: st.Variant, HoldS: st.Hold.Seconds()}
+// inject carries out one step: it applies the fault, holds it, heals it,
+// and returns; the recovery measurement goes on in the background until
+// done is closed, so that the schedule keeps its pace.
+func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand) (ev *FaultEvent, done chan struct{}) {
+	ev = &FaultEvent{Kind: st.Kind, Variant: st.Variant, HoldS: st.Hold.Seconds()}
+	done = make(chan struct{})
 	pick := rand.New(rand.NewPCG(st.Pick, st.Pick>>1))
 	leader := c.leader()
 	var live, followers []*agent
@@ -48,7 +51,8 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 		a, err := c.newcomer()
 		if err != nil {
 			ev.Note = "skipped: " + err.Error()
-			return ev
+			close(done)
+			return ev, done
 		}
 		targets = []*agent{a}
 	case "majority":
@@ -71,7 +75,8 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 	}
 	if st.Kind != BrokerRestart && len(targets) == 0 {
 		ev.Note = "skipped: no node in that role (no leader?)"
-		return ev
+		close(done)
+		return ev, done
 	}
 
 	// What the victims own, and how far it was committed, just before.
@@ -123,7 +128,8 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 			a := targets[0]
 			if err := c.startAgent(a); err != nil {
 				ev.Note = "join failed: " + err.Error()
-				return ev
+				close(done)
+				return ev, done
 			}
 			heal = func() {
 				// Leave: the newcomer's partitions go back to the others.
@@ -174,7 +180,8 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 		c.cut.pairs = pairs
 		if err := c.cut.apply(); err != nil {
 			ev.Note = "cut failed: " + err.Error()
-			return ev
+			close(done)
+			return ev, done
 		}
 		heal = func() {
 			c.cut.pairs = nil
@@ -240,24 +247,27 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 		heal()
 	}
 	healedAt = time.Now()
-	for !ev.Recovered && len(ev.Affected) > 0 && time.Since(t0) < recoveryLimit && ctx.Err() == nil {
-		if recovered() {
-			ev.Recovered, ev.RecoveryS = true, time.Since(t0).Seconds()
-			if st.Kind == BrokerRestart {
-				ev.RecoveryS = time.Since(healedAt).Seconds()
-				ev.Note = "recovery counted from the broker's restart"
+	go func() {
+		defer close(done)
+		for !ev.Recovered && len(ev.Affected) > 0 && time.Since(t0) < recoveryLimit && ctx.Err() == nil {
+			if recovered() {
+				ev.Recovered, ev.RecoveryS = true, time.Since(t0).Seconds()
+				if st.Kind == BrokerRestart {
+					ev.RecoveryS = time.Since(healedAt).Seconds()
+					ev.Note = "recovery counted from the broker's restart"
+				}
+				break
 			}
-			break
+			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if len(ev.Affected) == 0 {
-		ev.Recovered = true
-		if ev.Note == "" {
-			ev.Note = "the targets owned no partition"
+		if len(ev.Affected) == 0 {
+			ev.Recovered = true
+			if ev.Note == "" {
+				ev.Note = "the targets owned no partition"
+			}
+		} else if !ev.Recovered {
+			ev.Note = fmt.Sprintf("affected partitions did not commit again within %s", recoveryLimit)
 		}
-	} else if !ev.Recovered {
-		ev.Note = fmt.Sprintf("affected partitions did not commit again within %s", recoveryLimit)
-	}
-	return ev
+	}()
+	return ev, done
 }

@@ -159,6 +159,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	start := time.Now()
 	steps := Schedule(cfg.Seed, cfg.Faults, cfg.Duration, cfg.Every)
 	r := rand.New(rand.NewPCG(cfg.Seed, 7))
+	var events []*FaultEvent
+	var measuring []chan struct{}
 	for _, st := range steps {
 		if wait := time.Until(start.Add(st.At)); wait > 0 {
 			select {
@@ -168,10 +170,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 		}
 		at := time.Since(start).Seconds()
-		ev := c.inject(ctx, st, watch, r)
+		ev, done := c.inject(ctx, st, watch, r)
 		ev.AtS = at
-		cfg.Logf("fault %-14s %-14s targets %v: recovered=%v in %.2fs %s", ev.Kind, ev.Variant, ev.Targets, ev.Recovered, ev.RecoveryS, ev.Note)
-		rep.Faults = append(rep.Faults, ev)
+		cfg.Logf("fault %-14s %-14s targets %v (held %.1fs)", st.Kind, st.Variant, ev.Targets, st.Hold.Seconds())
+		events = append(events, ev)
+		measuring = append(measuring, done)
 	}
 	if wait := time.Until(start.Add(cfg.Duration)); wait > 0 {
 		select {
@@ -180,9 +183,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		case <-time.After(wait):
 		}
 	}
+	phase := time.Since(start)
+	committedPhase := watch.committedDuring()
+	// Recovery of the last faults is measured while traffic still flows.
+	for _, done := range measuring {
+		<-done
+	}
+	for _, ev := range events {
+		rep.Faults = append(rep.Faults, *ev)
+		cfg.Logf("fault at %.1fs %s %s %v: recovered=%v in %.2fs %s", ev.AtS, ev.Kind, ev.Variant, ev.Targets, ev.Recovered, ev.RecoveryS, ev.Note)
+	}
 	stopProducing()
 	pwg.Wait()
-	phase := time.Since(start)
 	rep.DurationS = phase.Seconds()
 	rep.Produced = prod.acked()
 	if err := prod.err(); err != nil {
@@ -211,7 +223,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		committed += e
 	}
 	rep.InTopic = committed
-	rep.ThroughputRPS = float64(watch.committedDuring()) / phase.Seconds()
+	rep.ThroughputRPS = float64(committedPhase) / phase.Seconds()
 
 	rep.Checks = append(rep.Checks, Check{Name: "settled", OK: settled, Detail: settleDetail(settled, settleErr, rep.SettleS)})
 	rep.Checks = append(rep.Checks, watch.checks()...)

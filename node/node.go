@@ -246,6 +246,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goRun(n.reconcileLoop)
 	n.goRun(n.manageWorkers)
 	n.goRun(n.publishAlerts)
+	n.goRun(n.reconnect)
 	n.goRun(n.commitLoop)
 	n.goRun(n.watchInCluster)
 	ok = true
@@ -325,6 +326,37 @@ func (n *Node) gossipMembers() []gossipMember {
 	n.gev.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out
+}
+
+// reconnect heals gossip after a network partition. Once both sides of a
+// cut have declared each other dead, memberlist on its own never talks to
+// the other side again; so every few seconds a node tries to join the
+// cluster members (as the FSM records them) that its gossip does not see
+// alive. A member that left or was removed is not in the FSM and is left
+// alone.
+func (n *Node) reconnect() {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(3 * time.Second):
+		}
+		live := map[string]bool{}
+		for _, m := range n.gossipMembers() {
+			live[m.id] = true
+		}
+		var addrs []string
+		for _, m := range n.State().MemberList() {
+			if m.ID != n.cfg.ID && !live[m.ID] && m.GossipAddr != "" && m.Status != fsm.StatusLeft {
+				addrs = append(addrs, m.GossipAddr)
+			}
+		}
+		if len(addrs) > 0 {
+			if k, err := n.ml.Join(addrs); err == nil && k > 0 {
+				n.log.Info("reconnected to members gossip did not see", "subsystem", "gossip", "joined", k)
+			}
+		}
+	}
 }
 
 // bootstrapWhenReady forms the first cluster once BootstrapExpect nodes
