@@ -3,14 +3,20 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/wardenhq/warden/workload"
 )
 
 // BenchmarkAnalyzeVsGoAccess times `warden analyze --json` and `goaccess
@@ -134,5 +140,99 @@ func BenchmarkDetectVsFail2ban(b *testing.B) {
 		fmt.Printf("  %-44s %8.2f s  %12.0f lines/s\n", fmt.Sprintf("warden analyze (all %s scenarios)", "built-in"), wt.Seconds(), wr)
 		fmt.Printf("  %-44s %8.2f s  %12.0f lines/s\n", fmt.Sprintf("fail2ban-regex (%d Apache filters)", len(use)), ft.Seconds(), fr)
 		fmt.Printf("  ratio: warden is %.1f times fail2ban-regex's rate\n\n", wr/fr)
+	}
+}
+
+// BenchmarkClusterThroughput pre-fills a 12-partition topic (2,000,000
+// lines by default; $WARDEN_BENCH_RECORDS to change), reads it with a bare
+// franz-go consumer (no parsing, no commits), then starts 3 agents
+// (separate processes) and times, exactly once, until every partition is
+// committed; it reports both rates and their ratio.
+func BenchmarkClusterThroughput(b *testing.B) {
+	total := 2_000_000
+	if v := os.Getenv("WARDEN_BENCH_RECORDS"); v != "" {
+		fmt.Sscan(v, &total)
+	}
+	for b.Loop() {
+		c := newProcClusterIdle(b, 3, 12, nil)
+		// Pre-fill.
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.broker), kgo.DefaultProduceTopic(c.topic), kgo.ProducerLinger(5*time.Millisecond),
+			kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(200_000))
+		if err != nil {
+			b.Fatal(err)
+		}
+		gen := workload.New(1, 5000, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
+		start := time.Now()
+		var failed atomic.Bool
+		for i := 0; i < total; i++ {
+			line, ip := gen.Line()
+			cl.Produce(context.Background(), &kgo.Record{Key: []byte(ip), Value: []byte(line)}, func(_ *kgo.Record, err error) {
+				if err != nil {
+					failed.Store(true)
+				}
+			})
+		}
+		if err := cl.Flush(context.Background()); err != nil || failed.Load() {
+			b.Fatalf("pre-fill: %v", err)
+		}
+		cl.Close()
+		fill := time.Since(start)
+
+		// The bare consumer.
+		bare, err := kgo.NewClient(kgo.SeedBrokers(c.broker), kgo.ConsumeTopics(c.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(8<<20))
+		if err != nil {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		read := 0
+		for read < total {
+			fs := bare.PollFetches(context.Background())
+			read += fs.NumRecords()
+		}
+		bareTime := time.Since(start)
+		bare.Close()
+
+		// Warden: 3 agents, from formation until every partition committed.
+		for i := 1; i <= 3; i++ {
+			c.startAgent(fmt.Sprintf("n%d", i), 3)
+		}
+		var formed time.Time
+		waitFor(b, 60*time.Second, "partitions owned", func() bool {
+			parts, err := c.partitions("n1")
+			if err != nil || len(parts) != 12 {
+				return false
+			}
+			for _, p := range parts {
+				if p.Owner == "" {
+					return false
+				}
+			}
+			formed = time.Now()
+			return true
+		})
+		waitFor(b, 30*time.Minute, "every record committed", func() bool {
+			parts, err := c.partitions("n1")
+			if err != nil {
+				return false
+			}
+			var n int64
+			for _, p := range parts {
+				n += p.Committed
+			}
+			return n >= int64(total)
+		})
+		wardenTime := time.Since(formed)
+		wr, br := float64(total)/wardenTime.Seconds(), float64(total)/bareTime.Seconds()
+		b.ReportMetric(wr, "warden_lines/s")
+		b.ReportMetric(br, "bare_consumer_lines/s")
+		b.ReportMetric(wr/br, "ratio")
+		fmt.Printf("\nCluster throughput, %d lines pre-filled in 12 partitions (fill took %.1fs):\n", total, fill.Seconds())
+		fmt.Printf("  %-52s %8.2f s  %12.0f lines/s\n", "bare franz-go consumer (no parsing, no commits)", bareTime.Seconds(), br)
+		fmt.Printf("  %-52s %8.2f s  %12.0f lines/s\n", "warden, 3 agents, exactly once (parse, count, detect)", wardenTime.Seconds(), wr)
+		fmt.Printf("  ratio: %.2f of the bare consumer's rate\n\n", wr/br)
+		for _, id := range []string{"n1", "n2", "n3"} {
+			c.killAgent(id)
+		}
 	}
 }

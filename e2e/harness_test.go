@@ -132,6 +132,16 @@ func newProcCluster(tb testing.TB, nodes int, partitions int) *procCluster {
 
 // newProcClusterWith starts a cluster whose agents get extra flags by id.
 func newProcClusterWith(tb testing.TB, nodes int, partitions int, extra map[string][]string) *procCluster {
+	c := newProcClusterIdle(tb, nodes, partitions, extra)
+	for i := 1; i <= nodes; i++ {
+		c.startAgent(fmt.Sprintf("n%d", i), nodes)
+	}
+	return c
+}
+
+// newProcClusterIdle starts the broker and prepares the agents without
+// starting them.
+func newProcClusterIdle(tb testing.TB, nodes int, partitions int, extra map[string][]string) *procCluster {
 	tb.Helper()
 	dir := tb.TempDir()
 	c := &procCluster{tb: tb, dir: dir, broker: freeAddr(tb), topic: "access-logs", specs: map[string]agentSpec{}, agents: map[string]*proc{}, extra: extra}
@@ -159,9 +169,6 @@ func newProcClusterWith(tb testing.TB, nodes int, partitions int, extra map[stri
 	for i := 1; i <= nodes; i++ {
 		id := fmt.Sprintf("n%d", i)
 		c.specs[id] = agentSpec{id: id, dataDir: filepath.Join(dir, id), raft: freeAddr(tb), gossip: freeAddr(tb), http: freeAddr(tb)}
-	}
-	for i := 1; i <= nodes; i++ {
-		c.startAgent(fmt.Sprintf("n%d", i), nodes)
 	}
 	return c
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"strconv"
 	"time"
@@ -68,6 +69,10 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("DELETE /v1/decisions/{id}", n.handleDeleteDecision)
 	mux.HandleFunc("GET /v1/decisions/stream", n.handleStream)
 	mux.HandleFunc("GET /v1/blocklist", n.handleBlocklist)
+	// Profiles, for finding what bounds throughput (go tool pprof URL).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	return mux
 }

@@ -24,6 +24,7 @@ type metrics struct {
 	applied         *prometheus.CounterVec
 	deadLetters     prometheus.Counter
 	alertsPublished prometheus.Counter
+	recordLatency   prometheus.Histogram
 }
 
 // newMetrics registers this node's series; the load gauges read the last
@@ -57,6 +58,10 @@ func newMetrics(f *fsm.FSM) *metrics {
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warden_fsm_commands_total", Help: "Commands applied by this node's FSM replica, by kind.",
 		}, []string{"kind"}),
+		recordLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "warden_record_latency_seconds", Help: "Time from a record's Kafka timestamp to its batch's commit being applied, per record committed by this node.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 17),
+		}),
 		alertsPublished: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "warden_alerts_published_total", Help: "Alerts this node published to the alerts topic while leading.",
 		}),
@@ -78,7 +83,7 @@ func newMetrics(f *fsm.FSM) *metrics {
 			func(r analytics.Rates) float64 { return r.ErrorFraction }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_malformed_lines_total", Help: "Lines that did not parse, cluster-wide."},
 			func() float64 { return float64(f.Malformed()) }),
-		m.deadLetters, m.alertsPublished,
+		m.deadLetters, m.alertsPublished, m.recordLatency,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_alerts_total", Help: "Alerts raised, cluster-wide."},
 			func() float64 { return float64(f.AlertCount()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "warden_decisions_active", Help: "Decisions in force now, cluster-wide."},

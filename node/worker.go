@@ -226,6 +226,10 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 			return
 		}
 		n.metrics.batchRecords.Observe(float64(len(recs)))
+		now := time.Now()
+		for _, r := range recs {
+			n.metrics.recordLatency.Observe(now.Sub(r.Timestamp).Seconds())
+		}
 		from = b.Until
 		if r := n.cfg.MaxRatePerPartition; r > 0 {
 			wait := time.Duration(float64(len(recs))/r*float64(time.Second)) - time.Since(start)
