@@ -310,32 +310,19 @@ func parseISO(b []byte) (int64, bool) {
 // parseEpoch reads seconds since 1970 with an optional fraction
 // ("1432000000.123"); values too large to be seconds are taken as milliseconds.
 func parseEpoch(b []byte) (int64, bool) {
-	dot := len(b)
-	for i, c := range b {
-		if c == '.' {
-			dot = i
-			break
-		}
+	whole := b
+	if dot := indexByte(b, '.'); dot >= 0 {
+		whole = b[:dot]
 	}
-	whole, ok := number(b[:dot])
-	if !ok || dot == 0 {
+	n, ok := number(whole)
+	if !ok || len(whole) == 0 || whole[0] == '-' {
 		return 0, false
 	}
-	var frac, scale int64 = 0, 1
-	if dot < len(b) {
-		for i, c := range b[dot+1:] {
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			if i < 9 {
-				frac, scale = frac*10+int64(c-'0'), scale*10
-			}
-		}
+	unit := int64(1e9) // decimal's unit: nanoseconds per logged unit
+	if n > 1e11 {
+		unit = 1e6
 	}
-	if whole > 1e11 { // milliseconds
-		return whole*1e6 + frac*1e6/scale, true
-	}
-	return whole*1e9 + frac*1e9/scale, true
+	return decimal(b, unit)
 }
 
 func validDate(p *timeParts) bool {

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/wardenhq/warden/transport"
 )
 
 // proc is one OS process of the run.
@@ -61,27 +63,8 @@ type cluster struct {
 	joined int // newcomers so far
 }
 
-// freePort finds a free TCP (and, for gossip, UDP) port on ip.
-func freePort(ip string) (int, error) {
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		u, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
-		if err != nil {
-			continue
-		}
-		u.Close()
-		return port, nil
-	}
-	return 0, fmt.Errorf("no free port on %s", ip)
-}
-
 func (c *cluster) start(ctx context.Context) error {
-	bp, err := freePort("127.0.0.1")
+	bp, err := transport.FreePort("127.0.0.1")
 	if err != nil {
 		return err
 	}
@@ -99,7 +82,7 @@ func (c *cluster) start(ctx context.Context) error {
 		a := &agent{id: fmt.Sprintf("n%d", i+1), ip: ip, dataDir: filepath.Join(c.dir, fmt.Sprintf("n%d", i+1))}
 		ports := make([]int, 3)
 		for j := range ports {
-			if ports[j], err = freePort(ip); err != nil {
+			if ports[j], err = transport.FreePort(ip); err != nil {
 				return fmt.Errorf("node %s: %w (is %s usable on the loopback interface?)", a.id, err, ip)
 			}
 		}
@@ -126,7 +109,7 @@ func (c *cluster) newcomer() (*agent, error) {
 	ip := fmt.Sprintf("127.0.0.%d", 11+c.cfg.Nodes)
 	a := &agent{id: fmt.Sprintf("x%d", n), ip: ip, dataDir: filepath.Join(c.dir, fmt.Sprintf("x%d", n))}
 	for _, p := range []*string{&a.raft, &a.gossip, &a.httpAddr} {
-		port, err := freePort(ip)
+		port, err := transport.FreePort(ip)
 		if err != nil {
 			return nil, err
 		}

@@ -260,22 +260,6 @@ func (b *Book) AlertsSince(since time.Time) []Alert {
 	return out
 }
 
-// Clone returns a deep copy (for readers outside the FSM lock).
-func (b *Book) Clone() *Book {
-	c := *b
-	c.Alerts = append([]Alert(nil), b.Alerts...)
-	c.Decisions = make(map[int64]*Decision, len(b.Decisions))
-	for k, d := range b.Decisions {
-		nd := *d
-		c.Decisions[k] = &nd
-	}
-	c.Offenders = make(map[string][]int64, len(b.Offenders))
-	for k, v := range b.Offenders {
-		c.Offenders[k] = append([]int64(nil), v...)
-	}
-	return &c
-}
-
 // DecisionView is a decision as the API shows it, in CrowdSec's fields:
 // duration is what remains at the time of the request, until an RFC 3339 time.
 type DecisionView struct {

@@ -28,7 +28,7 @@ func BenchmarkAnalyzeVsGoAccess(b *testing.B) {
 	if err != nil {
 		b.Skip("goaccess not installed (apt-get install goaccess)")
 	}
-	sample := sharedDataB(b, "elastic-apache/apache_logs")
+	sample := sharedData(b, "elastic-apache/apache_logs")
 	src, err := os.ReadFile(sample)
 	if err != nil {
 		b.Fatal(err)
@@ -78,17 +78,6 @@ func BenchmarkAnalyzeVsGoAccess(b *testing.B) {
 	}
 }
 
-func sharedDataB(b *testing.B, rel string) string {
-	p, err := filepath.Abs(filepath.Join("..", "..", "shared", "data", rel))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := os.Stat(p); err != nil {
-		b.Skipf("test data %s not here: %v", p, err)
-	}
-	return p
-}
-
 // BenchmarkDetectVsFail2ban times all of Warden's built-in scenarios
 // (`warden analyze --json --doc alerts`, which parses, counts and detects)
 // and `fail2ban-regex` with each of Debian's Apache filters, one after the
@@ -109,7 +98,7 @@ func BenchmarkDetectVsFail2ban(b *testing.B) {
 	if len(use) == 0 {
 		b.Skip("no Apache filters in /etc/fail2ban/filter.d")
 	}
-	src, err := os.ReadFile(sharedDataB(b, "elastic-apache/apache_logs"))
+	src, err := os.ReadFile(sharedData(b, "elastic-apache/apache_logs"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -197,20 +186,8 @@ func BenchmarkClusterThroughput(b *testing.B) {
 		for i := 1; i <= 3; i++ {
 			c.startAgent(fmt.Sprintf("n%d", i), 3)
 		}
-		var formed time.Time
-		waitFor(b, 60*time.Second, "partitions owned", func() bool {
-			parts, err := c.partitions("n1")
-			if err != nil || len(parts) != 12 {
-				return false
-			}
-			for _, p := range parts {
-				if p.Owner == "" {
-					return false
-				}
-			}
-			formed = time.Now()
-			return true
-		})
+		c.waitOwned(12, 60*time.Second)
+		formed := time.Now()
 		waitFor(b, 30*time.Minute, "every record committed", func() bool {
 			parts, err := c.partitions("n1")
 			if err != nil {

@@ -66,18 +66,7 @@ func readAlertsTopic(t *testing.T, broker, topic string) []detect.Alert {
 // each of them exactly once.
 func TestProcesses_AlertsExactlyOnceAcrossLeaderKill(t *testing.T) {
 	c := newProcCluster(t, 3, 6)
-	waitFor(t, 30*time.Second, "all 6 partitions owned", func() bool {
-		parts, err := c.partitions("n1")
-		if err != nil || len(parts) != 6 {
-			return false
-		}
-		for _, p := range parts {
-			if p.Owner == "" {
-				return false
-			}
-		}
-		return true
-	})
+	c.waitOwned(6, 30*time.Second)
 	p := newProducer(t, c.broker, c.topic, 23)
 	p.gen.AttackShare = 0.2
 	done := make(chan struct{})
@@ -101,13 +90,7 @@ func TestProcesses_AlertsExactlyOnceAcrossLeaderKill(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	c.startAgent(leader, 3)
 	<-done
-	for _, id := range []string{"n1", "n2", "n3"} {
-		waitFor(t, 60*time.Second, id+" applied every record", func() bool {
-			parts, err := c.partitions(id)
-			ok, _ := p.matches(parts)
-			return err == nil && ok
-		})
-	}
+	c.waitApplied(p, 60*time.Second, "n1", "n2", "n3")
 
 	// The oracle: warden analyze over the records of the topic.
 	recs := readTopic(t, c.broker, c.topic)

@@ -14,18 +14,7 @@ import (
 
 func TestProcesses_SIGKILLMidStreamLosesAndRepeatsNothing(t *testing.T) {
 	c := newProcCluster(t, 3, 12)
-	waitFor(t, 30*time.Second, "all 12 partitions owned", func() bool {
-		parts, err := c.partitions("n1")
-		if err != nil || len(parts) != 12 {
-			return false
-		}
-		for _, p := range parts {
-			if p.Owner == "" {
-				return false
-			}
-		}
-		return true
-	})
+	c.waitOwned(12, 30*time.Second)
 	p := newProducer(t, c.broker, c.topic, 7)
 	done := make(chan struct{})
 	go func() {

@@ -14,7 +14,7 @@ import (
 
 // sharedData returns the path of a file under ../../shared/data; CI must
 // have it, a developer's machine may skip.
-func sharedData(t *testing.T, rel string) string {
+func sharedData(t testing.TB, rel string) string {
 	t.Helper()
 	p, err := filepath.Abs(filepath.Join("..", "..", "shared", "data", rel))
 	if err != nil {

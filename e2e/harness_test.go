@@ -24,6 +24,7 @@ import (
 
 	"github.com/wardenhq/warden/fsm"
 	"github.com/wardenhq/warden/node"
+	"github.com/wardenhq/warden/transport"
 	"github.com/wardenhq/warden/workload"
 )
 
@@ -61,12 +62,11 @@ func wardenBin(tb testing.TB) string {
 // freeAddr returns a loopback address with a port free right now.
 func freeAddr(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := transport.FreePort("127.0.0.1")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // proc is a running warden process.
@@ -200,6 +200,35 @@ func (c *procCluster) startAgent(id string, expect int) {
 	}
 	args = append(args, c.extra[id]...)
 	c.agents[id] = startProc(c.tb, c.dir, id, args...)
+}
+
+// waitOwned waits until n1 reports all n partitions with an owner.
+func (c *procCluster) waitOwned(n int, timeout time.Duration) {
+	c.tb.Helper()
+	waitFor(c.tb, timeout, fmt.Sprintf("all %d partitions owned", n), func() bool {
+		parts, err := c.partitions("n1")
+		if err != nil || len(parts) != n {
+			return false
+		}
+		for _, p := range parts {
+			if p.Owner == "" {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitApplied waits until each node in ids holds exactly p's records.
+func (c *procCluster) waitApplied(p *producer, timeout time.Duration, ids ...string) {
+	c.tb.Helper()
+	for _, id := range ids {
+		waitFor(c.tb, timeout, id+" applied every record", func() bool {
+			parts, err := c.partitions(id)
+			ok, _ := p.matches(parts)
+			return err == nil && ok
+		})
+	}
 }
 
 func (c *procCluster) killAgent(id string) {

@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,13 +10,7 @@ import (
 )
 
 func TestProcesses_ShipAFileThenGrowTheTopic(t *testing.T) {
-	sample := filepath.Join("..", "..", "shared", "data", "elastic-apache", "apache_logs")
-	if _, err := os.Stat(sample); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("test data missing: %v", err)
-		}
-		t.Skipf("test data missing (%v); it lives in ../shared/data", err)
-	}
+	sample := sharedData(t, "elastic-apache/apache_logs")
 	c := newProcCluster(t, 3, 4)
 	out, err := exec.Command(wardenBin(t), "ship", "--brokers", c.broker, "--topic", c.topic, sample).CombinedOutput()
 	if err != nil {

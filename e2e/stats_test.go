@@ -38,18 +38,7 @@ func TestProcesses_StatsEqualAnalyzeByteForByte(t *testing.T) {
 		"n2": {"--max-batch-records", "500", "--batch-interval", "80ms"},
 		"n3": {"--max-batch-records", "5000", "--batch-interval", "150ms"},
 	})
-	waitFor(t, 30*time.Second, "all 6 partitions owned", func() bool {
-		parts, err := c.partitions("n1")
-		if err != nil || len(parts) != 6 {
-			return false
-		}
-		for _, p := range parts {
-			if p.Owner == "" {
-				return false
-			}
-		}
-		return true
-	})
+	c.waitOwned(6, 30*time.Second)
 	p := newProducer(t, c.broker, c.topic, 11)
 	done := make(chan struct{})
 	go func() {
@@ -109,11 +98,7 @@ func TestProcesses_StatsEqualAnalyzeByteForByte(t *testing.T) {
 		t.Fatalf("warden analyze: %v\n%s", err, stderr.String())
 	}
 	for _, id := range []string{"n1", "n2", "n3"} {
-		waitFor(t, 30*time.Second, id+" applied every record", func() bool {
-			parts, err := c.partitions(id)
-			ok, _ := p.matches(parts)
-			return err == nil && ok
-		})
+		c.waitApplied(p, 30*time.Second, id)
 		got := httpGet(t, "http://"+c.specs[id].http+"/v1/stats?top=0")
 		if !bytes.Equal(got, want) {
 			os.WriteFile(filepath.Join(os.TempDir(), "warden-stats-"+id+".json"), got, 0o644)

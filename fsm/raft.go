@@ -130,11 +130,44 @@ func (f *FSM) ActiveDecisions() int {
 	return len(f.state.Book.ActiveDecisions(time.Now()))
 }
 
-// Book returns a copy of the alerts and decisions.
-func (f *FSM) Book() *detect.Book {
+// Alerts returns the alerts kept whose last event is at or after since
+// (all for the zero time), oldest first.
+func (f *FSM) Alerts(since time.Time) []detect.Alert {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.state.Book.Clone()
+	return f.state.Book.AlertsSince(since)
+}
+
+// Decisions returns the decisions in force at now, or every one kept.
+func (f *FSM) Decisions(all bool, now time.Time) []detect.Decision {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if all {
+		return f.state.Book.AllDecisions()
+	}
+	return f.state.Book.ActiveDecisions(now)
+}
+
+// Outbox returns up to limit alerts past the published mark (or past
+// after, if that is further), and the mark.
+func (f *FSM) Outbox(after uint64, limit int) ([]detect.Alert, uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b := f.state.Book
+	if limit <= 0 {
+		return nil, b.Published
+	}
+	from := max(after, b.Published)
+	var out []detect.Alert
+	for _, a := range b.Alerts {
+		if a.Seq > from {
+			out = append(out, a)
+			if len(out) == limit {
+				break
+			}
+		}
+	}
+	return out, b.Published
 }
 
 // Config returns the cluster-wide processing configuration, or nil.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/wardenhq/warden/broker"
 	"github.com/wardenhq/warden/fsm"
+	"github.com/wardenhq/warden/transport"
 	"github.com/wardenhq/warden/workload"
 )
 
@@ -336,13 +338,12 @@ func TestCluster_RestartWithDataRejoinsAsItself(t *testing.T) {
 }
 
 func TestNode_UnreachableBrokerIsNotReadyThenRecovers(t *testing.T) {
-	// Reserve a port, then start the node against it with nothing there.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A free port with nothing there yet; the broker starts on it later.
+	port, err := transport.FreePort("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	dir := t.TempDir()
 	cfg := DefaultConfig()
 	cfg.ID, cfg.DataDir, cfg.Topic, cfg.Brokers = "solo", filepath.Join(dir, "solo"), "logs", []string{addr}

@@ -28,19 +28,15 @@ func (n *Node) handleAlerts(w http.ResponseWriter, r *http.Request) {
 		}
 		since = t
 	}
-	writeJSON(w, http.StatusOK, n.fsm.Book().AlertsSince(since))
+	writeJSON(w, http.StatusOK, n.fsm.Alerts(since))
 }
 
 // handleDecisions serves GET /v1/decisions: the decisions in force (all kept
 // ones with ?all=1).
 func (n *Node) handleDecisions(w http.ResponseWriter, r *http.Request) {
-	b := n.fsm.Book()
 	now := time.Now()
-	ds := b.ActiveDecisions(now)
-	if v := r.URL.Query().Get("all"); v == "1" || v == "true" {
-		ds = b.AllDecisions()
-	}
-	writeJSON(w, http.StatusOK, detect.DecisionViews(ds, now))
+	v := r.URL.Query().Get("all")
+	writeJSON(w, http.StatusOK, detect.DecisionViews(n.fsm.Decisions(v == "1" || v == "true", now), now))
 }
 
 // admin checks the operator's bearer token.
@@ -96,7 +92,7 @@ func (n *Node) handleAddDecision(w http.ResponseWriter, r *http.Request) {
 	default:
 		// The local replica may trail the leader by a moment.
 		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			for _, d := range n.fsm.Book().AllDecisions() {
+			for _, d := range n.fsm.Decisions(true, time.Now()) {
 				if d.ID == res.DecisionID {
 					writeJSON(w, http.StatusCreated, d.View(time.Now()))
 					return
@@ -159,8 +155,9 @@ func (n *Node) handleStream(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	active := map[int64]detect.Decision{}
-	for _, d := range n.fsm.Book().ActiveDecisions(now) {
-		if scopes[strings.ToLower(d.Scope)] {
+	all := n.fsm.Decisions(true, now)
+	for _, d := range all {
+		if d.Active(now) && scopes[strings.ToLower(d.Scope)] {
 			active[d.ID] = d
 		}
 	}
@@ -177,7 +174,6 @@ func (n *Node) handleStream(w http.ResponseWriter, r *http.Request) {
 		New     []streamDecision `json:"new"`
 		Deleted []streamDecision `json:"deleted"`
 	}{New: []streamDecision{}, Deleted: []streamDecision{}}
-	all := n.fsm.Book().AllDecisions()
 	byID := map[int64]detect.Decision{}
 	for _, d := range all {
 		byID[d.ID] = d
@@ -234,7 +230,7 @@ func (n *Node) handleBlocklist(w http.ResponseWriter, r *http.Request) {
 	}
 	var values []string
 	seen := map[string]bool{}
-	for _, d := range n.fsm.Book().ActiveDecisions(time.Now()) {
+	for _, d := range n.fsm.Decisions(false, time.Now()) {
 		if d.Type == "ban" && !seen[d.Value] {
 			seen[d.Value] = true
 			values = append(values, d.Value)

@@ -121,8 +121,11 @@ func ParseStatsQuery(v url.Values) (analytics.Query, error) {
 	return q, nil
 }
 
-// Book returns a copy of this node's alerts and decisions.
-func (n *Node) Book() *detect.Book { return n.fsm.Book() }
+// Alerts returns this node's replica of the alerts since since.
+func (n *Node) Alerts(since time.Time) []detect.Alert { return n.fsm.Alerts(since) }
+
+// Decisions returns this node's replica of the decisions in force at now.
+func (n *Node) Decisions(now time.Time) []detect.Decision { return n.fsm.Decisions(false, now) }
 
 // Stats returns the load figures of this node's replica for q.
 func (n *Node) Stats(q analytics.Query) *analytics.Stats { return n.fsm.Stats(q) }

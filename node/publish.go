@@ -85,7 +85,7 @@ func (n *Node) leadOutbox(term uint64, lg *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("read the topic tail: %w", err)
 	}
-	if b := n.fsm.Book(); tail > b.Published {
+	if _, published := n.fsm.Outbox(0, 0); tail > published {
 		if _, err := n.propose(ctx, fsm.Command{Kind: fsm.KindMarkPublished, Seq: tail}); err != nil {
 			return fmt.Errorf("mark published: %w", err)
 		}
@@ -97,13 +97,10 @@ func (n *Node) leadOutbox(term uint64, lg *slog.Logger) error {
 			return nil
 		case <-time.After(100 * time.Millisecond):
 		}
-		b := n.fsm.Book()
+		pending, _ := n.fsm.Outbox(tail, 500)
 		var recs []*kgo.Record
 		var last uint64
-		for _, a := range b.Alerts {
-			if a.Seq <= b.Published || a.Seq <= tail {
-				continue
-			}
+		for _, a := range pending {
 			v, err := json.Marshal(a)
 			if err != nil {
 				return err
@@ -111,9 +108,6 @@ func (n *Node) leadOutbox(term uint64, lg *slog.Logger) error {
 			recs = append(recs, &kgo.Record{Key: []byte(a.SourceIP), Value: v,
 				Headers: []kgo.RecordHeader{{Key: AlertSeqHeader, Value: []byte(strconv.FormatUint(a.Seq, 10))}}})
 			last = a.Seq
-			if len(recs) == 500 {
-				break
-			}
 		}
 		if len(recs) == 0 {
 			continue

@@ -9,9 +9,12 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"time"
 )
 
@@ -87,3 +90,46 @@ func writePEM(path, typ string, der []byte) error {
 	}
 	return nil
 }
+
+// FreePort returns a port on ip that is free for both TCP and UDP, for
+// tests and tools that start nodes on fixed addresses. It picks below the
+// kernel's range of ephemeral ports, so that a port a stopped node gave up
+// is not taken meanwhile by some client's outgoing connection and the node
+// can restart on it; and it never hands out the same port twice in one
+// process.
+func FreePort(ip string) (int, error) {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var lo, hi int
+		if _, err := fmt.Sscan(string(b), &lo, &hi); err == nil && lo > 12000 {
+			low = lo
+		}
+	}
+	freePorts.Lock()
+	defer freePorts.Unlock()
+	for i := 0; i < 1000; i++ {
+		port := 10000 + mrand.IntN(low-10000)
+		if freePorts.used[port] {
+			continue
+		}
+		addr := net.JoinHostPort(ip, strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		freePorts.used[port] = true
+		return port, nil
+	}
+	return 0, fmt.Errorf("no free port on %s", ip)
+}
+
+var freePorts = struct {
+	sync.Mutex
+	used map[int]bool
+}{used: map[int]bool{}}

@@ -115,8 +115,8 @@ func printDemoStatus(nodes []*node.Node) {
 		fmt.Println()
 		printStatus(os.Stdout, n.ClusterInfo(), n.Partitions())
 		printLoad(os.Stdout, n.Stats(analytics.Query{Top: 1}))
-		b := n.Book()
-		printDetectSummary(os.Stdout, b.AlertsSince(time.Time{}), detect.DecisionViews(b.ActiveDecisions(time.Now()), time.Now()))
+		now := time.Now()
+		printDetectSummary(os.Stdout, n.Alerts(time.Time{}), detect.DecisionViews(n.Decisions(now), now))
 		return
 	}
 	fmt.Println("(no leader yet)")
