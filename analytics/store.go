@@ -98,6 +98,13 @@ func (s *Store) Merge(a *Aggregate) error {
 			return err
 		}
 	}
+	s.expire(h)
+	a.Windows, a.last = nil, nil
+	return nil
+}
+
+// expire drops the windows that start before h, counting them as expired.
+func (s *Store) expire(h int64) {
 	for start, w := range s.windows {
 		if start < h {
 			s.expiredRequests += w.Requests
@@ -105,8 +112,6 @@ func (s *Store) Merge(a *Aggregate) error {
 			delete(s.windows, start)
 		}
 	}
-	a.Windows, a.last = nil, nil
-	return nil
 }
 
 // Rates are the figures of the last complete minute: the minute before the

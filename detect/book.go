@@ -82,6 +82,9 @@ type Book struct {
 	NextID    int64               `json:"next_id"`
 	Offenders map[string][]int64  `json:"offenders"` // source -> creation times of its decisions
 	Published uint64              `json:"published"` // highest alert seq known to be in the alerts topic
+	// PrunedAt is the alert time of the last pruning of expired decisions
+	// and forgotten offenders, done at most every pruneEvery of event time.
+	PrunedAt int64 `json:"pruned_at,omitempty"`
 	// Keep bounds the alerts kept (0: MaxAlerts; negative: all).
 	Keep  int `json:"keep,omitempty"`
 	allow []netip.Prefix
@@ -142,7 +145,9 @@ func (b *Book) AddAlert(a Alert, s *Scenario) *Decision {
 		keep = MaxAlerts
 	}
 	if over := len(b.Alerts) - keep; keep > 0 && over > 0 {
-		b.Alerts = append(b.Alerts[:0:0], b.Alerts[over:]...)
+		// Re-slice rather than copy: append moves only the kept alerts
+		// when it next grows the array, so each alert costs O(1).
+		b.Alerts = b.Alerts[over:]
 	}
 	if s == nil || b.Allowed(a.SourceIP) {
 		return nil
@@ -167,7 +172,10 @@ func (b *Book) AddAlert(a Alert, s *Scenario) *Decision {
 		AlertID: a.ID, Created: t, Until: t + int64(ban)}
 	b.NextID++
 	b.Decisions[d.ID] = d
-	b.prune(t)
+	if t >= b.PrunedAt+int64(pruneEvery) {
+		b.prune(t)
+		b.PrunedAt = t
+	}
 	return d
 }
 
@@ -213,6 +221,10 @@ func (b *Book) Delete(id int64) bool {
 
 // prune forgets decisions that ended (or were deleted) more than a day
 // before t, and offenders with no decision in the memory window.
+// pruneEvery spaces the book's pruning in event time: a scan of every
+// decision and offender per alert would make a flood of alerts quadratic.
+const pruneEvery = time.Hour
+
 func (b *Book) prune(t int64) {
 	for id, d := range b.Decisions {
 		if d.Until < t-int64(24*time.Hour) {

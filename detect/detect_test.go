@@ -106,10 +106,19 @@ func TestDetectorDeterministicUnderBatching(t *testing.T) {
 			for j := i; j < min(i+n, len(recs)); j++ {
 				d.Observe(&recs[j].e, int64(j), recs[j].line)
 			}
-			b, _ := json.Marshal(d.Flush())
+			// Through Raft's binary form, and through JSON in the first trial.
 			var delta Delta
-			if err := json.Unmarshal(b, &delta); err != nil {
-				t.Fatal(err)
+			if trial == 0 {
+				b, _ := json.Marshal(d.Flush())
+				if err := json.Unmarshal(b, &delta); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				dd, err := DecodeDelta(d.Flush().AppendBinary(nil))
+				if err != nil {
+					t.Fatal(err)
+				}
+				delta = *dd
 			}
 			state.Apply(&delta)
 			alerts = append(alerts, delta.Alerts...)
@@ -266,4 +275,20 @@ func TestSourcesAreBounded(t *testing.T) {
 	if n := len(d.State().Buckets); n > 100+gcEvery {
 		t.Errorf("%d sources kept, bound is 100 (+ one collection interval)", n)
 	}
+}
+
+func FuzzDecodeDelta(f *testing.F) {
+	d := &Delta{Partition: 3, Watermark: 99, Buckets: map[string]*Bucket{"a|1.2.3.4": {Level: 2, Keys: []uint64{1, 2}, Samples: []string{"x"}}, "b|1.2.3.4": nil},
+		Alerts: []Alert{{ID: "i", Scenario: "s", SourceIP: "1.2.3.4", Samples: []string{"l"}}}}
+	f.Add(d.AppendBinary(nil))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := DecodeDelta(data)
+		if err != nil {
+			return
+		}
+		d2, err := DecodeDelta(d.AppendBinary(nil))
+		if err != nil || !reflect.DeepEqual(d, d2) {
+			t.Fatalf("re-encoded delta differs: %v", err)
+		}
+	})
 }

@@ -22,6 +22,34 @@ type Bucket struct {
 	LastT     int64    `json:"lt"`           // newest event seen
 	Blackhole int64    `json:"bh,omitempty"` // no new alert before this time
 	Samples   []string `json:"s,omitempty"`  // the last few lines poured
+	// raw holds the lines poured since Samples was last settled; they
+	// alias the caller's records, which live until the next Flush or
+	// TakeAlerts, where they are copied (so most lines are never copied).
+	raw [][]byte
+}
+
+// settle moves the raw lines into Samples, keeping the last maxSamples.
+func (b *Bucket) settle() {
+	if len(b.raw) == 0 {
+		return
+	}
+	for _, l := range b.raw {
+		b.Samples = append(b.Samples, strings.ToValidUTF8(string(l), ""))
+	}
+	if over := len(b.Samples) - maxSamples; over > 0 {
+		b.Samples = append(b.Samples[:0], b.Samples[over:]...)
+	}
+	b.raw = b.raw[:0]
+}
+
+// copy returns a copy of b, settled, sharing nothing with it.
+func (b *Bucket) copy() *Bucket {
+	b.settle()
+	nb := *b
+	nb.Keys = append([]uint64(nil), b.Keys...)
+	nb.Samples = append([]string(nil), b.Samples...)
+	nb.raw = nil
+	return &nb
 }
 
 // PartitionState is the detector state of one partition: its buckets by
@@ -35,10 +63,7 @@ type PartitionState struct {
 func (p *PartitionState) Clone() *PartitionState {
 	c := &PartitionState{Buckets: make(map[string]*Bucket, len(p.Buckets)), Watermark: p.Watermark}
 	for k, b := range p.Buckets {
-		nb := *b
-		nb.Keys = append([]uint64(nil), b.Keys...)
-		nb.Samples = append([]string(nil), b.Samples...)
-		c.Buckets[k] = &nb
+		c.Buckets[k] = b.copy()
 	}
 	return c
 }
@@ -131,7 +156,7 @@ func (r *Rules) Evaluate(e *accesslog.Entry, line []byte, offset int64, ev *Even
 		return false
 	}
 	var req request
-	req.reset(e)
+	req.reset(e, r)
 	for i, s := range r.Scenarios {
 		if !s.matches(&req) {
 			continue
@@ -190,10 +215,7 @@ func NewDetector(rules *Rules, partition int32, state *PartitionState) *Detector
 			continue // a scenario no longer in the rules
 		}
 		src := d.source(ip)
-		nb := *b
-		nb.Keys = append([]uint64(nil), b.Keys...)
-		nb.Samples = append([]string(nil), b.Samples...)
-		src.b[i], src.had[i] = &nb, true
+		src.b[i], src.had[i] = b.copy(), true
 	}
 	return d
 }
@@ -208,13 +230,13 @@ func (d *Detector) source(ip string) *source {
 	return src
 }
 
-// State returns the detector's current state in its wire form.
+// State returns a copy of the detector's current state in its wire form.
 func (d *Detector) State() *PartitionState {
 	st := &PartitionState{Buckets: map[string]*Bucket{}, Watermark: d.watermark}
 	for ip, src := range d.sources {
 		for i, b := range src.b {
 			if b != nil {
-				st.Buckets[d.rules.Scenarios[i].Name+"|"+ip] = b
+				st.Buckets[d.rules.Scenarios[i].Name+"|"+ip] = b.copy()
 			}
 		}
 	}
@@ -295,26 +317,34 @@ func (d *Detector) pour(src *source, m Match, ev *Event, ip string) {
 		b.Keys = append(b.Keys, m.Key)
 	}
 	if b.Level == 0 {
-		b.LastLeak, b.FirstT, b.FirstOff, b.Samples = t, t, ev.Offset, b.Samples[:0]
+		b.LastLeak, b.FirstT, b.FirstOff, b.Samples, b.raw = t, t, ev.Offset, b.Samples[:0], b.raw[:0]
 	}
 	b.Level++
 	sample := ev.Line
 	if len(sample) > maxSampleBytes {
 		sample = sample[:maxSampleBytes]
 	}
-	if len(b.Samples) == maxSamples {
-		b.Samples = append(b.Samples[:0], b.Samples[1:]...)
+	// Only the pours that can be among the last maxSamples before an
+	// overflow are kept: a bucket overflows at Capacity+1, and leaking only
+	// lowers the level, so each of those pours left the level at least at
+	// Capacity+2-maxSamples. Buckets far from overflowing (most of them)
+	// then carry no lines in the replicated state.
+	if b.Level > s.Capacity-maxSamples {
+		if len(b.raw) == maxSamples {
+			b.raw = append(b.raw[:0], b.raw[1:]...)
+		}
+		b.raw = append(b.raw, sample)
 	}
-	b.Samples = append(b.Samples, strings.ToValidUTF8(string(sample), ""))
 	if b.Level <= s.Capacity {
 		return
 	}
+	b.settle()
 	d.alerts = append(d.alerts, Alert{
 		ID: alertID(s.Name, ip, t, ev.Line), Scenario: s.Name, CrowdSec: s.CrowdSec, SourceIP: ip, Events: b.Level,
 		FirstSeen: rfc3339(b.FirstT), LastSeen: rfc3339(t), Partition: d.partition, Offsets: [2]int64{b.FirstOff, ev.Offset + 1},
 		Samples: append([]string(nil), b.Samples...), Time: t,
 	})
-	b.Level, b.Keys, b.Samples = 0, nil, nil
+	b.Level, b.Keys, b.Samples, b.raw = 0, nil, nil, nil
 	b.Blackhole = t + int64(s.Blackhole)
 }
 
@@ -382,6 +412,9 @@ func (d *Detector) TakeAlerts() []Alert {
 	for key, src := range d.dirty {
 		live := false
 		for i, b := range src.b {
+			if b != nil {
+				b.settle()
+			}
 			live = live || b != nil
 			src.had[i] = b != nil
 		}
@@ -401,16 +434,12 @@ func (d *Detector) Flush() *Delta {
 		for ip, src := range d.dirty {
 			live := false
 			for i, b := range src.b {
-				key := d.rules.Scenarios[i].Name + "|" + ip
 				switch {
 				case b != nil:
-					nb := *b
-					nb.Keys = append([]uint64(nil), b.Keys...)
-					nb.Samples = append([]string(nil), b.Samples...)
-					delta.Buckets[key] = &nb
+					delta.Buckets[d.rules.Scenarios[i].Name+"|"+ip] = b.copy()
 					live = true
 				case src.had[i]:
-					delta.Buckets[key] = nil
+					delta.Buckets[d.rules.Scenarios[i].Name+"|"+ip] = nil
 				}
 				src.had[i] = b != nil
 			}

@@ -9,6 +9,7 @@ import (
 // bitmap says whether any pattern starts with these two bytes, and only
 // then are the candidates compared.
 type matcher struct {
+	all      []string // every pattern as given
 	patterns []string
 	single   []byte // one-byte patterns
 	bits     [1024]uint64
@@ -16,7 +17,7 @@ type matcher struct {
 }
 
 func newMatcher(patterns []string) *matcher {
-	m := &matcher{cands: map[uint16][]int32{}}
+	m := &matcher{all: patterns, cands: map[uint16][]int32{}}
 	for _, p := range patterns {
 		p = strings.ToLower(p)
 		if p == "" {

@@ -13,6 +13,11 @@ type request struct {
 	e                                       *accesslog.Entry
 	have                                    uint8
 	path, query, uri, ua, referer, raw, all string
+	// multi is the rules' substring index; hits the scenarios found in
+	// each field scanned so far (bit f of scanned).
+	multi   []*multi
+	scanned uint8
+	hits    [numFields]scenarioSet // by field
 }
 
 const (
@@ -25,7 +30,10 @@ const (
 	hAll
 )
 
-func (r *request) reset(e *accesslog.Entry) { r.e, r.have = e, 0 }
+func (r *request) reset(e *accesslog.Entry, rs *Rules) {
+	r.e, r.have, r.multi, r.scanned = e, 0, rs.multi, 0
+	r.hits = [numFields]scenarioSet{}
+}
 
 func (r *request) Path() string {
 	if r.have&hPath == 0 {
@@ -140,10 +148,10 @@ func (s *Scenario) matches(r *request) bool {
 	if s.notStatic && isStatic(r.Path()) {
 		return false
 	}
-	if s.rawURI != nil && !s.rawURI.match(r.RawURI()) {
+	if s.rawURI != nil && !r.hit(fieldRawURI, s) {
 		return false
 	}
-	if s.path != nil && !s.path.match(r.Path()) {
+	if s.path != nil && !r.hit(fieldPath, s) {
 		return false
 	}
 	if len(s.suffix) > 0 {
@@ -164,19 +172,19 @@ func (s *Scenario) matches(r *request) bool {
 			return false
 		}
 	}
-	if s.query != nil && !s.query.match(r.Query()) {
+	if s.query != nil && !r.hit(fieldQuery, s) {
 		return false
 	}
-	if s.uri != nil && !s.uri.match(r.URI()) {
+	if s.uri != nil && !r.hit(fieldURI, s) {
 		return false
 	}
-	if s.ua != nil && !s.ua.match(r.UA()) {
+	if s.ua != nil && !r.hit(fieldUA, s) {
 		return false
 	}
-	if s.referer != nil && !s.referer.match(r.Referer()) {
+	if s.referer != nil && !r.hit(fieldReferer, s) {
 		return false
 	}
-	if s.anyM != nil && !s.anyM.match(r.All()) {
+	if s.anyM != nil && !r.hit(fieldAny, s) {
 		return false
 	}
 	if !anyMatch(s.pathRe, r.Path) || !anyMatch(s.uriRe, r.URI) || !anyMatch(s.queryRe, r.Query) || !anyMatch(s.anyRe, r.All) {

@@ -103,12 +103,16 @@ type Scenario struct {
 	pathRe, uriRe, queryRe, anyRe               []*regexp.Regexp
 	protocolNot                                 map[string]bool
 	signal                                      bool
+	index                                       int // in the rules
 }
 
 // Rules is a compiled, ordered rule set.
 type Rules struct {
 	Scenarios []*Scenario
 	byName    map[string]int
+	// multi is the substring filters of all scenarios by field (nil when
+	// there are too many scenarios to index together).
+	multi []*multi
 }
 
 // Builtin returns the compiled built-in rules.
@@ -179,6 +183,7 @@ func Parse(base, override []byte) (*Rules, error) {
 	if len(rs.Scenarios) == 0 {
 		return nil, errors.New("no scenario enabled")
 	}
+	rs.buildMulti()
 	return rs, nil
 }
 
@@ -301,7 +306,7 @@ func compile(r Rule) (*Scenario, error) {
 // whether its source is attacking.
 func (r *Rules) Signals(e *accesslog.Entry) []*Scenario {
 	var req request
-	req.reset(e)
+	req.reset(e, r)
 	var out []*Scenario
 	for _, s := range r.Scenarios {
 		if s.signal && s.matches(&req) {

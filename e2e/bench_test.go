@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -75,6 +77,8 @@ func BenchmarkAnalyzeVsGoAccess(b *testing.B) {
 		fmt.Printf("  %-34s %8.2f s  %12.0f lines/s\n", "warden analyze --json", wt.Seconds(), wr)
 		fmt.Printf("  %-34s %8.2f s  %12.0f lines/s\n", "goaccess --log-format=COMBINED -o json", gt.Seconds(), gr)
 		fmt.Printf("  ratio: warden is %.1f times GoAccess's rate\n\n", wr/gr)
+		saveResult(b, "analyze_vs_goaccess", map[string]any{"lines": lines, "warden_lines_per_s": math.Round(wr),
+			"goaccess_lines_per_s": math.Round(gr), "ratio": round2(wr / gr), "target_ratio": 25})
 	}
 }
 
@@ -129,6 +133,8 @@ func BenchmarkDetectVsFail2ban(b *testing.B) {
 		fmt.Printf("  %-44s %8.2f s  %12.0f lines/s\n", fmt.Sprintf("warden analyze (all %s scenarios)", "built-in"), wt.Seconds(), wr)
 		fmt.Printf("  %-44s %8.2f s  %12.0f lines/s\n", fmt.Sprintf("fail2ban-regex (%d Apache filters)", len(use)), ft.Seconds(), fr)
 		fmt.Printf("  ratio: warden is %.1f times fail2ban-regex's rate\n\n", wr/fr)
+		saveResult(b, "detect_vs_fail2ban", map[string]any{"lines": lines, "warden_lines_per_s": math.Round(wr),
+			"fail2ban_lines_per_s": math.Round(fr), "ratio": round2(wr / fr), "fail2ban_filters": len(use)})
 	}
 }
 
@@ -143,7 +149,11 @@ func BenchmarkClusterThroughput(b *testing.B) {
 		fmt.Sscan(v, &total)
 	}
 	for b.Loop() {
-		c := newProcClusterIdle(b, 3, 12, nil)
+		var extra map[string][]string
+		if v := os.Getenv("WARDEN_BENCH_AGENT_FLAGS"); v != "" {
+			extra = map[string][]string{"n1": strings.Fields(v), "n2": strings.Fields(v), "n3": strings.Fields(v)}
+		}
+		c := newProcClusterIdle(b, 3, 12, extra)
 		// Pre-fill.
 		cl, err := kgo.NewClient(kgo.SeedBrokers(c.broker), kgo.DefaultProduceTopic(c.topic), kgo.ProducerLinger(5*time.Millisecond),
 			kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(200_000))
@@ -188,6 +198,12 @@ func BenchmarkClusterThroughput(b *testing.B) {
 		}
 		c.waitOwned(12, 60*time.Second)
 		formed := time.Now()
+		meter := newCPUMeter(map[string]*proc{"broker": c.bproc, "n1": c.agents["n1"], "n2": c.agents["n2"], "n3": c.agents["n3"]})
+		raftBefore, err := scrapeMetrics("http://" + c.specs["n1"].http + "/metrics")
+		if err != nil {
+			b.Fatal(err)
+		}
+		profiled := profileAgents(c, os.Getenv("WARDEN_BENCH_PROFILE"), time.Second, 5)
 		waitFor(b, 30*time.Minute, "every record committed", func() bool {
 			parts, err := c.partitions("n1")
 			if err != nil {
@@ -200,6 +216,14 @@ func BenchmarkClusterThroughput(b *testing.B) {
 			return n >= int64(total)
 		})
 		wardenTime := time.Since(formed)
+		cpu := meter.used()
+		raftAfter, err := scrapeMetrics("http://" + c.specs["n1"].http + "/metrics")
+		if err != nil {
+			b.Fatal(err)
+		}
+		profiled.Wait()
+		entries := raftAfter["warden_raft_entries_applied_total"] - raftBefore["warden_raft_entries_applied_total"]
+		entryBytes := raftAfter["warden_raft_entry_bytes_applied_total"] - raftBefore["warden_raft_entry_bytes_applied_total"]
 		wr, br := float64(total)/wardenTime.Seconds(), float64(total)/bareTime.Seconds()
 		b.ReportMetric(wr, "warden_lines/s")
 		b.ReportMetric(br, "bare_consumer_lines/s")
@@ -207,7 +231,33 @@ func BenchmarkClusterThroughput(b *testing.B) {
 		fmt.Printf("\nCluster throughput, %d lines pre-filled in 12 partitions (fill took %.1fs):\n", total, fill.Seconds())
 		fmt.Printf("  %-52s %8.2f s  %12.0f lines/s\n", "bare franz-go consumer (no parsing, no commits)", bareTime.Seconds(), br)
 		fmt.Printf("  %-52s %8.2f s  %12.0f lines/s\n", "warden, 3 agents, exactly once (parse, count, detect)", wardenTime.Seconds(), wr)
-		fmt.Printf("  ratio: %.2f of the bare consumer's rate\n\n", wr/br)
+		fmt.Printf("  ratio: %.2f of the bare consumer's rate\n", wr/br)
+		cores := (cpu["broker"] + cpu["n1"] + cpu["n2"] + cpu["n3"]) / wardenTime.Seconds()
+		fmt.Printf("  CPU while draining: broker %.1fs, agents %.1fs %.1fs %.1fs (%.2f of %d cores)\n", cpu["broker"], cpu["n1"], cpu["n2"], cpu["n3"],
+			cores/float64(runtime.NumCPU()), runtime.NumCPU())
+		fmt.Printf("  Raft: %.0f entries applied, %.1f entries/s, %.0f bytes/entry, %.1f bytes/line\n\n", entries, entries/wardenTime.Seconds(),
+			entryBytes/max(entries, 1), entryBytes/float64(total))
+		clusterMaxRate = wr
+		saveResult(b, "cluster_throughput", map[string]any{
+			"lines":                 total,
+			"partitions":            12,
+			"agents":                3,
+			"warden_lines_per_s":    math.Round(wr),
+			"bare_lines_per_s":      math.Round(br),
+			"ratio":                 round2(wr / br),
+			"cpu_cores_used":        round2(cores),
+			"target_lines_per_s":    1_000_000,
+			"target_ratio":          0.5,
+			"agent_flags":           os.Getenv("WARDEN_BENCH_AGENT_FLAGS"),
+			"agent_cpu_us_per_line": round2((cpu["n1"] + cpu["n2"] + cpu["n3"]) / float64(total) * 1e6),
+		})
+		saveResult(b, "raft_economy", map[string]any{
+			"entries":         entries,
+			"entries_per_s":   round2(entries / wardenTime.Seconds()),
+			"bytes_per_entry": math.Round(entryBytes / max(entries, 1)),
+			"bytes_per_line":  round2(entryBytes / float64(total)),
+			"at_lines_per_s":  math.Round(wr),
+		})
 		for _, id := range []string{"n1", "n2", "n3"} {
 			c.killAgent(id)
 		}

@@ -132,6 +132,8 @@ type Batch struct {
 	// Detect is the change to the partition's detector state, and the
 	// alerts the batch raised.
 	Detect *detect.Delta `json:"detect,omitempty"`
+	// analytics is Analytics still in binary form, as decoded from the log.
+	analytics []byte
 }
 
 // ResetBatch moves a partition's committed offset (replay or skip) and bumps
@@ -159,11 +161,20 @@ func (r Result) BatchErr(i int) error {
 	return ReasonError(r.Rejected[i])
 }
 
-// Encode serialises a command for the Raft log.
-func Encode(c Command) ([]byte, error) { return json.Marshal(c) }
+// Encode serialises a command for the Raft log: commits in binary (see
+// binary.go), the rest as JSON.
+func Encode(c Command) ([]byte, error) {
+	if c.Kind == KindCommit {
+		return encodeCommit(c), nil
+	}
+	return json.Marshal(c)
+}
 
 // Decode parses a command from the Raft log.
 func Decode(b []byte) (Command, error) {
+	if len(b) > 0 && b[0] == binaryCommit {
+		return decodeCommit(b)
+	}
 	var c Command
 	if err := json.Unmarshal(b, &c); err != nil {
 		return c, fmt.Errorf("fsm: decode command: %w", err)
@@ -305,11 +316,9 @@ func applyBatch(s *State, b Batch) error {
 	p.Committed = b.Until
 	p.Commits++
 	p.Digest.Add(b.Delta)
-	if b.Analytics != nil {
-		// Merge only fails on sketches of another precision, which no
-		// Warden writes; the offsets have moved either way.
-		_ = s.Analytics.Merge(b.Analytics)
-	}
+	// Merge only fails on sketches of another precision, or bytes no
+	// Warden writes; the offsets have moved either way.
+	_ = b.mergeAnalytics(s.Analytics)
 	if b.Detect != nil {
 		ps := s.Detect[b.Partition]
 		if ps == nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -23,7 +24,13 @@ type FSM struct {
 	// OnApply, when set, is called after each command with its result, under
 	// no lock. Nodes use it for metrics.
 	OnApply func(Command, Result)
+	// entries and bytes count the log entries applied and their size.
+	entries, bytes atomic.Uint64
 }
+
+// EntriesApplied returns the Raft log entries applied by this replica and
+// their total size in bytes.
+func (f *FSM) EntriesApplied() (entries, bytes uint64) { return f.entries.Load(), f.bytes.Load() }
 
 var _ raft.FSM = (*FSM)(nil)
 
@@ -37,6 +44,8 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return Result{}
 	}
+	f.entries.Add(1)
+	f.bytes.Add(uint64(len(l.Data)))
 	cmd, err := Decode(l.Data)
 	if err != nil {
 		// A command nobody can read changes nothing, on every node alike.

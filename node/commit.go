@@ -13,59 +13,57 @@ import (
 	"github.com/wardenhq/warden/fsm"
 )
 
-// pendingBatch is a batch waiting for the group committer.
+// pendingBatch is an encoded batch waiting for the group committer.
 type pendingBatch struct {
-	b    fsm.Batch
+	data []byte
 	done chan error
 }
 
-// maxGroup bounds the batches packed into one Raft entry.
-const maxGroup = 512
-
-// commitBatch hands b to the group committer and waits for its fate.
-func (n *Node) commitBatch(ctx context.Context, b fsm.Batch) error {
-	pb := pendingBatch{b: b, done: make(chan error, 1)}
-	select {
-	case n.commitCh <- pb:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-pb.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// Group commit bounds: the batches, and their bytes, packed into one entry.
+const (
+	maxGroup      = 512
+	maxGroupBytes = 8 << 20
+)
 
 // commitLoop packs the batches of all this node's workers that are waiting
 // into one Commit entry (each still checked on its own by the FSM), so the
 // Raft log carries one entry per node per round, not one per partition.
 func (n *Node) commitLoop() {
+	var carry *pendingBatch
 	for {
 		var group []pendingBatch
-		select {
-		case <-n.ctx.Done():
-			return
-		case pb := <-n.commitCh:
-			group = append(group, pb)
+		if carry != nil {
+			group, carry = append(group, *carry), nil
+		} else {
+			select {
+			case <-n.ctx.Done():
+				return
+			case pb := <-n.commitCh:
+				group = append(group, pb)
+			}
 		}
+		size := len(group[0].data)
 	drain:
 		for len(group) < maxGroup {
 			select {
 			case pb := <-n.commitCh:
+				if size+len(pb.data) > maxGroupBytes {
+					carry = &pb
+					break drain
+				}
 				group = append(group, pb)
+				size += len(pb.data)
 			default:
 				break drain
 			}
 		}
-		cmd := fsm.Command{Kind: fsm.KindCommit, Commit: make([]fsm.Batch, len(group))}
+		batches := make([][]byte, len(group))
 		for i, pb := range group {
-			cmd.Commit[i] = pb.b
+			batches[i] = pb.data
 		}
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
-		res, err := n.propose(ctx, cmd)
+		res, err := n.proposeData(ctx, fsm.CommitEntry(batches))
 		cancel()
 		n.metrics.commitSeconds.Observe(time.Since(start).Seconds())
 		for i, pb := range group {
@@ -86,6 +84,11 @@ func (n *Node) propose(ctx context.Context, cmd fsm.Command) (fsm.Result, error)
 	if err != nil {
 		return fsm.Result{}, err
 	}
+	return n.proposeData(ctx, data)
+}
+
+// proposeData is propose of an encoded command.
+func (n *Node) proposeData(ctx context.Context, data []byte) (fsm.Result, error) {
 	if n.raft.State() == raft.Leader {
 		return n.applyLocal(ctx, data)
 	}

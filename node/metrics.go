@@ -2,6 +2,7 @@ package node
 
 import (
 	"strconv"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,6 +26,7 @@ type metrics struct {
 	deadLetters     prometheus.Counter
 	alertsPublished prometheus.Counter
 	recordLatency   prometheus.Histogram
+	latencyMax      atomic.Int64 // ns
 }
 
 // newMetrics registers this node's series; the load gauges read the last
@@ -60,7 +62,7 @@ func newMetrics(f *fsm.FSM) *metrics {
 		}, []string{"kind"}),
 		recordLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "warden_record_latency_seconds", Help: "Time from a record's Kafka timestamp to its batch's commit being applied, per record committed by this node.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 17),
+			Buckets: prometheus.ExponentialBucketsRange(0.001, 120, 60),
 		}),
 		alertsPublished: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "warden_alerts_published_total", Help: "Alerts this node published to the alerts topic while leading.",
@@ -84,6 +86,12 @@ func newMetrics(f *fsm.FSM) *metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_malformed_lines_total", Help: "Lines that did not parse, cluster-wide."},
 			func() float64 { return float64(f.Malformed()) }),
 		m.deadLetters, m.alertsPublished, m.recordLatency,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "warden_record_latency_max_seconds", Help: "Longest time from a record's Kafka timestamp to its commit being applied, since this node started."},
+			func() float64 { return float64(m.latencyMax.Load()) / 1e9 }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_raft_entries_applied_total", Help: "Raft log entries applied by this node's FSM replica."},
+			func() float64 { e, _ := f.EntriesApplied(); return float64(e) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_raft_entry_bytes_applied_total", Help: "Bytes of the Raft log entries applied by this node's FSM replica."},
+			func() float64 { _, b := f.EntriesApplied(); return float64(b) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_alerts_total", Help: "Alerts raised, cluster-wide."},
 			func() float64 { return float64(f.AlertCount()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "warden_decisions_active", Help: "Decisions in force now, cluster-wide."},
@@ -93,6 +101,17 @@ func newMetrics(f *fsm.FSM) *metrics {
 		m.lag, m.ownedPartitions, m.applied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// observeLatency records the latency of one committed record (ns).
+func (m *metrics) observeLatency(ns int64) {
+	m.recordLatency.Observe(float64(ns) / 1e9)
+	for {
+		old := m.latencyMax.Load()
+		if ns <= old || m.latencyMax.CompareAndSwap(old, ns) {
+			return
+		}
+	}
 }
 
 func (m *metrics) observeBatch(err error) {

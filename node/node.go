@@ -49,6 +49,7 @@ type Node struct {
 	mux     *transport.Mux
 	ml      *memberlist.Memberlist
 	bolt    *raftboltdb.BoltStore
+	snaps   *raft.FileSnapshotStore
 	meta    *metaDelegate
 	gev     *eventDelegate
 
@@ -280,6 +281,7 @@ func (n *Node) startRaft() (hasState bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("--data-dir %s: snapshots: %w", cfg.DataDir, err)
 	}
+	n.snaps = snaps
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  n.mux.RaftLayer(),
 		MaxPool: 3,
@@ -303,7 +305,13 @@ func (n *Node) startRaft() (hasState bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("--data-dir %s: read raft state: %w", cfg.DataDir, err)
 	}
-	n.raft, err = raft.NewRaft(rc, n.fsm, n.bolt, n.bolt, snaps, trans)
+	// The leader sends followers entries it has just written: a cache of
+	// the newest ones saves reading and decoding them back from BoltDB.
+	logs, err := raft.NewLogCache(1024, n.bolt)
+	if err != nil {
+		return false, fmt.Errorf("start raft: %w", err)
+	}
+	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.bolt, snaps, trans)
 	if err != nil {
 		return false, fmt.Errorf("start raft: %w", err)
 	}

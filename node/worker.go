@@ -140,13 +140,32 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 	if r := n.cfg.MaxRatePerPartition; r > 0 {
 		maxRecords = min(maxRecords, max(1, int(r*n.cfg.BatchInterval.Seconds())))
 	}
+
+	// Batches are pipelined: while up to maxInFlight of them wait for their
+	// commit, the worker reads and processes the next ones. They commit in
+	// the order read; the first that fails stops the worker, and the
+	// manager starts a fresh one from the FSM's committed offset (the
+	// batches after a failed one fail too: none starts where the FSM is).
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	inflight := make(chan flight, maxInFlight)
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		n.awaitCommits(wctx, stop, inflight, lg)
+	}()
+	defer func() {
+		close(inflight)
+		<-committed
+	}()
+
 	var recs []*kgo.Record
-	for ctx.Err() == nil {
+	for wctx.Err() == nil {
 		start := time.Now()
 		recs = recs[:0]
 		deadline := start.Add(n.cfg.BatchInterval)
 		for len(recs) < maxRecords && time.Now().Before(deadline) {
-			pctx, cancel := context.WithDeadline(ctx, deadline)
+			pctx, cancel := context.WithDeadline(wctx, deadline)
 			fs := cl.PollRecords(pctx, maxRecords-len(recs))
 			cancel()
 			fs.EachError(func(_ string, _ int32, err error) {
@@ -159,7 +178,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 					recs = append(recs, r)
 				}
 			})
-			if ctx.Err() != nil {
+			if wctx.Err() != nil {
 				return
 			}
 		}
@@ -178,7 +197,9 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 		b := fsm.Batch{Node: n.cfg.ID, Partition: p.Partition, Epoch: p.Epoch, From: from, Until: recs[len(recs)-1].Offset + 1,
 			Analytics: analytics.NewAggregate()}
 		var dead []*kgo.Record
-		for _, r := range recs {
+		stamps := make([]int64, len(recs))
+		for i, r := range recs {
+			stamps[i] = r.Timestamp.UnixNano()
 			b.Delta.AddRecord(r.Partition, r.Offset, r.Value)
 			parsed, err := folder.Fold(b.Analytics, r.Value)
 			if err != nil {
@@ -195,51 +216,89 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 		if over := len(b.Malformed) - fsm.MaxMalformedSample; over > 0 {
 			b.Malformed = b.Malformed[over:]
 		}
-		if len(dead) > 0 && !n.sendDeadLetters(ctx, cl, dead, lg) {
+		if len(dead) > 0 && !n.sendDeadLetters(wctx, cl, dead, lg) {
 			return
 		}
-		// Retry the same batch on transient errors: if an earlier try did
-		// apply, the retry is rejected as a mismatch and we re-read.
-		backoff := 50 * time.Millisecond
-		for {
-			err = n.commitBatch(ctx, b)
-			if err == nil || isRejection(err) || ctx.Err() != nil {
-				break
-			}
-			lg.Warn("commit failed; retrying", "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 2*time.Second)
-		}
-		if err != nil {
-			if isRejection(err) {
-				lg.Info("batch rejected; re-reading position", "reason", fsm.Reason(err), "from", b.From)
-				// Give the local FSM a moment to catch up before restarting.
-				select {
-				case <-ctx.Done():
-				case <-time.After(100 * time.Millisecond):
-				}
-			}
+		f := flight{pendingBatch: pendingBatch{data: fsm.EncodeBatch(&b), done: make(chan error, 1)}, from: b.From, stamps: stamps}
+		select {
+		case inflight <- f:
+		case <-wctx.Done():
 			return
 		}
-		n.metrics.batchRecords.Observe(float64(len(recs)))
-		now := time.Now()
-		for _, r := range recs {
-			n.metrics.recordLatency.Observe(now.Sub(r.Timestamp).Seconds())
+		select {
+		case n.commitCh <- f.pendingBatch:
+		case <-wctx.Done():
+			return
 		}
 		from = b.Until
 		if r := n.cfg.MaxRatePerPartition; r > 0 {
 			wait := time.Duration(float64(len(recs))/r*float64(time.Second)) - time.Since(start)
 			if wait > 0 {
 				select {
-				case <-ctx.Done():
+				case <-wctx.Done():
 					return
 				case <-time.After(wait):
 				}
 			}
+		}
+	}
+}
+
+// maxInFlight bounds the batches of one worker waiting for their commit.
+const maxInFlight = 4
+
+// flight is a batch submitted for commit: its fate, where it starts, and
+// its records' Kafka timestamps (Unix ns) for the latency histogram.
+type flight struct {
+	pendingBatch
+	from   int64
+	stamps []int64
+}
+
+// awaitCommits takes a worker's batches in order as their commits apply.
+// At the first failure it stops the worker, lets the batches still in
+// flight come back, and pauses a little so that the local FSM catches up
+// (or, for errors other than a rejection, so that a lost leader can be
+// found again) before the manager restarts the worker.
+func (n *Node) awaitCommits(ctx context.Context, stop context.CancelFunc, inflight <-chan flight, lg *slog.Logger) {
+	var failed error // a commit's own failure, not the worker being stopped
+	stopped := false
+	for f := range inflight {
+		if stopped {
+			continue
+		}
+		var err error
+		select {
+		case err = <-f.done:
+		case <-ctx.Done():
+			stopped = true
+			continue
+		}
+		if err != nil {
+			failed, stopped = err, true
+			switch {
+			case isRejection(err):
+				lg.Info("batch rejected; re-reading position", "reason", fsm.Reason(err), "from", f.from)
+			default:
+				lg.Warn("commit failed; restarting from the committed offset", "err", err, "from", f.from)
+			}
+			stop()
+			continue
+		}
+		n.metrics.batchRecords.Observe(float64(len(f.stamps)))
+		now := time.Now().UnixNano()
+		for _, ts := range f.stamps {
+			n.metrics.observeLatency(now - ts)
+		}
+	}
+	if failed != nil && n.ctx.Err() == nil {
+		pause := 100 * time.Millisecond
+		if !isRejection(failed) {
+			pause = 500 * time.Millisecond
+		}
+		select {
+		case <-n.ctx.Done():
+		case <-time.After(pause):
 		}
 	}
 }

@@ -1,0 +1,100 @@
+package analytics
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// TestBinaryMergeEqualsMerge cuts records into batches, encodes each one in
+// the binary form, and merges the bytes in a shuffled order; the figures
+// equal one in-order pass, with and without retention cutting windows.
+func TestBinaryMergeEqualsMerge(t *testing.T) {
+	es := entries(2, 20000, 30)
+	for _, ret := range []time.Duration{0, 10 * time.Minute} {
+		whole := NewAggregate()
+		for i := range es {
+			whole.Add(&es[i])
+		}
+		whole.AddMalformed()
+		ref := NewStore(Config{Retention: ret})
+		if err := ref.Merge(whole); err != nil {
+			t.Fatal(err)
+		}
+		want := statsJSON(t, ref, Query{Top: -1})
+		r := rand.New(rand.NewPCG(7, 9))
+		var deltas [][]byte
+		for i := 0; i < len(es); {
+			n := 1 + r.IntN(3000)
+			a := NewAggregate()
+			for j := i; j < min(i+n, len(es)); j++ {
+				a.Add(&es[j])
+			}
+			if i == 0 {
+				a.AddMalformed()
+			}
+			// The decoded form must re-encode to the same bytes.
+			b := a.AppendBinary(nil)
+			d, err := DecodeAggregate(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(d.AppendBinary(nil)) != string(b) {
+				t.Fatal("decode then encode changed the bytes")
+			}
+			deltas = append(deltas, b)
+			i += n
+		}
+		s := NewStore(Config{Retention: ret})
+		if ret == 0 {
+			// In any order when nothing expires; in order otherwise (the
+			// newest window seen decides what is retained).
+			r.Shuffle(len(deltas), func(i, j int) { deltas[i], deltas[j] = deltas[j], deltas[i] })
+		}
+		for _, d := range deltas {
+			if err := s.MergeBinary(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := statsJSON(t, s, Query{Top: -1}); got != want {
+			t.Fatalf("retention %v: binary merge differs from one pass:\n got %.300s\nwant %.300s", ret, got, want)
+		}
+	}
+}
+
+func TestBinaryRejectsTruncatedData(t *testing.T) {
+	es := entries(3, 500, 3)
+	a := NewAggregate()
+	for i := range es {
+		a.Add(&es[i])
+	}
+	b := a.AppendBinary(nil)
+	for _, cut := range []int{1, len(b) / 3, len(b) / 2, len(b) - 1} {
+		if _, err := DecodeAggregate(b[:cut]); err == nil {
+			t.Fatalf("cut at %d of %d: no error", cut, len(b))
+		}
+		if err := NewStore(DefaultConfig()).MergeBinary(b[:cut]); err == nil {
+			t.Fatalf("merge cut at %d of %d: no error", cut, len(b))
+		}
+	}
+}
+
+func FuzzDecodeAggregate(f *testing.F) {
+	es := entries(4, 50, 2)
+	a := NewAggregate()
+	for i := range es {
+		a.Add(&es[i])
+	}
+	f.Add(a.AppendBinary(nil))
+	f.Add([]byte{0, 1, 2})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, err := DecodeAggregate(data)
+		if err != nil {
+			return
+		}
+		if _, err := DecodeAggregate(a.AppendBinary(nil)); err != nil {
+			t.Fatalf("re-encoded aggregate does not decode: %v", err)
+		}
+		_ = NewStore(DefaultConfig()).MergeBinary(data)
+	})
+}

@@ -1,0 +1,110 @@
+//go:build ignore
+
+// Command table prints bench/results.json, written by `make bench`, as one
+// table: each figure next to its peer or reference and its target.
+//
+//	go run bench/table.go [bench/results.json]
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+)
+
+type results struct {
+	Machine struct {
+		CPUs      int    `json:"cpus"`
+		GoVersion string `json:"go_version"`
+	} `json:"machine"`
+	Benchmarks map[string]map[string]any `json:"benchmarks"`
+}
+
+func main() {
+	path := "bench/results.json"
+	if len(os.Args) > 1 {
+		path = os.Args[1]
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "table:", err)
+		os.Exit(1)
+	}
+	var r results
+	if err := json.Unmarshal(b, &r); err != nil {
+		fmt.Fprintf(os.Stderr, "table: %s: %v\n", path, err)
+		os.Exit(1)
+	}
+	fmt.Printf("\nWarden benchmarks (%d CPUs, %s), from %s\n\n", r.Machine.CPUs, r.Machine.GoVersion, path)
+	tw := tabwriter.NewWriter(os.Stdout, 2, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tbenchmark\twarden\tpeer or reference\tratio\ttarget\tmet")
+	row := func(n, name, w, peer, ratio, target string, met any) {
+		m := "-"
+		if ok, isBool := met.(bool); isBool {
+			m = map[bool]string{true: "yes", false: "no"}[ok]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n, name, w, peer, ratio, target, m)
+	}
+	num := func(m map[string]any, k string) float64 { v, _ := m[k].(float64); return v }
+	bm := r.Benchmarks
+	if m := bm["analyze_vs_goaccess"]; m != nil {
+		row("1", "offline analysis, lines/s", f0(num(m, "warden_lines_per_s")), "GoAccess "+f0(num(m, "goaccess_lines_per_s")),
+			fmt.Sprintf("%.1fx", num(m, "ratio")), ">= 25x", num(m, "ratio") >= 25)
+	}
+	if m := bm["detect_vs_fail2ban"]; m != nil {
+		row("2", "detection, lines/s", f0(num(m, "warden_lines_per_s")),
+			fmt.Sprintf("fail2ban-regex (%.0f filters) %s", num(m, "fail2ban_filters"), f0(num(m, "fail2ban_lines_per_s"))),
+			fmt.Sprintf("%.1fx", num(m, "ratio")), "faster", num(m, "ratio") > 1)
+	}
+	if m := bm["cluster_throughput"]; m != nil {
+		row("3", fmt.Sprintf("cluster throughput, %s lines, lines/s", f0(num(m, "lines"))), f0(num(m, "warden_lines_per_s")),
+			"bare franz-go consumer "+f0(num(m, "bare_lines_per_s")), fmt.Sprintf("%.2f", num(m, "ratio")), ">= 1,000,000 and >= 0.5",
+			num(m, "warden_lines_per_s") >= 1e6 && num(m, "ratio") >= 0.5)
+	}
+	if m := bm["latency"]; m != nil {
+		row("4", fmt.Sprintf("latency at %s lines/s, p50/p99/max", f0(num(m, "achieved_lines_per_s"))),
+			fmt.Sprintf("%.0f / %.0f / %.0f ms", num(m, "p50_ms"), num(m, "p99_ms"), num(m, "max_ms")),
+			fmt.Sprintf("half of the cluster's max (%s offered)", f0(num(m, "offered_lines_per_s"))), "", "p99 < 250 ms", num(m, "p99_ms") < 250)
+	}
+	if m := bm["failover"]; m != nil {
+		for _, t := range []string{"follower", "leader"} {
+			row("5", fmt.Sprintf("failover, %s SIGKILL x%.0f, median/worst", t, num(m, "kills")),
+				fmt.Sprintf("%.2f / %.2f s", num(m, t+"_median_s"), num(m, t+"_worst_s")), "Kafka consumer group: 45 s session timeout", "",
+				"< 1 s / < 2 s", num(m, t+"_median_s") < 1 && num(m, t+"_worst_s") < 2)
+		}
+	}
+	if m := bm["footprint"]; m != nil {
+		rss, _ := m["peak_rss_mib"].(map[string]any)
+		row("6", fmt.Sprintf("footprint, %s distinct IPs: peak RSS per agent (largest)", f0(num(m, "distinct_ips"))), fmt.Sprintf("%.0f MiB", num(rss, "max")), "", "",
+			"< 300 MiB", num(rss, "max") < 300)
+		row("6", "  FSM snapshot size / write time", fmt.Sprintf("%.1f MiB / %.2f s", num(m, "snapshot_bytes")/(1<<20), num(m, "snapshot_seconds")), "", "", "", nil)
+		row("6", "  joining node restore time", fmt.Sprintf("%.2f s (%v)", num(m, "restore_seconds"), m["restore_via"]), "", "", "", nil)
+	}
+	if m := bm["raft_economy"]; m != nil {
+		row("7", fmt.Sprintf("Raft at %s lines/s: entries/s, bytes/entry", f0(num(m, "at_lines_per_s"))),
+			fmt.Sprintf("%.1f /s, %s B (%.0f B/line)", num(m, "entries_per_s"), f0(num(m, "bytes_per_entry")), num(m, "bytes_per_line")), "", "", "", nil)
+	}
+	tw.Flush()
+	fmt.Println()
+}
+
+// f0 formats n with thousands separators.
+func f0(n float64) string {
+	s := fmt.Sprintf("%.0f", n)
+	neg := s[0] == '-'
+	if neg {
+		s = s[1:]
+	}
+	out := ""
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out += ","
+		}
+		out += string(c)
+	}
+	if neg {
+		out = "-" + out
+	}
+	return out
+}

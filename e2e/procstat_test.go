@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// cpuSeconds is the CPU time (user + system) process pid has used so far.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ is 100 on Linux
+}
+
+// peakRSS is the process's peak resident set size (VmHWM) in bytes.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// cpuMeter reads the CPU time of a set of processes at two points.
+type cpuMeter struct {
+	procs map[string]*proc
+	start map[string]float64
+}
+
+func newCPUMeter(procs map[string]*proc) *cpuMeter {
+	m := &cpuMeter{procs: procs, start: map[string]float64{}}
+	for name, p := range procs {
+		m.start[name] = cpuSeconds(p.cmd.Process.Pid)
+	}
+	return m
+}
+
+// used returns each process's CPU seconds since the meter started.
+func (m *cpuMeter) used() map[string]float64 {
+	out := map[string]float64{}
+	for name, p := range m.procs {
+		out[name] = cpuSeconds(p.cmd.Process.Pid) - m.start[name]
+	}
+	return out
+}
+
+// profileAgents saves a CPU profile of secs seconds from every agent, all
+// at once, into dir (when dir is not empty), in the background.
+func profileAgents(c *procCluster, dir string, after time.Duration, secs int) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	if dir == "" {
+		return &wg
+	}
+	_ = os.MkdirAll(dir, 0o755)
+	for id, s := range c.specs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(after)
+			for _, kind := range []string{"profile?seconds=" + strconv.Itoa(secs)} {
+				resp, err := http.Get("http://" + s.http + "/debug/pprof/" + kind)
+				if err != nil {
+					return
+				}
+				f, err := os.Create(filepath.Join(dir, id+".cpu.pprof"))
+				if err == nil {
+					_, _ = io.Copy(f, resp.Body)
+					f.Close()
+				}
+				resp.Body.Close()
+			}
+		}()
+	}
+	return &wg
+}
+
+// scrapeMetrics reads the samples without labels of one node's /metrics.
+func scrapeMetrics(url string) (map[string]float64, error) {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, v, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			out[name] = f
+		}
+	}
+	return out, nil
+}
