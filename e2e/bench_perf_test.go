@@ -89,9 +89,15 @@ func BenchmarkLatency(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		// Live traffic: event time is the wall clock.
-		gen := workload.New(1, 5000, time.Now())
-		gen.Clock = time.Now
+		// The workload's lines, made in advance so that the producer in
+		// this process takes little of the CPU the cluster measures; event
+		// times are spread over the last minutes, as in live traffic.
+		gen := workload.New(1, 5000, time.Now().Add(-5*time.Minute))
+		pool := make([]*kgo.Record, 200_000)
+		for i := range pool {
+			line, ip := gen.Line()
+			pool[i] = &kgo.Record{Key: []byte(ip), Value: []byte(line)}
+		}
 		var sent, acked, failed atomic.Int64
 		stop, stopped := make(chan struct{}), make(chan struct{})
 		stopProducing := sync.OnceFunc(func() { close(stop); <-stopped })
@@ -110,8 +116,8 @@ func BenchmarkLatency(b *testing.B) {
 				case now := <-tick.C:
 					due := int64(rate * now.Sub(begin).Seconds())
 					for n := sent.Load(); n < due; n++ {
-						line, ip := gen.Line()
-						cl.Produce(context.Background(), &kgo.Record{Key: []byte(ip), Value: []byte(line)}, func(_ *kgo.Record, err error) {
+						r := pool[n%int64(len(pool))]
+						cl.Produce(context.Background(), &kgo.Record{Key: r.Key, Value: r.Value}, func(_ *kgo.Record, err error) {
 							if err != nil {
 								failed.Add(1)
 								return
@@ -130,6 +136,7 @@ func BenchmarkLatency(b *testing.B) {
 		time.Sleep(window - time.Since(start))
 		sentAfter, elapsed := sent.Load(), time.Since(start)
 		after := scrapeLatencies(b, c, ids)
+		saveMetrics(c, ids, os.Getenv("WARDEN_BENCH_PROFILE"))
 		stopProducing()
 		if err := cl.Flush(context.Background()); err != nil || failed.Load() > 0 {
 			b.Fatalf("produce: %v (%d records failed)", err, failed.Load())
@@ -508,3 +515,22 @@ func scrapeLatency(url string) (latencyHist, float64, error) {
 func mib(bytes int64) float64 { return math.Round(float64(bytes)/(1<<20)*10) / 10 }
 
 func round2(v float64) float64 { return math.Round(v*100) / 100 }
+
+// saveMetrics saves each agent's /metrics and log into dir (when dir is not
+// empty), as id.metrics.txt and id.log, for looking into a run afterwards.
+func saveMetrics(c *procCluster, ids []string, dir string) {
+	if dir == "" {
+		return
+	}
+	_ = os.MkdirAll(dir, 0o755)
+	for _, id := range ids {
+		if resp, err := httpClient.Get("http://" + c.specs[id].http + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			_ = os.WriteFile(filepath.Join(dir, id+".metrics.txt"), b, 0o644)
+		}
+		if b, err := os.ReadFile(filepath.Join(c.dir, id+".log")); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, id+".log"), b, 0o644)
+		}
+	}
+}
