@@ -22,7 +22,7 @@ type pendingBatch struct {
 // Group commit bounds: the batches, and their bytes, packed into one entry.
 const (
 	maxGroup      = 512
-	maxGroupBytes = 8 << 20
+	maxGroupBytes = 2 << 20
 )
 
 // commitLoop packs the batches of all this node's workers that are waiting

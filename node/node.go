@@ -307,7 +307,7 @@ func (n *Node) startRaft() (hasState bool, err error) {
 	}
 	// The leader sends followers entries it has just written: a cache of
 	// the newest ones saves reading and decoding them back from BoltDB.
-	logs, err := raft.NewLogCache(64, n.bolt)
+	logs, err := raft.NewLogCache(16, n.bolt)
 	if err != nil {
 		return false, fmt.Errorf("start raft: %w", err)
 	}
