@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wardenhq/warden/node"
 )
 
 func TestProcesses_SIGKILLMidStreamLosesAndRepeatsNothing(t *testing.T) {
@@ -261,7 +263,26 @@ func BenchmarkFailover(b *testing.B) {
 			var times []time.Duration
 			for k := 0; k < kills; k++ {
 				observer, victim := pickVictim(b, c, target == "leader")
-				before, _ := c.partitions(observer)
+				// Settled: the same owners and epochs over 300 ms, and every
+				// partition committing under them.
+				var before []node.PartitionInfo
+				waitFor(b, 30*time.Second, "every partition owned and committing", func() bool {
+					first, err := c.partitions(observer)
+					if err != nil || len(first) != 12 {
+						return false
+					}
+					time.Sleep(300 * time.Millisecond)
+					before, err = c.partitions(observer)
+					if err != nil || len(before) != 12 {
+						return false
+					}
+					for i, p := range before {
+						if p.Owner == "" || p.Owner != first[i].Owner || p.Epoch != first[i].Epoch || p.Committed <= first[i].Committed {
+							return false
+						}
+					}
+					return true
+				})
 				start := time.Now()
 				c.killAgent(victim)
 				waitFor(b, 30*time.Second, "victim's partitions committing elsewhere", func() bool {

@@ -105,8 +105,8 @@ func DefaultConfig() Config {
 		MaxBatchRecords:     10000,
 		LogFormat:           "auto",
 		Retention:           24 * time.Hour,
-		RaftHeartbeat:       500 * time.Millisecond,
-		GossipProbeInterval: 200 * time.Millisecond,
+		RaftHeartbeat:       400 * time.Millisecond,
+		GossipProbeInterval: 150 * time.Millisecond,
 	}
 }
 
