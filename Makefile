@@ -40,9 +40,12 @@ demo: build
 
 ## bench: benchmarks, and the failover figure (SIGKILL of real processes).
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./accesslog ./analytics ./fsm ./partitioner
+	rm -f bench/results.json
+	$(GO) test -run '^$$' -bench . -benchmem ./accesslog ./analytics ./detect ./fsm ./partitioner
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench 'AnalyzeVsGoAccess|DetectVsFail2ban|ClusterThroughput' -benchtime 1x -timeout 30m ./e2e
-	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench Failover -benchtime 1x -timeout 20m ./e2e
+	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench 'Latency|Footprint' -benchtime 1x -timeout 30m ./e2e
+	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench Failover -benchtime 1x -timeout 30m ./e2e
+	$(GO) run bench/table.go bench/results.json
 
 ## chaos: the long chaos tier: 5 agents, 10 minutes, 2,500 records/s, a fault every 5.5 s
 ## (over 100), every kind; prints the report (needs root and nftables for partitions).

@@ -102,7 +102,7 @@ func DefaultConfig() Config {
 		Voters:              3,
 		ReapAfter:           30 * time.Second,
 		BatchInterval:       200 * time.Millisecond,
-		MaxBatchRecords:     10000,
+		MaxBatchRecords:     40000,
 		LogFormat:           "auto",
 		Retention:           24 * time.Hour,
 		RaftHeartbeat:       400 * time.Millisecond,
