@@ -7,7 +7,9 @@ RACE_PKGS := ./fsm ./transport ./partitioner ./broker ./node
 # Fuzz targets run briefly in `make test`, each for FUZZTIME executions (a count, not a
 # duration: a duration races the fuzz coordinator's deadline on Go 1.26, golang/go#75804).
 FUZZTIME ?= 200000x
-FUZZ_TARGETS := FuzzCommon FuzzCombined FuzzVhostCombined FuzzNginxCombined FuzzJSON FuzzSyslogCombined FuzzCustom FuzzAuto FuzzDetect
+FUZZ_TARGETS := accesslog:FuzzCommon accesslog:FuzzCombined accesslog:FuzzVhostCombined accesslog:FuzzNginxCombined \
+	accesslog:FuzzJSON accesslog:FuzzSyslogCombined accesslog:FuzzCustom accesslog:FuzzAuto accesslog:FuzzDetect \
+	analytics:FuzzDecodeAggregate detect:FuzzDecodeDelta
 
 .PHONY: build test test-unit test-race test-e2e lint demo bench chaos clean
 
@@ -17,10 +19,10 @@ build:
 ## test: everything CI runs: unit tests, race tests, the multi-process tests.
 test: build
 	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -timeout 10m ./accesslog ./analytics ./detect ./chaos ./fsm ./transport ./partitioner ./broker ./workload ./cmd/...
-	@for f in $(FUZZ_TARGETS); do \
-	  out=$$($(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./accesslog 2>&1) || { echo "$$out"; echo "fuzz $$f FAILED"; exit 1; }; \
-	  echo "fuzz $$f: ok ($(FUZZTIME))"; done
+	$(GO) test -count=1 -timeout 10m ./accesslog ./analytics ./detect ./chaos ./fsm ./transport ./partitioner ./broker ./workload ./internal/... ./cmd/...
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; f=$${t#*:}; \
+	  out=$$($(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./$$pkg 2>&1) || { echo "$$out"; echo "fuzz $$f FAILED"; exit 1; }; \
+	  echo "fuzz $$pkg $$f: ok ($(FUZZTIME))"; done
 	$(GO) test -count=1 -race -timeout 15m ./node
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m ./e2e
 
