@@ -27,15 +27,15 @@ func (d *Delta) AppendBinary(b []byte) []byte {
 		b = append(b, 1)
 		b = wire.AppendInt(b, int64(bk.Level))
 		b = wire.AppendInt(b, bk.LastLeak)
-		b = wire.AppendUint(b, uint64(len(bk.Keys)))
-		for _, h := range bk.Keys {
+		b = wire.AppendUint(b, uint64(len(bk.keys())))
+		for _, h := range bk.keys() {
 			b = wire.AppendFixed64(b, h)
 		}
 		b = wire.AppendInt(b, bk.FirstT)
 		b = wire.AppendInt(b, bk.FirstOff)
 		b = wire.AppendInt(b, bk.LastT)
 		b = wire.AppendInt(b, bk.Blackhole)
-		b = appendStrings(b, bk.Samples)
+		b = appendStrings(b, bk.samples())
 	}
 	b = wire.AppendUint(b, uint64(len(d.Alerts)))
 	for i := range d.Alerts {
@@ -88,14 +88,17 @@ func DecodeDelta(data []byte) (*Delta, error) {
 				continue
 			}
 			bk := &Bucket{Level: int(r.Int()), LastLeak: r.Int()}
+			var keys []uint64
 			if nk := r.Count(8); nk > 0 {
-				bk.Keys = make([]uint64, nk)
-				for j := range bk.Keys {
-					bk.Keys[j] = r.Fixed64()
+				keys = make([]uint64, nk)
+				for j := range keys {
+					keys[j] = r.Fixed64()
 				}
 			}
 			bk.FirstT, bk.FirstOff, bk.LastT, bk.Blackhole = r.Int(), r.Int(), r.Int(), r.Int()
-			bk.Samples = readStrings(r)
+			if samples := readStrings(r); len(keys) > 0 || len(samples) > 0 {
+				bk.Extra = &Extra{Keys: keys, Samples: samples}
+			}
 			d.Buckets[k] = bk
 		}
 	}

@@ -13,24 +13,56 @@ import (
 )
 
 // Bucket is the state of one scenario for one client IP in one partition.
+// There is one per (IP, scenario) a client has touched, so it is kept small:
+// the distinct values and sample lines, which most buckets never hold, live
+// in Extra.
 type Bucket struct {
-	Level     int      `json:"l"`
-	LastLeak  int64    `json:"t"`            // Unix ns of the last leak step
-	Keys      []uint64 `json:"k,omitempty"`  // distinct values poured, oldest first
-	FirstT    int64    `json:"ft"`           // first event of the current fill
-	FirstOff  int64    `json:"fo"`           //
-	LastT     int64    `json:"lt"`           // newest event seen
-	Blackhole int64    `json:"bh,omitempty"` // no new alert before this time
-	Samples   []string `json:"s,omitempty"`  // the last few lines poured
+	Level     int   `json:"l"`
+	LastLeak  int64 `json:"t"`            // Unix ns of the last leak step
+	FirstT    int64 `json:"ft"`           // first event of the current fill
+	FirstOff  int64 `json:"fo"`           //
+	LastT     int64 `json:"lt"`           // newest event seen
+	Blackhole int64 `json:"bh,omitempty"` // no new alert before this time
+	// Extra is nil unless the bucket holds distinct values or samples.
+	*Extra
+}
+
+// Extra is the part of a Bucket few buckets need.
+type Extra struct {
+	Keys    []uint64 `json:"k,omitempty"` // distinct values poured, oldest first
+	Samples []string `json:"s,omitempty"` // the last few lines poured
 	// raw holds the lines poured since Samples was last settled; they
 	// alias the caller's records, which live until the next Flush or
 	// TakeAlerts, where they are copied (so most lines are never copied).
 	raw [][]byte
 }
 
+// extra returns b's Extra, making it if needed.
+func (b *Bucket) extra() *Extra {
+	if b.Extra == nil {
+		b.Extra = &Extra{}
+	}
+	return b.Extra
+}
+
+// keys and samples read Extra's lists, empty when there is none.
+func (b *Bucket) keys() []uint64 {
+	if b.Extra == nil {
+		return nil
+	}
+	return b.Keys
+}
+
+func (b *Bucket) samples() []string {
+	if b.Extra == nil {
+		return nil
+	}
+	return b.Samples
+}
+
 // settle moves the raw lines into Samples, keeping the last maxSamples.
 func (b *Bucket) settle() {
-	if len(b.raw) == 0 {
+	if b.Extra == nil || len(b.raw) == 0 {
 		return
 	}
 	for _, l := range b.raw {
@@ -42,13 +74,15 @@ func (b *Bucket) settle() {
 	b.raw = b.raw[:0]
 }
 
-// copy returns a copy of b, settled, sharing nothing with it.
+// copy returns a copy of b, settled, sharing nothing with it; its Extra is
+// nil when it holds nothing.
 func (b *Bucket) copy() *Bucket {
 	b.settle()
 	nb := *b
-	nb.Keys = append([]uint64(nil), b.Keys...)
-	nb.Samples = append([]string(nil), b.Samples...)
-	nb.raw = nil
+	nb.Extra = nil
+	if len(b.keys()) > 0 || len(b.samples()) > 0 {
+		nb.Extra = &Extra{Keys: append([]uint64(nil), b.keys()...), Samples: append([]string(nil), b.samples()...)}
+	}
 	return &nb
 }
 
@@ -179,10 +213,54 @@ func (r *Rules) Evaluate(e *accesslog.Entry, line []byte, offset int64, ev *Even
 	return len(ev.Matches) > 0
 }
 
-// source is one client's buckets, indexed like the rules' scenarios.
+// source is one client's buckets: one slot per scenario it has touched
+// since the last Flush (most clients touch one or two of the scenarios).
 type source struct {
-	b   []*Bucket
-	had []bool // a bucket existed at some point since the last Flush
+	slots []slot
+}
+
+// slot is a source's bucket for one scenario; had says a bucket existed at
+// some point since the last Flush (so a removal must be replicated).
+type slot struct {
+	scenario int32
+	had      bool
+	b        *Bucket
+}
+
+// bucket returns the source's bucket for scenario i, or nil.
+func (src *source) bucket(i int) *Bucket {
+	for k := range src.slots {
+		if int(src.slots[k].scenario) == i {
+			return src.slots[k].b
+		}
+	}
+	return nil
+}
+
+// set gives the source bucket b for scenario i.
+func (src *source) set(i int, b *Bucket) {
+	for k := range src.slots {
+		if int(src.slots[k].scenario) == i {
+			src.slots[k].b, src.slots[k].had = b, true
+			return
+		}
+	}
+	src.slots = append(src.slots, slot{scenario: int32(i), had: true, b: b})
+}
+
+// settled marks the slots as replicated: had follows the bucket, and slots
+// without a bucket go. It reports whether any bucket is left.
+func (src *source) settled() bool {
+	kept := src.slots[:0]
+	for _, sl := range src.slots {
+		if sl.b != nil {
+			sl.had = true
+			kept = append(kept, sl)
+		}
+	}
+	clear(src.slots[len(kept):])
+	src.slots = kept
+	return len(kept) > 0
 }
 
 // Detector runs the rules over one partition's records in offset order.
@@ -214,8 +292,7 @@ func NewDetector(rules *Rules, partition int32, state *PartitionState) *Detector
 		if !ok || !known {
 			continue // a scenario no longer in the rules
 		}
-		src := d.source(ip)
-		src.b[i], src.had[i] = b.copy(), true
+		d.source(ip).set(i, b.copy())
 	}
 	return d
 }
@@ -223,8 +300,7 @@ func NewDetector(rules *Rules, partition int32, state *PartitionState) *Detector
 func (d *Detector) source(ip string) *source {
 	src := d.sources[ip]
 	if src == nil {
-		n := len(d.rules.Scenarios)
-		src = &source{b: make([]*Bucket, n), had: make([]bool, n)}
+		src = &source{}
 		d.sources[ip] = src
 	}
 	return src
@@ -234,9 +310,9 @@ func (d *Detector) source(ip string) *source {
 func (d *Detector) State() *PartitionState {
 	st := &PartitionState{Buckets: map[string]*Bucket{}, Watermark: d.watermark}
 	for ip, src := range d.sources {
-		for i, b := range src.b {
-			if b != nil {
-				st.Buckets[d.rules.Scenarios[i].Name+"|"+ip] = b.copy()
+		for _, sl := range src.slots {
+			if sl.b != nil {
+				st.Buckets[d.rules.Scenarios[sl.scenario].Name+"|"+ip] = sl.b.copy()
 			}
 		}
 	}
@@ -287,10 +363,10 @@ const groupSep = "\x1f"
 
 func (d *Detector) pour(src *source, m Match, ev *Event, ip string) {
 	s := d.rules.Scenarios[m.Scenario]
-	b := src.b[m.Scenario]
+	b := src.bucket(m.Scenario)
 	if b == nil {
 		b = &Bucket{}
-		src.b[m.Scenario], src.had[m.Scenario] = b, true
+		src.set(m.Scenario, b)
 	}
 	t := ev.Time
 	b.LastT = max(b.LastT, t)
@@ -302,22 +378,26 @@ func (d *Detector) pour(src *source, m Match, ev *Event, ip string) {
 		if steps > 0 {
 			n := int(min(steps, int64(b.Level)))
 			b.Level -= n
-			if len(b.Keys) >= n {
+			if len(b.keys()) >= n {
 				b.Keys = b.Keys[n:]
 			}
 			b.LastLeak += steps * int64(s.Leak)
 		}
 	}
 	if s.Trigger == TriggerDistinct {
-		for _, k := range b.Keys {
+		for _, k := range b.keys() {
 			if k == m.Key {
 				return
 			}
 		}
-		b.Keys = append(b.Keys, m.Key)
+		x := b.extra()
+		x.Keys = append(x.Keys, m.Key)
 	}
 	if b.Level == 0 {
-		b.LastLeak, b.FirstT, b.FirstOff, b.Samples, b.raw = t, t, ev.Offset, b.Samples[:0], b.raw[:0]
+		b.LastLeak, b.FirstT, b.FirstOff = t, t, ev.Offset
+		if b.Extra != nil {
+			b.Samples, b.raw = b.Samples[:0], b.raw[:0]
+		}
 	}
 	b.Level++
 	sample := ev.Line
@@ -330,10 +410,11 @@ func (d *Detector) pour(src *source, m Match, ev *Event, ip string) {
 	// Capacity+2-maxSamples. Buckets far from overflowing (most of them)
 	// then carry no lines in the replicated state.
 	if b.Level > s.Capacity-maxSamples {
-		if len(b.raw) == maxSamples {
-			b.raw = append(b.raw[:0], b.raw[1:]...)
+		x := b.extra()
+		if len(x.raw) == maxSamples {
+			x.raw = append(x.raw[:0], x.raw[1:]...)
 		}
-		b.raw = append(b.raw, sample)
+		x.raw = append(x.raw, sample)
 	}
 	if b.Level <= s.Capacity {
 		return
@@ -342,9 +423,9 @@ func (d *Detector) pour(src *source, m Match, ev *Event, ip string) {
 	d.alerts = append(d.alerts, Alert{
 		ID: alertID(s.Name, ip, t, ev.Line), Scenario: s.Name, CrowdSec: s.CrowdSec, SourceIP: ip, Events: b.Level,
 		FirstSeen: rfc3339(b.FirstT), LastSeen: rfc3339(t), Partition: d.partition, Offsets: [2]int64{b.FirstOff, ev.Offset + 1},
-		Samples: append([]string(nil), b.Samples...), Time: t,
+		Samples: append([]string(nil), b.samples()...), Time: t,
 	})
-	b.Level, b.Keys, b.Samples, b.raw = 0, nil, nil, nil
+	b.Level, b.Extra = 0, nil
 	b.Blackhole = t + int64(s.Blackhole)
 }
 
@@ -354,14 +435,15 @@ func (d *Detector) collect() {
 	limit := d.watermark - int64(gcGrace)
 	for ip, src := range d.sources {
 		live := false
-		for i, b := range src.b {
+		for k := range src.slots {
+			b := src.slots[k].b
 			if b == nil {
 				continue
 			}
-			s := d.rules.Scenarios[i]
+			s := d.rules.Scenarios[src.slots[k].scenario]
 			drained := b.Level == 0 || b.LastLeak+int64(b.Level)*int64(s.Leak) < limit
 			if drained && b.Blackhole < limit && b.LastT < limit {
-				src.b[i] = nil
+				src.slots[k].b = nil
 				d.dirty[ip] = src
 				continue
 			}
@@ -381,9 +463,9 @@ func (d *Detector) collect() {
 		all := make([]idle, 0, len(d.sources))
 		for key, src := range d.sources {
 			var last int64
-			for _, b := range src.b {
-				if b != nil {
-					last = max(last, b.LastT)
+			for _, sl := range src.slots {
+				if sl.b != nil {
+					last = max(last, sl.b.LastT)
 				}
 			}
 			all = append(all, idle{key, last})
@@ -396,8 +478,8 @@ func (d *Detector) collect() {
 		})
 		for _, x := range all[:over] {
 			src := d.sources[x.key]
-			for i := range src.b {
-				src.b[i] = nil
+			for k := range src.slots {
+				src.slots[k].b = nil
 			}
 			d.dirty[x.key] = src
 		}
@@ -410,15 +492,12 @@ func (d *Detector) TakeAlerts() []Alert {
 	a := d.alerts
 	d.alerts = nil
 	for key, src := range d.dirty {
-		live := false
-		for i, b := range src.b {
-			if b != nil {
-				b.settle()
+		for _, sl := range src.slots {
+			if sl.b != nil {
+				sl.b.settle()
 			}
-			live = live || b != nil
-			src.had[i] = b != nil
 		}
-		if !live {
+		if !src.settled() {
 			delete(d.sources, key)
 		}
 	}
@@ -432,18 +511,15 @@ func (d *Detector) Flush() *Delta {
 	if len(d.dirty) > 0 {
 		delta.Buckets = map[string]*Bucket{}
 		for ip, src := range d.dirty {
-			live := false
-			for i, b := range src.b {
+			for _, sl := range src.slots {
 				switch {
-				case b != nil:
-					delta.Buckets[d.rules.Scenarios[i].Name+"|"+ip] = b.copy()
-					live = true
-				case src.had[i]:
-					delta.Buckets[d.rules.Scenarios[i].Name+"|"+ip] = nil
+				case sl.b != nil:
+					delta.Buckets[d.rules.Scenarios[sl.scenario].Name+"|"+ip] = sl.b.copy()
+				case sl.had:
+					delta.Buckets[d.rules.Scenarios[sl.scenario].Name+"|"+ip] = nil
 				}
-				src.had[i] = b != nil
 			}
-			if !live {
+			if !src.settled() {
 				delete(d.sources, ip)
 			}
 		}

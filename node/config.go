@@ -84,6 +84,12 @@ type Config struct {
 
 	// Raft timing: heartbeat and election timeouts, tuned for a LAN.
 	RaftHeartbeat time.Duration
+	// SnapshotEntries is how many log entries since the last snapshot
+	// make a new one; TrailingLogs how many entries a snapshot leaves in
+	// the log, for followers that are a little behind (further behind,
+	// they get the snapshot). Commit entries are up to 2 MiB.
+	SnapshotEntries int
+	TrailingLogs    int
 	// GossipProbeInterval sets memberlist's failure detection pace.
 	GossipProbeInterval time.Duration
 	// GossipKey encrypts gossip (16, 24 or 32 bytes).
@@ -106,6 +112,8 @@ func DefaultConfig() Config {
 		LogFormat:           "auto",
 		Retention:           24 * time.Hour,
 		RaftHeartbeat:       400 * time.Millisecond,
+		SnapshotEntries:     1024,
+		TrailingLogs:        1024,
 		GossipProbeInterval: 150 * time.Millisecond,
 	}
 }
@@ -131,6 +139,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--max-batch-records must be positive, got %d", c.MaxBatchRecords)
 	case c.MaxRatePerPartition < 0:
 		return fmt.Errorf("--max-rate-per-partition must not be negative, got %g", c.MaxRatePerPartition)
+	case c.SnapshotEntries < 1:
+		return fmt.Errorf("--raft-snapshot-entries must be at least 1, got %d", c.SnapshotEntries)
+	case c.TrailingLogs < 1:
+		return fmt.Errorf("--raft-trailing-logs must be at least 1, got %d", c.TrailingLogs)
 	}
 	if c.LogFormat != "" {
 		if _, err := accesslog.Lookup(c.LogFormat); err != nil {
@@ -197,6 +209,12 @@ func (c *Config) fillDefaults() {
 	}
 	if c.RaftHeartbeat == 0 {
 		c.RaftHeartbeat = d.RaftHeartbeat
+	}
+	if c.SnapshotEntries == 0 {
+		c.SnapshotEntries = d.SnapshotEntries
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = d.TrailingLogs
 	}
 	if c.GossipProbeInterval == 0 {
 		c.GossipProbeInterval = d.GossipProbeInterval

@@ -295,9 +295,12 @@ func (n *Node) startRaft() (hasState bool, err error) {
 	rc.ElectionTimeout = cfg.RaftHeartbeat
 	rc.LeaderLeaseTimeout = cfg.RaftHeartbeat / 2
 	rc.CommitTimeout = 5 * time.Millisecond
-	rc.SnapshotThreshold = 4096
+	rc.SnapshotThreshold = uint64(cfg.SnapshotEntries)
 	rc.SnapshotInterval = 20 * time.Second
-	rc.TrailingLogs = 4096
+	rc.TrailingLogs = uint64(cfg.TrailingLogs)
+	// Commit entries are large: at most 16 per AppendEntries message, so a
+	// follower catching up holds a bounded frame.
+	rc.MaxAppendEntries = 16
 	// A removed node (reaped, or re-added under a new address) must stay
 	// able to be added again, so it keeps its Raft running.
 	rc.ShutdownOnRemove = false

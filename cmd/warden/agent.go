@@ -71,6 +71,8 @@ func runAgent(args []string) error {
 	fs.StringVar(&cfg.DLQTopic, "dlq-topic", "", "dead-letter topic for lines that do not parse (default: <topic>.dlq)")
 	fs.BoolVar(&cfg.NoDLQ, "no-dlq", false, "do not copy lines that do not parse to a dead-letter topic")
 	durationFlag(fs, &cfg.RaftHeartbeat, "raft-heartbeat", cfg.RaftHeartbeat, "Raft heartbeat and election timeout (LAN default)")
+	fs.IntVar(&cfg.SnapshotEntries, "raft-snapshot-entries", cfg.SnapshotEntries, "Raft log entries since the last snapshot that make a new one")
+	fs.IntVar(&cfg.TrailingLogs, "raft-trailing-logs", cfg.TrailingLogs, "Raft log entries a snapshot leaves in the log (followers further behind get the snapshot)")
 	durationFlag(fs, &cfg.GossipProbeInterval, "gossip-probe-interval", cfg.GossipProbeInterval, "gossip failure-detection probe interval")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate for the Raft port (with --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM key for --tls-cert")
