@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,7 +79,7 @@ func BenchmarkLatency(b *testing.B) {
 		window = time.Duration(s * float64(time.Second))
 	}
 	for b.Loop() {
-		c := newProcClusterIdle(b, 3, 12, nil)
+		c := newProcClusterIdle(b, 3, 12, benchAgentFlags())
 		ids := []string{"n1", "n2", "n3"}
 		for _, id := range ids {
 			c.startAgent(id, 3)
@@ -133,9 +134,15 @@ func BenchmarkLatency(b *testing.B) {
 		time.Sleep(latencyWarmup)
 		sentBefore, start := sent.Load(), time.Now()
 		before := scrapeLatencies(b, c, ids)
+		meter := newCPUMeter(map[string]*proc{"broker": c.bproc, "n1": c.agents["n1"], "n2": c.agents["n2"], "n3": c.agents["n3"]})
+		selfCPU := cpuSeconds(os.Getpid())
+		profiled := profileAgents(c, os.Getenv("WARDEN_BENCH_PROFILE"), 0, int(min(window/time.Second, 5)))
 		time.Sleep(window - time.Since(start))
 		sentAfter, elapsed := sent.Load(), time.Since(start)
 		after := scrapeLatencies(b, c, ids)
+		cpu := meter.used()
+		cpu["producer"] = cpuSeconds(os.Getpid()) - selfCPU
+		profiled.Wait()
 		saveMetrics(c, ids, os.Getenv("WARDEN_BENCH_PROFILE"))
 		stopProducing()
 		if err := cl.Flush(context.Background()); err != nil || failed.Load() > 0 {
@@ -164,7 +171,11 @@ func BenchmarkLatency(b *testing.B) {
 			rate, from, elapsed.Seconds(), latencyWarmup.Seconds())
 		fmt.Printf("  produced %d records in the window (%.0f lines/s achieved), %d in all, every one committed\n", records, achieved, total)
 		fmt.Printf("  Kafka timestamp -> commit applied, %.0f records:  p50 %.1f ms  p99 %.1f ms  (target p99 250 ms)\n", samples, p50, p99)
-		fmt.Printf("  max %.1f ms (since the agents started, warm-up included)\n\n", maxMs)
+		fmt.Printf("  max %.1f ms (since the agents started, warm-up included)\n", maxMs)
+		agentCPU := (cpu["n1"] + cpu["n2"] + cpu["n3"]) / elapsed.Seconds()
+		allCPU := agentCPU + (cpu["broker"]+cpu["producer"])/elapsed.Seconds()
+		fmt.Printf("  CPU in the window: agents %.2f cores, broker %.2f, producer %.2f: %.0f%% of %d cores busy\n\n", agentCPU,
+			cpu["broker"]/elapsed.Seconds(), cpu["producer"]/elapsed.Seconds(), 100*allCPU/float64(runtime.NumCPU()), runtime.NumCPU())
 		saveResult(b, "latency", map[string]any{
 			"offered_lines_per_s":  rate,
 			"achieved_lines_per_s": math.Round(achieved),
@@ -175,6 +186,7 @@ func BenchmarkLatency(b *testing.B) {
 			"p99_ms":               round2(p99),
 			"max_ms":               round2(maxMs),
 			"target_p99_ms":        250,
+			"cpu_busy_fraction":    round2(allCPU / float64(runtime.NumCPU())),
 		})
 		for _, id := range ids {
 			c.killAgent(id)

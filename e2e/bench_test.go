@@ -149,11 +149,7 @@ func BenchmarkClusterThroughput(b *testing.B) {
 		fmt.Sscan(v, &total)
 	}
 	for b.Loop() {
-		var extra map[string][]string
-		if v := os.Getenv("WARDEN_BENCH_AGENT_FLAGS"); v != "" {
-			extra = map[string][]string{"n1": strings.Fields(v), "n2": strings.Fields(v), "n3": strings.Fields(v)}
-		}
-		c := newProcClusterIdle(b, 3, 12, extra)
+		c := newProcClusterIdle(b, 3, 12, benchAgentFlags())
 		// Pre-fill.
 		cl, err := kgo.NewClient(kgo.SeedBrokers(c.broker), kgo.DefaultProduceTopic(c.topic), kgo.ProducerLinger(5*time.Millisecond),
 			kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(200_000))
@@ -262,4 +258,14 @@ func BenchmarkClusterThroughput(b *testing.B) {
 			c.killAgent(id)
 		}
 	}
+}
+
+// benchAgentFlags are extra agent flags for the benchmarks' nodes, from
+// $WARDEN_BENCH_AGENT_FLAGS (e.g. "--batch-interval 200ms").
+func benchAgentFlags() map[string][]string {
+	v := os.Getenv("WARDEN_BENCH_AGENT_FLAGS")
+	if v == "" {
+		return nil
+	}
+	return map[string][]string{"n1": strings.Fields(v), "n2": strings.Fields(v), "n3": strings.Fields(v)}
 }

@@ -30,6 +30,11 @@ const (
 // Raft log carries one entry per node per round, not one per partition.
 func (n *Node) commitLoop() {
 	var carry *pendingBatch
+	// Rounds are at least minRound apart: each is a Raft entry, written
+	// with an fsync on every voter, so under light traffic the batches of
+	// a few milliseconds go together rather than one entry each.
+	minRound := n.cfg.BatchInterval / 4
+	var last time.Time
 	for {
 		var group []pendingBatch
 		if carry != nil {
@@ -42,6 +47,14 @@ func (n *Node) commitLoop() {
 				group = append(group, pb)
 			}
 		}
+		if wait := minRound - time.Since(last); wait > 0 {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
 		size := len(group[0].data)
 	drain:
 		for len(group) < maxGroup {
