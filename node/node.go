@@ -271,7 +271,7 @@ func (n *Node) startRaft() (hasState bool, err error) {
 		Output: transport.LogWriter(n.log.With("subsystem", "raft")),
 	})
 	n.bolt, err = raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(cfg.DataDir, "raft.db"),
+		Path: filepath.Join(cfg.DataDir, "raft.db"),
 		// The freelist is rebuilt at open instead of written at every
 		// commit (each commit is an fsync on the hot path), as Consul does.
 		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
