@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/DataDog/sketches-go/ddsketch"
+	"github.com/DataDog/sketches-go/ddsketch/store"
+
 	"github.com/wardenhq/warden/internal/wire"
 )
 
@@ -86,14 +89,33 @@ func (w *Window) mergeBinary(r *wire.Reader) error {
 		if w.latency == nil {
 			w.latency = newSketch()
 		}
-		if err := w.latency.DecodeAndMergeWith(enc); err != nil {
+		// Decoded into bounded stores first: corrupt bytes could name
+		// bins far apart, which the unbounded store would allocate.
+		// Real sketches (microseconds at 1%) span about a thousand bins.
+		var o *ddsketch.DDSketch
+		err := guard(func() (err error) {
+			o, err = ddsketch.DecodeDDSketch(enc, func() store.Store { return store.NewCollapsingLowestDenseStore(maxLatencyBins) }, w.latency.IndexMapping)
+			return err
+		})
+		if err == nil {
+			err = checkLatency(o)
+		}
+		if err == nil {
+			err = w.latency.MergeWith(o)
+		}
+		if err != nil {
 			return fmt.Errorf("analytics: latency sketch: %w", err)
 		}
 	}
 	insertClients := w.ips != nil
 	if enc := r.Bytes(); len(enc) > 0 {
+		// Only the dense sketches Warden writes: a corrupt header could
+		// ask the library for a sparse set of billions of entries.
+		if len(enc) != denseHLLBytes || enc[0] != 2 || enc[1] != 14 || enc[3] != 0 {
+			return fmt.Errorf("analytics: distinct clients: not a dense sketch of precision 14")
+		}
 		h := newHLL()
-		if err := h.UnmarshalBinary(enc); err != nil {
+		if err := guard(func() error { return h.UnmarshalBinary(enc) }); err != nil {
 			return fmt.Errorf("analytics: distinct clients: %w", err)
 		}
 		if w.ips == nil {
@@ -185,4 +207,40 @@ func (s *Store) MergeBinary(data []byte) error {
 		return fmt.Errorf("analytics: decode aggregate: %w", err)
 	}
 	return nil
+}
+
+// denseHLLBytes is the size of an encoded dense HyperLogLog of precision
+// 14 (format 2): 8 bytes of header and 2^14 registers of a byte.
+const denseHLLBytes = 8 + 1<<14
+
+// maxLatencyBins bounds a decoded latency sketch.
+const maxLatencyBins = 4096
+
+// checkLatency accepts a decoded latency sketch only if it could hold
+// durations: none negative, bins between a microsecond and about 300 years.
+func checkLatency(o *ddsketch.DDSketch) error {
+	if !o.GetNegativeValueStore().IsEmpty() {
+		return fmt.Errorf("negative durations")
+	}
+	pos := o.GetPositiveValueStore()
+	if pos.IsEmpty() {
+		return nil
+	}
+	lo, err1 := pos.MinIndex()
+	hi, err2 := pos.MaxIndex()
+	if err1 != nil || err2 != nil || lo < o.IndexMapping.Index(0.5) || hi > o.IndexMapping.Index(1e16) {
+		return fmt.Errorf("bins out of range")
+	}
+	return nil
+}
+
+// guard runs a sketch library's decoder, turning a panic on corrupt bytes
+// (which Warden never writes, but a damaged log could hold) into an error.
+func guard(decode func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("corrupt sketch: %v", r)
+		}
+	}()
+	return decode()
 }

@@ -98,3 +98,28 @@ func FuzzDecodeAggregate(f *testing.F) {
 		_ = NewStore(DefaultConfig()).MergeBinary(data)
 	})
 }
+
+// TestBinaryKeepsDistinctClientSketch: a store's windows (with their
+// sketch) survive the binary form, so the dense-sketch check accepts what
+// Warden writes.
+func TestBinaryKeepsDistinctClientSketch(t *testing.T) {
+	es := entries(5, 3000, 5)
+	s := NewStore(DefaultConfig())
+	a := NewAggregate()
+	for i := range es {
+		a.Add(&es[i])
+	}
+	if err := s.Merge(a); err != nil {
+		t.Fatal(err)
+	}
+	whole := &Aggregate{Windows: s.windows}
+	d, err := DecodeAggregate(whole.AppendBinary(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for start, w := range d.Windows {
+		if w.ips == nil || w.ips.Estimate() != s.windows[start].ips.Estimate() {
+			t.Fatalf("window %d: distinct clients lost in the binary form", start)
+		}
+	}
+}
