@@ -218,7 +218,7 @@ func BenchmarkFootprint(b *testing.B) {
 			// A short log tail, so that once snapshotted the leader no
 			// longer holds the log from the start and a joiner gets the
 			// snapshot: its restore is what is measured.
-			extra[id] = []string{"--admin-token", token, "--raft-trailing-logs", "8"}
+			extra[id] = append(benchAgentFlags()["n1"], "--admin-token", token, "--raft-trailing-logs", "8")
 		}
 		c := newProcClusterIdle(b, 3, 12, extra)
 		ids := []string{"n1", "n2", "n3"}
