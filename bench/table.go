@@ -67,6 +67,11 @@ func main() {
 			fmt.Sprintf("%.0f / %.0f / %.0f ms", num(m, "p50_ms"), num(m, "p99_ms"), num(m, "max_ms")),
 			fmt.Sprintf("half of the cluster's max (%s offered)", f0(num(m, "offered_lines_per_s"))), "", "p99 < 250 ms", num(m, "p99_ms") < 250)
 	}
+	if m := bm["latency_quarter_load"]; m != nil {
+		row("4", fmt.Sprintf("  and at %s lines/s", f0(num(m, "achieved_lines_per_s"))),
+			fmt.Sprintf("%.0f / %.0f / %.0f ms", num(m, "p50_ms"), num(m, "p99_ms"), num(m, "max_ms")),
+			"a quarter of the cluster's max", "", "", nil)
+	}
 	if m := bm["failover"]; m != nil {
 		for _, t := range []string{"follower", "leader"} {
 			row("5", fmt.Sprintf("failover, %s SIGKILL x%.0f, median/worst", t, num(m, "kills")),

@@ -76,36 +76,108 @@ func readStrings(r *wire.Reader) []string {
 
 // DecodeDelta reads what AppendBinary wrote.
 func DecodeDelta(data []byte) (*Delta, error) {
+	d := &Delta{}
+	var err error
+	d.Partition, d.Watermark, d.Alerts, err = walkDelta(data, func(key []byte, b *Bucket) {
+		if d.Buckets == nil {
+			d.Buckets = map[string]*Bucket{}
+		}
+		if b == nil {
+			d.Buckets[string(key)] = nil
+			return
+		}
+		nb := *b
+		d.Buckets[string(key)] = &nb
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// ApplyBinary folds an encoded delta into p, as Apply(DecodeDelta(data))
+// would, and returns its alerts. A bucket p already has is overwritten in
+// place, so the common case (a client seen again) allocates nothing. A
+// corrupt delta changes nothing.
+func (p *PartitionState) ApplyBinary(data []byte) ([]Alert, error) {
+	_, watermark, alerts, err := walkDelta(data, nil)
+	if err != nil {
+		return nil, err
+	}
+	if p.Buckets == nil {
+		p.Buckets = map[string]*Bucket{}
+	}
+	_, _, _, _ = walkDelta(data, func(key []byte, b *Bucket) {
+		if b == nil {
+			delete(p.Buckets, string(key))
+			return
+		}
+		if old, ok := p.Buckets[string(key)]; ok {
+			*old = *b
+			return
+		}
+		nb := *b
+		p.Buckets[string(key)] = &nb
+	})
+	p.Watermark = max(p.Watermark, watermark)
+	return alerts, nil
+}
+
+// ValidateDelta checks an encoded delta without keeping anything of it.
+func ValidateDelta(data []byte) error {
+	_, _, _, err := walkDelta(data, nil)
+	return err
+}
+
+// walkDelta reads an encoded delta. For each bucket it calls visit (if not
+// nil) with the key (aliasing data) and the bucket (nil for a removal; a
+// scratch value to copy, whose Extra, if any, is the callee's to keep).
+func walkDelta(data []byte, visit func(key []byte, b *Bucket)) (partition int32, watermark int64, alerts []Alert, err error) {
 	r := wire.NewReader(data)
-	d := &Delta{Partition: int32(r.Int()), Watermark: r.Int()}
-	if n := r.Count(2); n > 0 {
-		d.Buckets = make(map[string]*Bucket, n)
-		for i := 0; i < n; i++ {
-			k := r.String()
-			present := r.Count(0) // 0 or 1
-			if present == 0 {
-				d.Buckets[k] = nil
-				continue
+	partition, watermark = int32(r.Int()), r.Int()
+	var scratch Bucket
+	n := r.Count(2)
+	for i := 0; i < n && r.Err() == nil; i++ {
+		k := r.Bytes()
+		if present := r.Count(0); present == 0 { // 0 or 1
+			if visit != nil {
+				visit(k, nil)
 			}
-			bk := &Bucket{Level: int(r.Int()), LastLeak: r.Int()}
-			var keys []uint64
-			if nk := r.Count(8); nk > 0 {
+			continue
+		}
+		scratch = Bucket{Level: int(r.Int()), LastLeak: r.Int()}
+		var keys []uint64
+		if nk := r.Count(8); nk > 0 {
+			if visit != nil {
 				keys = make([]uint64, nk)
-				for j := range keys {
-					keys[j] = r.Fixed64()
+			}
+			for j := 0; j < nk; j++ {
+				h := r.Fixed64()
+				if keys != nil {
+					keys[j] = h
 				}
 			}
-			bk.FirstT, bk.FirstOff, bk.LastT, bk.Blackhole = r.Int(), r.Int(), r.Int(), r.Int()
-			if samples := readStrings(r); len(keys) > 0 || len(samples) > 0 {
-				bk.Extra = &Extra{Keys: keys, Samples: samples}
+		}
+		scratch.FirstT, scratch.FirstOff, scratch.LastT, scratch.Blackhole = r.Int(), r.Int(), r.Int(), r.Int()
+		var samples []string
+		if visit != nil {
+			samples = readStrings(r)
+		} else {
+			for j, m := 0, r.Count(1); j < m; j++ {
+				r.Bytes()
 			}
-			d.Buckets[k] = bk
+		}
+		if len(keys) > 0 || len(samples) > 0 {
+			scratch.Extra = &Extra{Keys: keys, Samples: samples}
+		}
+		if visit != nil && r.Err() == nil {
+			visit(k, &scratch)
 		}
 	}
-	if n := r.Count(6); n > 0 {
-		d.Alerts = make([]Alert, n)
-		for i := range d.Alerts {
-			a := &d.Alerts[i]
+	if m := r.Count(6); m > 0 {
+		alerts = make([]Alert, m)
+		for i := range alerts {
+			a := &alerts[i]
 			a.ID, a.Scenario, a.CrowdSec, a.SourceIP, a.FirstSeen, a.LastSeen = r.String(), r.String(), r.String(), r.String(), r.String(), r.String()
 			a.Seq = r.Uint()
 			a.Events = int(r.Int())
@@ -116,10 +188,10 @@ func DecodeDelta(data []byte) (*Delta, error) {
 		}
 	}
 	if err := r.Err(); err != nil {
-		return nil, fmt.Errorf("detect: decode delta: %w", err)
+		return 0, 0, nil, fmt.Errorf("detect: decode delta: %w", err)
 	}
 	if r.Len() != 0 {
-		return nil, fmt.Errorf("detect: decode delta: %d bytes left over", r.Len())
+		return 0, 0, nil, fmt.Errorf("detect: decode delta: %d bytes left over", r.Len())
 	}
-	return d, nil
+	return partition, watermark, alerts, nil
 }

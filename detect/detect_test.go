@@ -106,21 +106,29 @@ func TestDetectorDeterministicUnderBatching(t *testing.T) {
 			for j := i; j < min(i+n, len(recs)); j++ {
 				d.Observe(&recs[j].e, int64(j), recs[j].line)
 			}
-			// Through Raft's binary form, and through JSON in the first trial.
+			// Through JSON in the first trial, then through Raft's binary
+			// form: decoded, and applied straight from the bytes.
 			var delta Delta
-			if trial == 0 {
+			switch trial {
+			case 0:
 				b, _ := json.Marshal(d.Flush())
 				if err := json.Unmarshal(b, &delta); err != nil {
 					t.Fatal(err)
 				}
-			} else {
+				state.Apply(&delta)
+			case 1:
 				dd, err := DecodeDelta(d.Flush().AppendBinary(nil))
 				if err != nil {
 					t.Fatal(err)
 				}
 				delta = *dd
+				state.Apply(&delta)
+			default:
+				var err error
+				if delta.Alerts, err = state.ApplyBinary(d.Flush().AppendBinary(nil)); err != nil {
+					t.Fatal(err)
+				}
 			}
-			state.Apply(&delta)
 			alerts = append(alerts, delta.Alerts...)
 			i += n
 		}

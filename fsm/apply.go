@@ -132,8 +132,9 @@ type Batch struct {
 	// Detect is the change to the partition's detector state, and the
 	// alerts the batch raised.
 	Detect *detect.Delta `json:"detect,omitempty"`
-	// analytics is Analytics still in binary form, as decoded from the log.
-	analytics []byte
+	// analytics and detect are Analytics and Detect still in binary form,
+	// as decoded from the log.
+	analytics, detect []byte
 }
 
 // ResetBatch moves a partition's committed offset (replay or skip) and bumps
@@ -319,15 +320,22 @@ func applyBatch(s *State, b Batch) error {
 	// Merge only fails on sketches of another precision, or bytes no
 	// Warden writes; the offsets have moved either way.
 	_ = b.mergeAnalytics(s.Analytics)
-	if b.Detect != nil {
+	if b.Detect != nil || len(b.detect) > 0 {
 		ps := s.Detect[b.Partition]
 		if ps == nil {
 			ps = &detect.PartitionState{}
 			s.Detect[b.Partition] = ps
 		}
-		ps.Apply(b.Detect)
+		var alerts []detect.Alert
+		if b.Detect != nil {
+			ps.Apply(b.Detect)
+			alerts = b.Detect.Alerts
+		} else {
+			// Checked when the entry was decoded.
+			alerts, _ = ps.ApplyBinary(b.detect)
+		}
 		rules := s.Rules()
-		for _, a := range b.Detect.Alerts {
+		for _, a := range alerts {
 			s.Book.AddAlert(a, rules.Scenario(a.Scenario))
 		}
 	}

@@ -17,8 +17,9 @@ import (
 //	       sum), analytics (bytes; empty for none), detector delta (bytes;
 //	       empty for none), m, bad record × m (partition, offset, reason, line)
 //
-// The analytics of a decoded batch stay bytes until Apply merges them into
-// the state's Store directly.
+// The analytics and detector delta of a decoded batch stay bytes until Apply
+// merges them into the state directly (checked at decoding, so a corrupt
+// entry is refused whole).
 const binaryCommit byte = 0xB1
 
 func appendBatch(b []byte, bt *Batch) []byte {
@@ -39,7 +40,7 @@ func appendBatch(b []byte, bt *Batch) []byte {
 	if bt.Detect != nil {
 		b = appendSized(b, bt.Detect.AppendBinary)
 	} else {
-		b = wire.AppendBytes(b, nil)
+		b = wire.AppendBytes(b, bt.detect)
 	}
 	b = wire.AppendUint(b, uint64(len(bt.Malformed)))
 	for _, m := range bt.Malformed {
@@ -89,11 +90,10 @@ func decodeCommit(data []byte) (Command, error) {
 			bt.analytics = a
 		}
 		if d := r.Bytes(); len(d) > 0 {
-			delta, err := detect.DecodeDelta(d)
-			if err != nil {
+			if err := detect.ValidateDelta(d); err != nil {
 				return cmd, fmt.Errorf("fsm: decode command: batch %d: %w", i, err)
 			}
-			bt.Detect = delta
+			bt.detect = d
 		}
 		if m := r.Count(4); m > 0 {
 			bt.Malformed = make([]BadRecord, m)
