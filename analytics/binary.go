@@ -129,8 +129,9 @@ func (w *Window) mergeBinary(r *wire.Reader) error {
 		n := r.Count(2)
 		for j := 0; j < n; j++ {
 			k := r.Bytes()
-			c.Add(k, r.Int())
-			if i == 4 && insertClients {
+			// The window's clients are exact, so its sketch only needs
+			// the clients it has not counted yet.
+			if c.addNew(k, r.Int()) && i == 4 && insertClients {
 				w.ips.Insert(k)
 			}
 		}

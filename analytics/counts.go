@@ -23,6 +23,16 @@ func (c *Counts) Add(k []byte, n int64) {
 	c.AddString(string(k), n)
 }
 
+// addNew adds n to key k and reports whether k was new.
+func (c *Counts) addNew(k []byte, n int64) bool {
+	if i, ok := c.idx[string(k)]; ok {
+		c.n[i] += n
+		return false
+	}
+	c.AddString(string(k), n)
+	return true
+}
+
 // AddString adds n to key k.
 func (c *Counts) AddString(k string, n int64) {
 	if c.idx == nil {
