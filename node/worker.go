@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -149,10 +150,11 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	inflight := make(chan flight, maxInFlight)
+	var pending atomic.Int32 // batches submitted and not yet come back
 	committed := make(chan struct{})
 	go func() {
 		defer close(committed)
-		n.awaitCommits(wctx, stop, inflight, lg)
+		n.awaitCommits(wctx, stop, inflight, &pending, lg)
 	}()
 	defer func() {
 		close(inflight)
@@ -187,7 +189,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 			// a delta and its apply on every node) at moderate rates. Under
 			// load, batches grow while earlier ones commit, up to the
 			// interval or the cap.
-			if len(recs) > 0 && len(inflight) == 0 && time.Since(start) >= n.cfg.BatchInterval/4 {
+			if len(recs) > 0 && pending.Load() == 0 && time.Since(start) >= n.cfg.BatchInterval/4 {
 				break
 			}
 		}
@@ -229,6 +231,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 			return
 		}
 		f := flight{pendingBatch: pendingBatch{data: fsm.EncodeBatch(&b), done: make(chan error, 1)}, from: b.From, stamps: stamps}
+		pending.Add(1)
 		select {
 		case inflight <- f:
 		case <-wctx.Done():
@@ -269,7 +272,7 @@ type flight struct {
 // flight come back, and pauses a little so that the local FSM catches up
 // (or, for errors other than a rejection, so that a lost leader can be
 // found again) before the manager restarts the worker.
-func (n *Node) awaitCommits(ctx context.Context, stop context.CancelFunc, inflight <-chan flight, lg *slog.Logger) {
+func (n *Node) awaitCommits(ctx context.Context, stop context.CancelFunc, inflight <-chan flight, pending *atomic.Int32, lg *slog.Logger) {
 	var failed error // a commit's own failure, not the worker being stopped
 	stopped := false
 	for f := range inflight {
@@ -279,6 +282,7 @@ func (n *Node) awaitCommits(ctx context.Context, stop context.CancelFunc, inflig
 		var err error
 		select {
 		case err = <-f.done:
+			pending.Add(-1)
 		case <-ctx.Done():
 			stopped = true
 			continue
