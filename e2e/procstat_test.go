@@ -84,17 +84,14 @@ func profileAgents(c *procCluster, dir string, after time.Duration, secs int) *s
 		go func() {
 			defer wg.Done()
 			time.Sleep(after)
-			for _, kind := range []string{"profile?seconds=" + strconv.Itoa(secs)} {
-				resp, err := http.Get("http://" + s.http + "/debug/pprof/" + kind)
-				if err != nil {
-					return
-				}
-				f, err := os.Create(filepath.Join(dir, id+".cpu.pprof"))
-				if err == nil {
-					_, _ = io.Copy(f, resp.Body)
-					f.Close()
-				}
-				resp.Body.Close()
+			resp, err := http.Get("http://" + s.http + "/debug/pprof/profile?seconds=" + strconv.Itoa(secs))
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			if f, err := os.Create(filepath.Join(dir, id+".cpu.pprof")); err == nil {
+				_, _ = io.Copy(f, resp.Body)
+				f.Close()
 			}
 		}()
 	}
