@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"os"
@@ -249,28 +248,13 @@ func BenchmarkFootprint(b *testing.B) {
 
 		// One request per client: 10.a.b.c from a counter, spread evenly
 		// over the hour before base.
-		cl, err := kgo.NewClient(kgo.SeedBrokers(c.broker), kgo.DefaultProduceTopic(c.topic), kgo.ProducerLinger(5*time.Millisecond),
-			kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(200_000))
-		if err != nil {
-			b.Fatal(err)
-		}
 		base := time.Date(2026, 11, 27, 11, 0, 0, 0, time.UTC)
 		start := time.Now()
-		var failed atomic.Bool
-		for i := 0; i < total; i++ {
+		fillTopic(b, c, total, func(i int) (string, string) {
 			ip := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
 			ts := base.Add(-time.Hour + time.Duration(int64(i)*int64(time.Hour)/int64(total)))
-			line := fmt.Sprintf(`%s - - [%s] "GET /p/%d HTTP/1.1" 200 512 "-" "bench/1.0"`, ip, ts.Format("02/Jan/2006:15:04:05 -0700"), i%1000)
-			cl.Produce(context.Background(), &kgo.Record{Key: []byte(ip), Value: []byte(line)}, func(_ *kgo.Record, err error) {
-				if err != nil {
-					failed.Store(true)
-				}
-			})
-		}
-		if err := cl.Flush(context.Background()); err != nil || failed.Load() {
-			b.Fatalf("produce: %v", err)
-		}
-		cl.Close()
+			return ip, fmt.Sprintf(`%s - - [%s] "GET /p/%d HTTP/1.1" 200 512 "-" "bench/1.0"`, ip, ts.Format("02/Jan/2006:15:04:05 -0700"), i%1000)
+		})
 		waitFor(b, 30*time.Minute, fmt.Sprintf("all %d records committed", total), func() bool {
 			n, err := committedTotal(c, "n1")
 			return err == nil && n == int64(total)
@@ -395,15 +379,7 @@ func saveHeapProfiles(c *procCluster, ids []string, dir string) {
 	}
 	_ = os.MkdirAll(dir, 0o755)
 	for _, id := range ids {
-		resp, err := http.Get("http://" + c.specs[id].http + "/debug/pprof/heap")
-		if err != nil {
-			continue
-		}
-		if f, err := os.Create(filepath.Join(dir, id+".heap.pprof")); err == nil {
-			_, _ = io.Copy(f, resp.Body)
-			f.Close()
-		}
-		resp.Body.Close()
+		saveURL("http://"+c.specs[id].http+"/debug/pprof/heap", filepath.Join(dir, id+".heap.pprof"))
 	}
 }
 
@@ -563,11 +539,7 @@ func saveMetrics(c *procCluster, ids []string, dir string) {
 	}
 	_ = os.MkdirAll(dir, 0o755)
 	for _, id := range ids {
-		if resp, err := httpClient.Get("http://" + c.specs[id].http + "/metrics"); err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			_ = os.WriteFile(filepath.Join(dir, id+".metrics.txt"), b, 0o644)
-		}
+		saveURL("http://"+c.specs[id].http+"/metrics", filepath.Join(dir, id+".metrics.txt"))
 		if b, err := os.ReadFile(filepath.Join(c.dir, id+".log")); err == nil {
 			_ = os.WriteFile(filepath.Join(dir, id+".log"), b, 0o644)
 		}

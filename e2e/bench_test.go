@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,26 +151,12 @@ func BenchmarkClusterThroughput(b *testing.B) {
 	for b.Loop() {
 		c := newProcClusterIdle(b, 3, 12, benchAgentFlags())
 		// Pre-fill.
-		cl, err := kgo.NewClient(kgo.SeedBrokers(c.broker), kgo.DefaultProduceTopic(c.topic), kgo.ProducerLinger(5*time.Millisecond),
-			kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(200_000))
-		if err != nil {
-			b.Fatal(err)
-		}
 		gen := workload.New(1, 5000, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
 		start := time.Now()
-		var failed atomic.Bool
-		for i := 0; i < total; i++ {
+		fillTopic(b, c, total, func(int) (string, string) {
 			line, ip := gen.Line()
-			cl.Produce(context.Background(), &kgo.Record{Key: []byte(ip), Value: []byte(line)}, func(_ *kgo.Record, err error) {
-				if err != nil {
-					failed.Store(true)
-				}
-			})
-		}
-		if err := cl.Flush(context.Background()); err != nil || failed.Load() {
-			b.Fatalf("pre-fill: %v", err)
-		}
-		cl.Close()
+			return ip, line
+		})
 		fill := time.Since(start)
 
 		// The bare consumer.
@@ -202,15 +187,8 @@ func BenchmarkClusterThroughput(b *testing.B) {
 		}
 		profiled := profileAgents(c, os.Getenv("WARDEN_BENCH_PROFILE"), time.Second, 5)
 		waitFor(b, 30*time.Minute, "every record committed", func() bool {
-			parts, err := c.partitions("n1")
-			if err != nil {
-				return false
-			}
-			var n int64
-			for _, p := range parts {
-				n += p.Committed
-			}
-			return n >= int64(total)
+			n, err := committedTotal(c, "n1")
+			return err == nil && n >= int64(total)
 		})
 		wardenTime := time.Since(formed)
 		cpu := meter.used()

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,7 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // cpuSeconds is the CPU time (user + system) process pid has used so far.
@@ -84,15 +89,7 @@ func profileAgents(c *procCluster, dir string, after time.Duration, secs int) *s
 		go func() {
 			defer wg.Done()
 			time.Sleep(after)
-			resp, err := http.Get("http://" + s.http + "/debug/pprof/profile?seconds=" + strconv.Itoa(secs))
-			if err != nil {
-				return
-			}
-			defer resp.Body.Close()
-			if f, err := os.Create(filepath.Join(dir, id+".cpu.pprof")); err == nil {
-				_, _ = io.Copy(f, resp.Body)
-				f.Close()
-			}
+			saveURL("http://"+s.http+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), filepath.Join(dir, id+".cpu.pprof"))
 		}()
 	}
 	return &wg
@@ -120,4 +117,42 @@ func scrapeMetrics(url string) (map[string]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+// saveURL writes what GET url answers into the file at path (best effort:
+// it serves looking into a run afterwards, not the figures).
+func saveURL(url, path string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	if f, err := os.Create(path); err == nil {
+		_, _ = io.Copy(f, resp.Body)
+		f.Close()
+	}
+}
+
+// fillTopic produces total records, the i-th made by record(i), and waits
+// until Kafka has acknowledged all of them.
+func fillTopic(tb testing.TB, c *procCluster, total int, record func(i int) (key, value string)) {
+	tb.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.broker), kgo.DefaultProduceTopic(c.topic), kgo.ProducerLinger(5*time.Millisecond),
+		kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(200_000))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	var failed atomic.Bool
+	for i := 0; i < total; i++ {
+		k, v := record(i)
+		cl.Produce(context.Background(), &kgo.Record{Key: []byte(k), Value: []byte(v)}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Store(true)
+			}
+		})
+	}
+	if err := cl.Flush(context.Background()); err != nil || failed.Load() {
+		tb.Fatalf("filling the topic: %v", err)
+	}
 }
