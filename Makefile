@@ -1,6 +1,10 @@
 # Warden — build, test, lint, demo, bench.
 GO       ?= go
 BIN      := bin/warden
+# Version and commit stamped into the binary (warden version).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 PKGS     := ./...
 # Packages with concurrency run under the race detector in `make test`.
 RACE_PKGS := ./fsm ./transport ./partitioner ./broker ./node
@@ -14,7 +18,7 @@ FUZZ_TARGETS := accesslog:FuzzCommon accesslog:FuzzCombined accesslog:FuzzVhostC
 .PHONY: build test test-unit test-race test-e2e lint demo bench chaos clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/warden
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/warden
 
 ## test: everything CI runs: unit tests, race tests, the multi-process tests.
 test: build

@@ -46,6 +46,25 @@ func DefaultConfig() Config {
 
 // Validate checks the configuration, including that DataDir is usable.
 func (c Config) Validate() error {
+	if err := c.Check(); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(c.DataDir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("--data-dir %s is a file, not a directory", c.DataDir)
+	}
+	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+		return fmt.Errorf("--data-dir %s cannot be created: %w", c.DataDir, err)
+	}
+	probe := filepath.Join(c.DataDir, ".warden-probe")
+	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+		return fmt.Errorf("--data-dir %s is not writable: %w", c.DataDir, err)
+	}
+	return os.Remove(probe)
+}
+
+// Check validates the settings without touching the disk (Validate also
+// makes sure the data dir is usable).
+func (c Config) Check() error {
 	host, port, err := net.SplitHostPort(c.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen %q is not host:port", c.Listen)
@@ -62,17 +81,7 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("--data-dir is required")
 	}
-	if fi, err := os.Stat(c.DataDir); err == nil && !fi.IsDir() {
-		return fmt.Errorf("--data-dir %s is a file, not a directory", c.DataDir)
-	}
-	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
-		return fmt.Errorf("--data-dir %s cannot be created: %w", c.DataDir, err)
-	}
-	probe := filepath.Join(c.DataDir, ".warden-probe")
-	if err := os.WriteFile(probe, nil, 0o600); err != nil {
-		return fmt.Errorf("--data-dir %s is not writable: %w", c.DataDir, err)
-	}
-	return os.Remove(probe)
+	return nil
 }
 
 // Broker is a running embedded broker.

@@ -150,7 +150,7 @@ func TestCLI_BadInputGivesOneClearLine(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"unknown flag", []string{"agent", "--frobnicate"}, "flag provided but not defined: -frobnicate"},
+		{"unknown flag", []string{"agent", "--frobnicate"}, "unknown flag: --frobnicate"},
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
 		{"data dir is a file", append(base, "--data-dir", file), "is a file, not a directory"},
 		{"unwritable data dir", append(base, "--data-dir", "/proc/warden"), "--data-dir /proc/warden"},

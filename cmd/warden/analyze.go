@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,33 +15,57 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/wardenhq/warden/accesslog"
 	"github.com/wardenhq/warden/analytics"
 	"github.com/wardenhq/warden/detect"
 )
 
-func runAnalyze(args []string) error {
-	fs := newFlags("analyze", "FILE... [--log-format F] [--json] [--from T] [--to T] [--top N]")
-	logFormat := fs.String("log-format", "", "a preset ("+strings.Join(accesslog.PresetNames, ", ")+"), json:FIELD=KEY,..., or an Apache LogFormat string; detected from the first lines when empty")
-	asJSON := fs.Bool("json", false, "print the document GET /v1/stats returns")
-	from := fs.String("from", "", "only requests at or after this time (RFC 3339, or 2006-01-02[T15:04])")
-	to := fs.String("to", "", "only requests before this time")
-	top := fs.Int("top", analytics.DefaultTop, "rows per top list; 0 for all")
-	retention := fs.Duration("retention", 0, "keep only this much event time back from the newest request; 0 keeps all")
-	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "parsing goroutines")
-	quiet := fs.Bool("quiet", false, "no progress bar or format report on stderr")
-	doc := fs.String("doc", "stats", "with --json, which API document to print: stats (GET /v1/stats), alerts (GET /v1/alerts) or decisions (GET /v1/decisions?all=1)")
-	rulesFile := fs.String("rules", "", "a YAML rule file applied over the built-in scenarios")
-	var allow listFlag
-	fs.Var(&allow, "allow", "addresses or CIDR ranges never to ban, comma-separated")
-	files, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
+func newAnalyzeCmd() *cobra.Command {
+	var o analyzeFlags
+	o.allow = newList()
+	c := &cobra.Command{
+		Use:   "analyze FILE... [--log-format F] [--json [--doc stats|alerts|decisions]] [--from T] [--to T] [--top N]",
+		Short: "The same pipeline over log files, offline, in one process",
+		Long: `Run Warden's pipeline over log files (- for standard input, .gz read as
+gzip) in one process, with no Kafka and no Raft: a terminal report (totals,
+status table, top lists, requests per hour, alerts, decisions) or, with
+--json, exactly the document the cluster's HTTP API serves.`,
+		RunE: func(c *cobra.Command, files []string) error {
+			if len(files) == 0 {
+				return usagef(c, "name at least one log file, or - for standard input")
+			}
+			return o.run(files)
+		},
 	}
-	if len(files) == 0 {
-		fmt.Fprintf(os.Stderr, "%s: name at least one log file, or - for standard input (run '%s -h' for usage)\n", fs.Name(), fs.Name())
-		return errUsage
-	}
+	fs := c.Flags()
+	fs.StringVar(&o.logFormat, "log-format", "", "a preset ("+strings.Join(accesslog.PresetNames, ", ")+"), json:FIELD=KEY,..., or an Apache LogFormat string; detected from the first lines when empty")
+	fs.BoolVar(&o.asJSON, "json", false, "print the document GET /v1/stats returns")
+	fs.StringVar(&o.from, "from", "", "only requests at or after this time (RFC 3339, or 2006-01-02[T15:04])")
+	fs.StringVar(&o.to, "to", "", "only requests before this time")
+	fs.IntVar(&o.top, "top", analytics.DefaultTop, "rows per top list; 0 for all")
+	fs.DurationVar(&o.retention, "retention", 0, "keep only this much event time back from the newest request; 0 keeps all")
+	fs.IntVar(&o.workers, "workers", runtime.GOMAXPROCS(0), "parsing goroutines")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar or format report on stderr")
+	fs.StringVar(&o.doc, "doc", "stats", "with --json, which API document to print: stats (GET /v1/stats), alerts (GET /v1/alerts) or decisions (GET /v1/decisions?all=1)")
+	fs.StringVar(&o.rulesFile, "rules", "", "a YAML rule file applied over the built-in scenarios")
+	fs.Var(o.allow, "allow", "addresses or CIDR ranges never to ban, comma-separated")
+	return c
+}
+
+type analyzeFlags struct {
+	logFormat, from, to, doc, rulesFile string
+	asJSON, quiet                       bool
+	top, workers                        int
+	retention                           time.Duration
+	allow                               *listFlag
+}
+
+func (o *analyzeFlags) run(files []string) error {
+	logFormat, asJSON, from, to, top, retention, workers, quiet, doc, rulesFile, allow :=
+		&o.logFormat, &o.asJSON, &o.from, &o.to, &o.top, &o.retention, &o.workers, &o.quiet, &o.doc, &o.rulesFile, o.allow.vals
+	var err error
 	q := analytics.Query{Top: *top}
 	if *top == 0 {
 		q.Top = -1
@@ -108,22 +131,6 @@ func runAnalyze(args []string) error {
 	printReport(os.Stdout, files, an, st)
 	printDetections(os.Stdout, an.book)
 	return nil
-}
-
-// parseInterspersed parses flags that may come after the file names.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := parse(fs, args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
 }
 
 func parseTimeFlag(name, v string) (time.Time, error) {

@@ -10,28 +10,48 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/wardenhq/warden/chaos"
 )
 
-func runChaos(args []string) error {
-	fs := newFlags("chaos", "[--nodes 5] [--duration 2m] [--records N] [--rate R] [--seed S] [--faults kill,pause,partition,wipe,churn,broker-restart] [--report DIR] [--json]")
-	nodes := fs.Int("nodes", 5, "agent processes")
-	duration := fs.Duration("duration", 2*time.Minute, "length of the fault phase")
-	records := fs.Int("records", 0, "stop producing after this many records (0: produce for the whole duration)")
-	rate := fs.Int("rate", 1000, "records per second")
-	seed := fs.Uint64("seed", 1, "seed of the workload and the fault schedule")
-	faults := fs.String("faults", "all", "fault kinds: kill,pause,partition,wipe,churn,broker-restart, all or none")
-	every := fs.Duration("every", 6*time.Second, "one fault per this much time (at least one of each kind)")
-	partitions := fs.Int("partitions", 12, "partitions of the input topic")
-	reportDir := fs.String("report", "", "directory for the JSON report, node logs and data (default: a temporary directory, kept)")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := parse(fs, args); err != nil {
-		return err
+func newChaosCmd() *cobra.Command {
+	var o chaosFlags
+	c := &cobra.Command{
+		Use:   "chaos [--nodes 5] [--duration 2m] [--records N] [--rate R] [--seed S] [--faults LIST] [--report DIR] [--json]",
+		Short: "Run a real multi-process cluster through faults and check nothing was lost or doubled",
+		Long: `Start a broker and --nodes agent processes, write a seeded workload while
+injecting faults (kill, pause, partition, wipe, churn, broker-restart), heal,
+check that nothing was lost or applied twice, and print a timeline, recovery
+times, throughput and a verdict. Exit status 1 on any violation.`,
+		Args: noArgs,
+		RunE: func(*cobra.Command, []string) error { return o.run() },
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "warden chaos: unexpected argument %q (run 'warden chaos -h' for usage)\n", fs.Arg(0))
-		return errUsage
-	}
+	fs := c.Flags()
+	fs.IntVar(&o.nodes, "nodes", 5, "agent processes")
+	fs.DurationVar(&o.duration, "duration", 2*time.Minute, "length of the fault phase")
+	fs.IntVar(&o.records, "records", 0, "stop producing after this many records (0: produce for the whole duration)")
+	fs.IntVar(&o.rate, "rate", 1000, "records per second")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of the workload and the fault schedule")
+	fs.StringVar(&o.faults, "faults", "all", "fault kinds: kill,pause,partition,wipe,churn,broker-restart, all or none")
+	fs.DurationVar(&o.every, "every", 6*time.Second, "one fault per this much time (at least one of each kind)")
+	fs.IntVar(&o.partitions, "partitions", 12, "partitions of the input topic")
+	fs.StringVar(&o.reportDir, "report", "", "directory for the JSON report, node logs and data (default: a temporary directory, kept)")
+	fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
+	return c
+}
+
+type chaosFlags struct {
+	nodes, records, rate, partitions int
+	duration, every                  time.Duration
+	seed                             uint64
+	faults, reportDir                string
+	asJSON                           bool
+}
+
+func (o *chaosFlags) run() error {
+	nodes, duration, records, rate, seed, faults, every, partitions, reportDir, asJSON :=
+		&o.nodes, &o.duration, &o.records, &o.rate, &o.seed, &o.faults, &o.every, &o.partitions, &o.reportDir, &o.asJSON
 	kinds, err := chaos.ParseFaults(*faults)
 	if err != nil {
 		return fmt.Errorf("--faults: %w", err)

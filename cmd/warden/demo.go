@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/wardenhq/warden/analytics"
@@ -18,18 +19,37 @@ import (
 	"github.com/wardenhq/warden/workload"
 )
 
-func runDemo(args []string) error {
-	fs := newFlags("demo", "[--rate N] [--duration D] [--data-dir DIR]")
-	rate := fs.Int("rate", 2000, "generated lines per second")
-	duration := fs.Duration("duration", 0, "stop after this long (0: run until Ctrl-C)")
-	dataDir := fs.String("data-dir", "", "keep broker and node data here (default: a temporary directory, removed at exit)")
-	httpPort := fs.Int("http-port", 8080, "HTTP port of the first node; the others use the next ones (0: any free ports)")
-	partitions := fs.Int("partitions", 12, "partitions of the demo topic")
-	every := fs.Duration("status-every", 5*time.Second, "how often to print the status table")
-	level := fs.String("log-level", "warn", "debug, info, warn or error")
-	if err := parse(fs, args); err != nil {
-		return err
+func newDemoCmd() *cobra.Command {
+	var o demoFlags
+	c := &cobra.Command{
+		Use:   "demo [--rate N] [--duration D] [--http-port P] [--data-dir DIR]",
+		Short: "All-in-one: embedded broker, 3 nodes, generated traffic",
+		Long: `Run the embedded broker, a 3-node cluster and a traffic generator with
+attacks in one process; print the nodes' addresses and, every few seconds,
+the status table. Ctrl-C stops it.`,
+		Args: noArgs,
+		RunE: func(*cobra.Command, []string) error { return o.run() },
 	}
+	fs := c.Flags()
+	fs.IntVar(&o.rate, "rate", 2000, "generated lines per second")
+	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until Ctrl-C)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "keep broker and node data here (default: a temporary directory, removed at exit)")
+	fs.IntVar(&o.httpPort, "http-port", 8080, "HTTP port of the first node; the others use the next ones (0: any free ports)")
+	fs.IntVar(&o.partitions, "partitions", 12, "partitions of the demo topic")
+	fs.DurationVar(&o.every, "status-every", 5*time.Second, "how often to print the status table")
+	fs.StringVar(&o.level, "log-level", "warn", "debug, info, warn or error")
+	return c
+}
+
+type demoFlags struct {
+	rate, httpPort, partitions int
+	duration, every            time.Duration
+	dataDir, level             string
+}
+
+func (o *demoFlags) run() error {
+	rate, duration, dataDir, httpPort, partitions, every, level :=
+		&o.rate, &o.duration, &o.dataDir, &o.httpPort, &o.partitions, &o.every, &o.level
 	if *rate <= 0 {
 		return fmt.Errorf("--rate must be positive, got %d", *rate)
 	}

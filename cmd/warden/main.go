@@ -1,139 +1,223 @@
 // Command warden is the one binary of Warden: the embedded broker, cluster
 // nodes, the log shipper, status and the demo. It only parses flags and
 // wires packages together.
+//
+// The command tree is spf13/cobra with GNU-style flags (pflag): flags go
+// before or after positional arguments, as --name value or --name=value.
+// Every flag may also come from the environment and, for the long-running
+// commands, from a YAML file (package internal/config).
 package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
+	"runtime"
 	"strings"
-	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/wardenhq/warden/internal/config"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// Set at build time: go build -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
 
-type command struct {
-	name    string
-	summary string
-	run     func(args []string) error
+func versionText() string {
+	return fmt.Sprintf("warden %s\ncommit %s\n%s %s/%s\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
-var commands []command
-
-func init() {
-	commands = []command{
-		{"demo", "all-in-one: embedded broker, 3 nodes, generated traffic", runDemo},
-		{"broker", "run the embedded Kafka-protocol broker", runBroker},
-		{"agent", "run one cluster node", runAgent},
-		{"ship", "send access-log lines into Kafka, keyed by client IP", runShip},
-		{"analyze", "the same pipeline over log files, offline, in one process", runAnalyze},
-		{"chaos", "run a real multi-process cluster through faults and check nothing was lost or doubled", runChaos},
-		{"status", "show members, leader and partitions of a cluster", runStatus},
-		{"version", "print the version", func([]string) error { fmt.Println("warden", version); return nil }},
-	}
+// errUsage marks a command-line mistake; the message says what and how to
+// get help. Exit status 2.
+type usageError struct {
+	cmd string
+	msg string
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "Warden turns web access logs in Kafka into load figures and attack bans, exactly once, as a fault-tolerant cluster.")
-	fmt.Fprintln(w, "\nUsage: warden <command> [flags]\n\nCommands:")
-	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintln(w, "\nRun 'warden <command> -h' for a command's flags.")
-}
+func (e *usageError) Error() string { return e.msg }
 
-// errUsage marks an error already explained by the flag set.
-var errUsage = errors.New("usage")
+func usagef(c *cobra.Command, format string, a ...any) error {
+	return &usageError{cmd: c.CommandPath(), msg: fmt.Sprintf(format, a...)}
+}
 
 // errViolation marks a chaos run whose checks failed (the report says which).
 var errViolation = errors.New("violation")
 
+// errQuietUsage is a usage failure already explained on the terminal.
+var errQuietUsage = errors.New("usage")
+
+// annNoConfigFile marks a command whose --config flag names a file it
+// inspects rather than its own settings.
+const annNoConfigFile = "warden-no-config-file"
+
+// layers is where the running command's settings came from (set before it runs).
+var layers *config.Layers
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "warden",
+		Short: "Access logs in Kafka to load figures and attack bans, exactly once, as a fault-tolerant cluster",
+		Long: `Warden turns web access logs in Kafka into load figures and attack bans,
+exactly once, as a fault-tolerant cluster.
+
+Every flag can also be set in the environment as WARDEN_ and the flag name in
+capitals with '-' as '_' (WARDEN_DATA_DIR); agent, broker and ship also read a
+YAML file given with --config whose keys are the flag names. A flag on the
+command line wins over the environment, which wins over the file.`,
+		Version:       strings.TrimSpace(versionText()),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          rootArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			_ = c.Help()
+			return errQuietUsage
+		},
+		PersistentPreRunE: func(c *cobra.Command, _ []string) error {
+			_, noFile := c.Annotations[annNoConfigFile]
+			l, err := config.Load(c.Flags(), lookupEnv, !noFile)
+			layers = l
+			return err
+		},
+		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: false},
+	}
+	root.SuggestionsMinimumDistance = 2
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usagef(c, "%v", err)
+	})
+	root.AddCommand(
+		newDemoCmd(),
+		newBrokerCmd(),
+		newAgentCmd(),
+		newShipCmd(),
+		newAnalyzeCmd(),
+		newChaosCmd(),
+		newStatusCmd(),
+		newConfigCmd(),
+		newKeygenCmd(),
+		&cobra.Command{
+			Use:   "version",
+			Short: "Print the version, commit and Go version",
+			Args:  noArgs,
+			RunE: func(c *cobra.Command, _ []string) error {
+				fmt.Fprint(c.OutOrStdout(), versionText())
+				return nil
+			},
+		},
+	)
+	return root
+}
+
+// rootArgs turns a mistyped command into one line with a suggestion.
+func rootArgs(c *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q", args[0])
+	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += fmt.Sprintf(" (did you mean %q?)", s[0])
+	}
+	return usagef(c, "%s", msg)
+}
+
+// noArgs refuses positional arguments: a stray word is a mistake, never
+// silently ignored.
+func noArgs(c *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	hint := ""
+	if c.Flags().Lookup("addr") != nil && strings.Contains(args[0], ":") {
+		hint = fmt.Sprintf("; did you mean --addr %s?", args[0])
+	}
+	return usagef(c, "unexpected argument %q: %s takes no arguments%s", args[0], c.CommandPath(), hint)
+}
+
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
-func run(args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(os.Stdout)
-		if len(args) == 0 {
-			return 2
-		}
+func run(args []string, stderr io.Writer) int {
+	root := newRootCmd()
+	root.SetArgs(longDashes(args))
+	c, err := root.ExecuteC()
+	if c == nil {
+		c = root
+	}
+	var ue *usageError
+	switch {
+	case err == nil:
 		return 0
+	case errors.Is(err, errQuietUsage):
+		return 2
+	case errors.Is(err, errViolation):
+		return 1
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "%s: %s (run '%s --help' for usage)\n", ue.cmd, ue.msg, ue.cmd)
+		return 2
+	case errors.Is(err, config.ErrConfig):
+		fmt.Fprintf(stderr, "%s: %v\n", c.CommandPath(), err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "%s: %v\n", c.CommandPath(), err)
+		return 1
 	}
-	for _, c := range commands {
-		if c.name != args[0] {
-			continue
+}
+
+var singleDashLong = regexp.MustCompile(`^-[a-z][a-z0-9]*(-[a-z0-9]+)+(=.*)?$|^-[a-z][a-z0-9]+(=.*)?$`)
+
+// longDashes accepts the single-dash long flags (-data-dir) that Go's flag
+// package took, which earlier scripts may use, as their double-dash form.
+func longDashes(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "--" {
+			copy(out[i:], args[i:])
+			break
 		}
-		err := c.run(args[1:])
-		switch {
-		case err == nil:
-			return 0
-		case errors.Is(err, flag.ErrHelp):
-			return 0
-		case errors.Is(err, errUsage):
-			return 2
-		case errors.Is(err, errViolation):
-			return 1
-		default:
-			fmt.Fprintf(os.Stderr, "warden %s: %v\n", c.name, err)
-			return 1
+		if singleDashLong.MatchString(a) {
+			a = "-" + a
 		}
+		out[i] = a
 	}
-	fmt.Fprintf(os.Stderr, "warden: unknown command %q (run 'warden -h' for the list)\n", args[0])
-	return 2
+	return out
 }
 
-// newFlags returns a flag set that reports a bad flag in one line.
-func newFlags(name, synopsis string) *flag.FlagSet {
-	fs := flag.NewFlagSet("warden "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	// The flag package calls Usage on every parse error; only -h should
-	// print the full text, so Usage stays quiet and parse prints it.
-	fs.Usage = func() {}
-	synopses[fs] = synopsis
-	return fs
+// listFlag is a comma-separated list flag. Given more than once, the values
+// add up; the first one given replaces the default.
+type listFlag struct {
+	vals []string
+	set  bool
 }
 
-var synopses = map[*flag.FlagSet]string{}
+func newList(def ...string) *listFlag { return &listFlag{vals: def} }
 
-func printUsage(fs *flag.FlagSet) {
-	fmt.Fprintf(os.Stdout, "Usage: %s %s\n\nFlags:\n", fs.Name(), synopses[fs])
-	fs.SetOutput(os.Stdout)
-	fs.PrintDefaults()
-	fs.SetOutput(io.Discard)
-}
-
-// parse parses args, turning a bad flag into one clear line on stderr.
-func parse(fs *flag.FlagSet, args []string) error {
-	err := fs.Parse(args)
-	if errors.Is(err, flag.ErrHelp) {
-		printUsage(fs)
-		return err
+func (l *listFlag) String() string { return strings.Join(l.vals, ",") }
+func (l *listFlag) Type() string   { return "list" }
+func (l *listFlag) Set(s string) error {
+	if !l.set {
+		l.vals, l.set = nil, true
 	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v (run '%s -h' for usage)\n", fs.Name(), err, fs.Name())
-		return errUsage
-	}
+	l.vals = append(l.vals, splitList(s)...)
 	return nil
 }
 
-// listFlag is a comma-separated list flag.
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error {
-	*l = nil
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
 	for _, p := range strings.Split(s, ",") {
 		if p = strings.TrimSpace(p); p != "" {
-			*l = append(*l, p)
+			out = append(out, p)
 		}
 	}
-	return nil
+	return out
 }
 
 // newLogger returns a text logger to stderr at level.
@@ -145,6 +229,16 @@ func newLogger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
-func durationFlag(fs *flag.FlagSet, p *time.Duration, name string, def time.Duration, usage string) {
-	fs.DurationVar(p, name, def, usage)
+// addConfigFlags adds --config and --print-config to a long-running command.
+func addConfigFlags(fs *pflag.FlagSet) *bool {
+	fs.String(config.ConfigFlag, "", "YAML file whose keys are this command's flag names (flags and $WARDEN_* win over it)")
+	return fs.Bool("print-config", false, "print the effective configuration (secrets masked) and exit")
 }
+
+// printConfig writes the effective settings of c as YAML.
+func printConfig(c *cobra.Command) {
+	os.Stdout.Write(config.WriteYAML(config.Effective(c.Flags(), layers)))
+}
+
+// lookupEnv reads the environment; tests of the layering replace it.
+var lookupEnv = os.LookupEnv

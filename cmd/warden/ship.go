@@ -13,19 +13,64 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func runShip(args []string) error {
-	fs := newFlags("ship", "[FILE...|-] --brokers LIST --topic T")
-	var brokers listFlag = []string{"127.0.0.1:9092"}
-	fs.Var(&brokers, "brokers", "Kafka seed brokers, comma-separated")
-	topic := fs.String("topic", "access-logs", "topic to write to")
-	quiet := fs.Bool("quiet", false, "no progress bar")
-	if err := parse(fs, args); err != nil {
+// shipFlags are the settings of `warden ship`.
+type shipFlags struct {
+	brokers     *listFlag
+	topic       string
+	quiet       bool
+	timeout     time.Duration
+	printConfig *bool
+}
+
+func newShipCmd() *cobra.Command {
+	o := &shipFlags{brokers: newList("127.0.0.1:9092")}
+	c := &cobra.Command{
+		Use:   "ship [FILE...|-] --brokers LIST --topic T",
+		Short: "Send access-log lines into Kafka, keyed by client IP",
+		Long: `Send access-log lines into Kafka, keyed by client IP, with an idempotent
+producer. Reads the files in order (- or none: standard input). A broker that
+cannot be reached, or lines Kafka does not acknowledge, within --timeout end
+the command with a non-zero exit saying how many lines were not delivered.`,
+		RunE: func(c *cobra.Command, files []string) error {
+			if *o.printConfig {
+				printConfig(c)
+				return nil
+			}
+			return o.run(files)
+		},
+	}
+	fs := c.Flags()
+	fs.Var(o.brokers, "brokers", "Kafka seed brokers, comma-separated")
+	fs.StringVar(&o.topic, "topic", "access-logs", "topic to write to")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up when Kafka cannot be reached, or does not acknowledge a line, for this long")
+	o.printConfig = addConfigFlags(fs)
+	shipOf[c] = o
+	return c
+}
+
+// check validates the settings without connecting.
+func (o *shipFlags) check() error {
+	if o.timeout <= 0 {
+		return fmt.Errorf("--timeout must be positive, got %s", o.timeout)
+	}
+	if len(o.brokers.vals) == 0 {
+		return fmt.Errorf("--brokers is required")
+	}
+	if o.topic == "" {
+		return fmt.Errorf("--topic is required")
+	}
+	return nil
+}
+
+func (o *shipFlags) run(files []string) error {
+	if err := o.check(); err != nil {
 		return err
 	}
-	files := fs.Args()
 	if len(files) == 0 {
 		files = []string{"-"}
 	}
@@ -40,12 +85,15 @@ func runShip(args []string) error {
 		}
 	}
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(brokers...),
-		kgo.DefaultProduceTopic(*topic),
+		kgo.SeedBrokers(o.brokers.vals...),
+		kgo.DefaultProduceTopic(o.topic),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.MaxBufferedRecords(100000),
-		kgo.RecordRetries(1<<30), // keep retrying: an idempotent producer neither loses nor repeats
+		// An idempotent producer retries without loss or repetition; a
+		// record not acknowledged within the timeout fails and is counted.
+		kgo.RecordDeliveryTimeout(o.timeout),
+		kgo.ProduceRequestTimeout(min(o.timeout, 10*time.Second)),
 	)
 	if err != nil {
 		return err
@@ -53,19 +101,28 @@ func runShip(args []string) error {
 	defer cl.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	pctx, cancel := context.WithTimeout(ctx, o.timeout)
+	err = cl.Ping(pctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("Kafka at %s unreachable for %s (%v): no lines delivered", o.brokers, o.timeout, err)
+	}
 
 	var sent, failed atomic.Int64
-	var firstErr atomic.Value
+	var firstErr atomic.Pointer[error] // of any type: atomic.Value would panic on a second type
 	promise := func(_ *kgo.Record, err error) {
 		if err != nil {
 			failed.Add(1)
-			firstErr.CompareAndSwap(nil, err)
+			firstErr.CompareAndSwap(nil, &err)
 			return
 		}
 		sent.Add(1)
 	}
 	for _, f := range files {
-		if err := shipFile(ctx, cl, f, promise, !*quiet); err != nil {
+		if err := shipFile(ctx, cl, f, promise, !o.quiet); err != nil {
 			return err
 		}
 	}
@@ -73,9 +130,9 @@ func runShip(args []string) error {
 		return fmt.Errorf("flush: %w", err)
 	}
 	if n := failed.Load(); n > 0 {
-		return fmt.Errorf("%d lines not acknowledged by Kafka: %v", n, firstErr.Load())
+		return fmt.Errorf("%d lines not delivered (%d delivered): Kafka did not acknowledge them within --timeout %s: %v", n, sent.Load(), o.timeout, *firstErr.Load())
 	}
-	fmt.Fprintf(os.Stderr, "shipped %d lines to %s\n", sent.Load(), *topic)
+	fmt.Fprintf(os.Stderr, "shipped %d lines to %s\n", sent.Load(), o.topic)
 	return nil
 }
 

@@ -11,19 +11,32 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/wardenhq/warden/analytics"
 	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/node"
 )
 
-func runStatus(args []string) error {
-	fs := newFlags("status", "[--addr URL] [--json]")
-	addr := fs.String("addr", "http://127.0.0.1:8080", "HTTP address of any node")
-	asJSON := fs.Bool("json", false, "print the raw /v1/cluster and /v1/partitions documents")
-	if err := parse(fs, args); err != nil {
-		return err
+func newStatusCmd() *cobra.Command {
+	var addr string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status [--addr URL] [--json]",
+		Short: "Show members, leader and partitions of a cluster",
+		Long: `Show members (leader starred), and per partition the owner, epoch,
+committed offset, log-end offset, lag and records applied, like
+kafka-consumer-groups --describe; then a load and detection summary.`,
+		Args: noArgs,
+		RunE: func(*cobra.Command, []string) error { return runStatus(addr, asJSON) },
 	}
-	base := strings.TrimRight(*addr, "/")
+	c.Flags().StringVar(&addr, "addr", "http://127.0.0.1:8080", "HTTP address of any node")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the raw /v1/cluster and /v1/partitions documents")
+	return c
+}
+
+func runStatus(addr string, asJSON bool) error {
+	base := strings.TrimRight(addr, "/")
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
@@ -37,7 +50,7 @@ func runStatus(args []string) error {
 	if err := getJSON(ctx, base+"/v1/partitions", &parts); err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(map[string]any{"cluster": ci, "partitions": parts})
