@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -67,6 +68,10 @@ type Node struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	stopOnce  sync.Once
+	// stopping is set once the node stops on purpose (Shutdown); from then
+	// on the errors that closing makes Raft and memberlist print are
+	// logged at debug level (see quietOnStop).
+	stopping atomic.Bool
 	kafkaStat kafkaStatus
 }
 
@@ -191,7 +196,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}()
 
 	var err error
-	n.mux, err = transport.Listen(transport.Config{Bind: cfg.RaftAddr, TLS: cfg.TLS, Logger: lg.With("subsystem", "transport")})
+	n.mux, err = transport.Listen(transport.Config{Bind: cfg.RaftAddr, TLS: cfg.TLS, Logger: n.quietOnStop(lg).With("subsystem", "transport")})
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +218,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	gc.ProbeInterval = cfg.GossipProbeInterval
 	n.gev = &eventDelegate{ch: n.events, live: map[string]gossipMember{}, left: map[string]bool{}}
 	gc.Delegate, gc.Events = n.meta, n.gev
-	gc.Logger = lg.With("subsystem", "gossip")
+	gc.Logger = n.quietOnStop(lg).With("subsystem", "gossip")
 	if n.ml, err = transport.NewMemberlist(gc); err != nil {
 		ln.Close()
 		return nil, err
@@ -268,7 +273,7 @@ func (n *Node) startRaft() (hasState bool, err error) {
 	hlog := hclog.New(&hclog.LoggerOptions{
 		Name:   "raft",
 		Level:  hclog.Info,
-		Output: transport.LogWriter(n.log.With("subsystem", "raft")),
+		Output: transport.LogWriter(n.quietOnStop(n.log).With("subsystem", "raft")),
 	})
 	n.bolt, err = raftboltdb.New(raftboltdb.Options{
 		Path: filepath.Join(cfg.DataDir, "raft.db"),
@@ -484,14 +489,78 @@ func (n *Node) State() *fsm.State {
 // Shutdown leaves the cluster gracefully: it hands leadership over if it
 // holds it, says goodbye through gossip, stops its workers and closes.
 func (n *Node) Shutdown() error {
+	n.BeginShutdown()
 	if n.raft != nil && n.raft.State() == raft.Leader {
 		_ = n.raft.LeadershipTransfer().Error()
 	}
 	if n.ml != nil {
 		_ = n.ml.Leave(time.Second)
 	}
+	// The leader removes a member that left at once; waiting for it means
+	// no peer keeps sending Raft traffic to a closed port.
+	n.awaitRemoval(3 * time.Second)
 	n.closeAll()
 	return nil
+}
+
+// BeginShutdown says that the node is about to stop on purpose, as are,
+// perhaps, its peers (the demo stops three nodes at once): from now on the
+// errors that closing connections make Raft and memberlist print (closed
+// listeners, refused dials to a peer that is stopping) are logged at debug
+// level, so a clean stop prints no ERROR line. Shutdown calls it.
+func (n *Node) BeginShutdown() { n.stopping.Store(true) }
+
+// awaitRemoval waits, at most d, until the Raft configuration this node
+// holds no longer names it (or names it alone).
+func (n *Node) awaitRemoval(d time.Duration) {
+	if n.raft == nil {
+		return
+	}
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		f := n.raft.GetConfiguration()
+		if f.Error() != nil {
+			return
+		}
+		servers := f.Configuration().Servers
+		in := false
+		for _, s := range servers {
+			in = in || s.ID == raft.ServerID(n.cfg.ID)
+		}
+		if !in || len(servers) <= 1 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// quietOnStop wraps lg so that, once the node is stopping, its warnings
+// and errors become debug records.
+func (n *Node) quietOnStop(lg *slog.Logger) *slog.Logger {
+	return slog.New(quietHandler{Handler: lg.Handler(), stopping: &n.stopping})
+}
+
+type quietHandler struct {
+	slog.Handler
+	stopping *atomic.Bool
+}
+
+func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn && h.stopping.Load() {
+		if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		r.Level = slog.LevelDebug
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietHandler{Handler: h.Handler.WithAttrs(as), stopping: h.stopping}
+}
+
+func (h quietHandler) WithGroup(name string) slog.Handler {
+	return quietHandler{Handler: h.Handler.WithGroup(name), stopping: h.stopping}
 }
 
 // Kill stops the node abruptly, as a crash would: no leave message, no

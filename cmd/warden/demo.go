@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -83,9 +84,17 @@ func (o *demoFlags) run() error {
 
 	var nodes []*node.Node
 	defer func() {
+		// All three stop together: each first says so, so that none logs
+		// the others' closing as an error.
 		for _, n := range nodes {
-			_ = n.Shutdown()
+			n.BeginShutdown()
 		}
+		var wg sync.WaitGroup
+		for _, n := range nodes {
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = n.Shutdown() }()
+		}
+		wg.Wait()
 	}()
 	var join []string
 	for i := 1; i <= 3; i++ {
