@@ -20,8 +20,10 @@ FUZZ_TARGETS := accesslog:FuzzCommon accesslog:FuzzCombined accesslog:FuzzVhostC
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/warden
 
-## test: everything CI runs: unit tests, race tests, the multi-process tests.
+## test: everything CI runs: unit tests, race tests, the multi-process tests. First
+## scripts/test-deps checks the peers the tests run (as root it installs the missing ones).
 test: build
+	scripts/test-deps
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 10m ./accesslog ./analytics ./detect ./chaos ./fsm ./transport ./partitioner ./broker ./workload ./internal/... ./cmd/...
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; f=$${t#*:}; \

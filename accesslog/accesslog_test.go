@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wardenhq/warden/internal/testenv"
 )
 
 func mustLookup(t testing.TB, spec string) *Format {
@@ -189,17 +191,6 @@ func TestDetect(t *testing.T) {
 	}
 }
 
-func sharedData(t testing.TB, rel string) string {
-	p := "../../shared/data/" + rel
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("test data %s missing: %v", p, err)
-		}
-		t.Skipf("test data %s not here (%v); CI fails instead of skipping", p, err)
-	}
-	return p
-}
-
 func readLines(t testing.TB, path string) [][]byte {
 	fh, err := os.Open(path)
 	if err != nil {
@@ -216,7 +207,7 @@ func readLines(t testing.TB, path string) [][]byte {
 }
 
 func TestElasticSample(t *testing.T) {
-	lines := readLines(t, sharedData(t, "elastic-apache/apache_logs"))
+	lines := readLines(t, testenv.Data(t, "elastic-apache/apache_logs"))
 	d, err := Detect(lines[:100])
 	if err != nil || d.Format.Name() != "combined" {
 		t.Fatalf("Detect = %v, %v; want combined", d, err)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/wardenhq/warden/internal/testenv"
 )
 
 func TestBlocklistFormats(t *testing.T) {
@@ -31,13 +33,7 @@ func TestBlocklistFormats(t *testing.T) {
 		t.Error("unknown format accepted")
 	}
 	// nftables itself checks the ruleset, empty sets included.
-	nft, err := exec.LookPath("nft")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("nft is not installed; .ci/run installs nftables")
-		}
-		t.Skip("nft not installed")
-	}
+	nft := testenv.Tool(t, "nft")
 	for _, vs := range [][]string{values, nil} {
 		out, _ := Blocklist("nftables", vs)
 		f := filepath.Join(t.TempDir(), "warden.nft")

@@ -11,19 +11,8 @@ import (
 	"testing"
 
 	"github.com/wardenhq/warden/accesslog"
+	"github.com/wardenhq/warden/internal/testenv"
 )
-
-func sharedData(t testing.TB, rel string) string {
-	t.Helper()
-	p := filepath.Join("..", "..", "shared", "data", rel)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("test data %s missing: %v", p, err)
-		}
-		t.Skipf("test data %s not here (%v); CI fails instead of skipping", p, err)
-	}
-	return p
-}
 
 type hubCase struct {
 	Case      string   `json:"case"`
@@ -96,7 +85,7 @@ func readLog(t testing.TB, path string) []string {
 // CrowdSec's hub tests whose log is an Apache or nginx access log, and
 // compares per case and attack class which source IPs are alerted.
 func TestConformanceCrowdSecHub(t *testing.T) {
-	base := sharedData(t, "crowdsec-hub")
+	base := testenv.Data(t, "crowdsec-hub")
 	raw, err := os.ReadFile(filepath.Join(base, "expected.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +178,7 @@ func keysOf(m map[string]bool) []string {
 // traffic, crawlers, no attacks): it reports every alert and fails if more
 // than 1% of the sources are alerted.
 func TestBenignSample(t *testing.T) {
-	lines := readLog(t, sharedData(t, "elastic-apache/apache_logs"))
+	lines := readLog(t, testenv.Data(t, "elastic-apache/apache_logs"))
 	rules, err := Builtin()
 	if err != nil {
 		t.Fatal(err)

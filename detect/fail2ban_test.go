@@ -3,24 +3,33 @@ package detect
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/wardenhq/warden/accesslog"
+	"github.com/wardenhq/warden/internal/testenv"
 )
+
+// fail2banWeb names the regression logs of fail2ban's filters for web
+// servers and web applications, the ones that may hold access-log lines;
+// the other fixtures (sshd, postfix, ...) are not web logs.
+var fail2banWeb = []string{
+	"apache-auth", "apache-badbots", "apache-botsearch", "apache-fakegooglebot", "apache-modsecurity",
+	"apache-nohome", "apache-noscript", "apache-overflows", "apache-pass", "apache-shellshock",
+	"drupal-auth", "haproxy-http-auth", "lighttpd-auth", "nginx-bad-request", "nginx-botsearch",
+	"nginx-forbidden", "nginx-http-auth", "nginx-limit-req", "php-url-fopen", "traefik-auth",
+}
 
 // TestFail2banFixtures checks the hosts fail2ban's Apache and nginx filter
 // tests expect to be flagged: a host whose lines are access-log lines and
 // that fail2ban matches should give a signal (a line some scenario's content
-// filter passes); hosts fail2ban leaves alone must give none.
+// filter passes); hosts fail2ban leaves alone must give none. The fixtures
+// are the ones Debian's fail2ban package installs (GPL, not copied here).
 func TestFail2banFixtures(t *testing.T) {
-	dir := sharedData(t, "fail2ban/fail2ban/tests/files/logs")
-	files, err := filepath.Glob(filepath.Join(dir, "*"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := testenv.Fail2banLogs(t)
 	rules, err := Builtin()
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +37,13 @@ func TestFail2banFixtures(t *testing.T) {
 	f := accesslog.Auto()
 	var rep strings.Builder
 	var want, got, benign, falseFlags int
-	for _, file := range files {
+	for _, name := range fail2banWeb {
+		file := filepath.Join(dir, name)
+		if _, err := os.Stat(file); err != nil {
+			// Older fail2ban releases lack some of them (1.0.2: nginx-forbidden).
+			fmt.Fprintf(&rep, "  n/a   %-22s not in this fail2ban version\n", name)
+			continue
+		}
 		lines := readLog(t, file)
 		expect := map[string]bool{} // host -> fail2ban matches it
 		flagged := map[string]bool{}
@@ -55,7 +70,6 @@ func TestFail2banFixtures(t *testing.T) {
 				flagged[fj.Host] = true
 			}
 		}
-		name := filepath.Base(file)
 		if parsed == 0 {
 			fmt.Fprintf(&rep, "  n/a   %-22s no access-log line (error log or another format)\n", name)
 			continue

@@ -17,6 +17,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/wardenhq/warden/internal/testenv"
 	"github.com/wardenhq/warden/node"
 	"github.com/wardenhq/warden/workload"
 )
@@ -26,11 +27,8 @@ import (
 // elastic sample repeated), in the same run, three times each, and reports
 // each one's median lines per second and their ratio.
 func BenchmarkAnalyzeVsGoAccess(b *testing.B) {
-	goaccess, err := exec.LookPath("goaccess")
-	if err != nil {
-		b.Skip("goaccess not installed (apt-get install goaccess)")
-	}
-	sample := sharedData(b, "elastic-apache/apache_logs")
+	goaccess := testenv.Tool(b, "goaccess")
+	sample := testenv.Data(b, "elastic-apache/apache_logs")
 	src, err := os.ReadFile(sample)
 	if err != nil {
 		b.Fatal(err)
@@ -88,10 +86,7 @@ func BenchmarkAnalyzeVsGoAccess(b *testing.B) {
 // other as fail2ban runs one filter per pass, on the same 100,000-line file
 // (the elastic sample repeated), in the same run.
 func BenchmarkDetectVsFail2ban(b *testing.B) {
-	f2b, err := exec.LookPath("fail2ban-regex")
-	if err != nil {
-		b.Skip("fail2ban-regex not installed (apt-get install fail2ban)")
-	}
+	f2b := testenv.Tool(b, "fail2ban-regex")
 	filters, _ := filepath.Glob("/etc/fail2ban/filter.d/apache-*.conf")
 	var use []string
 	for _, f := range filters {
@@ -100,9 +95,9 @@ func BenchmarkDetectVsFail2ban(b *testing.B) {
 		}
 	}
 	if len(use) == 0 {
-		b.Skip("no Apache filters in /etc/fail2ban/filter.d")
+		b.Fatalf("no Apache filters in /etc/fail2ban/filter.d: run scripts/test-deps (%s)", testenv.InstallCommand("fail2ban"))
 	}
-	src, err := os.ReadFile(sharedData(b, "elastic-apache/apache_logs"))
+	src, err := os.ReadFile(testenv.Data(b, "elastic-apache/apache_logs"))
 	if err != nil {
 		b.Fatal(err)
 	}

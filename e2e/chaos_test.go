@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/wardenhq/warden/chaos"
+	"github.com/wardenhq/warden/internal/testenv"
 )
 
 func chaosRun(t *testing.T, env []string, args ...string) (*chaos.Report, int, string) {
@@ -40,11 +41,10 @@ func chaosRun(t *testing.T, env []string, args ...string) (*chaos.Report, int, s
 // processes and the broker, about a minute of traffic, every fault kind at
 // least once, then every check.
 func TestChaos_ShortTier(t *testing.T) {
-	if err := exec.Command("nft", "list", "tables").Run(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("nft with root is needed for partitions; .ci/run installs nftables and runs as root")
-		}
-		t.Skip("nft not usable here (needs nftables and root)")
+	nft := testenv.Tool(t, "nft")
+	testenv.NeedRoot(t, "the chaos short tier (partition faults through nft)")
+	if out, err := exec.Command(nft, "list", "tables").CombinedOutput(); err != nil {
+		t.Fatalf("partition faults need nft to work as root: %s list tables: %v\n%s", nft, err, out)
 	}
 	rep, code, out := chaosRun(t, nil, "--nodes", "3", "--duration", "55s", "--rate", "1000", "--seed", "7", "--every", "6s")
 	t.Logf("\n%s", out[strings.Index(out, "Warden chaos run"):])

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/wardenhq/warden/detect"
+	"github.com/wardenhq/warden/internal/testenv"
 )
 
 // alertsOf reads /v1/alerts from a node.
@@ -158,13 +159,7 @@ func TestProcesses_AlertsExactlyOnceAcrossLeaderKill(t *testing.T) {
 // and an operator's decision added and deleted through the admin API does
 // the same.
 func TestProcesses_BouncerReceivesBansAndTheirExpiry(t *testing.T) {
-	bouncer, err := exec.LookPath("crowdsec-custom-bouncer")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("crowdsec-custom-bouncer is not installed; .ci/run installs it")
-		}
-		t.Skip("crowdsec-custom-bouncer not installed")
-	}
+	bouncer := testenv.Tool(t, "crowdsec-custom-bouncer")
 	dir := t.TempDir()
 	rules := filepath.Join(dir, "rules.yaml")
 	os.WriteFile(rules, []byte("scenarios:\n  - {name: http-bad-user-agent, crowdsec: crowdsecurity/http-bad-user-agent, filter: {ua_contains: [sqlmap]}, trigger: match, ban: 4s}\n"), 0o644)

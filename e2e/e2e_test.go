@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardenhq/warden/internal/testenv"
 	"github.com/wardenhq/warden/node"
 )
 
@@ -87,13 +88,7 @@ func TestProcesses_SIGKILLMidStreamLosesAndRepeatsNothing(t *testing.T) {
 }
 
 func TestProcesses_KcatTalksToTheEmbeddedBroker(t *testing.T) {
-	kcat, err := exec.LookPath("kcat")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("kcat is not installed; .ci/run installs it")
-		}
-		t.Skip("kcat not installed (apt-get install kcat)")
-	}
+	kcat := testenv.Tool(t, "kcat")
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	start := func() *proc {

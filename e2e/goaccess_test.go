@@ -10,24 +10,8 @@ import (
 	"testing"
 
 	"github.com/wardenhq/warden/analytics"
+	"github.com/wardenhq/warden/internal/testenv"
 )
-
-// sharedData returns the path of a file under ../../shared/data; CI must
-// have it, a developer's machine may skip.
-func sharedData(t testing.TB, rel string) string {
-	t.Helper()
-	p, err := filepath.Abs(filepath.Join("..", "..", "shared", "data", rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("test data %s missing: %v", p, err)
-		}
-		t.Skipf("test data %s not here (%v); CI fails instead of skipping", p, err)
-	}
-	return p
-}
 
 // goaccessReport is the part of GoAccess's JSON output we compare.
 type goaccessReport struct {
@@ -59,14 +43,8 @@ type goaccessReport struct {
 // compares total requests, bandwidth, requests per status class and hits per
 // client IP.
 func TestAnalyzeAgreesWithGoAccess(t *testing.T) {
-	goaccess, err := exec.LookPath("goaccess")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("goaccess is not installed; .ci/run installs it")
-		}
-		t.Skip("goaccess not installed (apt-get install goaccess)")
-	}
-	log := sharedData(t, "elastic-apache/apache_logs")
+	goaccess := testenv.Tool(t, "goaccess")
+	log := testenv.Data(t, "elastic-apache/apache_logs")
 	dir := t.TempDir()
 	gaOut := filepath.Join(dir, "goaccess.json")
 	cmd := exec.Command(goaccess, log, "--log-format=COMBINED", "--no-global-config", "--max-items=1000000", "-o", gaOut)

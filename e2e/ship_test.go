@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"github.com/wardenhq/warden/broker"
+	"github.com/wardenhq/warden/internal/testenv"
 )
 
 func TestProcesses_ShipAFileThenGrowTheTopic(t *testing.T) {
-	sample := sharedData(t, "elastic-apache/apache_logs")
+	sample := testenv.Data(t, "elastic-apache/apache_logs")
 	c := newProcCluster(t, 3, 4)
 	out, err := exec.Command(wardenBin(t), "ship", "--brokers", c.broker, "--topic", c.topic, sample).CombinedOutput()
 	if err != nil {
