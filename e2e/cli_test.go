@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,7 +41,7 @@ func TestCLI_EveryCommandHasHelpAndRefusesUnknownFlags(t *testing.T) {
 				if code != 0 || !strings.Contains(out, "Usage:") || errOut != "" {
 					t.Errorf("%s %s: exit %d, stdout %q, stderr %q", sc, h, code, out, errOut)
 				}
-				if sc != "version" && sc != "keygen" && sc != "config" && !strings.Contains(out, "  --") {
+				if sc != "version" && sc != "keygen" && sc != "config" && sc != "completion" && !strings.Contains(out, "  --") {
 					t.Errorf("%s %s lists no --flags:\n%s", sc, h, out)
 				}
 			}
@@ -140,6 +141,7 @@ func TestCLI_FlagsAnywhereAndEqualsForm(t *testing.T) {
 	broker := freeAddr(t)
 	b := startProc(t, dir, "broker", "broker", "--listen="+broker, "--data-dir", filepath.Join(dir, "broker"), "--topic", "logs", "--partitions=2")
 	defer b.kill()
+	waitFor(t, 15*time.Second, "broker up", func() bool { return dialOK(broker) })
 	// The README's order: file first, then flags.
 	out, errOut, code := runCLI(t, nil, "ship", log, "--brokers", broker, "--topic=logs", "--quiet")
 	if code != 0 || !strings.Contains(errOut, "shipped 2 lines to logs") {
@@ -305,4 +307,12 @@ func TestCLI_DemoRunsAndStopsCleanly(t *testing.T) {
 	if strings.Contains(errOut, "level=ERROR") || strings.Contains(out, "level=ERROR") {
 		t.Errorf("demo printed errors:\n%s", errOut)
 	}
+}
+
+func dialOK(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
 }

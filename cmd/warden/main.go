@@ -166,9 +166,23 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: %v\n", c.CommandPath(), err)
 		return 2
 	default:
-		fmt.Fprintf(stderr, "%s: %v\n", c.CommandPath(), err)
+		fmt.Fprintf(stderr, "%s: %s\n", c.CommandPath(), inFile(err))
 		return 1
 	}
+}
+
+var flagInError = regexp.MustCompile(`^--([a-z0-9-]+)`)
+
+// inFile names the config file in an error about a setting that came from it.
+func inFile(err error) string {
+	msg := err.Error()
+	if layers == nil || layers.File == "" {
+		return msg
+	}
+	if m := flagInError.FindStringSubmatch(msg); m != nil && layers.Source(m[1]) == config.FromFile {
+		return fmt.Sprintf("config %s: key %q: %s", layers.File, m[1], msg)
+	}
+	return msg
 }
 
 var singleDashLong = regexp.MustCompile(`^-[a-z][a-z0-9]*(-[a-z0-9]+)+(=.*)?$|^-[a-z][a-z0-9]+(=.*)?$`)

@@ -101,8 +101,14 @@ func (o *shipFlags) run(files []string) error {
 	defer cl.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A broker that is down or restarting may come back: try until the timeout.
 	pctx, cancel := context.WithTimeout(ctx, o.timeout)
-	err = cl.Ping(pctx)
+	for err = cl.Ping(pctx); err != nil && pctx.Err() == nil; err = cl.Ping(pctx) {
+		select {
+		case <-pctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
