@@ -24,13 +24,18 @@ build:
 ## scripts/test-deps checks the peers the tests run (as root it installs the missing ones).
 test: build
 	scripts/test-deps
-	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -timeout 10m ./accesslog ./analytics ./detect ./chaos ./fsm ./transport ./partitioner ./broker ./workload ./internal/... ./cmd/...
+	$(MAKE) --no-print-directory test-unit
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; f=$${t#*:}; \
 	  out=$$($(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./$$pkg 2>&1) || { echo "$$out"; echo "fuzz $$f FAILED"; exit 1; }; \
 	  echo "fuzz $$pkg $$f: ok ($(FUZZTIME))"; done
 	$(GO) test -count=1 -race -timeout 15m ./node
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m ./e2e
+
+## test-unit: the unit tier (no processes of our own started, no fuzzing, no race detector).
+UNIT_PKGS := ./accesslog ./analytics ./detect ./chaos ./fsm ./transport ./partitioner ./broker ./workload ./internal/... ./cmd/...
+test-unit:
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 10m $(UNIT_PKGS)
 
 test-race:
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
