@@ -57,7 +57,15 @@ func rfc3339(sec int64) string { return time.Unix(sec, 0).UTC().Format(time.RFC3
 
 // Stats sums the windows that start in [q.From, q.To). Malformed and expired
 // counts are for all time: a line that did not parse has no trusted time.
-func (s *Store) Stats(q Query) *Stats {
+func (s *Store) Stats(q Query) *Stats { return s.StatsYielding(q, nil) }
+
+// StatsYielding is Stats calling yield, if not nil, after each window it has
+// summed. A caller that holds a lock for reading releases it in yield and
+// takes it back, so writers (Raft applying batches) wait for one window's
+// merge at most instead of the whole query's. The document is then exact
+// per window but may see a batch applied in the middle of the query in the
+// windows after it; once the input stops, it is exactly Stats.
+func (s *Store) StatsYielding(q Query, yield func()) *Stats {
 	top := q.Top
 	if top == 0 {
 		top = DefaultTop
@@ -118,6 +126,9 @@ func (s *Store) Stats(q Query) *Stats {
 		}
 		latCount += w.LatencyCount
 		latMax = max(latMax, w.LatencyMaxUs)
+		if yield != nil {
+			yield()
+		}
 	}
 	st.UniqueIPs = distinct(sel)
 	if latCount > 0 {

@@ -226,7 +226,7 @@ func BenchmarkFootprint(b *testing.B) {
 		}
 		total = n
 	}
-	const token = "bench"
+	const token = benchAdminToken
 	for b.Loop() {
 		extra := map[string][]string{}
 		for _, id := range []string{"n1", "n2", "n3", "n4"} {

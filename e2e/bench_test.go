@@ -238,7 +238,12 @@ func BenchmarkClusterThroughput(b *testing.B) {
 // the agent's own default batch interval (the test harness shortens it for
 // quick tests), then $WARDEN_BENCH_AGENT_FLAGS (e.g. "--max-batch-records
 // 10000"), so that what is measured is what ships.
+// benchAdminToken is the agents' admin token in benchmarks: profiles
+// (--pprof) are for the admin only.
+const benchAdminToken = "bench"
+
 func benchAgentFlags() map[string][]string {
-	flags := append([]string{"--batch-interval", node.DefaultConfig().BatchInterval.String()}, strings.Fields(os.Getenv("WARDEN_BENCH_AGENT_FLAGS"))...)
+	flags := append([]string{"--batch-interval", node.DefaultConfig().BatchInterval.String(), "--pprof", "--admin-token", benchAdminToken},
+		strings.Fields(os.Getenv("WARDEN_BENCH_AGENT_FLAGS"))...)
 	return map[string][]string{"n1": flags, "n2": flags, "n3": flags}
 }

@@ -122,7 +122,12 @@ func scrapeMetrics(url string) (map[string]float64, error) {
 // saveURL writes what GET url answers into the file at path (best effort:
 // it serves looking into a run afterwards, not the figures).
 func saveURL(url, path string) {
-	resp, err := http.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return
+	}
+	req.Header.Set("Authorization", "Bearer "+benchAdminToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return
 	}

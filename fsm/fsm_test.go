@@ -435,3 +435,69 @@ func TestCommit_BinaryEqualsInMemory(t *testing.T) {
 		t.Fatal("test applied nothing")
 	}
 }
+
+// A query of the load figures holds the state's lock for one window at a
+// time: Raft's applies go on between windows instead of waiting for the
+// whole merge.
+func TestStats_ApplyProceedsDuringAQuery(t *testing.T) {
+	format, err := accesslog.Lookup("combined")
+	if err != nil {
+		t.Fatal(err)
+	}
+	folder := analytics.NewFolder(format)
+	delta := func(minutes int) *analytics.Aggregate {
+		a := analytics.NewAggregate()
+		for m := 0; m < minutes; m++ {
+			line := fmt.Sprintf(`10.0.0.%d - - [27/Nov/2026:10:%02d:00 +0000] "GET /p%d HTTP/1.1" 200 10 "-" "ua"`, m, m, m)
+			if _, err := folder.Fold(a, []byte(line)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return a
+	}
+	f := New("t")
+	entries := []Command{
+		{Kind: KindAssign, Assign: &Assign{Partitions: 1, Moves: []Move{{Partition: 0, Owner: "n1"}}}},
+		{Kind: KindCommit, Commit: []Batch{{Node: "n1", Partition: 0, Epoch: 1, From: 0, Until: 5, Analytics: delta(5)}}},
+		{Kind: KindCommit, Commit: []Batch{{Node: "n1", Partition: 0, Epoch: 1, From: 5, Until: 10, Analytics: delta(5)}}},
+	}
+	for i, c := range entries[:2] {
+		data, err := Encode(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data})
+	}
+	before := f.Stats(analytics.Query{})
+	if len(before.Series) != 5 || before.Requests != 5 {
+		t.Fatalf("%d windows, %d requests; want 5 and 5", len(before.Series), before.Requests)
+	}
+	last, err := Encode(entries[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := make(chan struct{})
+	pauses := 0
+	statsPause = func() {
+		pauses++
+		if pauses == 1 {
+			go func() {
+				f.Apply(&raft.Log{Index: 3, Type: raft.LogCommand, Data: last})
+				close(applied)
+			}()
+			select {
+			case <-applied:
+			case <-time.After(10 * time.Second):
+				t.Error("an Apply waited for the whole stats query")
+			}
+		}
+	}
+	defer func() { statsPause = nil }()
+	_ = f.Stats(analytics.Query{})
+	if pauses != len(before.Series) {
+		t.Errorf("the query released the lock %d times over %d windows", pauses, len(before.Series))
+	}
+	if got := f.Stats(analytics.Query{}).Requests; got != 10 {
+		t.Errorf("requests after the apply: %d, want 10", got)
+	}
+}

@@ -86,8 +86,19 @@ func (f *FSM) View() (*State, uint64) {
 func (f *FSM) Stats(q analytics.Query) *analytics.Stats {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.state.Analytics.Stats(q)
+	// Apply waits for one window's merge at most, not the whole query's.
+	return f.state.Analytics.StatsYielding(q, func() {
+		f.mu.RUnlock()
+		if statsPause != nil {
+			statsPause()
+		}
+		f.mu.RLock()
+	})
 }
+
+// statsPause, set by tests, runs in Stats between two windows, with the
+// lock released.
+var statsPause func()
 
 // LastMinute returns the rates of the last complete minute of event time.
 func (f *FSM) LastMinute() analytics.Rates {

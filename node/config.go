@@ -74,6 +74,16 @@ type Config struct {
 	// AdminToken guards POST and DELETE /v1/decisions (Authorization:
 	// Bearer TOKEN); without it those endpoints are refused.
 	AdminToken string
+	// HTTPToken, when set, guards every read of the HTTP API (/v1/*,
+	// /metrics, the dashboard) behind Authorization: Bearer HTTPToken (the
+	// admin token works too); /healthz and /readyz stay open.
+	HTTPToken string
+	// HTTPTLSCert and HTTPTLSKey serve the HTTP API over TLS.
+	HTTPTLSCert, HTTPTLSKey string
+	// HTTPMaxConns caps the API's simultaneous connections (0: no cap).
+	HTTPMaxConns int
+	// Pprof serves Go's profiler under /debug/pprof/, admin token only.
+	Pprof bool
 	// BouncerKeys are the API keys bouncers present (X-Api-Key) to
 	// /v1/decisions/stream; without any, the stream is refused.
 	BouncerKeys []string
@@ -115,6 +125,7 @@ func DefaultConfig() Config {
 		SnapshotEntries:     1024,
 		TrailingLogs:        1024,
 		GossipProbeInterval: 150 * time.Millisecond,
+		HTTPMaxConns:        1024,
 	}
 }
 
@@ -159,6 +170,12 @@ func (c Config) Validate() error {
 	}
 	if _, err := detect.ParseAllow(c.Allow); err != nil {
 		return fmt.Errorf("--allow: %w", err)
+	}
+	if (c.HTTPTLSCert == "") != (c.HTTPTLSKey == "") {
+		return errors.New("--http-tls-cert and --http-tls-key go together")
+	}
+	if c.HTTPMaxConns < 0 {
+		return fmt.Errorf("--http-max-conns must not be negative, got %d", c.HTTPMaxConns)
 	}
 	for flag, addr := range map[string]string{"--raft": c.RaftAddr, "--gossip": c.GossipAddr, "--http": c.HTTPAddr} {
 		if _, _, err := transport.SplitHostPort(addr); err != nil {

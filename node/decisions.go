@@ -45,8 +45,7 @@ func (n *Node) authorized(w http.ResponseWriter, r *http.Request) bool {
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "no admin token configured on this node (--admin-token or $WARDEN_ADMIN_TOKEN)"})
 		return false
 	}
-	got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if subtle.ConstantTimeCompare([]byte(got), []byte(n.cfg.AdminToken)) != 1 {
+	if !n.bearerIs(r, n.cfg.AdminToken) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong admin token (Authorization: Bearer TOKEN)"})
 		return false
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/pprof"
 	"net/url"
 	"strconv"
 	"time"
@@ -50,32 +49,34 @@ func FormatDigest(sum uint64) string { return fmt.Sprintf("%016x", sum) }
 
 func (n *Node) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /healthz", n.guard(open, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "id": n.cfg.ID})
-	})
-	mux.HandleFunc("GET /readyz", n.handleReady)
-	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, _ *http.Request) {
+	}))
+	mux.HandleFunc("GET /readyz", n.guard(open, n.handleReady))
+	mux.HandleFunc("GET /v1/cluster", n.guard(read, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, n.ClusterInfo())
-	})
-	mux.HandleFunc("GET /v1/partitions", func(w http.ResponseWriter, _ *http.Request) {
+	}))
+	mux.HandleFunc("GET /v1/partitions", n.guard(read, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, n.Partitions())
-	})
-	mux.HandleFunc("GET /v1/stats", n.handleStats)
-	mux.HandleFunc("GET /v1/malformed", func(w http.ResponseWriter, _ *http.Request) {
+	}))
+	mux.HandleFunc("GET /v1/stats", n.guard(read, n.handleStats))
+	mux.HandleFunc("GET /v1/malformed", n.guard(read, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, n.MalformedInfo())
-	})
-	mux.HandleFunc("GET /v1/alerts", n.handleAlerts)
-	mux.HandleFunc("GET /v1/decisions", n.handleDecisions)
-	mux.HandleFunc("POST /v1/decisions", n.handleAddDecision)
-	mux.HandleFunc("DELETE /v1/decisions/{id}", n.handleDeleteDecision)
-	mux.HandleFunc("GET /v1/decisions/stream", n.handleStream)
-	mux.HandleFunc("GET /v1/blocklist", n.handleBlocklist)
-	mux.HandleFunc("POST /v1/snapshot", n.handleSnapshot)
-	// Profiles, for finding what bounds throughput (go tool pprof URL).
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	}))
+	mux.HandleFunc("GET /v1/alerts", n.guard(read, n.handleAlerts))
+	mux.HandleFunc("GET /v1/decisions", n.guard(read, n.handleDecisions))
+	mux.HandleFunc("POST /v1/decisions", n.guard(admin, n.handleAddDecision))
+	mux.HandleFunc("DELETE /v1/decisions/{id}", n.guard(admin, n.handleDeleteDecision))
+	// Bouncers authenticate with their own API key (X-Api-Key).
+	mux.HandleFunc("GET /v1/decisions/stream", n.guard(open, n.handleStream))
+	mux.HandleFunc("GET /v1/blocklist", n.guard(read, n.handleBlocklist))
+	mux.HandleFunc("POST /v1/snapshot", n.guard(admin, n.handleSnapshot))
+	// Profiles (go tool pprof URL), only with --pprof, and for the admin.
+	if n.cfg.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", n.guard(admin, n.handlePprof))
+	}
+	metrics := promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{})
+	mux.HandleFunc("GET /metrics", n.guard(read, metrics.ServeHTTP))
 	return mux
 }
 

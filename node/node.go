@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
 	"sort"
@@ -62,16 +61,16 @@ type Node struct {
 	httpAddr   string
 	gossipAddr string // read once: memberlist's LocalNode is not safe to read later
 
-	events    chan struct{} // gossip changes, coalesced
-	commitCh  chan pendingBatch
-	ctx       context.Context
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	stopOnce  sync.Once
+	events   chan struct{} // gossip changes, coalesced
+	commitCh chan pendingBatch
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
 	// stopping is set once the node stops on purpose (Shutdown); from then
 	// on the errors that closing makes Raft and memberlist print are
 	// logged at debug level (see quietOnStop).
-	stopping atomic.Bool
+	stopping  atomic.Bool
 	kafkaStat kafkaStatus
 }
 
@@ -206,9 +205,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.mux.HandleForward(n.handleForward)
 
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := n.listenHTTP()
 	if err != nil {
-		return nil, fmt.Errorf("--http %s: %w", cfg.HTTPAddr, err)
+		return nil, err
 	}
 	n.httpAddr = ln.Addr().String()
 
@@ -232,7 +231,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.admin = kadm.NewClient(n.kafka)
 
-	n.http = &http.Server{Handler: n.routes(), ReadHeaderTimeout: 5 * time.Second}
+	n.http = n.newHTTPServer()
 	n.goRun(func() {
 		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("http server stopped", "subsystem", "http", "err", err)

@@ -169,7 +169,12 @@ the cluster together; later ones --join any member.`,
 	fs.Var(o.bouncerKeys, "bouncer-keys", "API keys bouncers present to /v1/decisions/stream, comma-separated ($WARDEN_BOUNCER_KEYS)")
 	fs.StringVar(&cfg.AlertsTopic, "alerts-topic", "", "Kafka topic receiving each alert exactly once (default: <topic>.alerts)")
 	fs.BoolVar(&cfg.NoAlertsTopic, "no-alerts-topic", false, "do not publish alerts to Kafka")
-	for _, s := range []string{"admin-token", "bouncer-keys", "gossip-key"} {
+	fs.StringVar(&cfg.HTTPToken, "http-token", "", "when set, every read of the HTTP API (/v1/*, /metrics, the dashboard) needs Authorization: Bearer TOKEN (this or the admin token); /healthz and /readyz stay open ($WARDEN_HTTP_TOKEN)")
+	fs.StringVar(&cfg.HTTPTLSCert, "http-tls-cert", "", "PEM certificate: serve the HTTP API over TLS (with --http-tls-key)")
+	fs.StringVar(&cfg.HTTPTLSKey, "http-tls-key", "", "PEM key for --http-tls-cert")
+	fs.IntVar(&cfg.HTTPMaxConns, "http-max-conns", cfg.HTTPMaxConns, "most simultaneous HTTP connections (0: no cap)")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ (admin token only)")
+	for _, s := range []string{"admin-token", "bouncer-keys", "gossip-key", "http-token"} {
 		config.MarkSecret(fs, s)
 	}
 	o.printConfig = addConfigFlags(fs)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,11 +17,19 @@ import (
 
 	"github.com/wardenhq/warden/analytics"
 	"github.com/wardenhq/warden/detect"
+	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/node"
 )
 
+// apiClient is how status talks to a node: its token and the CA of its
+// TLS certificate, if any.
+var apiClient = struct {
+	token string
+	http  *http.Client
+}{http: http.DefaultClient}
+
 func newStatusCmd() *cobra.Command {
-	var addr string
+	var addr, caFile string
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "status [--addr URL] [--json]",
@@ -28,9 +38,25 @@ func newStatusCmd() *cobra.Command {
 committed offset, log-end offset, lag and records applied, like
 kafka-consumer-groups --describe; then a load and detection summary.`,
 		Args: noArgs,
-		RunE: func(*cobra.Command, []string) error { return runStatus(addr, asJSON) },
+		RunE: func(*cobra.Command, []string) error {
+			if caFile != "" {
+				pem, err := os.ReadFile(caFile)
+				if err != nil {
+					return fmt.Errorf("--http-tls-ca: %w", err)
+				}
+				pool := x509.NewCertPool()
+				if !pool.AppendCertsFromPEM(pem) {
+					return fmt.Errorf("--http-tls-ca %s: no PEM certificate in it", caFile)
+				}
+				apiClient.http = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+			}
+			return runStatus(addr, asJSON)
+		},
 	}
-	c.Flags().StringVar(&addr, "addr", "http://127.0.0.1:8080", "HTTP address of any node")
+	c.Flags().StringVar(&addr, "addr", "http://127.0.0.1:8080", "HTTP address of any node (https:// for a node serving TLS)")
+	c.Flags().StringVar(&apiClient.token, "http-token", "", "the nodes' --http-token (or the admin token), if they have one ($WARDEN_HTTP_TOKEN)")
+	c.Flags().StringVar(&caFile, "http-tls-ca", "", "PEM CA that signed the nodes' HTTP certificate (default: the system's)")
+	config.MarkSecret(c.Flags(), "http-token")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the raw /v1/cluster and /v1/partitions documents")
 	return c
 }
@@ -95,7 +121,10 @@ func getJSON(ctx context.Context, url string, v any) error {
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if apiClient.token != "" {
+		req.Header.Set("Authorization", "Bearer "+apiClient.token)
+	}
+	resp, err := apiClient.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach %s: %w", url, err)
 	}
