@@ -67,5 +67,17 @@ chaos: build
 	rm -rf $(CHAOS_REPORT)
 	./$(BIN) chaos --nodes 5 --duration 10m --rate 2500 --every 5.5s --seed $${SEED:-1} --report $(CHAOS_REPORT)
 
+## package: dist/warden_$(PKG_VERSION)_ARCH.deb and the tarball (packaging/DESIGN.md).
+## The version is Debian style, from git: tag v1.2.0 gives 1.2.0, 3 commits later
+## 1.2.0+3.g1a2b3c4; before the first tag 0.1.0+g1a2b3c4. PKG_VERSION=... overrides it.
+## The packaged binary is static (CGO_ENABLED=0) and carries that version.
+PKG_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) \
+	&& echo "$$v" | sed -e 's/^v//' -e 's/-\([0-9][0-9]*\)-g\([0-9a-f]*\)$$/+\1.g\2/' -e 's/-/~/g' \
+	|| echo "0.1.0+g$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")
+.PHONY: package
+package:
+	CGO_ENABLED=0 GOFLAGS="$$($(GO) env GOFLAGS) -trimpath -ldflags=-X=main.version=$(PKG_VERSION)" $(MAKE) build
+	cd packaging && $(GO) run . --binary ../$(BIN) --version $(PKG_VERSION) --arch $$($(GO) env GOARCH) --out ../dist
+
 clean:
-	rm -rf bin
+	rm -rf bin dist
