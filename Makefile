@@ -76,7 +76,7 @@ PKG_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) \
 	|| echo "0.1.0+g$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")
 .PHONY: package
 package:
-	CGO_ENABLED=0 GOFLAGS="$$($(GO) env GOFLAGS) -trimpath -ldflags=-X=main.version=$(PKG_VERSION)" $(MAKE) build
+	CGO_ENABLED=0 GOFLAGS="$$($(GO) env GOFLAGS) -trimpath" $(MAKE) --no-print-directory build VERSION=$(PKG_VERSION)
 	cd packaging && $(GO) run . --binary ../$(BIN) --version $(PKG_VERSION) --arch $$($(GO) env GOARCH) --out ../dist
 
 clean:
