@@ -22,6 +22,9 @@ var (
 	ErrOffsetMismatch = errors.New("fsm: batch does not start at the committed offset")
 	// ErrUnknownPartition: no such partition in the assignment.
 	ErrUnknownPartition = errors.New("fsm: unknown partition")
+	// ErrStaleConfig: a configure command whose version is not above the
+	// cluster's configuration version.
+	ErrStaleConfig = errors.New("fsm: configuration not newer than the cluster's")
 	// ErrBadRange: until is below from.
 	ErrBadRange = errors.New("fsm: batch range ends before it starts")
 )
@@ -220,6 +223,9 @@ func Apply(s *State, cmd Command) Result {
 		if cmd.Config == nil {
 			return Result{Err: "configure without body"}
 		}
+		if s.Config != nil && cmd.Config.Version <= s.Config.Version {
+			return Result{Err: fmt.Sprintf("%v: version %d is not above the cluster's %d", ErrStaleConfig, cmd.Config.Version, s.Config.Version)}
+		}
 		ret, err := time.ParseDuration(cmd.Config.Retention)
 		if err != nil {
 			return Result{Err: fmt.Sprintf("configure: retention: %v", err)}
@@ -237,6 +243,7 @@ func Apply(s *State, cmd Command) Result {
 			return Result{Err: fmt.Sprintf("configure: %v", err)}
 		}
 		c := *cmd.Config
+		c.Version = max(c.Version, 1)
 		s.Config, s.rules = &c, rules
 		s.Analytics.SetRetention(ret)
 		return Result{}

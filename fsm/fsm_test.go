@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -499,5 +500,29 @@ func TestStats_ApplyProceedsDuringAQuery(t *testing.T) {
 	}
 	if got := f.Stats(analytics.Query{}).Requests; got != 10 {
 		t.Errorf("requests after the apply: %d, want 10", got)
+	}
+}
+
+// The cluster's settings change only by a newer version: a leader that
+// proposes its own flags again (version 0, or the cluster's own version)
+// changes nothing.
+func TestApply_ConfigureOnlyWithANewerVersion(t *testing.T) {
+	s := NewState("t")
+	first := Apply(s, Command{Kind: KindConfigure, Config: &Config{SetBy: "n1", LogFormat: "combined", Retention: "1h", Allow: []string{"192.0.2.0/24"}}})
+	if first.Err != "" || s.Config.Version != 1 {
+		t.Fatalf("bootstrap: %q, version %d", first.Err, s.Config.Version)
+	}
+	for _, v := range []uint64{0, 1} {
+		res := Apply(s, Command{Kind: KindConfigure, Config: &Config{Version: v, SetBy: "n2", LogFormat: "auto", Retention: "24h"}})
+		if !strings.Contains(res.Err, ErrStaleConfig.Error()) {
+			t.Errorf("version %d: %q, want refused as stale", v, res.Err)
+		}
+	}
+	if s.Config.SetBy != "n1" || len(s.Config.Allow) != 1 || len(s.Book.Config.Allow) != 1 {
+		t.Fatalf("a stale configure changed the cluster's: %+v", s.Config)
+	}
+	res := Apply(s, Command{Kind: KindConfigure, Config: &Config{Version: 2, SetBy: "admin", LogFormat: "auto", Retention: "24h"}})
+	if res.Err != "" || s.Config.Version != 2 || len(s.Config.Allow) != 0 {
+		t.Errorf("version 2: %q, %+v", res.Err, s.Config)
 	}
 }

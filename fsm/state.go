@@ -152,7 +152,15 @@ type State struct {
 
 // Config is the cluster-wide processing configuration. It lives in the FSM so
 // that every worker on every node parses and keeps figures the same way.
+//
+// Version orders changes: a configure command is applied only if its version
+// is above the cluster's, so an election or a node started with other flags
+// never changes it; only an explicit command does (warden config apply, or a
+// node whose --config-version is higher). SetBy and SetAt say who and when.
 type Config struct {
+	Version   uint64 `json:"version"`
+	SetBy     string `json:"set_by,omitempty"`
+	SetAt     string `json:"set_at,omitempty"`
 	LogFormat string `json:"log_format"`
 	Retention string `json:"retention"` // a Go duration; "0s" keeps all
 	// Rules is the YAML of the operator's rule file applied over the
@@ -162,7 +170,8 @@ type Config struct {
 	Allow []string `json:"allow,omitempty"`
 }
 
-// Equal reports whether two configurations are the same.
+// Equal reports whether two configurations set the same processing (their
+// version and origin aside).
 func (c Config) Equal(o Config) bool {
 	if c.LogFormat != o.LogFormat || c.Retention != o.Retention || c.Rules != o.Rules || len(c.Allow) != len(o.Allow) {
 		return false

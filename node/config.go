@@ -74,6 +74,11 @@ type Config struct {
 	// AdminToken guards POST and DELETE /v1/decisions (Authorization:
 	// Bearer TOKEN); without it those endpoints are refused.
 	AdminToken string
+	// ConfigVersion is the version of this node's cluster settings
+	// (LogFormat, Retention, Rules, Allow). They bootstrap the cluster's
+	// configuration; later they replace it only if ConfigVersion is above
+	// the cluster's version (0: only to bootstrap).
+	ConfigVersion uint64
 	// HTTPToken, when set, guards every read of the HTTP API (/v1/*,
 	// /metrics, the dashboard) behind Authorization: Bearer HTTPToken (the
 	// admin token works too); /healthz and /readyz stay open.

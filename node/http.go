@@ -71,6 +71,8 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("GET /v1/decisions/stream", n.guard(open, n.handleStream))
 	mux.HandleFunc("GET /v1/blocklist", n.guard(read, n.handleBlocklist))
 	mux.HandleFunc("POST /v1/snapshot", n.guard(admin, n.handleSnapshot))
+	mux.HandleFunc("GET /v1/config", n.guard(read, n.handleConfig))
+	mux.HandleFunc("POST /v1/config", n.guard(admin, n.handleApplyConfig))
 	// Profiles (go tool pprof URL), only with --pprof, and for the admin.
 	if n.cfg.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", n.guard(admin, n.handlePprof))

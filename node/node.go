@@ -254,6 +254,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goRun(n.reconnect)
 	n.goRun(n.commitLoop)
 	n.goRun(n.watchInCluster)
+	n.goRun(n.watchClusterConfig)
 	ok = true
 	lg.Info("node started", "raft", n.mux.Addr().String(), "gossip", n.gossipAddr, "http", n.httpAddr, "existing_state", hasState)
 	return n, nil

@@ -192,14 +192,10 @@ func (n *Node) reconcile(failedSince map[string]time.Time) {
 		}
 	}
 
-	// The processing configuration, from the leader's flags.
-	want := &fsm.Config{LogFormat: n.cfg.LogFormat, Retention: n.cfg.Retention.String(), Rules: n.cfg.Rules, Allow: n.cfg.Allow}
-	if state.Config == nil || !state.Config.Equal(*want) {
-		if _, err := n.propose(n.ctx, fsm.Command{Kind: fsm.KindConfigure, Config: want}); err != nil {
-			lg.Warn("recording the processing configuration failed", "err", err)
-		} else {
-			lg.Info("processing configuration", "log_format", want.LogFormat, "retention", want.Retention)
-		}
+	// The processing configuration: the first leader's flags bootstrap it;
+	// after that only an explicit, newer version changes it (clusterconfig.go).
+	if state.Config == nil {
+		n.proposeFlagConfig(lg, "bootstrap")
 	}
 
 	// (c) The topic's partition count, (d) the assignment: only the moves.

@@ -1,19 +1,32 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
+	"github.com/wardenhq/warden/fsm"
 	"github.com/wardenhq/warden/internal/config"
+	"github.com/wardenhq/warden/node"
 )
 
 func newConfigCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "config",
-		Short: "Check configuration files",
+		Short: "Check configuration files; show or change the cluster-wide settings",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			_ = c.Help()
@@ -39,7 +52,7 @@ nothing is written.`,
 	}
 	check.Flags().StringVar(&file, "config", "", "the YAML file to check")
 	check.Flags().StringVar(&target, "for", "agent", "the command the file is for: agent, broker or ship")
-	c.AddCommand(check)
+	c.AddCommand(check, newConfigShowCmd(), newConfigApplyCmd())
 	return c
 }
 
@@ -102,4 +115,211 @@ func newKeygenCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// clusterSettings is the file 'warden config apply' reads: the cluster-wide
+// settings under their agent flag names.
+type clusterSettings struct {
+	LogFormat string   `yaml:"log-format"`
+	Retention string   `yaml:"retention"`
+	Rules     string   `yaml:"rules"`
+	RulesFile string   `yaml:"rules-file"`
+	Allow     []string `yaml:"allow"`
+}
+
+func newConfigShowCmd() *cobra.Command {
+	var addr string
+	c := &cobra.Command{
+		Use:   "show [--addr URL]",
+		Short: "Print the cluster configuration in force (version, who set it, settings)",
+		Args:  noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			var cc fsm.Config
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := getJSON(ctx, apiBase(addr)+"/v1/config", &cc); err != nil {
+				return err
+			}
+			printClusterConfig(c.OutOrStdout(), cc)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&addr, "addr", "http://127.0.0.1:8080", "HTTP address of any node")
+	c.Flags().StringVar(&apiClient.token, "http-token", "", "the nodes' --http-token, if they have one ($WARDEN_HTTP_TOKEN)")
+	config.MarkSecret(c.Flags(), "http-token")
+	return c
+}
+
+func newConfigApplyCmd() *cobra.Command {
+	var addr, token string
+	var version uint64
+	var execute bool
+	c := &cobra.Command{
+		Use:   "apply FILE [--addr URL] [--execute]",
+		Short: "Change the cluster-wide settings (log format, retention, rules, allow-list) through Raft",
+		Long: `Read the cluster-wide settings from FILE (YAML with the agent's flag names:
+log-format, retention, rules-file or rules, allow), show what changes against
+the configuration in force, and with --execute make them the cluster's next
+configuration version, through any node (admin token). Without --execute
+nothing changes. Settings left out take their defaults (log-format auto,
+retention 24h, built-in rules only, empty allow-list).`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef(c, "name one settings file")
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			req, err := readClusterSettings(args[0])
+			if err != nil {
+				return err
+			}
+			req.Version, req.DryRun = version, !execute
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			base := apiBase(addr)
+			var cur fsm.Config
+			if err := getJSON(ctx, base+"/v1/config", &cur); err != nil {
+				return err
+			}
+			var next fsm.Config
+			if err := postJSON(ctx, base+"/v1/config", token, req, &next); err != nil {
+				return err
+			}
+			w := c.OutOrStdout()
+			changed := clusterDiff(cur, next)
+			if len(changed) == 0 {
+				fmt.Fprintf(w, "no change: the cluster's configuration (version %d) already has these settings\n", cur.Version)
+				return nil
+			}
+			for _, line := range changed {
+				fmt.Fprintln(w, line)
+			}
+			if !execute {
+				fmt.Fprintf(w, "dry run: would apply version %d; run again with --execute to apply\n", next.Version)
+				return nil
+			}
+			fmt.Fprintf(w, "applied: cluster configuration version %d (was %d)\n", next.Version, cur.Version)
+			return nil
+		},
+	}
+	fs := c.Flags()
+	fs.StringVar(&addr, "addr", "http://127.0.0.1:8080", "HTTP address of any node")
+	fs.StringVar(&token, "admin-token", "", "the nodes' admin token ($WARDEN_ADMIN_TOKEN)")
+	fs.Uint64Var(&version, "version", 0, "the version to apply (default: the cluster's plus one); refused unless above the cluster's")
+	fs.BoolVar(&execute, "execute", false, "apply the change (without it: show what would change)")
+	fs.StringVar(&apiClient.token, "http-token", "", "the nodes' --http-token, if they have one ($WARDEN_HTTP_TOKEN)")
+	config.MarkSecret(fs, "admin-token")
+	config.MarkSecret(fs, "http-token")
+	return c
+}
+
+// readClusterSettings reads a settings file for 'warden config apply'.
+func readClusterSettings(file string) (node.ConfigRequest, error) {
+	var req node.ConfigRequest
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return req, &config.Error{File: file, Msg: "cannot read: " + err.Error()}
+	}
+	var cs clusterSettings
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cs); err != nil && !errors.Is(err, io.EOF) {
+		return req, &config.Error{File: file, Msg: "want the keys log-format, retention, rules-file or rules, allow: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	if cs.Rules != "" && cs.RulesFile != "" {
+		return req, &config.Error{File: file, Msg: "give rules or rules-file, not both"}
+	}
+	if cs.RulesFile != "" {
+		p := cs.RulesFile
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(filepath.Dir(file), p)
+		}
+		rb, err := os.ReadFile(p)
+		if err != nil {
+			return req, &config.Error{File: file, Key: "rules-file", Msg: "cannot read: " + err.Error()}
+		}
+		cs.Rules = string(rb)
+	}
+	if cs.LogFormat == "" {
+		cs.LogFormat = "auto"
+	}
+	if cs.Retention == "" {
+		cs.Retention = "24h"
+	}
+	return node.ConfigRequest{LogFormat: cs.LogFormat, Retention: cs.Retention, Rules: cs.Rules, Allow: cs.Allow}, nil
+}
+
+// clusterDiff describes, line by line, what changes from a to b.
+func clusterDiff(a, b fsm.Config) []string {
+	var out []string
+	add := func(key, from, to string) {
+		if from != to {
+			out = append(out, fmt.Sprintf("  %-11s %s -> %s", key+":", orDash(from), orDash(to)))
+		}
+	}
+	add("log-format", a.LogFormat, b.LogFormat)
+	add("retention", a.Retention, b.Retention)
+	if a.Rules != b.Rules {
+		out = append(out, fmt.Sprintf("  %-11s %d bytes -> %d bytes", "rules:", len(a.Rules), len(b.Rules)))
+	}
+	add("allow", strings.Join(a.Allow, ","), strings.Join(b.Allow, ","))
+	return out
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func printClusterConfig(w io.Writer, c fsm.Config) {
+	fmt.Fprintf(w, "version:    %d\nset by:     %s\nset at:     %s\nlog-format: %s\nretention:  %s\nrules:      %s\nallow:      %s\n",
+		c.Version, orDash(c.SetBy), orDash(c.SetAt), c.LogFormat, c.Retention, rulesSummary(c.Rules), orDash(strings.Join(c.Allow, ",")))
+}
+
+func rulesSummary(r string) string {
+	if r == "" {
+		return "built-in scenarios only"
+	}
+	return fmt.Sprintf("built-in scenarios and a rule file of %d bytes", len(r))
+}
+
+// apiBase turns an --addr into a base URL.
+func apiBase(addr string) string {
+	base := strings.TrimRight(addr, "/")
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	return base
+}
+
+// postJSON posts body as JSON with the admin token and decodes the answer.
+func postJSON(ctx context.Context, url, token string, body, v any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := apiClient.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&e)
+		return fmt.Errorf("%s: %s: %s", url, resp.Status, e.Error)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }
