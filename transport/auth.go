@@ -131,7 +131,7 @@ func clientHandshake(c net.Conn, key []byte, proto byte) (net.Conn, error) {
 	}
 	var resp [nonceSize + proofSize]byte
 	if _, err := io.ReadFull(c, resp[:]); err != nil {
-		return nil, fmt.Errorf("%w: no answer (%v); does the peer have a cluster key?", ErrHandshake, err)
+		return nil, fmt.Errorf("%w: no answer (%v); has the peer no cluster key, or too many connections?", ErrHandshake, err)
 	}
 	ns, sp := resp[:nonceSize], resp[nonceSize:]
 	if !hmac.Equal(sp, proof(key, labelServer, proto, nc, ns)) {

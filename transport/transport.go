@@ -282,7 +282,10 @@ func (m *Mux) route(c net.Conn) {
 		c = tc
 	}
 	var b [1]byte
-	if _, err := io.ReadFull(c, b[:]); err != nil {
+	if _, err := io.ReadFull(c, b[:]); errors.Is(err, io.EOF) {
+		c.Close() // a port probe: connected, said nothing, left
+		return
+	} else if err != nil {
 		m.refuse(c, fmt.Errorf("no protocol byte: %w", err))
 		return
 	}
