@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -179,14 +180,62 @@ func (b *Book) AddAlert(a Alert, s *Scenario) *Decision {
 	return d
 }
 
+// The widest ranges a manual decision may cover, on every replica: a /0 ban
+// (every client) or anything near it is refused whatever the proposer, so
+// that a forged or mistaken command cannot lock everyone out. Nodes may
+// refuse narrower ranges at their API (CheckRange with their own limits);
+// these floors are constants so that applying a command stays a function
+// of the command and the state.
+const (
+	FloorPrefixV4 = 8
+	FloorPrefixV6 = 32
+)
+
+// ErrRangeTooWide is the error of a range decision wider than allowed.
+var ErrRangeTooWide = errors.New("range too wide")
+
+// CheckRange refuses value if it is a CIDR range wider than /minV4 (IPv4)
+// or /minV6 (IPv6). An IPv6 range over IPv4-mapped addresses is held to
+// the IPv4 limit too. Single addresses pass, and so does anything that is
+// not a range (AddManual says what is wrong with it).
+func CheckRange(value string, minV4, minV6 int) error {
+	if !strings.Contains(value, "/") {
+		return nil
+	}
+	p, err := netip.ParsePrefix(value)
+	if err != nil {
+		return nil
+	}
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		if bits < minV4 {
+			return fmt.Errorf("%w: %s covers more than a /%d, the widest IPv4 range allowed", ErrRangeTooWide, value, minV4)
+		}
+		return nil
+	}
+	if bits < minV6 {
+		return fmt.Errorf("%w: %s covers more than a /%d, the widest IPv6 range allowed", ErrRangeTooWide, value, minV6)
+	}
+	if p.Overlaps(mappedV4) && bits-96 < minV4 {
+		return fmt.Errorf("%w: %s covers more IPv4-mapped addresses than a /%d, the widest IPv4 range allowed", ErrRangeTooWide, value, minV4)
+	}
+	return nil
+}
+
+// mappedV4 is where IPv6 notation holds the IPv4 addresses.
+var mappedV4 = netip.MustParsePrefix("::ffff:0:0/96")
+
 // AddManual records an operator's decision against value (an address or a
-// CIDR range) from now for dur.
+// CIDR range no wider than the floors) from now for dur.
 func (b *Book) AddManual(value, typ, reason string, now int64, dur time.Duration) (*Decision, error) {
 	scope := "Ip"
 	if strings.Contains(value, "/") {
 		p, err := netip.ParsePrefix(value)
 		if err != nil {
 			return nil, fmt.Errorf("value %q is not a CIDR range", value)
+		}
+		if err := CheckRange(value, FloorPrefixV4, FloorPrefixV6); err != nil {
+			return nil, err
 		}
 		value, scope = p.Masked().String(), "Range"
 	} else if _, err := netip.ParseAddr(value); err != nil {

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -299,4 +300,41 @@ func FuzzDecodeDelta(f *testing.F) {
 			t.Fatalf("re-encoded delta differs: %v", err)
 		}
 	})
+}
+
+func TestCheckRange(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		ok    bool
+	}{
+		{"0.0.0.0/0", false},
+		{"::/0", false},
+		{"1.0.0.0/7", false},
+		{"1.0.0.0/8", true},
+		{"203.0.113.7", true},
+		{"203.0.113.0/24", true},
+		{"2001::/31", false},
+		{"2001:db8::/32", true},
+		{"::ffff:0.0.0.0/96", false}, // every IPv4 client, in IPv6 notation
+		{"::ffff:0:0/95", false},
+		{"::ffff:10.0.0.0/104", true},
+		{"not-a-range/x", true}, // AddManual reports it
+	} {
+		err := CheckRange(tc.value, FloorPrefixV4, FloorPrefixV6)
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrRangeTooWide)) {
+			t.Errorf("CheckRange(%q) = %v, want ok=%v", tc.value, err, tc.ok)
+		}
+	}
+	if err := CheckRange("10.0.0.0/8", 16, 48); err == nil || !strings.Contains(err.Error(), "/16") {
+		t.Errorf("a node's own limit: %v", err)
+	}
+	b := NewBook(DefaultBookConfig())
+	for _, wide := range []string{"0.0.0.0/0", "::/0", "::ffff:0.0.0.0/96"} {
+		if d, err := b.AddManual(wide, "ban", "", 1, time.Hour); !errors.Is(err, ErrRangeTooWide) {
+			t.Errorf("AddManual(%q) = %+v, %v; want ErrRangeTooWide", wide, d, err)
+		}
+	}
+	if len(b.Decisions) != 0 {
+		t.Fatalf("%d decisions after refusals", len(b.Decisions))
+	}
 }

@@ -274,7 +274,16 @@ func Apply(s *State, cmd Command) Result {
 	}
 }
 
+// MaxPartitions bounds the partition table. Real topics have thousands of
+// partitions at most; an assign past this could only come from a forged or
+// corrupt command, and would make every replica allocate it, entry after
+// entry, at each restart.
+const MaxPartitions = 1 << 16
+
 func applyAssign(s *State, a Assign) Result {
+	if a.Partitions > MaxPartitions {
+		return Result{Err: fmt.Sprintf("assign of %d partitions: at most %d", a.Partitions, MaxPartitions)}
+	}
 	for n := int32(len(s.Partitions)); n < a.Partitions; n++ {
 		s.Partitions = append(s.Partitions, Partition{Partition: n})
 	}

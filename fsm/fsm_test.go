@@ -526,3 +526,24 @@ func TestApply_ConfigureOnlyWithANewerVersion(t *testing.T) {
 		t.Errorf("version 2: %q, %+v", res.Err, s.Config)
 	}
 }
+
+func TestApply_RefusesAbsurdCommands(t *testing.T) {
+	s := assigned(2, "a")
+	for _, wide := range []string{"0.0.0.0/0", "::/0", "10.0.0.0/7", "::ffff:0.0.0.0/96"} {
+		res := Apply(s, Command{Kind: KindDecisionAdd, Decision: &ManualDecision{Value: wide, Type: "ban", Duration: "1h", Now: 1}})
+		if res.Err == "" || res.DecisionID != 0 {
+			t.Errorf("decision_add %s: %+v, want refused", wide, res)
+		}
+	}
+	if n := len(s.Book.Decisions); n != 0 {
+		t.Fatalf("%d decisions after refusals", n)
+	}
+	if res := Apply(s, Command{Kind: KindDecisionAdd, Decision: &ManualDecision{Value: "10.0.0.0/8", Type: "ban", Duration: "1h", Now: 1}}); res.Err != "" {
+		t.Fatalf("a /8 ban: %s", res.Err)
+	}
+	// A forged assign of billions of partitions allocates nothing.
+	res := Apply(s, Command{Kind: KindAssign, Assign: &Assign{Partitions: 2_000_000_000}})
+	if res.Err == "" || len(s.Partitions) != 2 {
+		t.Fatalf("huge assign: %+v, %d partitions", res, len(s.Partitions))
+	}
+}

@@ -39,6 +39,8 @@ type cluster struct {
 	topic  string
 	mu     sync.Mutex
 	nodes  map[string]*Node
+	// configure, when set, adjusts each node's configuration before start.
+	configure func(*Config)
 }
 
 func newCluster(t *testing.T, partitions int32) *cluster {
@@ -70,6 +72,9 @@ func (c *cluster) start(id string, expect int, join ...string) *Node {
 	cfg.BatchInterval, cfg.MaxBatchRecords = 50*time.Millisecond, 2000
 	cfg.ReapAfter = 2 * time.Second
 	cfg.Logger = testLogger()
+	if c.configure != nil {
+		c.configure(&cfg)
+	}
 	n, err := Start(context.Background(), cfg)
 	if err != nil {
 		c.t.Fatal(err)

@@ -163,4 +163,3 @@ func (n *Node) handleApplyConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, n.fsm.Config())
 }
-

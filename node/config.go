@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -107,10 +109,29 @@ type Config struct {
 	TrailingLogs    int
 	// GossipProbeInterval sets memberlist's failure detection pace.
 	GossipProbeInterval time.Duration
-	// GossipKey encrypts gossip (16, 24 or 32 bytes).
+	// GossipKey encrypts gossip (16, 24 or 32 bytes). Without it, a
+	// ClusterKey gives one (transport.GossipKeyFromClusterKey).
 	GossipKey []byte
-	// TLS secures the Raft/forwarding port; nil means plain TCP.
+	// TLS secures the Raft/forwarding port; nil means plain TCP. With a CA
+	// (mutual TLS) it also authenticates nodes.
 	TLS *transport.TLSConfig
+	// ClusterKey is the secret every node of the cluster shares
+	// (transport.ClusterKeySize bytes, from transport.ParseClusterKey):
+	// each Raft and forwarding connection must prove it holds the key, so
+	// that nobody else can join Raft or propose a command. It also keys
+	// gossip when GossipKey is unset.
+	ClusterKey []byte
+	// InsecureNoAuth lets a node listen on non-loopback addresses without
+	// a ClusterKey or mutual TLS (and gossip without a key): anyone who
+	// reaches those ports can then change the replicated state (ban every
+	// client, move offsets). Without it such a node refuses to start; on
+	// loopback addresses a node starts either way, with a warning.
+	InsecureNoAuth bool
+	// MinDecisionPrefixV4 and MinDecisionPrefixV6 are the widest ranges an
+	// operator may ban through this node's API (/8 and /32 by default, and
+	// at least that: every replica refuses wider ones).
+	MinDecisionPrefixV4 int
+	MinDecisionPrefixV6 int
 	// KafkaOpts are extra franz-go options for every Kafka client (TLS, SASL).
 	KafkaOpts []kgo.Opt
 
@@ -131,6 +152,8 @@ func DefaultConfig() Config {
 		TrailingLogs:        1024,
 		GossipProbeInterval: 150 * time.Millisecond,
 		HTTPMaxConns:        1024,
+		MinDecisionPrefixV4: detect.FloorPrefixV4,
+		MinDecisionPrefixV6: detect.FloorPrefixV6,
 	}
 }
 
@@ -159,6 +182,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--raft-snapshot-entries must be at least 1, got %d", c.SnapshotEntries)
 	case c.TrailingLogs < 1:
 		return fmt.Errorf("--raft-trailing-logs must be at least 1, got %d", c.TrailingLogs)
+	case c.MinDecisionPrefixV4 != 0 && (c.MinDecisionPrefixV4 < detect.FloorPrefixV4 || c.MinDecisionPrefixV4 > 32):
+		return fmt.Errorf("--min-decision-prefix-v4 must be between %d and 32, got %d", detect.FloorPrefixV4, c.MinDecisionPrefixV4)
+	case c.MinDecisionPrefixV6 != 0 && (c.MinDecisionPrefixV6 < detect.FloorPrefixV6 || c.MinDecisionPrefixV6 > 128):
+		return fmt.Errorf("--min-decision-prefix-v6 must be between %d and 128, got %d", detect.FloorPrefixV6, c.MinDecisionPrefixV6)
+	case c.ClusterKey != nil && len(c.ClusterKey) != transport.ClusterKeySize:
+		return fmt.Errorf("--cluster-key must be %d bytes, got %d", transport.ClusterKeySize, len(c.ClusterKey))
 	}
 	if c.LogFormat != "" {
 		if _, err := accesslog.Lookup(c.LogFormat); err != nil {
@@ -197,7 +226,55 @@ func (c Config) Validate() error {
 			return fmt.Errorf("--brokers: %w", err)
 		}
 	}
+	return c.checkAuth()
+}
+
+// raftAuthenticated reports whether the Raft/forwarding port needs a
+// credential; gossipAuthenticated the same of gossip.
+func (c Config) raftAuthenticated() bool   { return c.ClusterKey != nil || c.TLS.Mutual() }
+func (c Config) gossipAuthenticated() bool { return c.GossipKey != nil || c.ClusterKey != nil }
+
+// checkAuth refuses ports that anyone on the network could use to change
+// the replicated state.
+func (c Config) checkAuth() error {
+	if c.InsecureNoAuth {
+		return nil
+	}
+	if !c.raftAuthenticated() && !loopback(c.RaftAddr) {
+		return fmt.Errorf("--raft %s is not a loopback address: give --cluster-key (make one with 'warden keygen') or mutual TLS (--tls-ca), or --insecure-no-auth", c.RaftAddr)
+	}
+	if !c.gossipAuthenticated() && !loopback(c.GossipAddr) {
+		return fmt.Errorf("--gossip %s is not a loopback address: give --cluster-key or --gossip-key (make one with 'warden keygen'), or --insecure-no-auth", c.GossipAddr)
+	}
 	return nil
+}
+
+// authWarning is what a node that starts without authentication says.
+func (c Config) authWarning() string {
+	switch {
+	case c.raftAuthenticated() && c.gossipAuthenticated():
+		return ""
+	case c.InsecureNoAuth && !(loopback(c.RaftAddr) && loopback(c.GossipAddr)):
+		return "--insecure-no-auth: the Raft and gossip ports take any connection; whoever reaches them can change the replicated state (ban every client, move offsets)"
+	case !c.raftAuthenticated():
+		return "no cluster key or mutual TLS: any local process can change the replicated state through the Raft port; fine for a trial on one machine, give --cluster-key otherwise"
+	default:
+		return "no gossip key: any local process can join gossip; give --cluster-key or --gossip-key outside a trial on one machine"
+	}
+}
+
+// loopback reports whether addr's host is a loopback address (or
+// localhost), so that only this machine can reach it.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func (c *Config) fillDefaults() {
@@ -240,6 +317,12 @@ func (c *Config) fillDefaults() {
 	}
 	if c.GossipProbeInterval == 0 {
 		c.GossipProbeInterval = d.GossipProbeInterval
+	}
+	if c.MinDecisionPrefixV4 == 0 {
+		c.MinDecisionPrefixV4 = d.MinDecisionPrefixV4
+	}
+	if c.MinDecisionPrefixV6 == 0 {
+		c.MinDecisionPrefixV6 = d.MinDecisionPrefixV6
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -79,6 +79,10 @@ func (n *Node) handleAddDecision(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("duration %q: want a positive duration such as 4h", req.Duration)})
 		return
 	}
+	if err := detect.CheckRange(req.Value, n.cfg.MinDecisionPrefixV4, n.cfg.MinDecisionPrefixV6); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("value: %v on this node (--min-decision-prefix-v4, --min-decision-prefix-v6)", err)})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	res, err := n.propose(ctx, fsm.Command{Kind: fsm.KindDecisionAdd, Decision: &fsm.ManualDecision{

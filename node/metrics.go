@@ -9,6 +9,7 @@ import (
 
 	"github.com/wardenhq/warden/analytics"
 	"github.com/wardenhq/warden/fsm"
+	"github.com/wardenhq/warden/transport"
 )
 
 // metrics are one node's Prometheus series, on a registry of its own so
@@ -101,6 +102,18 @@ func newMetrics(f *fsm.FSM) *metrics {
 		m.lag, m.ownedPartitions, m.applied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// watchTransport exports the connections mux turned away.
+func (m *metrics) watchTransport(mux *transport.Mux) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_transport_handshake_failures_total",
+			Help: "Connections to the Raft port closed for failing their handshake (TLS, protocol byte, cluster key)."},
+			func() float64 { return float64(mux.Stats().HandshakeFailures) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_transport_refused_connections_total",
+			Help: "Connections to the Raft port closed on arrival because too many were open or in their handshake."},
+			func() float64 { return float64(mux.Stats().Refused) }),
+	)
 }
 
 // observeLatency records the latency of one committed record (ns).

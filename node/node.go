@@ -194,11 +194,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}()
 
+	if w := cfg.authWarning(); w != "" {
+		lg.Warn(w, "raft", cfg.RaftAddr, "gossip", cfg.GossipAddr)
+	}
 	var err error
-	n.mux, err = transport.Listen(transport.Config{Bind: cfg.RaftAddr, TLS: cfg.TLS, Logger: n.quietOnStop(lg).With("subsystem", "transport")})
+	n.mux, err = transport.Listen(transport.Config{Bind: cfg.RaftAddr, TLS: cfg.TLS, ClusterKey: cfg.ClusterKey,
+		Logger: n.quietOnStop(lg).With("subsystem", "transport")})
 	if err != nil {
 		return nil, err
 	}
+	n.metrics.watchTransport(n.mux)
 	hasState, err := n.startRaft()
 	if err != nil {
 		return nil, err
@@ -214,6 +219,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.meta = &metaDelegate{meta: nodeMeta{Raft: n.mux.Addr().String(), HTTP: n.httpAddr, InCluster: hasState}}
 	gc := transport.DefaultGossipConfig()
 	gc.Name, gc.Bind, gc.Key = cfg.ID, cfg.GossipAddr, cfg.GossipKey
+	if gc.Key == nil && cfg.ClusterKey != nil {
+		gc.Key = transport.GossipKeyFromClusterKey(cfg.ClusterKey)
+	}
 	gc.ProbeInterval = cfg.GossipProbeInterval
 	n.gev = &eventDelegate{ch: n.events, live: map[string]gossipMember{}, left: map[string]bool{}}
 	gc.Delegate, gc.Events = n.meta, n.gev

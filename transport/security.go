@@ -14,6 +14,12 @@ type TLSConfig struct {
 	client *tls.Config
 }
 
+// Mutual reports whether peers must present a certificate signed by the
+// configured CA: only then does TLS alone authenticate nodes.
+func (t *TLSConfig) Mutual() bool {
+	return t != nil && t.server.ClientAuth == tls.RequireAndVerifyClientCert
+}
+
 // LoadTLS reads a node certificate and key, and optionally a CA. With a CA,
 // TLS is mutual: each side presents its certificate and checks the other's
 // against the CA, so only holders of a CA-signed certificate take part.

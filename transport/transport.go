@@ -16,9 +16,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -46,6 +48,20 @@ type Mux struct {
 	// that every node is one address to peers and packet filters.
 	local net.IP
 
+	key              []byte
+	handshakeTimeout time.Duration
+	requestTimeout   time.Duration
+	maxConns         int64
+	maxPending       int64
+
+	// open counts accepted connections not yet closed; pending those of
+	// them still in their handshake.
+	open, pending atomic.Int64
+	stats         struct{ handshakeFailures, refused atomic.Uint64 }
+	authLog       rateLog
+	refuseLog     rateLog
+	frameLog      rateLog
+
 	raftConns chan net.Conn
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -53,6 +69,13 @@ type Mux struct {
 	mu      sync.RWMutex
 	forward ForwardHandler
 }
+
+// Defaults of Config's limits.
+const (
+	DefaultMaxConns         = 256
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultRequestTimeout   = 30 * time.Second
+)
 
 // Config configures a Mux.
 type Config struct {
@@ -62,6 +85,26 @@ type Config struct {
 	Advertise string
 	// TLS, when set, secures every connection both ways.
 	TLS *TLSConfig
+	// ClusterKey, when set (ClusterKeySize bytes, see ParseClusterKey), is
+	// the secret every node shares: each connection, both protocols, opens
+	// with a handshake in which both sides prove they hold it, and every
+	// byte after it is MAC'd. A peer without it can neither join Raft nor
+	// propose. It combines with TLS (inside it).
+	ClusterKey []byte
+	// MaxConns caps the accepted connections open at once
+	// (DefaultMaxConns when 0); at most a quarter of them may be in their
+	// handshake, so a flood of strangers cannot crowd out established
+	// Raft connections. Raft keeps a few per peer; forwarding opens one
+	// per call.
+	MaxConns int
+	// HandshakeTimeout bounds what a peer must do before it is served: the
+	// TLS handshake, the protocol byte and the cluster-key handshake
+	// (DefaultHandshakeTimeout when 0).
+	HandshakeTimeout time.Duration
+	// RequestTimeout bounds receiving one forwarded request and sending
+	// its answer, and how long a forwarding connection may sit idle
+	// (DefaultRequestTimeout when 0).
+	RequestTimeout time.Duration
 	// Logger receives transport errors.
 	Logger *slog.Logger
 }
@@ -89,14 +132,26 @@ func Listen(cfg Config) (*Mux, error) {
 	if lg == nil {
 		lg = slog.Default()
 	}
-	m := &Mux{
-		local:     bindIP(ln.Addr()),
-		ln:        ln,
-		advertise: adv,
-		log:       lg,
-		raftConns: make(chan net.Conn, 16),
-		closed:    make(chan struct{}),
+	if cfg.ClusterKey != nil && len(cfg.ClusterKey) != ClusterKeySize {
+		ln.Close()
+		return nil, fmt.Errorf("transport: cluster key of %d bytes; want %d", len(cfg.ClusterKey), ClusterKeySize)
 	}
+	m := &Mux{
+		local:            bindIP(ln.Addr()),
+		ln:               ln,
+		advertise:        adv,
+		log:              lg,
+		key:              cfg.ClusterKey,
+		handshakeTimeout: orDefault(cfg.HandshakeTimeout, DefaultHandshakeTimeout),
+		requestTimeout:   orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
+		maxConns:         int64(cfg.MaxConns),
+		raftConns:        make(chan net.Conn, 16),
+		closed:           make(chan struct{}),
+	}
+	if m.maxConns <= 0 {
+		m.maxConns = DefaultMaxConns
+	}
+	m.maxPending = max(1, m.maxConns/4)
 	if cfg.TLS != nil {
 		m.serverTLS, m.clientTLS = cfg.TLS.server, cfg.TLS.client
 	}
@@ -104,8 +159,30 @@ func Listen(cfg Config) (*Mux, error) {
 	return m, nil
 }
 
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
 // Addr is the advertised address of the mux.
 func (m *Mux) Addr() net.Addr { return m.advertise }
+
+// Stats counts the connections a mux turned away.
+type Stats struct {
+	// HandshakeFailures is the connections closed because they failed the
+	// TLS or cluster-key handshake, or sent no protocol byte in time.
+	HandshakeFailures uint64
+	// Refused is the connections closed on arrival because MaxConns were
+	// open, or a quarter of that were in their handshake.
+	Refused uint64
+}
+
+// Stats returns the counts since the mux opened.
+func (m *Mux) Stats() Stats {
+	return Stats{HandshakeFailures: m.stats.handshakeFailures.Load(), Refused: m.stats.refused.Load()}
+}
 
 // Close stops accepting connections.
 func (m *Mux) Close() error {
@@ -134,31 +211,101 @@ func (m *Mux) serve() {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		go m.route(c)
+		if !m.admit() {
+			m.stats.refused.Add(1)
+			if ok, dropped := m.refuseLog.allow(); ok {
+				m.log.Warn("connection refused: too many open", "remote", c.RemoteAddr(),
+					"open", m.open.Load(), "handshaking", m.pending.Load(), "max_conns", m.maxConns, "refused_since_last_log", dropped)
+			}
+			c.Close()
+			continue
+		}
+		go m.route(&countedConn{Conn: c, m: m})
 	}
 }
 
-// route reads the protocol byte (after the TLS handshake, if any) and hands
-// the connection on. A peer that says nothing in time is dropped.
+// admit takes a connection slot and a handshake slot, or neither.
+func (m *Mux) admit() bool {
+	if m.open.Add(1) > m.maxConns {
+		m.open.Add(-1)
+		return false
+	}
+	if m.pending.Add(1) > m.maxPending {
+		m.pending.Add(-1)
+		m.open.Add(-1)
+		return false
+	}
+	return true
+}
+
+// countedConn gives its slot back when closed, by whoever closes it.
+type countedConn struct {
+	net.Conn
+	m    *Mux
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.m.open.Add(-1) })
+	return c.Conn.Close()
+}
+
+// refuse closes a connection that failed before being served and logs it,
+// at most once a second.
+func (m *Mux) refuse(c net.Conn, err error) {
+	m.stats.handshakeFailures.Add(1)
+	if ok, dropped := m.authLog.allow(); ok {
+		m.log.Warn("connection failed its handshake; closed", "remote", c.RemoteAddr(), "err", err, "failed_since_last_log", dropped)
+	}
+	c.Close()
+}
+
+// route authenticates a connection and hands it to the protocol it names.
+// Until then every read is under the handshake deadline, so a peer that
+// stalls is dropped; after it, Raft connections have no deadline (raft sets
+// its own per RPC, and its idle pooled connections must stay open) and
+// forwarding connections one per request.
 func (m *Mux) route(c net.Conn) {
+	handshaking := true
+	defer func() {
+		if handshaking {
+			m.pending.Add(-1)
+		}
+	}()
+	_ = c.SetDeadline(time.Now().Add(m.handshakeTimeout))
 	if m.serverTLS != nil {
 		tc := tls.Server(c, m.serverTLS)
-		_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
 		if err := tc.Handshake(); err != nil {
-			m.log.Warn("tls handshake refused", "remote", c.RemoteAddr(), "err", err)
-			c.Close()
+			m.refuse(c, fmt.Errorf("tls: %w", err))
 			return
 		}
 		c = tc
 	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	var b [1]byte
-	if _, err := c.Read(b[:]); err != nil {
-		c.Close()
+	if _, err := io.ReadFull(c, b[:]); errors.Is(err, io.EOF) {
+		c.Close() // a port probe: connected, said nothing, left
+		return
+	} else if err != nil {
+		m.refuse(c, fmt.Errorf("no protocol byte: %w", err))
 		return
 	}
+	proto := b[0]
+	if proto != protoRaft && proto != protoForward {
+		m.refuse(c, fmt.Errorf("unknown protocol byte %#x", proto))
+		return
+	}
+	if m.key != nil {
+		sc, err := serverHandshake(c, m.key, proto)
+		if err != nil {
+			m.refuse(c, err)
+			return
+		}
+		c = sc
+	}
 	_ = c.SetDeadline(time.Time{})
-	switch b[0] {
+	handshaking = false
+	m.pending.Add(-1)
+	switch proto {
 	case protoRaft:
 		select {
 		case m.raftConns <- c:
@@ -167,13 +314,11 @@ func (m *Mux) route(c net.Conn) {
 		}
 	case protoForward:
 		m.serveForward(c)
-	default:
-		m.log.Warn("unknown protocol byte", "remote", c.RemoteAddr(), "byte", b[0])
-		c.Close()
 	}
 }
 
-// dial opens a connection to addr speaking proto.
+// dial opens a connection to addr speaking proto: TLS and the cluster-key
+// handshake, if configured, are done when it returns.
 func (m *Mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
 	if m.local != nil {
@@ -183,24 +328,31 @@ func (m *Mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, er
 	if err != nil {
 		return nil, err
 	}
+	_ = c.SetDeadline(time.Now().Add(timeout + m.handshakeTimeout))
 	if m.clientTLS != nil {
 		cfg := m.clientTLS.Clone()
 		if host, _, err := net.SplitHostPort(addr); err == nil {
 			cfg.ServerName = host
 		}
 		tc := tls.Client(c, cfg)
-		_ = tc.SetDeadline(time.Now().Add(timeout + 5*time.Second))
 		if err := tc.Handshake(); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("transport: tls handshake with %s: %w", addr, err)
 		}
-		_ = tc.SetDeadline(time.Time{})
 		c = tc
 	}
-	if _, err := c.Write([]byte{proto}); err != nil {
+	if m.key != nil {
+		sc, err := clientHandshake(c, m.key, proto)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("transport: handshake with %s: %w", addr, err)
+		}
+		c = sc
+	} else if _, err := c.Write([]byte{proto}); err != nil {
 		c.Close()
 		return nil, err
 	}
+	_ = c.SetDeadline(time.Time{})
 	return c, nil
 }
 
@@ -230,4 +382,23 @@ func bindIP(a net.Addr) net.IP {
 		return t.IP
 	}
 	return nil
+}
+
+// rateLog lets one message through per second and counts the others.
+type rateLog struct {
+	mu      sync.Mutex
+	last    time.Time
+	dropped int
+}
+
+func (r *rateLog) allow() (ok bool, dropped int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if now.Sub(r.last) < time.Second {
+		r.dropped++
+		return false, 0
+	}
+	r.last, dropped, r.dropped = now, r.dropped, 0
+	return true, dropped
 }
