@@ -98,6 +98,7 @@ type agentFlags struct {
 	allow, bouncerKeys *listFlag
 	tlsCert, tlsKey    string
 	tlsCA, gossipKey   string
+	clusterKey         string
 	rulesFile, level   string
 	printConfig        *bool
 }
@@ -161,6 +162,10 @@ the cluster together; later ones --join any member.`,
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate for the Raft port (with --tls-key)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM key for --tls-cert")
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM CA; when given, TLS is mutual and peers must hold a certificate it signed")
+	fs.StringVar(&o.clusterKey, "cluster-key", "", "base64 32-byte secret every node shares (make one with 'warden keygen'): authenticates every Raft and forwarding connection and, without --gossip-key, keys gossip too ($WARDEN_CLUSTER_KEY)")
+	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", false, "let a node bind non-loopback addresses with no --cluster-key, mutual TLS or gossip key: anyone who reaches its Raft and gossip ports can change the cluster's state")
+	fs.IntVar(&cfg.MinDecisionPrefixV4, "min-decision-prefix-v4", cfg.MinDecisionPrefixV4, "widest IPv4 range an operator may ban, as a prefix length (8 to 32)")
+	fs.IntVar(&cfg.MinDecisionPrefixV6, "min-decision-prefix-v6", cfg.MinDecisionPrefixV6, "widest IPv6 range an operator may ban, as a prefix length (32 to 128)")
 	fs.StringVar(&o.gossipKey, "gossip-key", "", "base64 key (16, 24 or 32 bytes) encrypting gossip ($WARDEN_GOSSIP_KEY)")
 	fs.StringVar(&o.level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.rulesFile, "rules", "", "a YAML rule file applied over the built-in scenarios; a cluster setting (see --config-version)")
@@ -175,7 +180,7 @@ the cluster together; later ones --join any member.`,
 	fs.StringVar(&cfg.HTTPTLSKey, "http-tls-key", "", "PEM key for --http-tls-cert")
 	fs.IntVar(&cfg.HTTPMaxConns, "http-max-conns", cfg.HTTPMaxConns, "most simultaneous HTTP connections (0: no cap)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ (admin token only)")
-	for _, s := range []string{"admin-token", "bouncer-keys", "gossip-key", "http-token"} {
+	for _, s := range []string{"admin-token", "bouncer-keys", "gossip-key", "http-token", "cluster-key"} {
 		config.MarkSecret(fs, s)
 	}
 	o.printConfig = addConfigFlags(fs)
@@ -202,6 +207,11 @@ func (o *agentFlags) build() (node.Config, error) {
 	}
 	if cfg.GossipKey, err = transport.ParseGossipKey(o.gossipKey); err != nil {
 		return cfg, err
+	}
+	if o.clusterKey != "" {
+		if cfg.ClusterKey, err = transport.ParseClusterKey(o.clusterKey); err != nil {
+			return cfg, fmt.Errorf("--cluster-key: %w", err)
+		}
 	}
 	if o.tlsCert != "" || o.tlsKey != "" || o.tlsCA != "" {
 		if cfg.TLS, err = transport.LoadTLS(o.tlsCert, o.tlsKey, o.tlsCA); err != nil {

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +19,7 @@ import (
 	"github.com/wardenhq/warden/fsm"
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/node"
+	"github.com/wardenhq/warden/transport"
 )
 
 func newConfigCmd() *cobra.Command {
@@ -106,12 +105,15 @@ func newKeygenCmd() *cobra.Command {
 		Use:   "keygen",
 		Short: "Print a new random 32-byte key (base64) for --cluster-key or --gossip-key",
 		Args:  noArgs,
+		Long: `Print a new random 32-byte key, base64: give the same one to every node as
+--cluster-key (or --cluster-key-file, or $WARDEN_CLUSTER_KEY). It also works
+as a --gossip-key.`,
 		RunE: func(c *cobra.Command, _ []string) error {
-			k := make([]byte, 32)
-			if _, err := rand.Read(k); err != nil {
+			k, err := transport.GenerateClusterKey()
+			if err != nil {
 				return err
 			}
-			fmt.Fprintln(c.OutOrStdout(), base64.StdEncoding.EncodeToString(k))
+			fmt.Fprintln(c.OutOrStdout(), k)
 			return nil
 		},
 	}
