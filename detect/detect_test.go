@@ -268,14 +268,12 @@ scenarios:
 }
 
 func TestSourcesAreBounded(t *testing.T) {
-	old := MaxSources
-	MaxSources = 100
-	defer func() { MaxSources = old }()
 	rules, err := Parse([]byte(`scenarios: [{name: all, filter: {}, trigger: leaky, capacity: 1000, leak: 1h}]`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := NewDetector(rules, 0, nil)
+	d.maxSources = 100
 	for i := 0; i < 3*gcEvery; i++ {
 		e, line := entry(fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), "GET", "/", 200, time.Duration(i)*time.Millisecond, "ua")
 		d.Observe(&e, int64(i), line)

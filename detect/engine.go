@@ -161,7 +161,7 @@ const (
 // partition's detector keeps; past it, at a collection point, the sources
 // idle the longest are dropped first (ties by key), so memory stays bounded
 // under a flood of distinct addresses and the choice stays deterministic.
-var MaxSources = 500_000
+const MaxSources = 500_000
 
 // Match is one scenario an event passed, with the hash of its distinct
 // value for a distinct trigger.
@@ -277,11 +277,13 @@ type Detector struct {
 	dirty     map[string]*source
 	alerts    []Alert
 	ev        Event
+	// maxSources is MaxSources; the package's tests lower it.
+	maxSources int
 }
 
 // NewDetector returns a detector for partition continuing from state.
 func NewDetector(rules *Rules, partition int32, state *PartitionState) *Detector {
-	d := &Detector{rules: rules, partition: partition, sources: map[string]*source{}, dirty: map[string]*source{}}
+	d := &Detector{rules: rules, partition: partition, sources: map[string]*source{}, dirty: map[string]*source{}, maxSources: MaxSources}
 	if state == nil {
 		return d
 	}
@@ -455,7 +457,7 @@ func (d *Detector) collect() {
 			}
 		}
 	}
-	if over := len(d.sources) - MaxSources; over > 0 {
+	if over := len(d.sources) - d.maxSources; over > 0 {
 		type idle struct {
 			key  string
 			last int64

@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/wardenhq/warden/chaos"
@@ -14,8 +16,13 @@ import (
 
 func chaosRun(t *testing.T, env []string, args ...string) (*chaos.Report, int, string) {
 	t.Helper()
+	return chaosRunWith(t, wardenBin(t), env, args...)
+}
+
+func chaosRunWith(t *testing.T, bin string, env []string, args ...string) (*chaos.Report, int, string) {
+	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command(wardenBin(t), append([]string{"chaos", "--report", dir}, args...)...)
+	cmd := exec.Command(bin, append([]string{"chaos", "--report", dir}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	code := 0
@@ -76,7 +83,7 @@ func TestChaos_CheckerCatchesEachViolation(t *testing.T) {
 		"offset-back":  {"no record applied twice", "commit history: offsets never back, one node per (partition, epoch)"},
 	} {
 		t.Run(fault, func(t *testing.T) {
-			rep, code, out := chaosRun(t, []string{"WARDEN_TEST_FAULT=" + fault}, "--nodes", "3", "--duration", "10s", "--rate", "1500",
+			rep, code, out := chaosRunWith(t, faultBin(t), []string{"WARDEN_TEST_FAULT=" + fault}, "--nodes", "3", "--duration", "10s", "--rate", "1500",
 				"--faults", "none", "--partitions", "4", "--seed", "2")
 			if code != 1 || rep.OK() {
 				t.Fatalf("exit %d, verdict %s: the checker missed %s\n%s", code, rep.Verdict, fault, out)
@@ -94,5 +101,50 @@ func TestChaos_CheckerCatchesEachViolation(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+var (
+	faultBinOnce sync.Once
+	faultBinPath string
+	faultBinErr  error
+)
+
+// faultBin builds the test-only binary whose FSM can be told to break its
+// rules ($WARDEN_TEST_FAULT, the wardenfault build tag).
+func faultBin(t *testing.T) string {
+	t.Helper()
+	faultBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "warden-fault-bin-")
+		if err != nil {
+			faultBinErr = err
+			return
+		}
+		faultBinPath = filepath.Join(dir, "warden")
+		out, err := exec.Command("go", "build", "-tags", "wardenfault", "-o", faultBinPath, "../cmd/warden").CombinedOutput()
+		if err != nil {
+			faultBinErr = fmt.Errorf("go build -tags wardenfault: %v\n%s", err, out)
+		}
+	})
+	if faultBinErr != nil {
+		t.Fatal(faultBinErr)
+	}
+	return faultBinPath
+}
+
+// The release binary has no fault switch: the symbols of the fault build are
+// not in it, and $WARDEN_TEST_FAULT changes nothing (the other half, that
+// the fault build does break its rules, is TestChaos_CheckerCatchesEachViolation).
+func TestRelease_BinaryHasNoTestFault(t *testing.T) {
+	out, err := exec.Command("go", "tool", "nm", wardenBin(t)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go tool nm: %v\n%s", err, tail(out, 2000))
+	}
+	if strings.Contains(string(out), "fsm.testFault") {
+		t.Errorf("the release binary holds fsm.testFault")
+	}
+	fout, err := exec.Command("go", "tool", "nm", faultBin(t)).CombinedOutput()
+	if err != nil || !strings.Contains(string(fout), "fsm.testFault") {
+		t.Fatalf("the fault build lacks fsm.testFault (so this check proves nothing): %v", err)
 	}
 }

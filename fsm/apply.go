@@ -372,16 +372,3 @@ func Replay(topic string, cmds []Command) *State {
 	}
 	return s
 }
-
-// TestFault, when set (by the agent from $WARDEN_TEST_FAULT), makes Apply
-// break its own rules once, on partition 0's 20th batch: "skip-commit",
-// "double-apply" or "offset-back". It exists only so that tests can show the
-// chaos checker catches each kind of violation; never set it otherwise.
-var TestFault string
-
-func faultAt(p *Partition) string {
-	if TestFault != "" && p.Partition == 0 && p.Commits == 19 {
-		return TestFault
-	}
-	return ""
-}

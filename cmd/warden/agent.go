@@ -122,8 +122,9 @@ the cluster together; later ones --join any member.`,
 				printConfig(c)
 				return nil
 			}
-			// A test-only switch; see fsm.TestFault.
-			fsm.TestFault = os.Getenv("WARDEN_TEST_FAULT")
+			if fsm.FaultsEnabled && os.Getenv("WARDEN_TEST_FAULT") != "" {
+				cfg.Logger.Warn("test build: the FSM will break its rules on purpose", "fault", os.Getenv("WARDEN_TEST_FAULT"))
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			n, err := node.Start(ctx, cfg)
