@@ -28,7 +28,7 @@ test: build
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; f=$${t#*:}; \
 	  out=$$($(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./$$pkg 2>&1) || { echo "$$out"; echo "fuzz $$f FAILED"; exit 1; }; \
 	  echo "fuzz $$pkg $$f: ok ($(FUZZTIME))"; done
-	$(GO) test -count=1 -race -timeout 15m ./node
+	$(GO) test -count=1 -race -timeout 15m ./node ./fsm ./transport
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m ./e2e
 
 ## test-unit: the unit tier (no processes of our own started, no fuzzing, no race detector).

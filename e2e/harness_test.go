@@ -80,11 +80,17 @@ type proc struct {
 
 func startProc(tb testing.TB, dir, name string, args ...string) *proc {
 	tb.Helper()
+	return startProcBin(tb, wardenBin(tb), dir, name, args...)
+}
+
+// startProcBin is startProc of another binary (a race-enabled build).
+func startProcBin(tb testing.TB, bin, dir, name string, args ...string) *proc {
+	tb.Helper()
 	f, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cmd := exec.Command(wardenBin(tb), args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
@@ -124,6 +130,8 @@ type procCluster struct {
 	agents map[string]*proc
 	// extra holds more agent flags per node id, set before the agents start.
 	extra map[string][]string
+	// bin, when set, is the binary the agents run (default: wardenBin).
+	bin string
 }
 
 func newProcCluster(tb testing.TB, nodes int, partitions int) *procCluster {
@@ -199,7 +207,11 @@ func (c *procCluster) startAgent(id string, expect int) {
 		args = append(args, "--join", c.specs["n2"].gossip)
 	}
 	args = append(args, c.extra[id]...)
-	c.agents[id] = startProc(c.tb, c.dir, id, args...)
+	bin := c.bin
+	if bin == "" {
+		bin = wardenBin(c.tb)
+	}
+	c.agents[id] = startProcBin(c.tb, bin, c.dir, id, args...)
 }
 
 // waitOwned waits until n1 reports all n partitions with an owner.

@@ -547,3 +547,35 @@ func TestApply_RefusesAbsurdCommands(t *testing.T) {
 		t.Fatalf("huge assign: %+v, %d partitions", res, len(s.Partitions))
 	}
 }
+
+// A view of the state is the reader's own: Apply, extending a partition's
+// commit history in place, never writes what a view holds (run with -race).
+func TestView_HistoryIsACopy(t *testing.T) {
+	f := New("t")
+	data, _ := Encode(Command{Kind: KindAssign, Assign: &Assign{Partitions: 1, Moves: []Move{{Partition: 0, Owner: "n1"}}}})
+	f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: data})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := int64(0); i < 2000; i++ {
+			b, _ := Encode(Command{Kind: KindCommit, Commit: []Batch{{Node: "n1", Partition: 0, Epoch: 1, From: i, Until: i + 1, Delta: Digest{Records: 1}}}})
+			f.Apply(&raft.Log{Index: uint64(i + 2), Type: raft.LogCommand, Data: b})
+		}
+	}()
+	var last int64
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		s, _ := f.View()
+		if h := s.Partitions[0].History; len(h) > 0 {
+			last = h[len(h)-1].Until // read while Apply may extend the run
+		}
+	}
+	s, _ := f.View()
+	if h := s.Partitions[0].History; len(h) != 1 || h[0].Until != 2000 || last > 2000 {
+		t.Errorf("history %+v", h)
+	}
+}

@@ -238,6 +238,11 @@ func (s *State) Clone() *State {
 		c.Members[k] = v
 	}
 	c.Partitions = append([]Partition(nil), s.Partitions...)
+	// Apply extends a partition's last history run in place: the copy
+	// gets its own.
+	for i := range c.Partitions {
+		c.Partitions[i].History = append([]EpochRun(nil), s.Partitions[i].History...)
+	}
 	return c
 }
 
