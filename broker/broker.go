@@ -130,6 +130,10 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 // Addr is the host:port the broker serves on.
 func (b *Broker) Addr() string { return b.addr }
 
+// Cluster is the kfake cluster behind the broker, for tests that make it
+// misbehave on purpose (kfake's Control functions).
+func (b *Broker) Cluster() *kfake.Cluster { return b.c }
+
 // Close stops the broker and persists its state.
 func (b *Broker) Close() error {
 	b.c.Close()

@@ -39,7 +39,15 @@ type BookConfig struct {
 	MaxEscalation int `json:"max_escalation"`
 	// MaxBan caps any ban.
 	MaxBan string `json:"max_ban"`
+	// MaxUnpublished bounds the alerts kept because they are not yet in
+	// the alerts topic (0: DefaultMaxUnpublished); past it the oldest
+	// unpublished ones are dropped and counted in UnpublishedDropped.
+	MaxUnpublished int `json:"max_unpublished,omitempty"`
 }
+
+// DefaultMaxUnpublished is how many alerts wait for the alerts topic by
+// default: at a few hundred bytes each, tens of MiB, hours of a heavy attack.
+const DefaultMaxUnpublished = 100_000
 
 // DefaultBookConfig doubles a ban per earlier decision in the last week, up
 // to 16 times, at most 30 days.
@@ -86,9 +94,14 @@ type Book struct {
 	// PrunedAt is the alert time of the last pruning of expired decisions
 	// and forgotten offenders, done at most every pruneEvery of event time.
 	PrunedAt int64 `json:"pruned_at,omitempty"`
-	// Keep bounds the alerts kept (0: MaxAlerts; negative: all).
-	Keep  int `json:"keep,omitempty"`
-	allow []netip.Prefix
+	// Keep bounds the alerts kept once published (0: MaxAlerts; negative:
+	// all). Unpublished alerts are kept until published, up to
+	// Config.MaxUnpublished.
+	Keep int `json:"keep,omitempty"`
+	// UnpublishedDropped counts the alerts dropped unpublished because
+	// more than Config.MaxUnpublished waited for the alerts topic.
+	UnpublishedDropped uint64 `json:"unpublished_dropped,omitempty"`
+	allow              []netip.Prefix
 }
 
 // NewBook returns an empty Book.
@@ -141,15 +154,7 @@ func (b *Book) AddAlert(a Alert, s *Scenario) *Decision {
 	a.Seq = b.NextSeq
 	b.NextSeq++
 	b.Alerts = append(b.Alerts, a)
-	keep := b.Keep
-	if keep == 0 {
-		keep = MaxAlerts
-	}
-	if over := len(b.Alerts) - keep; keep > 0 && over > 0 {
-		// Re-slice rather than copy: append moves only the kept alerts
-		// when it next grows the array, so each alert costs O(1).
-		b.Alerts = b.Alerts[over:]
-	}
+	b.trim()
 	if s == nil || b.Allowed(a.SourceIP) {
 		return nil
 	}
@@ -313,7 +318,11 @@ func (b *Book) AllDecisions() []Decision {
 // the zero time), oldest first.
 func (b *Book) AlertsSince(since time.Time) []Alert {
 	out := []Alert{}
-	for _, a := range b.Alerts {
+	alerts := b.Alerts
+	if keep := b.keep(); keep > 0 && len(alerts) > keep {
+		alerts = alerts[len(alerts)-keep:] // the latest, however many wait for the topic
+	}
+	for _, a := range alerts {
 		if since.IsZero() || a.Time >= since.UnixNano() {
 			out = append(out, a)
 		}
@@ -356,4 +365,51 @@ func DecisionViews(ds []Decision, now time.Time) []DecisionView {
 		out = append(out, d.View(now))
 	}
 	return out
+}
+
+func (b *Book) keep() int {
+	if b.Keep == 0 {
+		return MaxAlerts
+	}
+	return b.Keep
+}
+
+// MarkPublished records that the alerts through seq are in the alerts
+// topic; those past the kept number can then go.
+func (b *Book) MarkPublished(seq uint64) {
+	b.Published = max(b.Published, seq)
+	b.trim()
+}
+
+// Unpublished is how many kept alerts are not yet in the alerts topic.
+func (b *Book) Unpublished() int {
+	return len(b.Alerts) - b.firstUnpublished()
+}
+
+// firstUnpublished is the index of the first alert past Published.
+func (b *Book) firstUnpublished() int {
+	return sort.Search(len(b.Alerts), func(i int) bool { return b.Alerts[i].Seq > b.Published })
+}
+
+// trim keeps the latest Keep alerts and every unpublished one, up to
+// MaxUnpublished of those; it only re-slices (alerts are in seq order and
+// the published ones come first), so each alert costs O(1).
+func (b *Book) trim() {
+	keep := b.keep()
+	if keep < 0 {
+		return
+	}
+	first := b.firstUnpublished()
+	if over := len(b.Alerts) - keep; over > 0 {
+		b.Alerts = b.Alerts[min(over, first):]
+		first -= min(over, first)
+	}
+	maxU := b.Config.MaxUnpublished
+	if maxU <= 0 {
+		maxU = DefaultMaxUnpublished
+	}
+	if over := len(b.Alerts) - first - maxU; over > 0 {
+		b.Alerts = b.Alerts[first+over:]
+		b.UnpublishedDropped += uint64(over)
+	}
 }

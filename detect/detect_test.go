@@ -336,3 +336,29 @@ func TestCheckRange(t *testing.T) {
 		t.Fatalf("%d decisions after refusals", len(b.Decisions))
 	}
 }
+
+// Alerts wait for the alerts topic past the kept number, up to
+// MaxUnpublished; past that the oldest unpublished go, counted.
+func TestBook_UnpublishedAlertsKeptThenBounded(t *testing.T) {
+	cfg := DefaultBookConfig()
+	cfg.MaxUnpublished = 30
+	b := NewBook(cfg)
+	b.Keep = 10
+	add := func(n int) {
+		for i := 0; i < n; i++ {
+			b.AddAlert(Alert{ID: fmt.Sprint(b.NextSeq), SourceIP: "192.0.2.1", Time: int64(b.NextSeq)}, nil)
+		}
+	}
+	add(25)
+	if b.Unpublished() != 25 || len(b.Alerts) != 25 || len(b.AlertsSince(time.Time{})) != 10 {
+		t.Fatalf("25 unpublished: kept %d, unpublished %d, API %d", len(b.Alerts), b.Unpublished(), len(b.AlertsSince(time.Time{})))
+	}
+	b.MarkPublished(20)
+	if len(b.Alerts) != 10 || b.Alerts[0].Seq != 16 || b.Unpublished() != 5 {
+		t.Fatalf("after marking 20: kept %d from seq %d, unpublished %d", len(b.Alerts), b.Alerts[0].Seq, b.Unpublished())
+	}
+	add(40) // 45 unpublished > 30
+	if b.Unpublished() != 30 || b.UnpublishedDropped != 15 || b.Alerts[0].Seq != 36 {
+		t.Fatalf("overflow: unpublished %d, dropped %d, first seq %d", b.Unpublished(), b.UnpublishedDropped, b.Alerts[0].Seq)
+	}
+}

@@ -238,7 +238,7 @@ func Apply(s *State, cmd Command) Result {
 			return Result{Err: fmt.Sprintf("configure: rules: %v", err)}
 		}
 		bc := s.Book.Config
-		bc.Allow = cmd.Config.Allow
+		bc.Allow, bc.MaxUnpublished = cmd.Config.Allow, cmd.Config.MaxUnpublishedAlerts
 		if err := s.Book.SetConfig(bc); err != nil {
 			return Result{Err: fmt.Sprintf("configure: %v", err)}
 		}
@@ -267,7 +267,7 @@ func Apply(s *State, cmd Command) Result {
 		}
 		return Result{}
 	case KindMarkPublished:
-		s.Book.Published = max(s.Book.Published, cmd.Seq)
+		s.Book.MarkPublished(cmd.Seq)
 		return Result{}
 	default:
 		return Result{Err: fmt.Sprintf("unknown command kind %q", cmd.Kind)}

@@ -136,6 +136,14 @@ func (f *FSM) WorkerStart(p int32) (Partition, *detect.PartitionState, bool) {
 	return f.state.Partitions[p], ds, true
 }
 
+// UnpublishedAlerts returns how many alerts wait for the alerts topic and
+// how many were dropped waiting.
+func (f *FSM) UnpublishedAlerts() (waiting int, dropped uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Book.Unpublished(), f.state.Book.UnpublishedDropped
+}
+
 // AlertCount is the number of alerts raised so far.
 func (f *FSM) AlertCount() uint64 {
 	f.mu.RLock()

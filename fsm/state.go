@@ -168,12 +168,16 @@ type Config struct {
 	Rules string `json:"rules,omitempty"`
 	// Allow is the allow-list: addresses and ranges never decided against.
 	Allow []string `json:"allow,omitempty"`
+	// MaxUnpublishedAlerts bounds the alerts waiting for the alerts topic
+	// (0: detect.DefaultMaxUnpublished).
+	MaxUnpublishedAlerts int `json:"max_unpublished_alerts,omitempty"`
 }
 
 // Equal reports whether two configurations set the same processing (their
 // version and origin aside).
 func (c Config) Equal(o Config) bool {
-	if c.LogFormat != o.LogFormat || c.Retention != o.Retention || c.Rules != o.Rules || len(c.Allow) != len(o.Allow) {
+	if c.LogFormat != o.LogFormat || c.Retention != o.Retention || c.Rules != o.Rules || len(c.Allow) != len(o.Allow) ||
+		c.MaxUnpublishedAlerts != o.MaxUnpublishedAlerts {
 		return false
 	}
 	for i := range c.Allow {

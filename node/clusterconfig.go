@@ -21,7 +21,7 @@ import (
 // flagConfig is the cluster configuration this node's flags describe.
 func (n *Node) flagConfig() fsm.Config {
 	return fsm.Config{Version: n.cfg.ConfigVersion, LogFormat: n.cfg.LogFormat, Retention: n.cfg.Retention.String(),
-		Rules: n.cfg.Rules, Allow: n.cfg.Allow}
+		Rules: n.cfg.Rules, Allow: n.cfg.Allow, MaxUnpublishedAlerts: n.cfg.MaxUnpublishedAlerts}
 }
 
 // proposeFlagConfig proposes the node's flags as the cluster configuration.
@@ -85,6 +85,9 @@ func configDiff(a, b fsm.Config) []string {
 	if !(fsm.Config{Allow: a.Allow}).Equal(fsm.Config{Allow: b.Allow}) {
 		out = append(out, "allow")
 	}
+	if a.MaxUnpublishedAlerts != b.MaxUnpublishedAlerts {
+		out = append(out, "max-unpublished-alerts")
+	}
 	return out
 }
 
@@ -97,6 +100,8 @@ type ConfigRequest struct {
 	Retention string   `json:"retention"`
 	Rules     string   `json:"rules,omitempty"`
 	Allow     []string `json:"allow,omitempty"`
+	// MaxUnpublishedAlerts: see Config.MaxUnpublishedAlerts.
+	MaxUnpublishedAlerts int `json:"max_unpublished_alerts,omitempty"`
 	// DryRun checks the settings and answers with what would be applied.
 	DryRun bool `json:"dry_run,omitempty"`
 }
@@ -135,6 +140,7 @@ func (n *Node) handleApplyConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	check := n.cfg
 	check.LogFormat, check.Retention, check.Rules, check.Allow = req.LogFormat, ret, req.Rules, req.Allow
+	check.MaxUnpublishedAlerts = req.MaxUnpublishedAlerts
 	if check.LogFormat == "" {
 		check.LogFormat = "auto"
 	}
@@ -143,7 +149,8 @@ func (n *Node) handleApplyConfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := fsm.Config{Version: req.Version, SetBy: "operator via " + n.cfg.ID + " (POST /v1/config from " + r.RemoteAddr + ")",
-		SetAt: time.Now().UTC().Format(time.RFC3339), LogFormat: check.LogFormat, Retention: ret.String(), Rules: req.Rules, Allow: req.Allow}
+		SetAt: time.Now().UTC().Format(time.RFC3339), LogFormat: check.LogFormat, Retention: ret.String(), Rules: req.Rules, Allow: req.Allow,
+		MaxUnpublishedAlerts: req.MaxUnpublishedAlerts}
 	if req.DryRun {
 		writeJSON(w, http.StatusOK, c)
 		return

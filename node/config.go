@@ -81,6 +81,10 @@ type Config struct {
 	// configuration; later they replace it only if ConfigVersion is above
 	// the cluster's version (0: only to bootstrap).
 	ConfigVersion uint64
+	// MaxUnpublishedAlerts bounds the alerts kept while the alerts topic
+	// cannot take them (0: detect.DefaultMaxUnpublished); a cluster
+	// setting, like LogFormat.
+	MaxUnpublishedAlerts int
 	// HTTPToken, when set, guards every read of the HTTP API (/v1/*,
 	// /metrics, the dashboard) behind Authorization: Bearer HTTPToken (the
 	// admin token works too); /healthz and /readyz stay open.
@@ -207,6 +211,9 @@ func (c Config) Validate() error {
 	}
 	if (c.HTTPTLSCert == "") != (c.HTTPTLSKey == "") {
 		return errors.New("--http-tls-cert and --http-tls-key go together")
+	}
+	if c.MaxUnpublishedAlerts < 0 {
+		return fmt.Errorf("--max-unpublished-alerts must not be negative, got %d", c.MaxUnpublishedAlerts)
 	}
 	if c.HTTPMaxConns < 0 {
 		return fmt.Errorf("--http-max-conns must not be negative, got %d", c.HTTPMaxConns)

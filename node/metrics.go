@@ -97,6 +97,11 @@ func newMetrics(f *fsm.FSM) *metrics {
 			func() float64 { return float64(f.AlertCount()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "warden_decisions_active", Help: "Decisions in force now, cluster-wide."},
 			func() float64 { return float64(f.ActiveDecisions()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "warden_alerts_unpublished", Help: "Alerts waiting for the alerts topic, cluster-wide."},
+			func() float64 { u, _ := f.UnpublishedAlerts(); return float64(u) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_alerts_unpublished_dropped_total",
+			Help: "Alerts dropped before reaching the alerts topic because more than --max-unpublished-alerts waited, cluster-wide."},
+			func() float64 { _, d := f.UnpublishedAlerts(); return float64(d) }),
 	)
 	m.reg.MustRegister(m.commits, m.rejected, m.commitErrors, m.batchRecords, m.commitSeconds,
 		m.lag, m.ownedPartitions, m.applied,

@@ -91,11 +91,17 @@ func (n *Node) leadOutbox(term uint64, lg *slog.Logger) error {
 		}
 		lg.Info("alerts already in the topic", "through_seq", tail)
 	}
+	_, dropped := n.fsm.UnpublishedAlerts()
 	for leading() {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(100 * time.Millisecond):
+		}
+		if waiting, d := n.fsm.UnpublishedAlerts(); d > dropped {
+			lg.Warn("alerts dropped before reaching the alerts topic: more than --max-unpublished-alerts waited",
+				"dropped", d-dropped, "dropped_total", d, "waiting", waiting)
+			dropped = d
 		}
 		pending, _ := n.fsm.Outbox(tail, 500)
 		var recs []*kgo.Record
@@ -135,59 +141,98 @@ func (n *Node) leadOutbox(term uint64, lg *slog.Logger) error {
 }
 
 // alertsTail returns the highest alert sequence committed in the alerts
-// topic (0 for none).
+// topic (0 for none). It reads, per partition, up to the last stable offset
+// (a read-committed consumer keeping control records, so that a tail of
+// transaction markers or aborted records is seen to end), from a window
+// back from the end that doubles until it holds a committed alert; fetch
+// errors are retried until tailTimeout. A tail it cannot read is an error:
+// publishing waits rather than guess and publish an alert twice.
 func (n *Node) alertsTail(ctx context.Context) (uint64, error) {
-	ends, err := n.admin.ListEndOffsets(ctx, n.cfg.AlertsTopic)
-	if err != nil {
-		return 0, err
-	}
-	if err := ends.Error(); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, tailTimeout)
+	defer cancel()
+	var lso kadm.ListedOffsets
+	for {
+		var err error
+		lso, err = n.admin.ListCommittedOffsets(ctx, n.cfg.AlertsTopic)
+		if err == nil {
+			err = lso.Error()
+		}
 		if errors.Is(err, kerr.UnknownTopicOrPartition) {
 			return 0, nil
 		}
-		return 0, err
-	}
-	starts := map[int32]kgo.Offset{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			starts[o.Partition] = kgo.NewOffset().At(max(0, o.Offset-1000))
+		if err == nil {
+			break
 		}
-	})
-	if len(starts) == 0 {
-		return 0, nil
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("last stable offsets: %w", err)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
+	var best uint64
+	var err error
+	lso.Each(func(o kadm.ListedOffset) {
+		if err != nil || o.Offset <= 0 {
+			return
+		}
+		var seq uint64
+		seq, err = n.partitionTail(ctx, o.Partition, o.Offset)
+		best = max(best, seq)
+	})
+	return best, err
+}
+
+// tailTimeout bounds a new leader's read of the alerts topic's tail.
+const tailTimeout = 2 * time.Minute
+
+// partitionTail is the highest alert sequence committed in one partition of
+// the alerts topic below its last stable offset end.
+func (n *Node) partitionTail(ctx context.Context, partition int32, end int64) (uint64, error) {
+	for window := int64(1024); ; window *= 2 {
+		start := max(0, end-window)
+		seq, found, err := n.readTail(ctx, partition, start, end)
+		if err != nil || found || start == 0 {
+			return seq, err
+		}
+	}
+}
+
+// readTail reads [start, end) of one partition and returns the highest
+// alert sequence in it, and whether it held any committed alert.
+func (n *Node) readTail(ctx context.Context, partition int32, start, end int64) (uint64, bool, error) {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(n.cfg.Brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{n.cfg.AlertsTopic: starts}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted())}, n.cfg.KafkaOpts...)...)
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{n.cfg.AlertsTopic: {partition: kgo.NewOffset().At(start)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords()}, n.cfg.KafkaOpts...)...)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer cl.Close()
 	var best uint64
-	deadline := time.Now().Add(10 * time.Second)
-	// Read until a fetch brings nothing new: a read-committed tail can end
-	// in transaction markers, which are never returned.
-	for time.Now().Before(deadline) {
-		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		fs := cl.PollFetches(pctx)
-		cancel()
+	found := false
+	next := start // every offset below next has been seen
+	var lastErr error
+	for next < end {
+		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			if lastErr == nil {
+				lastErr = ctx.Err()
+			}
+			return 0, false, fmt.Errorf("alerts topic partition %d: read %d of [%d, %d): %w", partition, next, start, end, lastErr)
 		}
-		got := 0
+		fs.EachError(func(_ string, _ int32, err error) { lastErr = err })
 		fs.EachRecord(func(r *kgo.Record) {
-			got++
+			next = max(next, r.Offset+1)
+			if r.Attrs.IsControl() || r.Offset >= end {
+				return
+			}
 			for _, h := range r.Headers {
 				if h.Key == AlertSeqHeader {
-					if s, err := strconv.ParseUint(string(h.Value), 10, 64); err == nil && s > best {
-						best = s
+					if s, err := strconv.ParseUint(string(h.Value), 10, 64); err == nil {
+						best, found = max(best, s), true
 					}
 				}
 			}
 		})
-		if got == 0 {
-			return best, nil
-		}
 	}
-	return best, nil
+	return best, found, nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -127,6 +128,8 @@ type clusterSettings struct {
 	Rules     string   `yaml:"rules"`
 	RulesFile string   `yaml:"rules-file"`
 	Allow     []string `yaml:"allow"`
+	// MaxUnpublished is --max-unpublished-alerts.
+	MaxUnpublished int `yaml:"max-unpublished-alerts"`
 }
 
 func newConfigShowCmd() *cobra.Command {
@@ -227,7 +230,7 @@ func readClusterSettings(file string) (node.ConfigRequest, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cs); err != nil && !errors.Is(err, io.EOF) {
-		return req, &config.Error{File: file, Msg: "want the keys log-format, retention, rules-file or rules, allow: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+		return req, &config.Error{File: file, Msg: "want the keys log-format, retention, rules-file or rules, allow, max-unpublished-alerts: " + strings.TrimPrefix(err.Error(), "yaml: ")}
 	}
 	if cs.Rules != "" && cs.RulesFile != "" {
 		return req, &config.Error{File: file, Msg: "give rules or rules-file, not both"}
@@ -249,7 +252,8 @@ func readClusterSettings(file string) (node.ConfigRequest, error) {
 	if cs.Retention == "" {
 		cs.Retention = "24h"
 	}
-	return node.ConfigRequest{LogFormat: cs.LogFormat, Retention: cs.Retention, Rules: cs.Rules, Allow: cs.Allow}, nil
+	return node.ConfigRequest{LogFormat: cs.LogFormat, Retention: cs.Retention, Rules: cs.Rules, Allow: cs.Allow,
+		MaxUnpublishedAlerts: cs.MaxUnpublished}, nil
 }
 
 // clusterDiff describes, line by line, what changes from a to b.
@@ -266,6 +270,7 @@ func clusterDiff(a, b fsm.Config) []string {
 		out = append(out, fmt.Sprintf("  %-11s %d bytes -> %d bytes", "rules:", len(a.Rules), len(b.Rules)))
 	}
 	add("allow", strings.Join(a.Allow, ","), strings.Join(b.Allow, ","))
+	add("max-unpublished-alerts", strconv.Itoa(a.MaxUnpublishedAlerts), strconv.Itoa(b.MaxUnpublishedAlerts))
 	return out
 }
 
