@@ -81,6 +81,9 @@ type Config struct {
 	// configuration; later they replace it only if ConfigVersion is above
 	// the cluster's version (0: only to bootstrap).
 	ConfigVersion uint64
+	// StallAfter: a member whose partitions have records waiting and no
+	// commit for this long gets no partitions for a while (0: never).
+	StallAfter time.Duration
 	// MaxUnpublishedAlerts bounds the alerts kept while the alerts topic
 	// cannot take them (0: detect.DefaultMaxUnpublished); a cluster
 	// setting, like LogFormat.
@@ -156,6 +159,7 @@ func DefaultConfig() Config {
 		TrailingLogs:        1024,
 		GossipProbeInterval: 150 * time.Millisecond,
 		HTTPMaxConns:        1024,
+		StallAfter:          30 * time.Second,
 		MinDecisionPrefixV4: detect.FloorPrefixV4,
 		MinDecisionPrefixV6: detect.FloorPrefixV6,
 	}

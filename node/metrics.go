@@ -26,6 +26,7 @@ type metrics struct {
 	applied         *prometheus.CounterVec
 	deadLetters     prometheus.Counter
 	alertsPublished prometheus.Counter
+	stalledMembers  prometheus.Counter
 	recordLatency   prometheus.Histogram
 	latencyMax      atomic.Int64 // ns
 }
@@ -65,6 +66,9 @@ func newMetrics(f *fsm.FSM) *metrics {
 			Name: "warden_record_latency_seconds", Help: "Time from a record's Kafka timestamp to its batch's commit being applied, per record committed by this node.",
 			Buckets: prometheus.ExponentialBucketsRange(0.001, 120, 60),
 		}),
+		stalledMembers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warden_stalled_members_total",
+			Help: "Times this node, as leader, moved partitions away from a member that owned them with records waiting and committed none for --stall-after."}),
 		alertsPublished: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "warden_alerts_published_total", Help: "Alerts this node published to the alerts topic while leading.",
 		}),
@@ -86,7 +90,7 @@ func newMetrics(f *fsm.FSM) *metrics {
 			func(r analytics.Rates) float64 { return r.ErrorFraction }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_malformed_lines_total", Help: "Lines that did not parse, cluster-wide."},
 			func() float64 { return float64(f.Malformed()) }),
-		m.deadLetters, m.alertsPublished, m.recordLatency,
+		m.deadLetters, m.alertsPublished, m.stalledMembers, m.recordLatency,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "warden_record_latency_max_seconds", Help: "Longest time from a record's Kafka timestamp to its commit being applied, since this node started."},
 			func() float64 { return float64(m.latencyMax.Load()) / 1e9 }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_raft_entries_applied_total", Help: "Raft log entries applied by this node's FSM replica."},

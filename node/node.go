@@ -72,6 +72,7 @@ type Node struct {
 	// logged at debug level (see quietOnStop).
 	stopping  atomic.Bool
 	kafkaStat kafkaStatus
+	stall     stallWatch
 }
 
 // nodeMeta is what each node tells the others through gossip.

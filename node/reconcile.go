@@ -186,6 +186,19 @@ func (n *Node) reconcile(failedSince map[string]time.Time) {
 		members = append(members, m)
 	}
 	sort.Slice(members, func(i, j int) bool { return members[i].ID < members[j].ID })
+	// Members that hold partitions without committing them get none,
+	// unless that would leave no member at all.
+	if aside := n.setAside(state, now, lg); len(aside) > 0 {
+		var kept []string
+		for _, id := range eligible {
+			if !aside[id] {
+				kept = append(kept, id)
+			}
+		}
+		if len(kept) > 0 {
+			eligible = kept
+		}
+	}
 	if !reflect.DeepEqual(members, state.MemberList()) {
 		if _, err := n.propose(n.ctx, fsm.Command{Kind: fsm.KindSetMembers, Members: members}); err != nil {
 			lg.Warn("recording members failed", "err", err)
