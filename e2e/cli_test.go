@@ -316,3 +316,45 @@ func dialOK(addr string) bool {
 	}
 	return err == nil
 }
+
+// warden config apply: a dry run changes nothing, --execute makes the next
+// version, and every node serves it; config show prints it.
+func TestCLI_ConfigApplyThroughTheCluster(t *testing.T) {
+	c := newProcClusterWith(t, 3, 2, map[string][]string{
+		"n1": {"--admin-token", "boss"}, "n2": {"--admin-token", "boss"}, "n3": {"--admin-token", "boss"}})
+	c.waitOwned(2, 30*time.Second)
+	addr := "http://" + c.specs["n2"].http
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules.yaml")
+	_ = os.WriteFile(rules, []byte("scenarios: [{name: http-probing, disabled: true}]\n"), 0o600)
+	file := filepath.Join(dir, "cluster.yaml")
+	_ = os.WriteFile(file, []byte("log-format: combined\nretention: 2h\nrules-file: rules.yaml\nallow: [192.0.2.0/24]\n"), 0o600)
+
+	out, errOut, code := runCLI(t, nil, "config", "apply", file, "--addr", addr, "--admin-token", "boss")
+	if code != 0 || !strings.Contains(out, "dry run: would apply version 2") || !strings.Contains(out, "allow:") {
+		t.Fatalf("dry run: exit %d\n%s%s", code, out, errOut)
+	}
+	out, _, _ = runCLI(t, nil, "config", "show", "--addr", addr)
+	if !strings.Contains(out, "version:    1") {
+		t.Fatalf("the dry run changed the configuration:\n%s", out)
+	}
+	if _, errOut, code := runCLI(t, nil, "config", "apply", file, "--addr", addr, "--admin-token", "wrong", "--execute"); code == 0 || !strings.Contains(errOut, "401") {
+		t.Errorf("a wrong admin token: exit %d, %q", code, errOut)
+	}
+	out, errOut, code = runCLI(t, []string{"WARDEN_ADMIN_TOKEN=boss"}, "config", "apply", file, "--addr", addr, "--execute")
+	if code != 0 || !strings.Contains(out, "applied: cluster configuration version 2 (was 1)") {
+		t.Fatalf("execute: exit %d\n%s%s", code, out, errOut)
+	}
+	for id, s := range c.specs {
+		waitFor(t, 10*time.Second, id+" serves version 2", func() bool {
+			out, _, _ := runCLI(t, nil, "config", "show", "--addr", "http://"+s.http)
+			return strings.Contains(out, "version:    2") && strings.Contains(out, "log-format: combined") &&
+				strings.Contains(out, "allow:      192.0.2.0/24") && strings.Contains(out, "rule file of")
+		})
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	_ = os.WriteFile(bad, []byte("log-fromat: combined\n"), 0o600)
+	if _, errOut, code := runCLI(t, nil, "config", "apply", bad, "--addr", addr); code == 0 || !strings.Contains(errOut, "log-fromat") {
+		t.Errorf("unknown key: exit %d, %q", code, errOut)
+	}
+}
