@@ -349,3 +349,65 @@ func pickVictim(b *testing.B, c *procCluster, leader bool) (observer, victim str
 	}
 	return observer, victim
 }
+
+// A node that was reaped while down, restarted with its data dir and a
+// --join that names only its own gossip address, finds its cluster again
+// (it remembers its peers) and is added back.
+func TestProcesses_ReapedNodeRestartedFindsItsCluster(t *testing.T) {
+	// No snapshot, so the restarted node's replicated state is empty until
+	// it reaches a leader: only what it remembered can lead it back.
+	noSnap := []string{"--raft-snapshot-entries", "1000000"}
+	c := newProcClusterWith(t, 3, 4, map[string][]string{"n1": noSnap, "n2": noSnap, "n3": noSnap})
+	c.waitOwned(4, 30*time.Second)
+	time.Sleep(3 * time.Second) // the nodes write down their peers
+	c.killAgent("n3")
+	waitFor(t, 30*time.Second, "n3 reaped", func() bool {
+		ci, err := c.clusterInfo("n1")
+		if err != nil {
+			return false
+		}
+		for _, m := range ci.Members {
+			if m.ID == "n3" {
+				return false
+			}
+		}
+		return true
+	})
+	// Past the time the others still gossip to a dead member (5 s).
+	time.Sleep(8 * time.Second)
+	s := c.specs["n3"]
+	c.agents["n3"] = startProc(t, c.dir, "n3", "agent", "--id", "n3", "--data-dir", s.dataDir, "--raft", s.raft, "--gossip", s.gossip,
+		"--http", s.http, "--brokers", c.broker, "--topic", c.topic, "--batch-interval", "50ms", "--reap-after", "5s", "--join", s.gossip,
+		"--raft-snapshot-entries", "1000000")
+	waitFor(t, 30*time.Second, "n3 back in the cluster and ready", func() bool {
+		resp, err := httpClient.Get("http://" + s.http + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		ci, err := c.clusterInfo("n1")
+		if err != nil || resp.StatusCode != 200 {
+			return false
+		}
+		for _, m := range ci.Members {
+			if m.ID == "n3" {
+				return true
+			}
+		}
+		return false
+	})
+	p := newProducer(t, c.broker, c.topic, 4)
+	p.produce(400)
+	c.waitApplied(p, 30*time.Second, "n1", "n2", "n3")
+	for _, id := range []string{"n1", "n3"} {
+		parts, err := c.partitions(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pi := range parts {
+			if pi.LogEnd >= 0 && pi.LogEnd < pi.Committed {
+				t.Errorf("%s partition %d: log end %d below committed %d", id, pi.Partition, pi.LogEnd, pi.Committed)
+			}
+		}
+	}
+}

@@ -173,7 +173,10 @@ func (n *Node) Partitions() []PartitionInfo {
 			History: p.History,
 		}
 		if end, ok := ends[p.Partition]; ok && reachable {
-			pi.LogEnd, pi.Lag = end, max(0, end-p.Committed)
+			// The end offsets are polled; one older than the committed
+			// offset is stale, and the log ends at least there.
+			end = max(end, p.Committed)
+			pi.LogEnd, pi.Lag = end, end-p.Committed
 		}
 		out = append(out, pi)
 	}

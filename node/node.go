@@ -246,9 +246,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			n.log.Error("http server stopped", "subsystem", "http", "err", err)
 		}
 	})
-	if len(cfg.Join) > 0 {
+	if join := n.joinTargets(); len(join) > 0 {
 		n.goRun(func() {
-			if err := transport.JoinWithRetry(n.ctx, n.ml, cfg.Join, lg.With("subsystem", "gossip")); err == nil {
+			if err := transport.JoinWithRetry(n.ctx, n.ml, join, lg.With("subsystem", "gossip")); err == nil {
 				lg.Info("joined gossip", "subsystem", "gossip", "members", n.ml.NumMembers())
 			}
 		})
@@ -261,6 +261,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goRun(n.manageWorkers)
 	n.goRun(n.publishAlerts)
 	n.goRun(n.reconnect)
+	n.goRun(n.rememberPeers)
 	n.goRun(n.commitLoop)
 	n.goRun(n.watchInCluster)
 	n.goRun(n.watchClusterConfig)
