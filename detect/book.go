@@ -374,6 +374,15 @@ func (b *Book) keep() int {
 	return b.Keep
 }
 
+// ForgetAlerts drops every kept alert and the offender history derived
+// from them (a replay rebuilds both); sequence numbers go on from where
+// they were, so the alerts topic never sees one twice, and decisions stay.
+func (b *Book) ForgetAlerts() {
+	b.Alerts = nil
+	b.Offenders = map[string][]int64{}
+	b.Published = b.NextSeq - 1
+}
+
 // MarkPublished records that the alerts through seq are in the alerts
 // topic; those past the kept number can then go.
 func (b *Book) MarkPublished(seq uint64) {

@@ -69,34 +69,8 @@ func TestProcesses_StatsEqualAnalyzeByteForByte(t *testing.T) {
 		return err == nil && ok
 	})
 
-	// The records as the topic holds them, partition by partition in offset
-	// order, into one file for warden analyze.
+	want, total := analyzeTopic(t, c.broker, c.topic)
 	recs := readTopic(t, c.broker, c.topic)
-	var parts []int32
-	for part := range recs {
-		parts = append(parts, part)
-	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
-	var file bytes.Buffer
-	var total int
-	for _, part := range parts {
-		for _, r := range recs[part] {
-			file.Write(r.Value)
-			file.WriteByte('\n')
-			total++
-		}
-	}
-	path := filepath.Join(t.TempDir(), "topic.log")
-	if err := os.WriteFile(path, file.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(wardenBin(t), "analyze", "--json", "--top", "0", path)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	want, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("warden analyze: %v\n%s", err, stderr.String())
-	}
 	for _, id := range []string{"n1", "n2", "n3"} {
 		c.waitApplied(p, 30*time.Second, id)
 		got := httpGet(t, "http://"+c.specs[id].http+"/v1/stats?top=0")
@@ -189,4 +163,38 @@ func httpGet(t *testing.T, url string) []byte {
 		t.Fatalf("GET %s: %d %v %s", url, resp.StatusCode, err, b)
 	}
 	return b
+}
+
+// analyzeTopic runs warden analyze --json --top 0 over the records the topic
+// holds, partition by partition in offset order, and returns its document
+// and the number of records.
+func analyzeTopic(t *testing.T, broker, topic string) ([]byte, int) {
+	t.Helper()
+	recs := readTopic(t, broker, topic)
+	var parts []int32
+	for part := range recs {
+		parts = append(parts, part)
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+	var file bytes.Buffer
+	var total int
+	for _, part := range parts {
+		for _, r := range recs[part] {
+			file.Write(r.Value)
+			file.WriteByte('\n')
+			total++
+		}
+	}
+	path := filepath.Join(t.TempDir(), "topic.log")
+	if err := os.WriteFile(path, file.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(wardenBin(t), "analyze", "--json", "--top", "0", path)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	want, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("warden analyze: %v\n%s", err, stderr.String())
+	}
+	return want, total
 }

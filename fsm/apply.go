@@ -88,6 +88,8 @@ type Command struct {
 	Assign  *Assign     `json:"assign,omitempty"`
 	Commit  []Batch     `json:"commit,omitempty"`
 	Reset   *ResetBatch `json:"reset,omitempty"`
+	// ResetOffsets is an operator's replay or skip (KindResetOffsets).
+	ResetOffsets *ResetOffsets `json:"reset_offsets,omitempty"`
 	Config  *Config     `json:"config,omitempty"`
 	// Decision is a manual decision; Now (Unix ns) is the proposer's clock,
 	// so every replica computes the same end time.
@@ -208,6 +210,11 @@ func Apply(s *State, cmd Command) Result {
 			res.Rejected[i] = Reason(applyBatch(s, b))
 		}
 		return res
+	case KindResetOffsets:
+		if cmd.ResetOffsets == nil {
+			return Result{Err: "reset_offsets without body"}
+		}
+		return applyResetOffsets(s, *cmd.ResetOffsets)
 	case KindReset:
 		if cmd.Reset == nil {
 			return Result{Err: "reset without body"}

@@ -579,3 +579,42 @@ func TestView_HistoryIsACopy(t *testing.T) {
 		t.Errorf("history %+v", h)
 	}
 }
+
+func TestApply_ResetOffsetsReplaySkipAndRefusal(t *testing.T) {
+	s := assigned(2, "n1")
+	a := analytics.NewAggregate()
+	e := accesslog.Entry{Time: 1_700_000_000e9, Client: []byte("10.0.0.1"), Path: []byte("/"), Status: 200, Bytes: 10, Duration: -1}
+	a.Add(&e)
+	if err := commit(s, Batch{Node: "n1", Partition: 0, Epoch: 1, From: 0, Until: 10, Delta: Digest{Records: 10, Sum: 7}, Analytics: a}); err != nil {
+		t.Fatal(err)
+	}
+	if err := commit(s, Batch{Node: "n1", Partition: 1, Epoch: 1, From: 0, Until: 5, Delta: Digest{Records: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	// Some partitions back: refused.
+	res := Apply(s, Command{Kind: KindResetOffsets, ResetOffsets: &ResetOffsets{Resets: []ResetBatch{{Partition: 0, Offset: 0}}}})
+	if !strings.Contains(res.Err, "counts their records twice") || s.Partitions[0].Committed != 10 {
+		t.Fatalf("partial back: %q, committed %d", res.Err, s.Partitions[0].Committed)
+	}
+	// A skip forward: recorded, epoch bumped, figures kept.
+	res = Apply(s, Command{Kind: KindResetOffsets, ResetOffsets: &ResetOffsets{Resets: []ResetBatch{{Partition: 1, Offset: 50}}, By: "op", At: 1}})
+	if res.Err != "" || s.Partitions[1].Committed != 50 || s.Partitions[1].Epoch != 2 || len(s.Partitions[1].Skipped) != 1 ||
+		s.Partitions[1].Skipped[0] != (OffsetRange{From: 5, Until: 50}) || s.Analytics.Stats(analytics.Query{}).Requests != 1 {
+		t.Fatalf("skip: %q %+v", res.Err, s.Partitions[1])
+	}
+	// The whole topic back: a replay clears what the records made.
+	res = Apply(s, Command{Kind: KindResetOffsets, ResetOffsets: &ResetOffsets{Replay: true, By: "op", At: 2,
+		Resets: []ResetBatch{{Partition: 0, Offset: 0}, {Partition: 1, Offset: 0}}}})
+	if res.Err != "" {
+		t.Fatal(res.Err)
+	}
+	p0 := s.Partitions[0]
+	if p0.Committed != 0 || p0.Epoch != 2 || p0.Digest != (Digest{}) || len(p0.Resets) != 1 || !p0.Resets[0].Replay ||
+		s.Analytics.Stats(analytics.Query{}).Requests != 0 {
+		t.Fatalf("replay: %+v, requests %d", p0, s.Analytics.Stats(analytics.Query{}).Requests)
+	}
+	// The old owner's epoch is fenced.
+	if err := commit(s, Batch{Node: "n1", Partition: 0, Epoch: 1, From: 0, Until: 1, Delta: Digest{Records: 1}}); !errors.Is(err, ErrFenced) {
+		t.Errorf("a commit under the old epoch: %v, want fenced", err)
+	}
+}

@@ -99,6 +99,10 @@ type Partition struct {
 	// read it to prove that offsets never went back and that no two nodes
 	// committed under one epoch.
 	History []EpochRun `json:"history,omitempty"`
+	// Resets is the operators' recent resets of this partition (replays
+	// and skips); Skipped the ranges skipped forward, never read.
+	Resets  []ResetRecord `json:"resets,omitempty"`
+	Skipped []OffsetRange `json:"skipped,omitempty"`
 }
 
 // EpochRun is a run of commits by one node under one epoch: [From, Until).
@@ -246,6 +250,8 @@ func (s *State) Clone() *State {
 	// gets its own.
 	for i := range c.Partitions {
 		c.Partitions[i].History = append([]EpochRun(nil), s.Partitions[i].History...)
+		c.Partitions[i].Resets = append([]ResetRecord(nil), s.Partitions[i].Resets...)
+		c.Partitions[i].Skipped = append([]OffsetRange(nil), s.Partitions[i].Skipped...)
 	}
 	return c
 }

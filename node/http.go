@@ -42,6 +42,10 @@ type PartitionInfo struct {
 	Commits uint64 `json:"commits"`
 	// History is the recent runs of commits per (epoch, node).
 	History []fsm.EpochRun `json:"history,omitempty"`
+	// Resets is the operators' recent resets (who, when, from, to);
+	// Skipped the ranges skipped forward.
+	Resets  []fsm.ResetRecord `json:"resets,omitempty"`
+	Skipped []fsm.OffsetRange `json:"skipped,omitempty"`
 }
 
 // FormatDigest renders a digest sum as the 16 hex digits the API shows.
@@ -72,6 +76,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("GET /v1/blocklist", n.guard(read, n.handleBlocklist))
 	mux.HandleFunc("POST /v1/snapshot", n.guard(admin, n.handleSnapshot))
 	mux.HandleFunc("GET /v1/config", n.guard(read, n.handleConfig))
+	mux.HandleFunc("POST /v1/offsets/reset", n.guard(admin, n.handleOffsetsReset))
 	mux.HandleFunc("POST /v1/config", n.guard(admin, n.handleApplyConfig))
 	// Profiles (go tool pprof URL), only with --pprof, and for the admin.
 	if n.cfg.Pprof {
@@ -170,7 +175,7 @@ func (n *Node) Partitions() []PartitionInfo {
 			Topic: s.Topic, Partition: p.Partition, Owner: p.Owner, Epoch: p.Epoch,
 			Committed: p.Committed, LogEnd: -1, Lag: -1,
 			Records: p.Digest.Records, Bytes: p.Digest.Bytes, Digest: FormatDigest(p.Digest.Sum), Commits: p.Commits,
-			History: p.History,
+			History: p.History, Resets: p.Resets, Skipped: p.Skipped,
 		}
 		if end, ok := ends[p.Partition]; ok && reachable {
 			// The end offsets are polled; one older than the committed

@@ -101,6 +101,7 @@ command line wins over the environment, which wins over the file.`,
 		newChaosCmd(),
 		newStatusCmd(),
 		newConfigCmd(),
+		newOffsetsCmd(),
 		newKeygenCmd(),
 		&cobra.Command{
 			Use:   "version",

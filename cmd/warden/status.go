@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/wardenhq/warden/analytics"
 	"github.com/wardenhq/warden/detect"
+	"github.com/wardenhq/warden/fsm"
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/node"
 )
@@ -177,6 +179,44 @@ func printStatus(w io.Writer, ci node.ClusterInfo, parts []node.PartitionInfo) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\n%d partitions, %d records applied, total lag %d\n", len(parts), records, lag)
+	printResets(w, parts)
+}
+
+// printResets lists the operators' recent resets, newest last.
+func printResets(w io.Writer, parts []node.PartitionInfo) {
+	type row struct {
+		p int32
+		r fsm.ResetRecord
+	}
+	var rows []row
+	for _, p := range parts {
+		for _, r := range p.Resets {
+			rows = append(rows, row{p.Partition, r})
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].r.At != rows[j].r.At {
+			return rows[i].r.At < rows[j].r.At
+		}
+		return rows[i].p < rows[j].p
+	})
+	fmt.Fprintln(w, "\nOffset resets:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  WHEN	PARTITION	FROM	TO	KIND	BY")
+	for _, r := range rows {
+		kind := "skip"
+		switch {
+		case r.r.Replay:
+			kind = "replay"
+		case r.r.To < r.r.From:
+			kind = "back (double count)"
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%s\t%s\n", time.Unix(0, r.r.At).UTC().Format(time.RFC3339), r.p, r.r.From, r.r.To, kind, r.r.By)
+	}
+	tw.Flush()
 }
 
 // printDetectSummary prints the alert and decision counts and the latest
