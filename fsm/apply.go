@@ -90,7 +90,7 @@ type Command struct {
 	Reset   *ResetBatch `json:"reset,omitempty"`
 	// ResetOffsets is an operator's replay or skip (KindResetOffsets).
 	ResetOffsets *ResetOffsets `json:"reset_offsets,omitempty"`
-	Config  *Config     `json:"config,omitempty"`
+	Config       *Config       `json:"config,omitempty"`
 	// Decision is a manual decision; Now (Unix ns) is the proposer's clock,
 	// so every replica computes the same end time.
 	Decision *ManualDecision `json:"decision,omitempty"`
