@@ -86,3 +86,49 @@ func TestProcesses_OffsetsResetReplaysAndSkips(t *testing.T) {
 		t.Errorf("bad --to: exit %d, %q", code, errOut)
 	}
 }
+
+// --start-offset latest on a pre-filled topic: the cluster reads only what
+// is written after it first sees the partitions, and records where each
+// began.
+func TestProcesses_StartOffsetLatestSkipsThePreFill(t *testing.T) {
+	flags := []string{"--start-offset", "latest", "--retention", "0"}
+	c := newProcClusterIdle(t, 2, 4, map[string][]string{"n1": flags, "n2": flags})
+	pre := newProducer(t, c.broker, c.topic, 31)
+	pre.produce(1000)
+	for _, id := range []string{"n1", "n2"} {
+		c.startAgent(id, 2)
+	}
+	c.waitOwned(4, 30*time.Second)
+	parts, err := c.partitions("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var began int64
+	for _, pi := range parts {
+		began += pi.Committed
+	}
+	if began != 1000 {
+		t.Fatalf("the partitions begin at %d records in, want the pre-fill's end (1000)", began)
+	}
+	more := newProducer(t, c.broker, c.topic, 32)
+	more.produce(300)
+	waitFor(t, 30*time.Second, "the new records counted", func() bool {
+		var st struct {
+			Requests int64 `json:"requests"`
+		}
+		return getJSON("http://"+c.specs["n2"].http+"/v1/stats", &st) == nil && st.Requests == 300
+	})
+	time.Sleep(500 * time.Millisecond)
+	var st struct {
+		Requests int64 `json:"requests"`
+	}
+	if err := getJSON("http://"+c.specs["n1"].http+"/v1/stats", &st); err != nil || st.Requests != 300 {
+		t.Errorf("requests %d, want exactly the 300 written after the start (%v)", st.Requests, err)
+	}
+	var cc struct {
+		StartOffset string `json:"start_offset"`
+	}
+	if err := getJSON("http://"+c.specs["n1"].http+"/v1/config", &cc); err != nil || cc.StartOffset != "latest" {
+		t.Errorf("cluster configuration start offset %q (%v)", cc.StartOffset, err)
+	}
+}

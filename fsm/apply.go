@@ -113,6 +113,9 @@ type ManualDecision struct {
 type Assign struct {
 	Partitions int32  `json:"partitions"`
 	Moves      []Move `json:"moves"`
+	// Start is where partitions new to the table begin (their log start,
+	// or their end for --start-offset latest); absent ones begin at 0.
+	Start map[int32]int64 `json:"start,omitempty"`
 }
 
 // Move gives Partition to Owner ("" leaves it unowned).
@@ -240,6 +243,9 @@ func Apply(s *State, cmd Command) Result {
 		if err := (analytics.Config{Retention: ret}).Validate(); err != nil {
 			return Result{Err: fmt.Sprintf("configure: %v", err)}
 		}
+		if so := cmd.Config.StartOffset; so != "" && so != "earliest" && so != "latest" {
+			return Result{Err: fmt.Sprintf("configure: start offset %q: want earliest or latest", so)}
+		}
 		rules, err := compileRules(cmd.Config.Rules)
 		if err != nil {
 			return Result{Err: fmt.Sprintf("configure: rules: %v", err)}
@@ -292,7 +298,8 @@ func applyAssign(s *State, a Assign) Result {
 		return Result{Err: fmt.Sprintf("assign of %d partitions: at most %d", a.Partitions, MaxPartitions)}
 	}
 	for n := int32(len(s.Partitions)); n < a.Partitions; n++ {
-		s.Partitions = append(s.Partitions, Partition{Partition: n})
+		start := max(0, a.Start[n])
+		s.Partitions = append(s.Partitions, Partition{Partition: n, Committed: start, StartOffset: start})
 	}
 	for _, m := range a.Moves {
 		if m.Partition < 0 || int(m.Partition) >= len(s.Partitions) {

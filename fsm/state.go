@@ -103,6 +103,9 @@ type Partition struct {
 	// and skips); Skipped the ranges skipped forward, never read.
 	Resets  []ResetRecord `json:"resets,omitempty"`
 	Skipped []OffsetRange `json:"skipped,omitempty"`
+	// StartOffset is where the cluster began reading the partition when it
+	// first saw it (--start-offset).
+	StartOffset int64 `json:"start_offset,omitempty"`
 }
 
 // EpochRun is a run of commits by one node under one epoch: [From, Until).
@@ -175,13 +178,16 @@ type Config struct {
 	// MaxUnpublishedAlerts bounds the alerts waiting for the alerts topic
 	// (0: detect.DefaultMaxUnpublished).
 	MaxUnpublishedAlerts int `json:"max_unpublished_alerts,omitempty"`
+	// StartOffset is where partitions the cluster has never read begin:
+	// "earliest" (their log start; the default) or "latest" (their end).
+	StartOffset string `json:"start_offset,omitempty"`
 }
 
 // Equal reports whether two configurations set the same processing (their
 // version and origin aside).
 func (c Config) Equal(o Config) bool {
 	if c.LogFormat != o.LogFormat || c.Retention != o.Retention || c.Rules != o.Rules || len(c.Allow) != len(o.Allow) ||
-		c.MaxUnpublishedAlerts != o.MaxUnpublishedAlerts {
+		c.MaxUnpublishedAlerts != o.MaxUnpublishedAlerts || c.startOffset() != o.startOffset() {
 		return false
 	}
 	for i := range c.Allow {
@@ -190,6 +196,13 @@ func (c Config) Equal(o Config) bool {
 		}
 	}
 	return true
+}
+
+func (c Config) startOffset() string {
+	if c.StartOffset == "" {
+		return "earliest"
+	}
+	return c.StartOffset
 }
 
 // BadRecord is a record that did not parse, and where it is.

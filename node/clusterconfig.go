@@ -21,7 +21,7 @@ import (
 // flagConfig is the cluster configuration this node's flags describe.
 func (n *Node) flagConfig() fsm.Config {
 	return fsm.Config{Version: n.cfg.ConfigVersion, LogFormat: n.cfg.LogFormat, Retention: n.cfg.Retention.String(),
-		Rules: n.cfg.Rules, Allow: n.cfg.Allow, MaxUnpublishedAlerts: n.cfg.MaxUnpublishedAlerts}
+		Rules: n.cfg.Rules, Allow: n.cfg.Allow, MaxUnpublishedAlerts: n.cfg.MaxUnpublishedAlerts, StartOffset: n.cfg.StartOffset}
 }
 
 // proposeFlagConfig proposes the node's flags as the cluster configuration.
@@ -85,6 +85,9 @@ func configDiff(a, b fsm.Config) []string {
 	if !(fsm.Config{Allow: a.Allow}).Equal(fsm.Config{Allow: b.Allow}) {
 		out = append(out, "allow")
 	}
+	if !(fsm.Config{StartOffset: a.StartOffset}).Equal(fsm.Config{StartOffset: b.StartOffset}) {
+		out = append(out, "start-offset")
+	}
 	if a.MaxUnpublishedAlerts != b.MaxUnpublishedAlerts {
 		out = append(out, "max-unpublished-alerts")
 	}
@@ -102,6 +105,8 @@ type ConfigRequest struct {
 	Allow     []string `json:"allow,omitempty"`
 	// MaxUnpublishedAlerts: see Config.MaxUnpublishedAlerts.
 	MaxUnpublishedAlerts int `json:"max_unpublished_alerts,omitempty"`
+	// StartOffset: see Config.StartOffset.
+	StartOffset string `json:"start_offset,omitempty"`
 	// DryRun checks the settings and answers with what would be applied.
 	DryRun bool `json:"dry_run,omitempty"`
 }
@@ -140,7 +145,7 @@ func (n *Node) handleApplyConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	check := n.cfg
 	check.LogFormat, check.Retention, check.Rules, check.Allow = req.LogFormat, ret, req.Rules, req.Allow
-	check.MaxUnpublishedAlerts = req.MaxUnpublishedAlerts
+	check.MaxUnpublishedAlerts, check.StartOffset = req.MaxUnpublishedAlerts, req.StartOffset
 	if check.LogFormat == "" {
 		check.LogFormat = "auto"
 	}
@@ -150,7 +155,7 @@ func (n *Node) handleApplyConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	c := fsm.Config{Version: req.Version, SetBy: "operator via " + n.cfg.ID + " (POST /v1/config from " + r.RemoteAddr + ")",
 		SetAt: time.Now().UTC().Format(time.RFC3339), LogFormat: check.LogFormat, Retention: ret.String(), Rules: req.Rules, Allow: req.Allow,
-		MaxUnpublishedAlerts: req.MaxUnpublishedAlerts}
+		MaxUnpublishedAlerts: req.MaxUnpublishedAlerts, StartOffset: req.StartOffset}
 	if req.DryRun {
 		writeJSON(w, http.StatusOK, c)
 		return

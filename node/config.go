@@ -88,6 +88,9 @@ type Config struct {
 	// cannot take them (0: detect.DefaultMaxUnpublished); a cluster
 	// setting, like LogFormat.
 	MaxUnpublishedAlerts int
+	// StartOffset is where partitions the cluster has never read begin:
+	// earliest (default) or latest; a cluster setting.
+	StartOffset string
 	// HTTPToken, when set, guards every read of the HTTP API (/v1/*,
 	// /metrics, the dashboard) behind Authorization: Bearer HTTPToken (the
 	// admin token works too); /healthz and /readyz stay open.
@@ -160,6 +163,7 @@ func DefaultConfig() Config {
 		GossipProbeInterval: 150 * time.Millisecond,
 		HTTPMaxConns:        1024,
 		StallAfter:          30 * time.Second,
+		StartOffset:         "earliest",
 		MinDecisionPrefixV4: detect.FloorPrefixV4,
 		MinDecisionPrefixV6: detect.FloorPrefixV6,
 	}
@@ -215,6 +219,9 @@ func (c Config) Validate() error {
 	}
 	if (c.HTTPTLSCert == "") != (c.HTTPTLSKey == "") {
 		return errors.New("--http-tls-cert and --http-tls-key go together")
+	}
+	if c.StartOffset != "" && c.StartOffset != "earliest" && c.StartOffset != "latest" {
+		return fmt.Errorf("--start-offset %q: want earliest or latest", c.StartOffset)
 	}
 	if c.MaxUnpublishedAlerts < 0 {
 		return fmt.Errorf("--max-unpublished-alerts must not be negative, got %d", c.MaxUnpublishedAlerts)

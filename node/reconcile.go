@@ -225,6 +225,14 @@ func (n *Node) reconcile(failedSince map[string]time.Time) {
 		return
 	}
 	a := &fsm.Assign{Partitions: count}
+	if count > int32(len(state.Partitions)) {
+		start, err := n.startOffsets(int32(len(state.Partitions)), count)
+		if err != nil {
+			lg.Warn("cannot read where the new partitions start; retrying", "err", err)
+			return
+		}
+		a.Start = start
+	}
 	for _, mv := range moves {
 		a.Moves = append(a.Moves, fsm.Move{Partition: mv.Partition, Owner: mv.To})
 	}
@@ -326,4 +334,30 @@ func (n *Node) ensureTopic(ctx context.Context, lg *slog.Logger, topic string) b
 		return false
 	}
 	return true
+}
+
+// startOffsets is where partitions [from, to) begin, new to the cluster:
+// their log start, or their end with --start-offset latest.
+func (n *Node) startOffsets(from, to int32) (map[int32]int64, error) {
+	mode := n.cfg.StartOffset
+	if c := n.fsm.Config(); c != nil && c.StartOffset != "" {
+		mode = c.StartOffset
+	}
+	list := n.admin.ListStartOffsets
+	if mode == "latest" {
+		list = n.admin.ListEndOffsets
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+	defer cancel()
+	offs, err := n.listed(ctx, list)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int32]int64{}
+	for p := from; p < to; p++ {
+		if o, ok := offs[p]; ok && o > 0 {
+			out[p] = o
+		}
+	}
+	return out, nil
 }

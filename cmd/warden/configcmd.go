@@ -130,6 +130,8 @@ type clusterSettings struct {
 	Allow     []string `yaml:"allow"`
 	// MaxUnpublished is --max-unpublished-alerts.
 	MaxUnpublished int `yaml:"max-unpublished-alerts"`
+	// StartOffset is --start-offset.
+	StartOffset string `yaml:"start-offset"`
 }
 
 func newConfigShowCmd() *cobra.Command {
@@ -230,7 +232,7 @@ func readClusterSettings(file string) (node.ConfigRequest, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cs); err != nil && !errors.Is(err, io.EOF) {
-		return req, &config.Error{File: file, Msg: "want the keys log-format, retention, rules-file or rules, allow, max-unpublished-alerts: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+		return req, &config.Error{File: file, Msg: "want the keys log-format, retention, rules-file or rules, allow, max-unpublished-alerts, start-offset: " + strings.TrimPrefix(err.Error(), "yaml: ")}
 	}
 	if cs.Rules != "" && cs.RulesFile != "" {
 		return req, &config.Error{File: file, Msg: "give rules or rules-file, not both"}
@@ -253,7 +255,7 @@ func readClusterSettings(file string) (node.ConfigRequest, error) {
 		cs.Retention = "24h"
 	}
 	return node.ConfigRequest{LogFormat: cs.LogFormat, Retention: cs.Retention, Rules: cs.Rules, Allow: cs.Allow,
-		MaxUnpublishedAlerts: cs.MaxUnpublished}, nil
+		MaxUnpublishedAlerts: cs.MaxUnpublished, StartOffset: cs.StartOffset}, nil
 }
 
 // clusterDiff describes, line by line, what changes from a to b.
@@ -270,6 +272,7 @@ func clusterDiff(a, b fsm.Config) []string {
 		out = append(out, fmt.Sprintf("  %-11s %d bytes -> %d bytes", "rules:", len(a.Rules), len(b.Rules)))
 	}
 	add("allow", strings.Join(a.Allow, ","), strings.Join(b.Allow, ","))
+	add("start-offset", a.StartOffset, b.StartOffset)
 	add("max-unpublished-alerts", strconv.Itoa(a.MaxUnpublishedAlerts), strconv.Itoa(b.MaxUnpublishedAlerts))
 	return out
 }
