@@ -112,7 +112,8 @@ func TestMalformed(t *testing.T) {
 		{"bad bytes", strings.Replace(good, " 1 ", " 1k ", 1), ErrBadNumber},
 		{"invalid utf-8", strings.Replace(good, "ua", "u\xff\xfe", 1), ErrBadEncoding},
 		{"binary junk", "\x00\x01\x02\x16\x03\x01junk", ErrBadEncoding},
-		{"not a log line", "hello world", ErrTruncated},
+		{"not a log line", "hello world", ErrBadClient},
+		{"cut after the client", "1.2.3.4 world", ErrTruncated},
 		{"garbage after", good + `x`, ErrTrailing},
 		{"too long", good + " " + strings.Repeat("a", MaxLineBytes), ErrTooLong},
 	}

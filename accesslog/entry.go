@@ -31,6 +31,10 @@ var (
 	ErrBadJSON     = malformed("bad JSON")
 	ErrTrailing    = malformed("unexpected text after the last field")
 	ErrNoSyslog    = malformed("no syslog prefix")
+	ErrBadClient   = malformed("bad client")
+	// ErrFutureTime is not returned by Parse, which has no clock: it is the
+	// reason analytics.Folder gives a line dated too far past its clock.
+	ErrFutureTime = malformed("future time")
 )
 
 type malformedError struct{ reason string }
@@ -57,7 +61,7 @@ const MaxLineBytes = 64 << 10
 // when the format does not log them ("-" is reported as empty too, except for
 // a request line, which keeps "-").
 type Entry struct {
-	Client    []byte // %h or %a: the client address
+	Client    []byte // %h or %a: the client address, canonical (see setClient)
 	Ident     []byte // %l
 	User      []byte // %u
 	Time      int64  // request time, Unix nanoseconds (UTC)
@@ -75,7 +79,8 @@ type Entry struct {
 	Referer   []byte
 	UserAgent []byte
 
-	scratch []byte // unescaped JSON strings
+	scratch []byte   // unescaped JSON strings
+	client  [45]byte // Client when it is not spelled as logged (IPv6)
 }
 
 // Reset clears e for reuse, keeping its scratch buffer.

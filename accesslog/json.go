@@ -223,7 +223,9 @@ func fillJSON(e *Entry, vals *[numFields][]byte) error {
 		}
 		e.Time = ns
 	}
-	e.Client = dash(vals[fClient])
+	if err := e.setClient(vals[fClient]); err != nil {
+		return err
+	}
 	if r := vals[fRequest]; r != nil {
 		e.Request = r
 		splitRequest(r, e)

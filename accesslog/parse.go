@@ -3,6 +3,7 @@ package accesslog
 import (
 	"bytes"
 	"encoding/binary"
+	"math"
 	"unicode/utf8"
 )
 
@@ -106,9 +107,9 @@ func (f *Format) parse(line []byte, e *Entry) (int, error) {
 		if tp.hasDate && !tp.hasEpoch && !validDate(&tp) && !(tp.mon == 1 && tp.day <= 366) {
 			return 0, ErrBadTime
 		}
-		ns, ok := tp.unixNano()
-		if !ok {
-			return 0, ErrNoTime
+		ns, err := tp.unixNano()
+		if err != nil {
+			return 0, err
 		}
 		e.Time = ns
 	} else if !gotCLF {
@@ -187,10 +188,10 @@ func dash(v []byte) []byte {
 func (f *Format) set(e *Entry, it *item, v []byte) error {
 	switch it.kind {
 	case kClientA:
-		e.Client = dash(v)
+		return e.setClient(v)
 	case kClientH:
 		if !f.hasA {
-			e.Client = dash(v)
+			return e.setClient(v)
 		}
 	case kIdent:
 		e.Ident = dash(v)
@@ -306,7 +307,8 @@ func number(v []byte) (int64, bool) {
 	return n, true
 }
 
-// decimal reads "12" or "0.123" in units of unit microseconds each.
+// decimal reads "12" or "0.123" in units of unit microseconds (or
+// nanoseconds) each; a value that would overflow int64 is refused.
 func decimal(v []byte, unit int64) (int64, bool) {
 	if len(v) == 1 && v[0] == '-' {
 		return -1, true
@@ -314,10 +316,13 @@ func decimal(v []byte, unit int64) (int64, bool) {
 	dot := bytes.IndexByte(v, '.')
 	if dot < 0 {
 		n, ok := number(v)
-		return n * unit, ok
+		if !ok || n > math.MaxInt64/unit {
+			return 0, false
+		}
+		return n * unit, true
 	}
 	whole, ok := number(v[:dot])
-	if !ok || dot == 0 {
+	if !ok || dot == 0 || whole > (math.MaxInt64-unit)/unit {
 		return 0, false
 	}
 	frac := v[dot+1:]

@@ -2,6 +2,7 @@ package accesslog
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -68,12 +69,17 @@ type timeParts struct {
 	pm                                        int8 // 0 unknown, 1 am, 2 pm
 }
 
-func (p *timeParts) unixNano() (int64, bool) {
+// unixNano returns the time p describes, ErrNoTime if it names no date,
+// or ErrBadTime if it does not fit in int64 nanoseconds (past 2262).
+func (p *timeParts) unixNano() (int64, error) {
 	if p.hasEpoch {
-		return p.epochNs + int64(p.nsec), true
+		if p.epochNs > math.MaxInt64-int64(p.nsec) {
+			return 0, ErrBadTime
+		}
+		return p.epochNs + int64(p.nsec), nil
 	}
 	if !p.hasDate {
-		return 0, false
+		return 0, ErrNoTime
 	}
 	h := p.hour
 	if p.pm == 2 && h < 12 {
@@ -82,7 +88,26 @@ func (p *timeParts) unixNano() (int64, bool) {
 		h = 0
 	}
 	secs := daysFromCivil(p.year, p.mon, p.day)*86400 + int64(h*3600+p.min*60+p.sec) - int64(p.off)
-	return secs*1e9 + int64(p.nsec), true
+	return nanos(secs, int64(p.nsec))
+}
+
+// nanos returns secs seconds and nsec nanoseconds after 1970 in
+// nanoseconds, or ErrBadTime when that overflows int64 (after 2262-04-11):
+// a wrapped time would land anywhere, far past or far future.
+func nanos(secs, nsec int64) (int64, error) {
+	if secs > (math.MaxInt64-nsec)/1e9 || secs < math.MinInt64/int64(1e9) {
+		return 0, ErrBadTime
+	}
+	return secs*1e9 + nsec, nil
+}
+
+// epochNanos returns an epoch count of k digits v in units of unit
+// nanoseconds, or false when it does not fit in int64 nanoseconds.
+func epochNanos(v, k int, unit int64) (int64, bool) {
+	if k > 18 || int64(v) > math.MaxInt64/unit {
+		return 0, false
+	}
+	return int64(v) * unit, true
 }
 
 // daysFromCivil returns days since 1970-01-01 of a proleptic Gregorian date.
@@ -247,7 +272,10 @@ func clfBody(b []byte) (n int, ns int64, err error) {
 		return 0, 0, ErrBadTime
 	}
 	p.hasDate = true
-	t, _ := p.unixNano()
+	t, err := p.unixNano()
+	if err != nil {
+		return 0, 0, err
+	}
 	return i, t, nil
 }
 
@@ -303,8 +331,8 @@ func parseISO(b []byte) (int64, bool) {
 		return 0, false
 	}
 	p.hasDate = true
-	t, _ := p.unixNano()
-	return t, true
+	t, err := p.unixNano()
+	return t, err == nil
 }
 
 // parseEpoch reads seconds since 1970 with an optional fraction
@@ -346,15 +374,18 @@ func parseStrftime(b []byte, toks []timeTok, p *timeParts) (int, error) {
 				return 0, ErrBadTime
 			}
 			i += k
+			unit := int64(1e9)
 			switch t.op {
-			case 'E':
-				p.epochNs = int64(v) * 1e9
 			case 'Q':
-				p.epochNs = int64(v) * 1e6
+				unit = 1e6
 			case 'U':
-				p.epochNs = int64(v) * 1e3
+				unit = 1e3
 			}
-			p.hasEpoch = true
+			ns, ok := epochNanos(v, k, unit)
+			if !ok {
+				return 0, ErrBadTime
+			}
+			p.epochNs, p.hasEpoch = ns, true
 			continue
 		case 'f', 'F':
 			n := 3
@@ -452,7 +483,11 @@ func parseStrftime(b []byte, toks []timeTok, p *timeParts) (int, error) {
 		case 'S':
 			p.sec = v
 		case 's':
-			p.epochNs, p.hasEpoch = int64(v)*1e9, true
+			ns, ok := epochNanos(v, k, 1e9)
+			if !ok {
+				return 0, ErrBadTime
+			}
+			p.epochNs, p.hasEpoch = ns, true
 		case 'j':
 			p.mon, p.day, p.hasDate = 1, v, true
 		}

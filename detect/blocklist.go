@@ -9,7 +9,31 @@ import (
 // Blocklist renders banned addresses and ranges for a web server or firewall:
 // plain (one per line), nginx (deny rules), apache (Require not ip inside
 // RequireAll) or nftables (a table with IPv4 and IPv6 sets and a drop rule).
+// Values that are not an address or a range are left out (RenderBlocklist
+// counts them).
 func Blocklist(format string, values []string) (string, error) {
+	out, _, err := RenderBlocklist(format, values)
+	return out, err
+}
+
+// RenderBlocklist is Blocklist, and also reports how many values it left
+// out. Each value is checked again here, whatever produced it, and written
+// in canonical form (DecisionValue): anything else in a value could be a
+// directive of its own in the server's configuration ("all", "1.2.3.4;
+// allow all", a newline), so it is skipped, never written.
+func RenderBlocklist(format string, values []string) (out string, skipped int, err error) {
+	switch format {
+	case "plain", "nginx", "apache", "nftables":
+	default:
+		return "", 0, fmt.Errorf("format %q: want plain, nginx, apache or nftables", format)
+	}
+	clean := make([]string, 0, len(values))
+	for _, v := range values {
+		if c, _, ok := DecisionValue(v); ok {
+			clean = append(clean, c)
+		}
+	}
+	skipped, values = len(values)-len(clean), clean
 	var b strings.Builder
 	switch format {
 	case "plain":
@@ -32,10 +56,7 @@ func Blocklist(format string, values []string) (string, error) {
 		for _, v := range values {
 			p, err := netip.ParsePrefix(v)
 			if err != nil {
-				a, err := netip.ParseAddr(v)
-				if err != nil {
-					continue
-				}
+				a := netip.MustParseAddr(v) // checked above
 				p = netip.PrefixFrom(a, a.BitLen())
 			}
 			if p.Addr().Unmap().Is4() {
@@ -56,8 +77,6 @@ func Blocklist(format string, values []string) (string, error) {
 			b.WriteString("    }\n")
 		}
 		b.WriteString("    chain input {\n        type filter hook input priority -10; policy accept;\n        ip saddr @blocklist4 drop\n        ip6 saddr @blocklist6 drop\n    }\n}\n")
-	default:
-		return "", fmt.Errorf("format %q: want plain, nginx, apache or nftables", format)
 	}
-	return b.String(), nil
+	return b.String(), skipped, nil
 }

@@ -155,12 +155,18 @@ func (b *Book) AddAlert(a Alert, s *Scenario) *Decision {
 	b.NextSeq++
 	b.Alerts = append(b.Alerts, a)
 	b.trim()
-	if s == nil || b.Allowed(a.SourceIP) {
+	if s == nil {
+		return nil
+	}
+	// Only an address becomes a decision (the parser ensures it; the book
+	// checks again, as a bouncer or blocklist would enforce anything).
+	src, ok := AddrValue(a.SourceIP)
+	if !ok || b.Allowed(src) {
 		return nil
 	}
 	t := a.Time
 	var recent []int64
-	for _, c := range b.Offenders[a.SourceIP] {
+	for _, c := range b.Offenders[src] {
 		if c > t-int64(offenderMemory) {
 			recent = append(recent, c)
 		}
@@ -172,9 +178,9 @@ func (b *Book) AddAlert(a Alert, s *Scenario) *Decision {
 	if maxBan, err := time.ParseDuration(b.Config.MaxBan); err == nil && maxBan > 0 && ban > maxBan {
 		ban = maxBan
 	}
-	b.Offenders[a.SourceIP] = append(recent, t)
+	b.Offenders[src] = append(recent, t)
 	scope := "Ip"
-	d := &Decision{ID: b.NextID, Origin: "warden", Type: s.Decision, Scope: scope, Value: a.SourceIP, Scenario: s.Name,
+	d := &Decision{ID: b.NextID, Origin: "warden", Type: s.Decision, Scope: scope, Value: src, Scenario: s.Name,
 		AlertID: a.ID, Created: t, Until: t + int64(ban)}
 	b.NextID++
 	b.Decisions[d.ID] = d
@@ -246,6 +252,11 @@ func (b *Book) AddManual(value, typ, reason string, now int64, dur time.Duration
 	} else if _, err := netip.ParseAddr(value); err != nil {
 		return nil, fmt.Errorf("value %q is not an IP address", value)
 	}
+	canonical, _, ok := DecisionValue(value)
+	if !ok {
+		return nil, fmt.Errorf("value %q is not an IP address or CIDR range (an address may not carry a %%zone)", value)
+	}
+	value = canonical
 	if typ == "" {
 		typ = "ban"
 	}

@@ -111,7 +111,7 @@ func TestAnalyze_FormatsRangesAndInputs(t *testing.T) {
 	// The terminal report.
 	out, _ = analyze(t, nil, plain, "--log-format", conf)
 	for _, want := range []string{"Requests     4   (malformed lines: 1)", "Latency ms   p50", "Top 404 paths", "/missing",
-		"Requests per hour (UTC)", "2026-11-27 10:00", "access.log:6: line ends early: not a log line at all"} {
+		"Requests per hour (UTC)", "2026-11-27 10:00", "access.log:6: bad client: not a log line at all"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}

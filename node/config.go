@@ -67,6 +67,11 @@ type Config struct {
 	DLQTopic string
 	// NoDLQ turns the dead-letter topic off.
 	NoDLQ bool
+	// MaxClockSkew is how far ahead of this node's clock a line's time may
+	// be; a line dated later is malformed ("future time"), so that it
+	// cannot move the event-time horizon (expire every window, end every
+	// decision). Default 1h; negative turns the check off.
+	MaxClockSkew time.Duration
 
 	// Rules is the YAML of a rule file applied over the built-in scenarios
 	// ("" for the built-in ones); Allow the addresses and ranges never to
@@ -114,7 +119,7 @@ type Config struct {
 	// SnapshotEntries is how many log entries since the last snapshot
 	// make a new one; TrailingLogs how many entries a snapshot leaves in
 	// the log, for followers that are a little behind (further behind,
-	// they get the snapshot). Commit entries are up to 2 MiB.
+	// they get the snapshot). Commit entries are up to 4 MiB.
 	SnapshotEntries int
 	TrailingLogs    int
 	// GossipProbeInterval sets memberlist's failure detection pace.
@@ -146,6 +151,10 @@ type Config struct {
 	KafkaOpts []kgo.Opt
 
 	Logger *slog.Logger
+
+	// maxBatchBytes bounds one encoded batch: maxBatchBytes, lowered by
+	// the package's tests.
+	maxBatchBytes int
 }
 
 // DefaultConfig returns a Config with every tunable at its default.
@@ -161,6 +170,7 @@ func DefaultConfig() Config {
 		SnapshotEntries:     1024,
 		TrailingLogs:        1024,
 		GossipProbeInterval: 150 * time.Millisecond,
+		MaxClockSkew:        analytics.DefaultMaxSkew,
 		HTTPMaxConns:        1024,
 		StallAfter:          30 * time.Second,
 		StartOffset:         "earliest",
@@ -335,6 +345,12 @@ func (c *Config) fillDefaults() {
 	}
 	if c.GossipProbeInterval == 0 {
 		c.GossipProbeInterval = d.GossipProbeInterval
+	}
+	if c.MaxClockSkew == 0 {
+		c.MaxClockSkew = d.MaxClockSkew
+	}
+	if c.maxBatchBytes == 0 {
+		c.maxBatchBytes = maxBatchBytes
 	}
 	if c.MinDecisionPrefixV4 == 0 {
 		c.MinDecisionPrefixV4 = d.MinDecisionPrefixV4

@@ -29,6 +29,9 @@ type metrics struct {
 	stalledMembers  prometheus.Counter
 	recordLatency   prometheus.Histogram
 	latencyMax      atomic.Int64 // ns
+
+	// deadLettersDropped counts copies the dead-letter topic did not take.
+	deadLettersDropped prometheus.Counter
 }
 
 // newMetrics registers this node's series; the load gauges read the last
@@ -75,6 +78,9 @@ func newMetrics(f *fsm.FSM) *metrics {
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "warden_dead_letters_total", Help: "Records that did not parse, sent by this node's workers to the dead-letter topic.",
 		}),
+		deadLettersDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warden_dead_letters_dropped_total", Help: "Records that did not parse and that the dead-letter topic did not take after bounded retries (missing topic, ACL denial, record refused); their partition went on.",
+		}),
 	}
 	gauge := func(name, help string, v func(analytics.Rates) float64) prometheus.GaugeFunc {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return v(f.LastMinute()) })
@@ -110,6 +116,7 @@ func newMetrics(f *fsm.FSM) *metrics {
 	m.reg.MustRegister(m.commits, m.rejected, m.commitErrors, m.batchRecords, m.commitSeconds,
 		m.lag, m.ownedPartitions, m.applied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.deadLettersDropped)
 	return m
 }
 

@@ -24,6 +24,9 @@ type worker struct {
 	epoch     uint64
 	cancel    context.CancelFunc
 	done      chan struct{}
+	// limit, read once done is closed, is the records cap the partition's
+	// next worker starts with (0: the configured one).
+	limit int
 }
 
 // manageWorkers keeps exactly one worker per partition this node owns, at
@@ -31,6 +34,7 @@ type worker struct {
 // change keeps its worker untouched: rebalances pause only what moves.
 func (n *Node) manageWorkers() {
 	workers := map[int32]*worker{}
+	limits := map[int32]int{} // a returned worker's cap, for its successor
 	stop := func(w *worker) {
 		w.cancel()
 		<-w.done
@@ -61,12 +65,14 @@ func (n *Node) manageWorkers() {
 			select {
 			case <-w.done:
 				delete(workers, id) // fenced or failed: restart below if still ours
+				limits[id] = w.limit
 				continue
 			default:
 			}
 			if !ok || p.Epoch != w.epoch {
 				stop(w)
 				delete(workers, id)
+				delete(limits, id)
 			}
 		}
 		for id, p := range want {
@@ -76,9 +82,10 @@ func (n *Node) manageWorkers() {
 			ctx, cancel := context.WithCancel(n.ctx)
 			w := &worker{partition: id, epoch: p.Epoch, cancel: cancel, done: make(chan struct{})}
 			workers[id] = w
+			limit := limits[id]
 			go func() {
 				defer close(w.done)
-				n.runWorker(ctx, p)
+				w.limit = n.runWorker(ctx, p, limit)
 			}()
 		}
 		n.metrics.ownedPartitions.Set(float64(len(workers)))
@@ -87,8 +94,10 @@ func (n *Node) manageWorkers() {
 
 // runWorker reads partition p from its committed offset, cuts batches and
 // commits them through Raft. It returns when fenced (the manager decides
-// whether to start again) or stopped.
-func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
+// whether to start again) or stopped, or to cut a batch too large for one
+// commit smaller: it returns the records cap its successor starts with
+// (limit is its own; 0 for the configured one).
+func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next int) {
 	lg := n.log.With("subsystem", "worker", "partition", p.Partition, "epoch", p.Epoch)
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(n.cfg.Brokers...),
@@ -103,6 +112,10 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 			return min(100*time.Millisecond<<min(tries, 4), time.Second)
 		}),
 		kgo.MetadataMinAge(250 * time.Millisecond),
+		// The client produces only dead letters, which must not hold
+		// the partition up (sendDeadLetters).
+		kgo.RecordDeliveryTimeout(deadLetterTimeout),
+		kgo.ProduceRequestTimeout(deadLetterTimeout),
 	}, n.cfg.KafkaOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -126,7 +139,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 		lg.Error("log format in the cluster configuration does not compile", "log_format", cfg.LogFormat, "err", err)
 		return
 	}
-	folder := analytics.NewFolder(format)
+	folder := n.newFolder(format)
 	// The detector resumes from the FSM's state for exactly the committed
 	// offset it starts from.
 	start, dstate, ok := n.fsm.WorkerStart(p.Partition)
@@ -141,6 +154,11 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 	if r := n.cfg.MaxRatePerPartition; r > 0 {
 		maxRecords = min(maxRecords, max(1, int(r*n.cfg.BatchInterval.Seconds())))
 	}
+	// limit is maxRecords, or fewer while batches encode large (batchLimit).
+	if limit <= 0 || limit > maxRecords {
+		limit = maxRecords
+	}
+	var dlq deadLetterState
 
 	// Batches are pipelined: while up to maxInFlight of them wait for their
 	// commit, the worker reads and processes the next ones. They commit in
@@ -166,9 +184,9 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 		start := time.Now()
 		recs = recs[:0]
 		deadline := start.Add(n.cfg.BatchInterval)
-		for len(recs) < maxRecords && time.Now().Before(deadline) {
+		for len(recs) < limit && time.Now().Before(deadline) {
 			pctx, cancel := context.WithDeadline(wctx, deadline)
-			fs := cl.PollRecords(pctx, maxRecords-len(recs))
+			fs := cl.PollRecords(pctx, limit-len(recs))
 			cancel()
 			fs.EachError(func(_ string, _ int32, err error) {
 				if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
@@ -201,7 +219,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 				return // new rules: restart from the FSM's state with them
 			}
 			if f, err := accesslog.Lookup(c.LogFormat); err == nil {
-				cfg, folder = c, analytics.NewFolder(f)
+				cfg, folder = c, n.newFolder(f)
 				lg.Info("log format changed", "log_format", c.LogFormat)
 			}
 		}
@@ -214,6 +232,11 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 			b.Delta.AddRecord(r.Partition, r.Offset, r.Value)
 			parsed, err := folder.Fold(b.Analytics, r.Value)
 			if err != nil {
+				if len(b.Malformed) == 2*fsm.MaxMalformedSample {
+					// Only the last MaxMalformedSample are kept: bound
+					// the memory of a batch of junk.
+					b.Malformed = append(b.Malformed[:0], b.Malformed[fsm.MaxMalformedSample:]...)
+				}
 				b.Malformed = append(b.Malformed, badRecord(r, err))
 				if n.cfg.DLQTopic != "" {
 					dead = append(dead, deadLetter(n.cfg.DLQTopic, r, err))
@@ -227,10 +250,23 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 		if over := len(b.Malformed) - fsm.MaxMalformedSample; over > 0 {
 			b.Malformed = b.Malformed[over:]
 		}
-		if len(dead) > 0 && !n.sendDeadLetters(wctx, cl, dead, lg) {
+		data := fsm.EncodeBatch(&b)
+		if maxBytes := n.cfg.maxBatchBytes; len(data) > maxBytes && len(recs) > 1 {
+			// The detector has taken these records in and cannot give
+			// them back: a successor restarts from the FSM's state
+			// with smaller batches (those in flight commit first),
+			// aiming at a quarter of the bound, as fewer records
+			// share fewer keys and take more bytes each.
+			next = max(1, min(len(recs)/2, len(recs)*(maxBytes/4)/len(data)))
+			lg.Info("batch too large for one commit; restarting with smaller batches",
+				"from", b.From, "records", len(recs), "bytes", len(data), "max_bytes", maxBytes, "next_records", next)
+			return next
+		}
+		limit = batchLimit(limit, len(recs), len(data), maxRecords, n.cfg.maxBatchBytes)
+		if len(dead) > 0 && !n.sendDeadLetters(wctx, cl, dead, &dlq, lg) {
 			return
 		}
-		f := flight{pendingBatch: pendingBatch{data: fsm.EncodeBatch(&b), done: make(chan error, 1)}, from: b.From, stamps: stamps}
+		f := flight{pendingBatch: pendingBatch{data: data, done: make(chan error, 1)}, from: b.From, stamps: stamps}
 		pending.Add(1)
 		select {
 		case inflight <- f:
@@ -254,10 +290,43 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition) {
 			}
 		}
 	}
+	return limit // a commit failed: the successor keeps the cap learned
 }
 
 // maxInFlight bounds the batches of one worker waiting for their commit.
 const maxInFlight = 4
+
+// maxBatchBytes bounds one encoded batch. The group committer packs batches
+// up to maxGroupBytes, but always takes the first whole, and records alone
+// do not bound a batch: 40,000 lines from as many sources, each with long
+// distinct paths and user agents that raise alerts, encode to 54 MiB, near
+// the forwarding frame limit (64 MiB, past it a follower's commit fails
+// every time) and far past what a Raft entry should hold (each is kept in
+// the log cache and sent to every voter). Typical traffic encodes to about
+// 35 bytes per record, 1.3 MiB for 40,000.
+const maxBatchBytes = 2 * maxGroupBytes
+
+// batchLimit is the records cap after a batch of n records that encoded to
+// size bytes, under cap limit. Past a quarter of maxBytes it aims at half of
+// it, in proportion to the batch's bytes per record, so that a batch must
+// encode twice as large per record as the last one to pass the bound;
+// below, it doubles back towards maxRecords. Batch boundaries do not change
+// any result.
+func batchLimit(limit, n, size, maxRecords, maxBytes int) int {
+	if size > maxBytes/4 {
+		return max(1, min(maxRecords, n*(maxBytes/2)/size))
+	}
+	return min(maxRecords, limit*2)
+}
+
+// newFolder is the worker's parser: the cluster's log format, and this
+// node's clock and MaxClockSkew for lines dated ahead. The verdict travels
+// in the batch (malformed count and sample), so replicas never judge again.
+func (n *Node) newFolder(format *accesslog.Format) *analytics.Folder {
+	f := analytics.NewFolder(format)
+	f.MaxSkew = n.cfg.MaxClockSkew
+	return f
+}
 
 // flight is a batch submitted for commit: its fate, where it starts, and
 // its records' Kafka timestamps (Unix ns) for the latency histogram.
@@ -326,40 +395,103 @@ func badRecord(r *kgo.Record, err error) fsm.BadRecord {
 		Line: strings.ToValidUTF8(string(line), "\uFFFD")}
 }
 
+// Dead-letter bounds. A copy's value is cut to deadLetterMaxValue and its
+// key to deadLetterMaxKey, so that it fits a topic's max.message.bytes at
+// its default (1 MiB) and the producer's batch limit whatever the input
+// topic took; the value keeps every line the parser reads whole (up to
+// accesslog.MaxLineBytes). Producing one batch's copies takes at most
+// deadLetterAttempts attempts of deadLetterTimeout each; then they are
+// dropped and counted, and the worker drops its copies at once for
+// deadLetterPause, lest each batch wait as long again.
+const (
+	deadLetterMaxValue = accesslog.MaxLineBytes
+	deadLetterMaxKey   = 1 << 10
+	deadLetterAttempts = 3
+	deadLetterTimeout  = 5 * time.Second
+	deadLetterPause    = 30 * time.Second
+)
+
 // deadLetter is the copy of a bad record for the dead-letter topic: the
-// same key and value, and headers saying where it came from and why.
+// same key and value, cut to the bounds above (a header then gives the
+// original length), and headers saying where it came from and why.
 func deadLetter(topic string, r *kgo.Record, err error) *kgo.Record {
-	return &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value, Headers: []kgo.RecordHeader{
+	key, value := r.Key, r.Value
+	headers := []kgo.RecordHeader{
 		{Key: "warden-source-topic", Value: []byte(r.Topic)},
 		{Key: "warden-source-partition", Value: []byte(strconv.Itoa(int(r.Partition)))},
 		{Key: "warden-source-offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
 		{Key: "warden-reason", Value: []byte(accesslog.Reason(err))},
-	}}
+	}
+	if len(value) > deadLetterMaxValue {
+		headers = append(headers, kgo.RecordHeader{Key: "warden-truncated", Value: []byte(strconv.Itoa(len(value)))})
+		value = value[:deadLetterMaxValue]
+	}
+	if len(key) > deadLetterMaxKey {
+		headers = append(headers, kgo.RecordHeader{Key: "warden-key-truncated", Value: []byte(strconv.Itoa(len(key)))})
+		key = key[:deadLetterMaxKey]
+	}
+	return &kgo.Record{Topic: topic, Key: key, Value: value, Headers: headers}
+}
+
+// deadLetterState is what a worker remembers of its dead-letter produces.
+type deadLetterState struct {
+	pausedUntil time.Time // drop at once until then
+	warned      bool      // the first drop was logged at warn level
 }
 
 // sendDeadLetters produces the batch's bad records before the batch is
-// committed, retrying until Kafka takes them or the worker stops: a bad line
-// is never lost, though a crash between the two can send it twice (the
-// headers name its source offset, so readers can tell).
-func (n *Node) sendDeadLetters(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, lg *slog.Logger) bool {
+// committed, so that a crash between the two repeats them rather than
+// loses them (the headers name the source offset, so readers can tell).
+// It never holds the partition up for long: what the topic has not taken
+// after the bounded attempts (a missing topic, an ACL denial, a record the
+// topic refuses) is dropped, counted in warden_dead_letters_dropped_total
+// and logged (at warn level once per worker), and the partition goes on.
+// It returns false only when the worker is stopping.
+func (n *Node) sendDeadLetters(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, st *deadLetterState, lg *slog.Logger) bool {
+	if time.Now().Before(st.pausedUntil) {
+		n.metrics.deadLettersDropped.Add(float64(len(recs)))
+		return true
+	}
 	backoff := 100 * time.Millisecond
-	for {
-		err := cl.ProduceSync(ctx, recs...).FirstErr()
-		if err == nil {
-			n.metrics.deadLetters.Add(float64(len(recs)))
+	var err error
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, deadLetterTimeout)
+		results := cl.ProduceSync(actx, recs...)
+		cancel()
+		failed := recs[:0:0]
+		for _, res := range results {
+			if res.Err != nil {
+				failed, err = append(failed, res.Record), res.Err
+			}
+		}
+		n.metrics.deadLetters.Add(float64(len(recs) - len(failed)))
+		if len(failed) == 0 {
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
 		}
-		lg.Warn("dead-letter produce failed; retrying", "topic", n.cfg.DLQTopic, "err", err, "retry_in", backoff)
+		recs = failed
+		if attempt == deadLetterAttempts {
+			break
+		}
+		lg.Debug("dead-letter produce failed; retrying", "topic", n.cfg.DLQTopic, "records", len(recs), "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 			return false
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
+		backoff *= 2
 	}
+	n.metrics.deadLettersDropped.Add(float64(len(recs)))
+	st.pausedUntil = time.Now().Add(deadLetterPause)
+	level := slog.LevelDebug
+	if !st.warned {
+		level, st.warned = slog.LevelWarn, true
+	}
+	lg.Log(ctx, level, "dead letters dropped: the topic does not take them; the partition goes on, further drops are counted in warden_dead_letters_dropped_total",
+		"topic", n.cfg.DLQTopic, "dropped", len(recs), "err", err, "attempts", deadLetterAttempts, "paused_for", deadLetterPause)
+	return true
 }
 
 func isRejection(err error) bool {

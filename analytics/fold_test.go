@@ -1,0 +1,84 @@
+package analytics
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/wardenhq/warden/accesslog"
+)
+
+// TestFoldRefusesFutureLines: a line dated past the clock by more than
+// MaxSkew is malformed ("future time"), so it moves no window: before, one
+// line dated 2200 expired every window of a store with a retention.
+func TestFoldRefusesFutureLines(t *testing.T) {
+	format, err := accesslog.Lookup("combined")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	reads := 0
+	folder := NewFolder(format)
+	folder.Now = func() time.Time { reads++; return now }
+	line := func(t time.Time) []byte {
+		return []byte(fmt.Sprintf(`192.0.2.1 - - [%s] "GET / HTTP/1.1" 200 10 "-" "ua"`, t.Format("02/Jan/2006:15:04:05 -0700")))
+	}
+	store := NewStore(Config{Retention: 24 * time.Hour})
+	a := NewAggregate()
+	for _, at := range []time.Time{now.Add(-2 * time.Hour), now.Add(-time.Minute), now.Add(59 * time.Minute), time.Date(2015, 5, 17, 10, 5, 3, 0, time.UTC)} {
+		if parsed, err := folder.Fold(a, line(at)); !parsed || err != nil {
+			t.Fatalf("line at %s: %v %v", at, parsed, err)
+		}
+	}
+	if err := store.Merge(a); err != nil {
+		t.Fatal(err)
+	}
+	before := store.Stats(Query{})
+
+	a = NewAggregate()
+	future := []struct {
+		at   time.Time
+		want error
+	}{
+		{now.Add(61 * time.Minute), accesslog.ErrFutureTime},
+		{time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), accesslog.ErrFutureTime},
+		{time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC), accesslog.ErrBadTime}, // past int64 nanoseconds
+	}
+	for _, f := range future {
+		parsed, err := folder.Fold(a, line(f.at))
+		if parsed || err != f.want {
+			t.Errorf("line at %s: parsed %v, err %v; want %v", f.at, parsed, err, f.want)
+		}
+	}
+	if got := accesslog.Reason(accesslog.ErrFutureTime); got != "future time" {
+		t.Errorf("reason %q", got)
+	}
+	if err := store.Merge(a); err != nil {
+		t.Fatal(err)
+	}
+	after := store.Stats(Query{})
+	if after.Malformed != before.Malformed+3 {
+		t.Errorf("malformed %d, want %d", after.Malformed, before.Malformed+3)
+	}
+	after.Malformed = before.Malformed
+	b1, _ := json.Marshal(before)
+	b2, _ := json.Marshal(after)
+	if string(b1) != string(b2) {
+		t.Errorf("future lines changed the figures:\nbefore %s\nafter  %s", b1, b2)
+	}
+	if before.Requests != 3 || before.ExpiredRequests != 1 {
+		t.Errorf("requests %d, expired %d; want 3 and 1 (the 2015 line)", before.Requests, before.ExpiredRequests)
+	}
+	// The clock is read when a line passes the horizon it last gave, not
+	// per line.
+	if reads != 3 {
+		t.Errorf("clock read %d times, want 3 (the first line, then each future line)", reads)
+	}
+	// The check is off with MaxSkew <= 0 (replaying logs of a host whose
+	// clock was ahead).
+	folder.MaxSkew = 0
+	if parsed, err := folder.Fold(NewAggregate(), line(time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC))); !parsed || err != nil {
+		t.Errorf("MaxSkew 0: %v %v", parsed, err)
+	}
+}
