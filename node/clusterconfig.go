@@ -173,5 +173,11 @@ func (n *Node) handleApplyConfig(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, code, map[string]string{"error": res.Err})
 		return
 	}
-	writeJSON(w, http.StatusOK, n.fsm.Config())
+	// Applied on the leader; wait (briefly) for this node's replica, so that
+	// a read here right after sees it.
+	deadline := time.Now().Add(2 * time.Second)
+	for cur := n.fsm.Config(); (cur == nil || cur.Version < c.Version) && time.Now().Before(deadline); cur = n.fsm.Config() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	writeJSON(w, http.StatusOK, c)
 }
