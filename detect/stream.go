@@ -54,14 +54,12 @@ func (f DecisionFilter) Match(d *Decision) bool {
 	if len(f.Origins) > 0 && !anyFold(f.Origins, func(o string) bool { return strings.EqualFold(o, d.Origin) }) {
 		return false
 	}
+	if len(f.ScenariosContaining) == 0 && len(f.ScenariosNotContaining) == 0 {
+		return true
+	}
 	sc := strings.ToLower(d.BouncerScenario())
-	if len(f.ScenariosContaining) > 0 && !anyFold(f.ScenariosContaining, func(s string) bool { return strings.Contains(sc, strings.ToLower(s)) }) {
-		return false
-	}
-	if anyFold(f.ScenariosNotContaining, func(s string) bool { return strings.Contains(sc, strings.ToLower(s)) }) {
-		return false
-	}
-	return true
+	in := func(s string) bool { return strings.Contains(sc, strings.ToLower(s)) }
+	return (len(f.ScenariosContaining) == 0 || anyFold(f.ScenariosContaining, in)) && !anyFold(f.ScenariosNotContaining, in)
 }
 
 func anyFold(list []string, f func(string) bool) bool {
@@ -119,26 +117,34 @@ func (c Changes) Empty() bool { return len(c.New) == 0 && len(c.Deleted) == 0 }
 // lift the ban.
 func (b *Book) Changes(base Position, now time.Time, f DecisionFilter) Changes {
 	nowNs := now.UnixNano()
-	full := base.IsZero() || base.Seq > b.ChangeSeq || base.Seq < b.TombstoneFloor
-	changed := func(d *Decision) bool {
-		return d.Seq > base.Seq || (d.Deleted && d.DeletedSeq > base.Seq) || (!d.Deleted && d.Until > base.Time && d.Until <= nowNs)
+	res := Changes{At: Position{Seq: b.ChangeSeq, Time: nowNs}}
+	res.Full = base.IsZero() || base.Seq > b.ChangeSeq || base.Seq < b.TombstoneFloor
+	// First the values touched since base (none, for most pulls: no
+	// allocation), then their state.
+	touched := map[valueKey]int{} // index in states
+	var states []valueState
+	if res.Full {
+		touched, states = make(map[valueKey]int, len(b.Decisions)), make([]valueState, 0, len(b.Decisions))
 	}
-	type group struct {
-		live, ended *Decision
-		touched     bool
-	}
-	groups := map[string]*group{}
-	res := Changes{At: Position{Seq: b.ChangeSeq, Time: nowNs}, Full: full}
 	for _, d := range b.Decisions {
-		if !f.Match(d) {
+		changed := res.Full || d.Seq > base.Seq || (d.Deleted && d.DeletedSeq > base.Seq) ||
+			(!d.Deleted && d.Until > base.Time && d.Until <= nowNs)
+		if k := (valueKey{d.Type, d.Value}); changed && f.Match(d) {
+			if _, ok := touched[k]; !ok {
+				touched[k] = len(states)
+				states = append(states, valueState{})
+			}
+		}
+	}
+	if len(states) == 0 {
+		return res
+	}
+	for _, d := range b.Decisions {
+		i, ok := touched[valueKey{d.Type, d.Value}]
+		if !ok || !f.Match(d) {
 			continue
 		}
-		k := d.Type + "\x00" + d.Value
-		g := groups[k]
-		if g == nil {
-			g = &group{}
-			groups[k] = g
-		}
+		g := &states[i]
 		if d.Active(now) {
 			if g.live == nil || d.Until > g.live.Until || (d.Until == g.live.Until && d.ID > g.live.ID) {
 				g.live = d
@@ -146,16 +152,11 @@ func (b *Book) Changes(base Position, now time.Time, f DecisionFilter) Changes {
 		} else if g.ended == nil || d.ID > g.ended.ID {
 			g.ended = d
 		}
-		if full || changed(d) {
-			g.touched = true
-		}
 	}
-	for _, g := range groups {
-		switch {
-		case !g.touched:
-		case g.live != nil:
+	for _, g := range states {
+		if g.live != nil {
 			res.New = append(res.New, *g.live)
-		default:
+		} else {
 			res.Deleted = append(res.Deleted, *g.ended)
 		}
 	}
@@ -163,6 +164,12 @@ func (b *Book) Changes(base Position, now time.Time, f DecisionFilter) Changes {
 	sort.Slice(res.Deleted, func(i, j int) bool { return res.Deleted[i].ID < res.Deleted[j].ID })
 	return res
 }
+
+// valueKey is how bouncers hold decisions: by value and type.
+type valueKey struct{ typ, value string }
+
+// valueState is a value's longest decision in force and latest ended one.
+type valueState struct{ live, ended *Decision }
 
 // LiveQuery is a bouncer's question in live mode (GET /v1/decisions with
 // CrowdSec's parameters): the decisions in force that pass the filter and,

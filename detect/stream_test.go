@@ -2,6 +2,7 @@ package detect
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -272,4 +273,30 @@ func TestBook_ChangesDeterministic(t *testing.T) {
 	if !reflect.DeepEqual(b1.Changes(p, now, DecisionFilter{}), r.Changes(p, now, DecisionFilter{})) {
 		t.Error("a restored book answers a bouncer differently")
 	}
+}
+
+// BenchmarkBookChanges is a bouncer's pull of a book of 100,000 decisions:
+// nothing changed (most pulls), and a full (startup) answer.
+func BenchmarkBookChanges(b *testing.B) {
+	rules, _ := Builtin()
+	s := rules.Scenario("http-sensitive-files")
+	book := NewBook(DefaultBookConfig())
+	for i := 0; i < 100000; i++ {
+		book.AddAlert(Alert{ID: "a", SourceIP: fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&255, i&255), Time: t0.UnixNano() + int64(i)}, s)
+	}
+	pos := book.Changes(Position{}, t0, DecisionFilter{}).At
+	b.Run("empty", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if c := book.Changes(pos, t0.Add(time.Second), DecisionFilter{}); !c.Empty() {
+				b.Fatal("changes")
+			}
+		}
+	})
+	b.Run("full", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			book.Changes(Position{}, t0.Add(time.Second), DecisionFilter{})
+		}
+	})
 }
