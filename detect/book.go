@@ -18,6 +18,9 @@ type Decision struct {
 	Scope    string `json:"scope"`  // Ip or Range
 	Value    string `json:"value"`
 	Scenario string `json:"scenario"`
+	// CrowdSec is the name of the CrowdSec scenario the decision's
+	// scenario matches, spelt as CrowdSec spells it ("" if none).
+	CrowdSec string `json:"crowdsec_scenario,omitempty"`
 	AlertID  string `json:"alert_id,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 	// Created and Until are Unix nanoseconds: the event time of the alert
@@ -26,6 +29,11 @@ type Decision struct {
 	Created int64 `json:"created"`
 	Until   int64 `json:"until"`
 	Deleted bool  `json:"deleted,omitempty"`
+	// Seq is the book's change sequence number of the decision's creation,
+	// DeletedSeq that of its deletion (0 while it is not deleted). Bouncer
+	// streams answer "what changed after position P" with them.
+	Seq        uint64 `json:"seq,omitempty"`
+	DeletedSeq uint64 `json:"deleted_seq,omitempty"`
 }
 
 // Active reports whether d is in force at now.
@@ -80,6 +88,11 @@ const MaxAlerts = 10000
 // offenderMemory is how far back earlier decisions make a ban longer.
 const offenderMemory = 7 * 24 * time.Hour
 
+// MaxTombstones bounds the deleted decisions a Book keeps for bouncers to
+// learn of their deletion; past it the oldest deletions are forgotten first
+// (see Book.TombstoneFloor).
+const MaxTombstones = 100000
+
 // Book holds the alerts and decisions: in the FSM for a cluster, in memory
 // for `warden analyze`. Every change is a deterministic function of the
 // alerts and commands it is given, in order.
@@ -101,7 +114,15 @@ type Book struct {
 	// UnpublishedDropped counts the alerts dropped unpublished because
 	// more than Config.MaxUnpublished waited for the alerts topic.
 	UnpublishedDropped uint64 `json:"unpublished_dropped,omitempty"`
-	allow              []netip.Prefix
+	// ChangeSeq is the last change sequence number given: each decision
+	// created and each one deleted takes the next one.
+	ChangeSeq uint64 `json:"change_seq,omitempty"`
+	// TombstoneFloor is the highest DeletedSeq of a deleted decision
+	// forgotten because more than MaxTombstones were kept: a bouncer
+	// standing below it may have missed that deletion, and is answered in
+	// full.
+	TombstoneFloor uint64 `json:"tombstone_floor,omitempty"`
+	allow          []netip.Prefix
 }
 
 // NewBook returns an empty Book.
@@ -180,8 +201,12 @@ func (b *Book) AddAlert(a Alert, s *Scenario) *Decision {
 	}
 	b.Offenders[src] = append(recent, t)
 	scope := "Ip"
+	cs := a.CrowdSec
+	if cs == "" {
+		cs = s.CrowdSec
+	}
 	d := &Decision{ID: b.NextID, Origin: "warden", Type: s.Decision, Scope: scope, Value: src, Scenario: s.Name,
-		AlertID: a.ID, Created: t, Until: t + int64(ban)}
+		CrowdSec: cs, AlertID: a.ID, Created: t, Until: t + int64(ban), Seq: b.nextChange()}
 	b.NextID++
 	b.Decisions[d.ID] = d
 	if t >= b.PrunedAt+int64(pruneEvery) {
@@ -267,21 +292,51 @@ func (b *Book) AddManual(value, typ, reason string, now int64, dur time.Duration
 		return nil, fmt.Errorf("duration must be positive")
 	}
 	d := &Decision{ID: b.NextID, Origin: "manual", Type: typ, Scope: scope, Value: value, Scenario: "manual", Reason: reason,
-		Created: now, Until: now + int64(dur)}
+		Created: now, Until: now + int64(dur), Seq: b.nextChange()}
 	b.NextID++
 	b.Decisions[d.ID] = d
 	b.prune(now)
 	return d, nil
 }
 
-// Delete marks decision id deleted; it reports whether it existed.
+// Delete marks decision id deleted; it reports whether it existed. The
+// decision stays in the book as a tombstone, with the next change sequence
+// number, until it is pruned as an ended one (a day past its original end)
+// or more than MaxTombstones deletions are kept.
 func (b *Book) Delete(id int64) bool {
 	d, ok := b.Decisions[id]
 	if !ok || d.Deleted {
 		return false
 	}
 	d.Deleted = true
+	d.DeletedSeq = b.nextChange()
+	b.boundTombstones(MaxTombstones)
 	return true
+}
+
+// nextChange gives the next change sequence number.
+func (b *Book) nextChange() uint64 {
+	b.ChangeSeq++
+	return b.ChangeSeq
+}
+
+// boundTombstones forgets the oldest deletions past limit, raising the
+// floor below which a bouncer's position cannot be answered exactly.
+func (b *Book) boundTombstones(limit int) {
+	var dead []*Decision
+	for _, d := range b.Decisions {
+		if d.Deleted {
+			dead = append(dead, d)
+		}
+	}
+	if len(dead) <= limit {
+		return
+	}
+	sort.Slice(dead, func(i, j int) bool { return dead[i].DeletedSeq < dead[j].DeletedSeq })
+	for _, d := range dead[:len(dead)-limit] {
+		delete(b.Decisions, d.ID)
+		b.TombstoneFloor = max(b.TombstoneFloor, d.DeletedSeq)
+	}
 }
 
 // prune forgets decisions that ended (or were deleted) more than a day
@@ -350,6 +405,7 @@ type DecisionView struct {
 	Scope     string `json:"scope"`
 	Value     string `json:"value"`
 	Scenario  string `json:"scenario"`
+	CrowdSec  string `json:"crowdsec_scenario,omitempty"`
 	Duration  string `json:"duration"`
 	Until     string `json:"until"`
 	Simulated bool   `json:"simulated"`
@@ -365,7 +421,7 @@ func (d Decision) View(now time.Time) DecisionView {
 		left = 0
 	}
 	return DecisionView{ID: d.ID, Origin: d.Origin, Type: d.Type, Scope: d.Scope, Value: d.Value, Scenario: d.Scenario,
-		Duration: left.Round(time.Second).String(), Until: time.Unix(0, d.Until).UTC().Format(time.RFC3339),
+		CrowdSec: d.CrowdSec, Duration: left.Round(time.Second).String(), Until: time.Unix(0, d.Until).UTC().Format(time.RFC3339),
 		AlertID: d.AlertID, Reason: d.Reason, Active: d.Active(now)}
 }
 

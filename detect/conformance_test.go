@@ -26,13 +26,16 @@ type hubCase struct {
 	} `json:"expected_alerts"`
 }
 
-// hubNames fixes the scenario names CrowdSec's expected results spell
-// differently from the scenario files (typos, an author's own copy).
+// hubNames maps the hub items a case runs (named by their file) to the
+// name CrowdSec gives their alerts, where the two differ (typos kept by
+// CrowdSec), and an author's own copy of a scenario to the one Warden
+// matches. Expected alerts carry CrowdSec's names, which Warden's alerts
+// must carry too.
 var hubNames = map[string]string{
-	"crowdsecurity/http-sqli-probbing-detection": "crowdsecurity/http-sqli-probing",
-	"crowdsecurity/http-xss-probbing":            "crowdsecurity/http-xss-probing",
-	"crowdsecurity/http-dos-swithcing-ua":        "crowdsecurity/http-dos-switching-ua",
-	"LePresidente/http-generic-401-bf":           "crowdsecurity/http-generic-bf",
+	"crowdsecurity/http-sqli-probing":     "crowdsecurity/http-sqli-probbing-detection",
+	"crowdsecurity/http-xss-probing":      "crowdsecurity/http-xss-probbing",
+	"crowdsecurity/http-dos-switching-ua": "crowdsecurity/http-dos-swithcing-ua",
+	"LePresidente/http-generic-401-bf":    "crowdsecurity/http-generic-bf",
 }
 
 func hubClass(name string) string {

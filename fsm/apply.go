@@ -78,6 +78,7 @@ const (
 	KindDecisionAdd    Kind = "decision_add"
 	KindDecisionDelete Kind = "decision_delete"
 	KindMarkPublished  Kind = "mark_published"
+	// KindBouncerPull (bouncers.go) records a bouncer stream answer.
 )
 
 // Command is one entry of the replicated log. Exactly one body is set,
@@ -97,6 +98,8 @@ type Command struct {
 	// ID is the decision to delete; Seq the last alert published.
 	ID  int64  `json:"id,omitempty"`
 	Seq uint64 `json:"seq,omitempty"`
+	// Bouncer is an answer written to a bouncer instance.
+	Bouncer *BouncerPull `json:"bouncer,omitempty"`
 }
 
 // ManualDecision is an operator's decision.
@@ -282,6 +285,8 @@ func Apply(s *State, cmd Command) Result {
 	case KindMarkPublished:
 		s.Book.MarkPublished(cmd.Seq)
 		return Result{}
+	case KindBouncerPull:
+		return applyBouncerPull(s, cmd.Bouncer)
 	default:
 		return Result{Err: fmt.Sprintf("unknown command kind %q", cmd.Kind)}
 	}

@@ -153,6 +153,11 @@ type State struct {
 	// IP and scenario); Book the alerts, decisions and alert outbox.
 	Detect map[int32]*detect.PartitionState `json:"detect"`
 	Book   *detect.Book                     `json:"book"`
+	// Bouncers holds each bouncer instance's recent stream answers, so
+	// that any node answers its next pull from the same place;
+	// BouncersPrunedAt is the command time of the last scan for idle ones.
+	Bouncers         map[string]*Bouncer `json:"bouncers,omitempty"`
+	BouncersPrunedAt int64               `json:"bouncers_pruned_at,omitempty"`
 	// rules are compiled from Config.Rules; not serialised.
 	rules *detect.Rules
 }

@@ -2,15 +2,12 @@ package node
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"sort"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/wardenhq/warden/detect"
@@ -31,9 +28,22 @@ func (n *Node) handleAlerts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, n.fsm.Alerts(since))
 }
 
-// handleDecisions serves GET /v1/decisions: the decisions in force (all kept
-// ones with ?all=1).
+// handleDecisions serves GET (and HEAD) /v1/decisions. A bouncer's request
+// (X-Api-Key, or any of CrowdSec's live-mode parameters) is answered as
+// CrowdSec's local API does (handleLiveDecisions); any other gets Warden's
+// own list, behind the read token. The route is open so that bouncers,
+// which carry no bearer token, reach it.
 func (n *Node) handleDecisions(w http.ResponseWriter, r *http.Request) {
+	if isBouncerQuery(r) {
+		n.handleLiveDecisions(w, r)
+		return
+	}
+	n.guard(read, n.handleDecisionList)(w, r)
+}
+
+// handleDecisionList is Warden's document of GET /v1/decisions: the
+// decisions in force (all kept ones with ?all=1).
+func (n *Node) handleDecisionList(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	v := r.URL.Query().Get("all")
 	writeJSON(w, http.StatusOK, detect.DecisionViews(n.fsm.Decisions(v == "1" || v == "true", now), now))
@@ -127,101 +137,6 @@ func (n *Node) handleDeleteDecision(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, map[string]any{"deleted": id})
 	}
-}
-
-// bouncerStreams remembers, per API key, which decisions that bouncer holds.
-type bouncerStreams struct {
-	mu   sync.Mutex
-	sent map[string]map[int64]bool
-}
-
-// handleStream serves GET /v1/decisions/stream as CrowdSec's local API does:
-// startup=true sends every decision in force; later calls send what is new
-// and what was deleted or expired since that key's last pull.
-func (n *Node) handleStream(w http.ResponseWriter, r *http.Request) {
-	key := r.Header.Get("X-Api-Key")
-	known := false
-	for _, k := range n.cfg.BouncerKeys {
-		known = known || subtle.ConstantTimeCompare([]byte(k), []byte(key)) == 1
-	}
-	if key == "" || !known {
-		writeJSON(w, http.StatusForbidden, map[string]string{"message": "access forbidden"})
-		return
-	}
-	q := r.URL.Query()
-	scopes := map[string]bool{"ip": true, "range": true}
-	if s := q.Get("scopes"); s != "" {
-		scopes = map[string]bool{}
-		for _, x := range strings.Split(s, ",") {
-			scopes[strings.ToLower(strings.TrimSpace(x))] = true
-		}
-	}
-	now := time.Now()
-	active := map[int64]detect.Decision{}
-	all := n.fsm.Decisions(true, now)
-	for _, d := range all {
-		if d.Active(now) && scopes[strings.ToLower(d.Scope)] {
-			active[d.ID] = d
-		}
-	}
-	s := &n.streams
-	s.mu.Lock()
-	if s.sent == nil {
-		s.sent = map[string]map[int64]bool{}
-	}
-	sent := s.sent[key]
-	if sent == nil || q.Get("startup") == "true" {
-		sent = map[int64]bool{}
-	}
-	resp := struct {
-		New     []streamDecision `json:"new"`
-		Deleted []streamDecision `json:"deleted"`
-	}{New: []streamDecision{}, Deleted: []streamDecision{}}
-	byID := map[int64]detect.Decision{}
-	for _, d := range all {
-		byID[d.ID] = d
-	}
-	for id := range sent {
-		if _, ok := active[id]; !ok {
-			d, kept := byID[id]
-			if !kept {
-				d = detect.Decision{ID: id, Type: "ban", Scope: "Ip"}
-			}
-			resp.Deleted = append(resp.Deleted, toStream(d, now))
-			delete(sent, id)
-		}
-	}
-	for id, d := range active {
-		if !sent[id] {
-			resp.New = append(resp.New, toStream(d, now))
-			sent[id] = true
-		}
-	}
-	s.sent[key] = sent
-	s.mu.Unlock()
-	sort.Slice(resp.New, func(i, j int) bool { return resp.New[i].ID < resp.New[j].ID })
-	sort.Slice(resp.Deleted, func(i, j int) bool { return resp.Deleted[i].ID < resp.Deleted[j].ID })
-	writeJSON(w, http.StatusOK, resp)
-}
-
-// streamDecision is a decision in CrowdSec's local API fields.
-type streamDecision struct {
-	ID        int64  `json:"id"`
-	Origin    string `json:"origin"`
-	Type      string `json:"type"`
-	Scope     string `json:"scope"`
-	Value     string `json:"value"`
-	Scenario  string `json:"scenario"`
-	Duration  string `json:"duration"`
-	Until     string `json:"until"`
-	Simulated bool   `json:"simulated"`
-	UUID      string `json:"uuid"`
-}
-
-func toStream(d detect.Decision, now time.Time) streamDecision {
-	v := d.View(now)
-	return streamDecision{ID: d.ID, Origin: d.Origin, Type: d.Type, Scope: d.Scope, Value: d.Value, Scenario: d.Scenario,
-		Duration: v.Duration, Until: v.Until, UUID: fmt.Sprintf("warden-decision-%d", d.ID)}
 }
 
 // handleBlocklist serves GET /v1/blocklist?format=plain|nginx|apache|nftables:

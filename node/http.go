@@ -68,11 +68,14 @@ func (n *Node) routes() http.Handler {
 		writeJSON(w, http.StatusOK, n.MalformedInfo())
 	}))
 	mux.HandleFunc("GET /v1/alerts", n.guard(read, n.handleAlerts))
-	mux.HandleFunc("GET /v1/decisions", n.guard(read, n.handleDecisions))
+	// Open: bouncers (X-Api-Key) get CrowdSec's live mode, others the read-guarded list.
+	mux.HandleFunc("GET /v1/decisions", n.guard(open, n.handleDecisions))
 	mux.HandleFunc("POST /v1/decisions", n.guard(admin, n.handleAddDecision))
 	mux.HandleFunc("DELETE /v1/decisions/{id}", n.guard(admin, n.handleDeleteDecision))
 	// Bouncers authenticate with their own API key (X-Api-Key).
 	mux.HandleFunc("GET /v1/decisions/stream", n.guard(open, n.handleStream))
+	mux.HandleFunc("GET /v1/heartbeat", n.guard(open, n.handleHeartbeat))
+	mux.HandleFunc("POST /v1/usage-metrics", n.guard(open, n.handleUsageMetrics))
 	mux.HandleFunc("GET /v1/blocklist", n.guard(read, n.handleBlocklist))
 	mux.HandleFunc("POST /v1/snapshot", n.guard(admin, n.handleSnapshot))
 	mux.HandleFunc("GET /v1/config", n.guard(read, n.handleConfig))
