@@ -89,6 +89,8 @@ type Command struct {
 	Assign  *Assign     `json:"assign,omitempty"`
 	Commit  []Batch     `json:"commit,omitempty"`
 	Reset   *ResetBatch `json:"reset,omitempty"`
+	// Lost is a range deleted by retention before it was read (KindLost).
+	Lost *LostRange `json:"lost,omitempty"`
 	// ResetOffsets is an operator's replay or skip (KindResetOffsets).
 	ResetOffsets *ResetOffsets `json:"reset_offsets,omitempty"`
 	Config       *Config       `json:"config,omitempty"`
@@ -216,6 +218,11 @@ func Apply(s *State, cmd Command) Result {
 			res.Rejected[i] = Reason(applyBatch(s, b))
 		}
 		return res
+	case KindLost:
+		if cmd.Lost == nil {
+			return Result{Err: "lost without body"}
+		}
+		return applyLost(s, *cmd.Lost)
 	case KindResetOffsets:
 		if cmd.ResetOffsets == nil {
 			return Result{Err: "reset_offsets without body"}
@@ -370,8 +377,13 @@ func applyBatch(s *State, b Batch) error {
 			alerts, _ = ps.ApplyBinary(b.detect)
 		}
 		rules := s.Rules()
+		dropped := s.Book.UnpublishedDropped
 		for _, a := range alerts {
 			s.Book.AddAlert(a, rules.Scenario(a.Scenario))
+		}
+		if d := s.Book.UnpublishedDropped - dropped; d > 0 {
+			s.raiseOperatorAlert(OperatorAlert{At: alerts[len(alerts)-1].Time, Kind: "alerts-dropped-unpublished", Partition: b.Partition,
+				Count: int64(d), Message: fmt.Sprintf("%d alerts dropped before reaching the alerts topic: more than the configured maximum waited", d)})
 		}
 	}
 	if len(b.Malformed) > 0 {

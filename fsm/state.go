@@ -106,6 +106,10 @@ type Partition struct {
 	// StartOffset is where the cluster began reading the partition when it
 	// first saw it (--start-offset).
 	StartOffset int64 `json:"start_offset,omitempty"`
+	// Lost counts the records retention deleted before they were read;
+	// LostRanges are the latest such ranges.
+	Lost       int64         `json:"lost,omitempty"`
+	LostRanges []OffsetRange `json:"lost_ranges,omitempty"`
 }
 
 // EpochRun is a run of commits by one node under one epoch: [From, Until).
@@ -153,6 +157,9 @@ type State struct {
 	// IP and scenario); Book the alerts, decisions and alert outbox.
 	Detect map[int32]*detect.PartitionState `json:"detect"`
 	Book   *detect.Book                     `json:"book"`
+	// OperatorAlerts are the latest things an operator must know about
+	// the cluster itself (records lost to retention, ...).
+	OperatorAlerts []OperatorAlert `json:"operator_alerts,omitempty"`
 	// Bouncers holds each bouncer instance's recent stream answers, so
 	// that any node answers its next pull from the same place;
 	// BouncersPrunedAt is the command time of the last scan for idle ones.
@@ -259,7 +266,7 @@ func compileRules(src string) (*detect.Rules, error) {
 // query it through FSM.Stats under the FSM's lock.
 func (s *State) Clone() *State {
 	c := &State{Topic: s.Topic, Members: make(map[string]Member, len(s.Members)), Config: s.Config,
-		Malformed: append([]BadRecord(nil), s.Malformed...)}
+		Malformed: append([]BadRecord(nil), s.Malformed...), OperatorAlerts: append([]OperatorAlert(nil), s.OperatorAlerts...)}
 	for k, v := range s.Members {
 		c.Members[k] = v
 	}
@@ -270,6 +277,7 @@ func (s *State) Clone() *State {
 		c.Partitions[i].History = append([]EpochRun(nil), s.Partitions[i].History...)
 		c.Partitions[i].Resets = append([]ResetRecord(nil), s.Partitions[i].Resets...)
 		c.Partitions[i].Skipped = append([]OffsetRange(nil), s.Partitions[i].Skipped...)
+		c.Partitions[i].LostRanges = append([]OffsetRange(nil), s.Partitions[i].LostRanges...)
 	}
 	return c
 }

@@ -46,6 +46,11 @@ type PartitionInfo struct {
 	// Skipped the ranges skipped forward.
 	Resets  []fsm.ResetRecord `json:"resets,omitempty"`
 	Skipped []fsm.OffsetRange `json:"skipped,omitempty"`
+	// StartOffset is where the cluster began reading the partition.
+	StartOffset int64 `json:"start_offset"`
+	// Lost counts records deleted by retention before they were read.
+	Lost       int64             `json:"lost"`
+	LostRanges []fsm.OffsetRange `json:"lost_ranges,omitempty"`
 }
 
 // FormatDigest renders a digest sum as the 16 hex digits the API shows.
@@ -79,6 +84,9 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("GET /v1/blocklist", n.guard(read, n.handleBlocklist))
 	mux.HandleFunc("POST /v1/snapshot", n.guard(admin, n.handleSnapshot))
 	mux.HandleFunc("GET /v1/config", n.guard(read, n.handleConfig))
+	mux.HandleFunc("GET /v1/operator-alerts", n.guard(read, func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, n.OperatorAlerts())
+	}))
 	mux.HandleFunc("POST /v1/offsets/reset", n.guard(admin, n.handleOffsetsReset))
 	mux.HandleFunc("POST /v1/config", n.guard(admin, n.handleApplyConfig))
 	// Profiles (go tool pprof URL), only with --pprof, and for the admin.
@@ -178,7 +186,7 @@ func (n *Node) Partitions() []PartitionInfo {
 			Topic: s.Topic, Partition: p.Partition, Owner: p.Owner, Epoch: p.Epoch,
 			Committed: p.Committed, LogEnd: -1, Lag: -1,
 			Records: p.Digest.Records, Bytes: p.Digest.Bytes, Digest: FormatDigest(p.Digest.Sum), Commits: p.Commits,
-			History: p.History, Resets: p.Resets, Skipped: p.Skipped,
+			History: p.History, Resets: p.Resets, Skipped: p.Skipped, StartOffset: p.StartOffset, Lost: p.Lost, LostRanges: p.LostRanges,
 		}
 		if end, ok := ends[p.Partition]; ok && reachable {
 			// The end offsets are polled; one older than the committed
@@ -260,4 +268,14 @@ func (n *Node) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	m := snaps[0] // newest first
 	writeJSON(w, http.StatusOK, SnapshotInfo{Index: m.Index, Term: m.Term, SizeBytes: m.Size, Seconds: took.Seconds()})
+}
+
+// OperatorAlerts returns the latest alerts about the cluster itself
+// (records lost to retention, alerts dropped unpublished), oldest first.
+func (n *Node) OperatorAlerts() []fsm.OperatorAlert {
+	out := n.State().OperatorAlerts
+	if out == nil {
+		out = []fsm.OperatorAlert{}
+	}
+	return out
 }

@@ -107,6 +107,7 @@ func newMetrics(f *fsm.FSM) *metrics {
 			func() float64 { return float64(f.AlertCount()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "warden_decisions_active", Help: "Decisions in force now, cluster-wide."},
 			func() float64 { return float64(f.ActiveDecisions()) }),
+		lostCollector{f},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "warden_alerts_unpublished", Help: "Alerts waiting for the alerts topic, cluster-wide."},
 			func() float64 { u, _ := f.UnpublishedAlerts(); return float64(u) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_alerts_unpublished_dropped_total",
@@ -163,5 +164,21 @@ func (m *metrics) observeLag(s *fsm.State, ends map[int32]int64) {
 		if end, ok := ends[p.Partition]; ok {
 			m.lag.WithLabelValues(strconv.Itoa(int(p.Partition))).Set(float64(max(0, end-p.Committed)))
 		}
+	}
+}
+
+// lostCollector exports each partition's records lost to retention, from
+// the replicated state (the same figure on every node).
+type lostCollector struct{ f *fsm.FSM }
+
+var lostDesc = prometheus.NewDesc("warden_records_lost_to_retention_total",
+	"Records deleted by retention before the cluster read them, per partition, cluster-wide.", []string{"partition"}, nil)
+
+func (c lostCollector) Describe(ch chan<- *prometheus.Desc) { ch <- lostDesc }
+
+func (c lostCollector) Collect(ch chan<- prometheus.Metric) {
+	s, _ := c.f.View()
+	for _, p := range s.Partitions {
+		ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(p.Lost), strconv.Itoa(int(p.Partition)))
 	}
 }

@@ -146,6 +146,11 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 	if !ok || start.Epoch != p.Epoch || start.Committed != p.Committed {
 		return // the FSM moved on; the manager starts a fresh worker
 	}
+	// Records deleted by retention before they were read are committed as
+	// lost, explicitly, never skipped.
+	if n.commitLost(ctx, p, lg) {
+		return limit
+	}
 	rules := n.fsm.Rules()
 	detector := detect.NewDetector(rules, p.Partition, dstate)
 
@@ -213,6 +218,14 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 		}
 		if len(recs) == 0 {
 			continue
+		}
+		if recs[0].Offset > from {
+			// A gap: transaction markers, or records deleted by retention
+			// while this worker lagged (the client then jumps to the log
+			// start). Only the log start can tell.
+			if start, err := n.logStart(wctx, p.Partition); err != nil || start > from {
+				return limit // the successor commits the loss first
+			}
 		}
 		if c := n.fsm.Config(); c != nil && (c.LogFormat != cfg.LogFormat || c.Rules != cfg.Rules) {
 			if c.Rules != cfg.Rules {
@@ -501,4 +514,46 @@ func isRejection(err error) bool {
 		}
 	}
 	return false
+}
+
+// logStart is partition's log start offset in Kafka.
+func (n *Node) logStart(ctx context.Context, partition int32) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	starts, err := n.listed(ctx, n.admin.ListStartOffsets)
+	if err != nil {
+		return 0, err
+	}
+	return starts[partition], nil
+}
+
+// commitLost commits [committed, log start) of p as lost when retention
+// has deleted records this cluster never read; it reports whether it did
+// (or could not tell), in which case the worker stops and its successor
+// starts from the FSM's new position.
+func (n *Node) commitLost(ctx context.Context, p fsm.Partition, lg *slog.Logger) bool {
+	start, err := n.logStart(ctx, p.Partition)
+	if err != nil {
+		lg.Warn("cannot read the partition's log start; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+		return true
+	}
+	if start <= p.Committed {
+		return false
+	}
+	res, err := n.propose(ctx, fsm.Command{Kind: fsm.KindLost, Lost: &fsm.LostRange{Node: n.cfg.ID, Partition: p.Partition,
+		Epoch: p.Epoch, From: p.Committed, Until: start, At: time.Now().UnixNano()}})
+	switch {
+	case err != nil:
+		lg.Warn("recording records lost to retention failed; retrying", "err", err)
+	case res.Err != "":
+		lg.Info("records lost to retention: not recorded", "reason", res.Err)
+	default:
+		lg.Error("records deleted by retention before they were read: recorded as lost",
+			"from", p.Committed, "until", start, "lost", start-p.Committed)
+	}
+	return true
 }

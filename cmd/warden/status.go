@@ -88,6 +88,13 @@ func runStatus(addr string, asJSON bool) error {
 	if err := getJSON(ctx, base+"/v1/stats?top=1", &st); err == nil {
 		printLoad(os.Stdout, &st)
 	}
+	var ops []fsm.OperatorAlert
+	if getJSON(ctx, base+"/v1/operator-alerts", &ops) == nil && len(ops) > 0 {
+		fmt.Fprintln(os.Stdout, "\nOperator alerts (latest last):")
+		for _, a := range ops[max(0, len(ops)-10):] {
+			fmt.Fprintf(os.Stdout, "  %s  %s  %s\n", time.Unix(0, a.At).UTC().Format(time.RFC3339), a.Kind, a.Message)
+		}
+	}
 	var alerts []detect.Alert
 	var decisions []detect.DecisionView
 	if getJSON(ctx, base+"/v1/alerts", &alerts) == nil && getJSON(ctx, base+"/v1/decisions", &decisions) == nil {
@@ -161,8 +168,8 @@ func printStatus(w io.Writer, ci node.ClusterInfo, parts []node.PartitionInfo) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "TOPIC\tPARTITION\tOWNER\tEPOCH\tCOMMITTED-OFFSET\tLOG-END-OFFSET\tLAG\tRECORDS\t")
-	var lag, records int64
+	fmt.Fprintln(tw, "TOPIC\tPARTITION\tOWNER\tEPOCH\tCOMMITTED-OFFSET\tLOG-END-OFFSET\tLAG\tRECORDS\tLOST\t")
+	var lag, records, lost int64
 	for _, p := range parts {
 		end, l := fmt.Sprint(p.LogEnd), fmt.Sprint(p.Lag)
 		if p.LogEnd < 0 {
@@ -175,10 +182,15 @@ func printStatus(w io.Writer, ci node.ClusterInfo, parts []node.PartitionInfo) {
 			owner = "-"
 		}
 		records += p.Records
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\t%d\t\n", p.Topic, p.Partition, owner, p.Epoch, p.Committed, end, l, p.Records)
+		lost += p.Lost
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t\n", p.Topic, p.Partition, owner, p.Epoch, p.Committed, end, l, p.Records, p.Lost)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\n%d partitions, %d records applied, total lag %d\n", len(parts), records, lag)
+	fmt.Fprintf(w, "\n%d partitions, %d records applied, total lag %d", len(parts), records, lag)
+	if lost > 0 {
+		fmt.Fprintf(w, ", %d records LOST to retention (deleted before they were read)", lost)
+	}
+	fmt.Fprintln(w)
 	printResets(w, parts)
 }
 
