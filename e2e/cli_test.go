@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -357,4 +360,141 @@ func TestCLI_ConfigApplyThroughTheCluster(t *testing.T) {
 	if _, errOut, code := runCLI(t, nil, "config", "apply", bad, "--addr", addr); code == 0 || !strings.Contains(errOut, "log-fromat") {
 		t.Errorf("unknown key: exit %d, %q", code, errOut)
 	}
+}
+
+// SIGTERM under load drains: the leaving node's batches in flight commit,
+// then its partitions move; no commit anywhere is rejected, and the moved
+// partitions pause only about as long as a failover.
+func TestProcesses_GracefulDrainRejectsNothing(t *testing.T) {
+	c := newProcCluster(t, 3, 6)
+	c.waitOwned(6, 30*time.Second)
+	p := newProducer(t, c.broker, c.topic, 51)
+	stop := make(chan struct{})
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			p.produce(200)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	parts, err := c.partitions("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := map[int32]bool{}
+	for _, pi := range parts {
+		if pi.Owner == "n2" {
+			moved[pi.Partition] = true
+		}
+	}
+	if len(moved) == 0 {
+		t.Fatal("n2 owns no partition")
+	}
+	// Watch the moved partitions' committed offsets from n1.
+	lastMove := map[int32]time.Time{}
+	lastOff := map[int32]int64{}
+	var worst time.Duration
+	watch := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case <-watch:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			ps, err := c.partitions("n1")
+			if err != nil {
+				continue
+			}
+			now := time.Now()
+			for _, pi := range ps {
+				if !moved[pi.Partition] {
+					continue
+				}
+				if pi.Committed != lastOff[pi.Partition] {
+					if !lastMove[pi.Partition].IsZero() {
+						worst = max(worst, now.Sub(lastMove[pi.Partition]))
+					}
+					lastOff[pi.Partition], lastMove[pi.Partition] = pi.Committed, now
+				}
+			}
+		}
+	}()
+	time.Sleep(time.Second)
+	// n2's own count of its rejected commits, read until its API closes.
+	var rejected atomic.Int64
+	scraped := make(chan struct{})
+	go func() {
+		defer close(scraped)
+		for {
+			b, err := getRawURL("http://" + c.specs["n2"].http + "/metrics")
+			if err != nil {
+				return
+			}
+			var sum int64
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(line, "warden_commits_rejected_total{") {
+					if f := strings.Fields(line); len(f) == 2 {
+						v, _ := strconv.ParseFloat(f[1], 64)
+						sum += int64(v)
+					}
+				}
+			}
+			rejected.Store(sum)
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	before := rejected.Load()
+	a := c.agents["n2"]
+	sigAt := time.Now()
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("n2 did not stop within 30s of SIGTERM")
+	}
+	stoppedAfter := time.Since(sigAt)
+	delete(c.agents, "n2")
+	time.Sleep(3 * time.Second)
+	close(watch)
+	<-watched
+	close(stop)
+	<-produced
+	c.waitApplied(p, 30*time.Second, "n1", "n3")
+	<-scraped
+	if n := rejected.Load() - before; n != 0 {
+		t.Errorf("n2: %d commits rejected while it drained and left", n)
+	}
+	for _, id := range []string{"n1", "n3"} {
+		b, _ := os.ReadFile(filepath.Join(c.dir, id+".log"))
+		if n := bytes.Count(b, []byte("batch rejected")); n > 0 {
+			t.Errorf("%s: %d rejected commits around the drain", id, n)
+		}
+	}
+	t.Logf("drain of n2 (%d partitions): exit %d, %s after SIGTERM; longest pause of a moved partition %s",
+		len(moved), a.cmd.ProcessState.ExitCode(), stoppedAfter.Round(10*time.Millisecond), worst.Round(10*time.Millisecond))
+	if worst > 5*time.Second {
+		t.Errorf("a moved partition paused %s", worst)
+	}
+}
+
+func getRawURL(url string) ([]byte, error) {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
 }

@@ -86,6 +86,9 @@ type Config struct {
 	// configuration; later they replace it only if ConfigVersion is above
 	// the cluster's version (0: only to bootstrap).
 	ConfigVersion uint64
+	// ShutdownTimeout bounds how long a clean stop waits for the batches in
+	// flight to commit before it leaves.
+	ShutdownTimeout time.Duration
 	// StallAfter: a member whose partitions have records waiting and no
 	// commit for this long gets no partitions for a while (0: never).
 	StallAfter time.Duration
@@ -173,6 +176,7 @@ func DefaultConfig() Config {
 		MaxClockSkew:        analytics.DefaultMaxSkew,
 		HTTPMaxConns:        1024,
 		StallAfter:          30 * time.Second,
+		ShutdownTimeout:     10 * time.Second,
 		StartOffset:         "earliest",
 		MinDecisionPrefixV4: detect.FloorPrefixV4,
 		MinDecisionPrefixV6: detect.FloorPrefixV6,

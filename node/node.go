@@ -70,9 +70,13 @@ type Node struct {
 	// stopping is set once the node stops on purpose (Shutdown); from then
 	// on the errors that closing makes Raft and memberlist print are
 	// logged at debug level (see quietOnStop).
-	stopping  atomic.Bool
-	kafkaStat kafkaStatus
-	stall     stallWatch
+	stopping atomic.Bool
+	// draining is set by Shutdown: workers cut no new batch and return
+	// once their batches in flight have committed; none starts.
+	draining       atomic.Bool
+	runningWorkers atomic.Int32
+	kafkaStat      kafkaStatus
+	stall          stallWatch
 }
 
 // nodeMeta is what each node tells the others through gossip.
@@ -500,6 +504,16 @@ func (n *Node) State() *fsm.State {
 // holds it, says goodbye through gossip, stops its workers and closes.
 func (n *Node) Shutdown() error {
 	n.BeginShutdown()
+	// Drain: the batches in flight commit (bounded by ShutdownTimeout), so
+	// that when the partitions move no commit of ours is rejected.
+	n.draining.Store(true)
+	drained := time.Now().Add(n.cfg.ShutdownTimeout)
+	for n.runningWorkers.Load() > 0 && time.Now().Before(drained) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if left := n.runningWorkers.Load(); left > 0 {
+		n.log.Warn("workers still committing at --shutdown-timeout; stopping them", "workers", left, "shutdown_timeout", n.cfg.ShutdownTimeout)
+	}
 	if n.raft != nil && n.raft.State() == raft.Leader {
 		_ = n.raft.LeadershipTransfer().Error()
 	}
@@ -508,7 +522,7 @@ func (n *Node) Shutdown() error {
 	}
 	// The leader removes a member that left at once; waiting for it means
 	// no peer keeps sending Raft traffic to a closed port.
-	n.awaitRemoval(3 * time.Second)
+	n.awaitRemoval(time.Second)
 	n.closeAll()
 	return nil
 }

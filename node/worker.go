@@ -76,14 +76,16 @@ func (n *Node) manageWorkers() {
 			}
 		}
 		for id, p := range want {
-			if _, ok := workers[id]; ok {
+			if _, ok := workers[id]; ok || n.draining.Load() {
 				continue
 			}
 			ctx, cancel := context.WithCancel(n.ctx)
 			w := &worker{partition: id, epoch: p.Epoch, cancel: cancel, done: make(chan struct{})}
 			workers[id] = w
 			limit := limits[id]
+			n.runningWorkers.Add(1)
 			go func() {
+				defer n.runningWorkers.Add(-1)
 				defer close(w.done)
 				w.limit = n.runWorker(ctx, p, limit)
 			}()
@@ -185,7 +187,9 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 	}()
 
 	var recs []*kgo.Record
-	for wctx.Err() == nil {
+	// Draining (a clean stop): cut no new batch; the deferred wait lets
+	// those in flight commit before the worker returns.
+	for wctx.Err() == nil && !n.draining.Load() {
 		start := time.Now()
 		recs = recs[:0]
 		deadline := start.Add(n.cfg.BatchInterval)

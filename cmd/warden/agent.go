@@ -149,6 +149,7 @@ the cluster together; later ones --join any member.`,
 	fs.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "number of nodes that form the first cluster together (0: alone, or join with --join)")
 	fs.IntVar(&cfg.Voters, "voters", cfg.Voters, "Raft voters (1, 3 or 5); further nodes join as non-voters")
 	fs.DurationVar(&cfg.ReapAfter, "reap-after", cfg.ReapAfter, "remove a failed node from Raft after this long")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM, how long the batches in flight may take to commit before the node hands its partitions over and leaves")
 	fs.DurationVar(&cfg.StallAfter, "stall-after", cfg.StallAfter, "a member whose partitions have records waiting and no commit for this long gets none for a while (they move to the others); 0: never")
 	fs.DurationVar(&cfg.BatchInterval, "batch-interval", cfg.BatchInterval, "longest time a worker gathers records before committing a batch")
 	fs.IntVar(&cfg.MaxBatchRecords, "max-batch-records", cfg.MaxBatchRecords, "most records in one batch")
