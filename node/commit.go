@@ -74,6 +74,9 @@ func (n *Node) commitLoop() {
 		for i, pb := range group {
 			batches[i] = pb.data
 		}
+		if d := n.commitDelay.Load(); d > 0 {
+			time.Sleep(time.Duration(d)) // a slow disk under Raft, in tests
+		}
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 		res, err := n.proposeData(ctx, fsm.CommitEntry(batches))

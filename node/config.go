@@ -86,6 +86,14 @@ type Config struct {
 	// configuration; later they replace it only if ConfigVersion is above
 	// the cluster's version (0: only to bootstrap).
 	ConfigVersion uint64
+	// Backpressure turns on the PID rate estimator of each worker
+	// (package backpressure): the effective rate is the lower of
+	// MaxRatePerPartition and the estimate. BackpressureInitialRate is the
+	// rate before the first estimate (0: none), BackpressureMinRate the
+	// floor (0: 100 records/s).
+	Backpressure            bool
+	BackpressureInitialRate float64
+	BackpressureMinRate     float64
 	// ShutdownTimeout bounds how long a clean stop waits for the batches in
 	// flight to commit before it leaves.
 	ShutdownTimeout time.Duration
@@ -177,6 +185,7 @@ func DefaultConfig() Config {
 		HTTPMaxConns:        1024,
 		StallAfter:          30 * time.Second,
 		ShutdownTimeout:     10 * time.Second,
+		Backpressure:        true,
 		StartOffset:         "earliest",
 		MinDecisionPrefixV4: detect.FloorPrefixV4,
 		MinDecisionPrefixV6: detect.FloorPrefixV6,

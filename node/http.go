@@ -46,6 +46,9 @@ type PartitionInfo struct {
 	// Skipped the ranges skipped forward.
 	Resets  []fsm.ResetRecord `json:"resets,omitempty"`
 	Skipped []fsm.OffsetRange `json:"skipped,omitempty"`
+	// Rate is the records per second this node's worker may take (the
+	// owner answers; 0: no limit, or another node owns it).
+	Rate float64 `json:"rate"`
 	// StartOffset is where the cluster began reading the partition.
 	StartOffset int64 `json:"start_offset"`
 	// Lost counts records deleted by retention before they were read.
@@ -187,6 +190,7 @@ func (n *Node) Partitions() []PartitionInfo {
 			Committed: p.Committed, LogEnd: -1, Lag: -1,
 			Records: p.Digest.Records, Bytes: p.Digest.Bytes, Digest: FormatDigest(p.Digest.Sum), Commits: p.Commits,
 			History: p.History, Resets: p.Resets, Skipped: p.Skipped, StartOffset: p.StartOffset, Lost: p.Lost, LostRanges: p.LostRanges,
+			Rate: n.rateOf(p.Partition),
 		}
 		if end, ok := ends[p.Partition]; ok && reachable {
 			// The end offsets are polled; one older than the committed

@@ -27,6 +27,7 @@ type metrics struct {
 	deadLetters     prometheus.Counter
 	alertsPublished prometheus.Counter
 	stalledMembers  prometheus.Counter
+	partitionRate   *prometheus.GaugeVec
 	recordLatency   prometheus.Histogram
 	latencyMax      atomic.Int64 // ns
 
@@ -69,6 +70,10 @@ func newMetrics(f *fsm.FSM) *metrics {
 			Name: "warden_record_latency_seconds", Help: "Time from a record's Kafka timestamp to its batch's commit being applied, per record committed by this node.",
 			Buckets: prometheus.ExponentialBucketsRange(0.001, 120, 60),
 		}),
+		partitionRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "warden_partition_rate",
+			Help: "Records per second this node's worker of the partition may take now: the lower of --max-rate-per-partition and the backpressure estimate (0: no limit)."},
+			[]string{"partition"}),
 		stalledMembers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "warden_stalled_members_total",
 			Help: "Times this node, as leader, moved partitions away from a member that owned them with records waiting and committed none for --stall-after."}),
@@ -96,7 +101,7 @@ func newMetrics(f *fsm.FSM) *metrics {
 			func(r analytics.Rates) float64 { return r.ErrorFraction }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_malformed_lines_total", Help: "Lines that did not parse, cluster-wide."},
 			func() float64 { return float64(f.Malformed()) }),
-		m.deadLetters, m.alertsPublished, m.stalledMembers, m.recordLatency,
+		m.deadLetters, m.alertsPublished, m.stalledMembers, m.partitionRate, m.recordLatency,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "warden_record_latency_max_seconds", Help: "Longest time from a record's Kafka timestamp to its commit being applied, since this node started."},
 			func() float64 { return float64(m.latencyMax.Load()) / 1e9 }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_raft_entries_applied_total", Help: "Raft log entries applied by this node's FSM replica."},

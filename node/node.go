@@ -73,7 +73,13 @@ type Node struct {
 	stopping atomic.Bool
 	// draining is set by Shutdown: workers cut no new batch and return
 	// once their batches in flight have committed; none starts.
-	draining       atomic.Bool
+	draining atomic.Bool
+	rates    partitionRates
+	// lastProcessing is, per partition this node works, how long its last
+	// batch took from cut to commit (for tests and the estimator's view).
+	lastProcessing sync.Map // int32 -> time.Duration
+	// commitDelay slows every commit round on purpose; only tests set it.
+	commitDelay    atomic.Int64
 	runningWorkers atomic.Int32
 	kafkaStat      kafkaStatus
 	stall          stallWatch

@@ -176,10 +176,12 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 	defer stop()
 	inflight := make(chan flight, maxInFlight)
 	var pending atomic.Int32 // batches submitted and not yet come back
+	pace := n.newPacer(p.Partition)
+	defer pace.close()
 	committed := make(chan struct{})
 	go func() {
 		defer close(committed)
-		n.awaitCommits(wctx, stop, inflight, &pending, lg)
+		n.awaitCommits(wctx, stop, inflight, &pending, pace, lg)
 	}()
 	defer func() {
 		close(inflight)
@@ -192,10 +194,20 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 	for wctx.Err() == nil && !n.draining.Load() {
 		start := time.Now()
 		recs = recs[:0]
+		// The rate allowed now: the cap, or less while the estimator says
+		// the pipeline cannot keep up.
+		rate := pace.rate()
+		batchCap := limit
+		if rate > 0 {
+			// What arrives at that rate in one cycle: the batch interval,
+			// or the time a batch takes to commit when that is longer.
+			cycle := max(n.cfg.BatchInterval, pace.cycle())
+			batchCap = min(limit, max(1, int(rate*cycle.Seconds())))
+		}
 		deadline := start.Add(n.cfg.BatchInterval)
-		for len(recs) < limit && time.Now().Before(deadline) {
+		for len(recs) < batchCap && time.Now().Before(deadline) {
 			pctx, cancel := context.WithDeadline(wctx, deadline)
-			fs := cl.PollRecords(pctx, limit-len(recs))
+			fs := cl.PollRecords(pctx, batchCap-len(recs))
 			cancel()
 			fs.EachError(func(_ string, _ int32, err error) {
 				if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
@@ -240,6 +252,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 				lg.Info("log format changed", "log_format", c.LogFormat)
 			}
 		}
+		cut := time.Now()
 		b := fsm.Batch{Node: n.cfg.ID, Partition: p.Partition, Epoch: p.Epoch, From: from, Until: recs[len(recs)-1].Offset + 1,
 			Analytics: analytics.NewAggregate()}
 		var dead []*kgo.Record
@@ -283,7 +296,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 		if len(dead) > 0 && !n.sendDeadLetters(wctx, cl, dead, &dlq, lg) {
 			return
 		}
-		f := flight{pendingBatch: pendingBatch{data: data, done: make(chan error, 1)}, from: b.From, stamps: stamps}
+		f := flight{pendingBatch: pendingBatch{data: data, done: make(chan error, 1)}, from: b.From, stamps: stamps, cut: cut, submitted: time.Now()}
 		pending.Add(1)
 		select {
 		case inflight <- f:
@@ -296,7 +309,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 			return
 		}
 		from = b.Until
-		if r := n.cfg.MaxRatePerPartition; r > 0 {
+		if r := rate; r > 0 {
 			wait := time.Duration(float64(len(recs))/r*float64(time.Second)) - time.Since(start)
 			if wait > 0 {
 				select {
@@ -351,6 +364,9 @@ type flight struct {
 	pendingBatch
 	from   int64
 	stamps []int64
+	// cut is when the batch's records were all read (its processing began),
+	// submitted when it was handed to the committer.
+	cut, submitted time.Time
 }
 
 // awaitCommits takes a worker's batches in order as their commits apply.
@@ -358,9 +374,10 @@ type flight struct {
 // flight come back, and pauses a little so that the local FSM catches up
 // (or, for errors other than a rejection, so that a lost leader can be
 // found again) before the manager restarts the worker.
-func (n *Node) awaitCommits(ctx context.Context, stop context.CancelFunc, inflight <-chan flight, pending *atomic.Int32, lg *slog.Logger) {
+func (n *Node) awaitCommits(ctx context.Context, stop context.CancelFunc, inflight <-chan flight, pending *atomic.Int32, pace *pacer, lg *slog.Logger) {
 	var failed error // a commit's own failure, not the worker being stopped
 	stopped := false
+	var prevDone time.Time
 	for f := range inflight {
 		if stopped {
 			continue
@@ -385,7 +402,23 @@ func (n *Node) awaitCommits(ctx context.Context, stop context.CancelFunc, inflig
 			continue
 		}
 		n.metrics.batchRecords.Observe(float64(len(f.stamps)))
-		now := time.Now().UnixNano()
+		done := time.Now()
+		// The estimator is fed what the pipeline achieved: the time this
+		// batch held it (from its cut, or from the previous commit when it
+		// was cut earlier, as batches overlap), and the part of its life
+		// spent behind the batches before it (the scheduling delay).
+		wait := max(0, prevDone.Sub(f.submitted))
+		began := f.cut
+		if prevDone.After(began) {
+			began = prevDone
+		}
+		held := done.Sub(began)
+		// Waiting behind the other batches a full pipeline holds is the
+		// pipeline working, not a backlog: only the wait beyond counts.
+		backlog := max(0, wait-time.Duration(maxInFlight-1)*held)
+		prevDone = done
+		pace.observe(done, len(f.stamps), held, backlog, done.Sub(f.cut))
+		now := done.UnixNano()
 		for _, ts := range f.stamps {
 			n.metrics.observeLatency(now - ts)
 		}

@@ -1,0 +1,73 @@
+package node
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Backpressure under a slowed commit path: the partition's rate falls while
+// commits are slow, the time from cut to commit stays bounded (it does not
+// grow over the slow spell), and the rate recovers afterwards.
+func TestBackpressure_SlowCommitsLowerTheRateAndRecover(t *testing.T) {
+	run := func(backpressure bool) (fast, slow, recovered float64, early, late time.Duration) {
+		c := newCluster(t, 1)
+		n := c.startEdit("n1", 0, func(cfg *Config) {
+			cfg.Backpressure, cfg.BatchInterval, cfg.MaxBatchRecords = backpressure, 100*time.Millisecond, 40000
+		})
+		waitFor(t, 15*time.Second, "partition owned", func() bool {
+			s := n.State()
+			return len(s.Partitions) == 1 && s.Partitions[0].Owner == "n1"
+		})
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.broker.Addr()), kgo.DefaultProduceTopic(c.topic), kgo.ProducerLinger(5*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		stop := make(chan struct{})
+		go func() {
+			ts := time.Now().UTC().Format("02/Jan/2006:15:04:05 -0700")
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				for j := 0; j < 600; j++ { // about 30,000 lines/s
+					line := fmt.Sprintf(`10.0.%d.%d - - [%s] "GET /p/%d HTTP/1.1" 200 10 "-" "ua"`, j>>8&255, j&255, ts, i)
+					cl.Produce(t.Context(), &kgo.Record{Value: []byte(line)}, nil)
+				}
+			}
+		}()
+		defer close(stop)
+		sample := func(d time.Duration) (float64, time.Duration) {
+			time.Sleep(d)
+			var proc time.Duration
+			if v, ok := n.lastProcessing.Load(int32(0)); ok {
+				proc = v.(time.Duration)
+			}
+			return n.rateOf(0), proc
+		}
+		fast, _ = sample(3 * time.Second)
+		n.commitDelay.Store(int64(400 * time.Millisecond)) // each commit round 0.4 s slower: a slow disk
+		_, early = sample(2 * time.Second)
+		slow, late = sample(4 * time.Second)
+		n.commitDelay.Store(0)
+		recovered, _ = sample(5 * time.Second)
+		return fast, slow, recovered, early, late
+	}
+	fast, slow, recovered, early, late := run(true)
+	t.Logf("backpressure: rate %.0f/s fast, %.0f/s with slow commits, %.0f/s after; cut to commit %s after 2 s of slow commits, %s after 6 s",
+		fast, slow, recovered, early, late)
+	if !(slow < fast/2) || slow < 100 {
+		t.Errorf("the rate did not fall under slow commits: %.0f then %.0f (floor 100)", fast, slow)
+	}
+	if !(recovered > 2*slow) {
+		t.Errorf("the rate did not recover: %.0f while slow, %.0f after", slow, recovered)
+	}
+	if late > 2*early+200*time.Millisecond {
+		t.Errorf("cut to commit grew over the slow spell: %s, then %s", early, late)
+	}
+}
