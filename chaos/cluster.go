@@ -164,7 +164,8 @@ func (c *cluster) startAgent(a *agent) error {
 	}
 	args := []string{"agent", "--id", a.id, "--data-dir", a.dataDir, "--raft", a.raft, "--gossip", a.gossip, "--http", a.httpAddr,
 		"--brokers", c.broker, "--topic", c.cfg.Topic, "--bootstrap-expect", strconv.Itoa(expect), "--voters", strconv.Itoa(voters),
-		"--reap-after", "20s", "--batch-interval", "100ms", "--retention", "0"}
+		"--reap-after", "20s", "--batch-interval", "100ms", "--retention", "0", "--semantics", c.cfg.Semantics,
+		"--offset-commit-interval", "2s"}
 	if join != "" {
 		args = append(args, "--join", join)
 	}

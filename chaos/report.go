@@ -27,6 +27,7 @@ func (r *Report) Text(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nRecovery (node faults: from the fault until the victims' partitions commit again under a new epoch): median %.2fs, worst %.2fs\n", r.RecoveryMedian, r.RecoveryWorst)
 	fmt.Fprintf(w, "Throughput during faults: %.0f records/s committed; %d produced, %d in the topic; %d alerts\n", r.ThroughputRPS, r.Produced, r.InTopic, r.Alerts)
+	fmt.Fprintf(w, "Semantics %s: %d records lost, %d duplicated\n", r.Semantics, r.LostRecords, r.DuplicatedRecords)
 	fmt.Fprintf(w, "Settled %.1fs after healing\n\nChecks:\n", r.SettleS)
 	for _, c := range r.Checks {
 		mark := "ok  "

@@ -29,7 +29,11 @@ type Config struct {
 	Seed       uint64        //
 	Faults     []string      //
 	Every      time.Duration // spacing of faults
-	Logf       func(format string, args ...any)
+	// Semantics is the agents' --semantics: exactly-once (default),
+	// at-least-once or at-most-once. Under the last two the checker counts
+	// the records duplicated (resp. lost) instead of failing on them.
+	Semantics string
+	Logf      func(format string, args ...any)
 }
 
 // Validate checks the configuration.
@@ -51,6 +55,13 @@ func (c *Config) Validate() error {
 	}
 	if c.Topic == "" {
 		c.Topic = "access-logs"
+	}
+	switch c.Semantics {
+	case "":
+		c.Semantics = "exactly-once"
+	case "exactly-once", "at-least-once", "at-most-once":
+	default:
+		return fmt.Errorf("--semantics %q: want exactly-once, at-least-once or at-most-once", c.Semantics)
 	}
 	if c.Every == 0 {
 		c.Every = 6 * time.Second
@@ -109,8 +120,21 @@ type Report struct {
 	SettleS        float64      `json:"settle_s"`
 	Checks         []Check      `json:"checks"`
 	Alerts         int          `json:"alerts"`
-	Verdict        string       `json:"verdict"`
-	Dir            string       `json:"dir"`
+	// Semantics is the agents' delivery mode; LostRecords and
+	// DuplicatedRecords count, on the first node, the records of the topic
+	// not applied and those applied more than once (per partition too).
+	Semantics         string                   `json:"semantics"`
+	LostRecords       int64                    `json:"lost_records"`
+	DuplicatedRecords int64                    `json:"duplicated_records"`
+	PerPartition      map[int32]PartitionCount `json:"per_partition,omitempty"`
+	Verdict           string                   `json:"verdict"`
+	Dir               string                   `json:"dir"`
+}
+
+// PartitionCount is one partition's lost and duplicated records.
+type PartitionCount struct {
+	LostRecords       int64 `json:"lost_records"`
+	DuplicatedRecords int64 `json:"duplicated_records"`
 }
 
 // OK reports whether every check passed.
@@ -129,7 +153,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	c.cut = &netCut{table: fmt.Sprintf("warden_chaos_%d", os.Getpid())}
 	defer c.cut.heal()
 	defer c.stopAll()
-	rep := &Report{Seed: cfg.Seed, Nodes: cfg.Nodes, Partitions: cfg.Partitions, Rate: cfg.Rate, Dir: cfg.Dir, Faults: []FaultEvent{}}
+	rep := &Report{Seed: cfg.Seed, Nodes: cfg.Nodes, Partitions: cfg.Partitions, Rate: cfg.Rate, Dir: cfg.Dir, Faults: []FaultEvent{},
+		Semantics: cfg.Semantics}
 	if err := c.start(ctx); err != nil {
 		return nil, err
 	}

@@ -58,6 +58,9 @@ func TestChaos_ShortTier(t *testing.T) {
 	if code != 0 || !rep.OK() {
 		t.Fatalf("chaos run failed (exit %d)", code)
 	}
+	if rep.Semantics != "exactly-once" || rep.LostRecords != 0 || rep.DuplicatedRecords != 0 {
+		t.Errorf("exactly-once: semantics %q, %d lost, %d duplicated", rep.Semantics, rep.LostRecords, rep.DuplicatedRecords)
+	}
 	kinds := map[string]bool{}
 	for _, f := range rep.Faults {
 		kinds[f.Kind] = true
@@ -146,5 +149,46 @@ func TestRelease_BinaryHasNoTestFault(t *testing.T) {
 	fout, err := exec.Command("go", "tool", "nm", faultBin(t)).CombinedOutput()
 	if err != nil || !strings.Contains(string(fout), "fsm.testFault") {
 		t.Fatalf("the fault build lacks fsm.testFault (so this check proves nothing): %v", err)
+	}
+}
+
+// The three delivery semantics side by side, under the same kills: the
+// short tier above shows exactly-once with nothing lost or repeated; here
+// at-least-once repeats records and loses none, at-most-once loses records
+// and repeats none, and each run passes (its checker counts instead of
+// failing).
+func TestChaos_AtLeastAndAtMostOnceCountTheirCost(t *testing.T) {
+	for _, sem := range []string{"at-least-once", "at-most-once"} {
+		t.Run(sem, func(t *testing.T) {
+			rep, code, out := chaosRun(t, nil, "--nodes", "3", "--duration", "15s", "--rate", "1500", "--faults", "kill",
+				"--every", "5s", "--partitions", "4", "--seed", "3", "--semantics", sem)
+			if i := strings.Index(out, "Semantics"); i >= 0 {
+				t.Logf("%s", out[i:min(len(out), i+200)])
+			}
+			if code != 0 || !rep.OK() {
+				t.Fatalf("exit %d, verdict %s\n%s", code, rep.Verdict, out)
+			}
+			if rep.Semantics != sem {
+				t.Errorf("report semantics %q", rep.Semantics)
+			}
+			var lost, dup int64
+			for _, pc := range rep.PerPartition {
+				lost += pc.LostRecords
+				dup += pc.DuplicatedRecords
+			}
+			if lost != rep.LostRecords || dup != rep.DuplicatedRecords {
+				t.Errorf("per-partition counts %d/%d differ from the totals %d/%d", lost, dup, rep.LostRecords, rep.DuplicatedRecords)
+			}
+			switch sem {
+			case "at-least-once":
+				if rep.LostRecords != 0 || rep.DuplicatedRecords == 0 {
+					t.Errorf("at-least-once after kills: %d lost, %d duplicated; want 0 lost and some duplicated", rep.LostRecords, rep.DuplicatedRecords)
+				}
+			case "at-most-once":
+				if rep.DuplicatedRecords != 0 || rep.LostRecords == 0 {
+					t.Errorf("at-most-once after kills: %d lost, %d duplicated; want some lost and 0 duplicated", rep.LostRecords, rep.DuplicatedRecords)
+				}
+			}
+		})
 	}
 }

@@ -89,6 +89,11 @@ type Command struct {
 	Assign  *Assign     `json:"assign,omitempty"`
 	Commit  []Batch     `json:"commit,omitempty"`
 	Reset   *ResetBatch `json:"reset,omitempty"`
+	// OffsetCommit moves a committed offset alone (KindOffsetCommit); with
+	// KindResults, Restart says the batch is a worker's first, from the
+	// committed offset.
+	OffsetCommit *OffsetCommit `json:"offset_commit,omitempty"`
+	Restart      bool          `json:"restart,omitempty"`
 	// Lost is a range deleted by retention before it was read (KindLost).
 	Lost *LostRange `json:"lost,omitempty"`
 	// ResetOffsets is an operator's replay or skip (KindResetOffsets).
@@ -218,6 +223,17 @@ func Apply(s *State, cmd Command) Result {
 			res.Rejected[i] = Reason(applyBatch(s, b))
 		}
 		return res
+	case KindOffsetCommit:
+		if cmd.OffsetCommit == nil {
+			return Result{Err: "offset_commit without body"}
+		}
+		return applyOffsetCommit(s, *cmd.OffsetCommit)
+	case KindResults:
+		res := Result{Rejected: make([]string, len(cmd.Commit))}
+		for i, b := range cmd.Commit {
+			res.Rejected[i] = Reason(applyResults(s, b, cmd.Restart && i == 0))
+		}
+		return res
 	case KindLost:
 		if cmd.Lost == nil {
 			return Result{Err: "lost without body"}
@@ -236,7 +252,7 @@ func Apply(s *State, cmd Command) Result {
 		if p < 0 || int(p) >= len(s.Partitions) || cmd.Reset.Offset < 0 {
 			return Result{Err: ErrUnknownPartition.Error()}
 		}
-		s.Partitions[p].Committed = cmd.Reset.Offset
+		s.Partitions[p].Committed, s.Partitions[p].Processed = cmd.Reset.Offset, cmd.Reset.Offset
 		s.Partitions[p].Epoch++
 		return Result{}
 	case KindConfigure:
@@ -311,7 +327,7 @@ func applyAssign(s *State, a Assign) Result {
 	}
 	for n := int32(len(s.Partitions)); n < a.Partitions; n++ {
 		start := max(0, a.Start[n])
-		s.Partitions = append(s.Partitions, Partition{Partition: n, Committed: start, StartOffset: start})
+		s.Partitions = append(s.Partitions, Partition{Partition: n, Committed: start, Processed: start, StartOffset: start})
 	}
 	for _, m := range a.Moves {
 		if m.Partition < 0 || int(m.Partition) >= len(s.Partitions) {
@@ -356,7 +372,7 @@ func applyBatch(s *State, b Batch) error {
 		defer func() { p.Committed = b.From }()
 	}
 	p.record(b.Node, b.From, b.Until)
-	p.Committed = b.Until
+	p.Committed, p.Processed = b.Until, b.Until
 	p.Commits++
 	p.Digest.Add(b.Delta)
 	// Merge only fails on sketches of another precision, or bytes no

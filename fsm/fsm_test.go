@@ -618,3 +618,61 @@ func TestApply_ResetOffsetsReplaySkipAndRefusal(t *testing.T) {
 		t.Errorf("a commit under the old epoch: %v, want fenced", err)
 	}
 }
+
+func TestApply_AtLeastAndAtMostOnce(t *testing.T) {
+	// at-least-once: results run ahead of the offsets; a restart repeats.
+	s := assigned(1, "n1")
+	res := func(from, until int64, restart bool) string {
+		r := Apply(s, Command{Kind: KindResults, Restart: restart, Commit: []Batch{{Node: "n1", Partition: 0, Epoch: 1, From: from, Until: until, Delta: Digest{Records: until - from}}}})
+		return r.Rejected[0]
+	}
+	off := func(o int64, sem string) string {
+		return Apply(s, Command{Kind: KindOffsetCommit, OffsetCommit: &OffsetCommit{Node: "n1", Partition: 0, Epoch: 1, Offset: o, Semantics: sem}}).Err
+	}
+	if r := res(0, 10, true); r != "" {
+		t.Fatal(r)
+	}
+	if r := res(10, 20, false); r != "" {
+		t.Fatal(r)
+	}
+	if e := off(25, AtLeastOnce); e == "" {
+		t.Error("an at-least-once offset past the processed one was accepted")
+	}
+	if e := off(10, AtLeastOnce); e != "" {
+		t.Fatal(e)
+	}
+	// A new worker resumes from 10: records 10-20 are applied again.
+	if r := res(10, 20, true); r != "" {
+		t.Fatal(r)
+	}
+	p := s.Partitions[0]
+	if p.Committed != 10 || p.Processed != 20 || p.Digest.Records != 30 {
+		t.Fatalf("at-least-once: %+v", p)
+	}
+	if e := off(5, AtLeastOnce); e == "" {
+		t.Error("an offset moved back")
+	}
+
+	// at-most-once: offsets first; a restart loses what was not processed.
+	s = assigned(1, "n1")
+	if e := off(10, AtMostOnce); e != "" {
+		t.Fatal(e)
+	}
+	if r := res(0, 10, true); r != "" {
+		t.Fatal(r) // the results of the batch whose offsets went first
+	}
+	if e := off(20, AtMostOnce); e != "" {
+		t.Fatal(e)
+	}
+	// The worker died after committing 20; its successor starts at 20.
+	if r := res(20, 30, true); r != "" {
+		t.Fatal(r)
+	}
+	p = s.Partitions[0]
+	if p.Committed != 20 || p.Processed != 30 || p.Digest.Records != 20 {
+		t.Fatalf("at-most-once: %+v", p)
+	}
+	if len(p.History) == 0 || p.History[len(p.History)-1].Until != 20 {
+		t.Errorf("history follows the offset commits: %+v", p.History)
+	}
+}

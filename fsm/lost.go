@@ -55,7 +55,7 @@ func applyLost(s *State, l LostRange) Result {
 		return Result{Err: ErrBadRange.Error()}
 	}
 	p.record(l.Node, l.From, l.Until)
-	p.Committed = l.Until
+	p.Committed, p.Processed = l.Until, max(p.Processed, l.Until)
 	p.Lost += l.Until - l.From
 	p.LostRanges = appendBounded(p.LostRanges, OffsetRange{From: l.From, Until: l.Until})
 	s.raiseOperatorAlert(OperatorAlert{At: l.At, Kind: "records-lost-to-retention", Partition: l.Partition, Count: l.Until - l.From,

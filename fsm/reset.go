@@ -102,7 +102,7 @@ func applyResetOffsets(s *State, r ResetOffsets) Result {
 		if r.Replay {
 			p.Digest = Digest{}
 		}
-		p.Committed = rb.Offset
+		p.Committed, p.Processed = rb.Offset, rb.Offset
 		p.Epoch++
 	}
 	return Result{}

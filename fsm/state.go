@@ -106,6 +106,11 @@ type Partition struct {
 	// StartOffset is where the cluster began reading the partition when it
 	// first saw it (--start-offset).
 	StartOffset int64 `json:"start_offset,omitempty"`
+	// Processed is the next offset whose results are not applied yet. It
+	// equals Committed under exactly-once; under at-least-once it runs
+	// ahead (offsets commit on an interval), under at-most-once behind
+	// (offsets commit first). See fsm/semantics.go.
+	Processed int64 `json:"processed_offset"`
 	// Lost counts the records retention deleted before they were read;
 	// LostRanges are the latest such ranges.
 	Lost       int64         `json:"lost,omitempty"`

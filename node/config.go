@@ -94,6 +94,11 @@ type Config struct {
 	Backpressure            bool
 	BackpressureInitialRate float64
 	BackpressureMinRate     float64
+	// Semantics is exactly-once (the default), at-least-once or
+	// at-most-once (fsm/semantics.go); OffsetCommitInterval is how often
+	// at-least-once commits offsets.
+	Semantics            string
+	OffsetCommitInterval time.Duration
 	// ShutdownTimeout bounds how long a clean stop waits for the batches in
 	// flight to commit before it leaves.
 	ShutdownTimeout time.Duration
@@ -171,24 +176,26 @@ type Config struct {
 // DefaultConfig returns a Config with every tunable at its default.
 func DefaultConfig() Config {
 	return Config{
-		Voters:              3,
-		ReapAfter:           30 * time.Second,
-		BatchInterval:       200 * time.Millisecond,
-		MaxBatchRecords:     40000,
-		LogFormat:           "auto",
-		Retention:           24 * time.Hour,
-		RaftHeartbeat:       400 * time.Millisecond,
-		SnapshotEntries:     1024,
-		TrailingLogs:        1024,
-		GossipProbeInterval: 150 * time.Millisecond,
-		MaxClockSkew:        analytics.DefaultMaxSkew,
-		HTTPMaxConns:        1024,
-		StallAfter:          30 * time.Second,
-		ShutdownTimeout:     10 * time.Second,
-		Backpressure:        true,
-		StartOffset:         "earliest",
-		MinDecisionPrefixV4: detect.FloorPrefixV4,
-		MinDecisionPrefixV6: detect.FloorPrefixV6,
+		Voters:               3,
+		ReapAfter:            30 * time.Second,
+		BatchInterval:        200 * time.Millisecond,
+		MaxBatchRecords:      40000,
+		LogFormat:            "auto",
+		Retention:            24 * time.Hour,
+		RaftHeartbeat:        400 * time.Millisecond,
+		SnapshotEntries:      1024,
+		TrailingLogs:         1024,
+		GossipProbeInterval:  150 * time.Millisecond,
+		MaxClockSkew:         analytics.DefaultMaxSkew,
+		HTTPMaxConns:         1024,
+		StallAfter:           30 * time.Second,
+		ShutdownTimeout:      10 * time.Second,
+		Backpressure:         true,
+		Semantics:            "exactly-once",
+		OffsetCommitInterval: 5 * time.Second,
+		StartOffset:          "earliest",
+		MinDecisionPrefixV4:  detect.FloorPrefixV4,
+		MinDecisionPrefixV6:  detect.FloorPrefixV6,
 	}
 }
 
@@ -245,6 +252,14 @@ func (c Config) Validate() error {
 	}
 	if c.StartOffset != "" && c.StartOffset != "earliest" && c.StartOffset != "latest" {
 		return fmt.Errorf("--start-offset %q: want earliest or latest", c.StartOffset)
+	}
+	switch c.Semantics {
+	case "", "exactly-once", "at-least-once", "at-most-once":
+	default:
+		return fmt.Errorf("--semantics %q: want exactly-once, at-least-once or at-most-once", c.Semantics)
+	}
+	if c.Semantics == "at-least-once" && c.OffsetCommitInterval <= 0 {
+		return fmt.Errorf("--offset-commit-interval must be positive, got %s", c.OffsetCommitInterval)
 	}
 	if c.MaxUnpublishedAlerts < 0 {
 		return fmt.Errorf("--max-unpublished-alerts must not be negative, got %d", c.MaxUnpublishedAlerts)

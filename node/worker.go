@@ -189,6 +189,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 	}()
 
 	var recs []*kgo.Record
+	first, lastOffsetCommit := true, time.Now() // for at-least- and at-most-once
 	// Draining (a clean stop): cut no new batch; the deferred wait lets
 	// those in flight commit before the worker returns.
 	for wctx.Err() == nil && !n.draining.Load() {
@@ -233,6 +234,13 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 			}
 		}
 		if len(recs) == 0 {
+			if n.cfg.Semantics == fsm.AtLeastOnce && !first && time.Since(lastOffsetCommit) >= n.cfg.OffsetCommitInterval {
+				// Idle: the offsets catch up with what was processed.
+				if !n.commitOffset(wctx, p, from, lg) {
+					return limit
+				}
+				lastOffsetCommit = time.Now()
+			}
 			continue
 		}
 		if recs[0].Offset > from {
@@ -241,6 +249,13 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 			// start). Only the log start can tell.
 			if start, err := n.logStart(wctx, p.Partition); err != nil || start > from {
 				return limit // the successor commits the loss first
+			}
+		}
+		if n.cfg.Semantics == fsm.AtMostOnce {
+			// At most once: the offsets go first; a crash from here on
+			// loses the batch.
+			if !n.commitOffset(wctx, p, recs[len(recs)-1].Offset+1, lg) {
+				return limit
 			}
 		}
 		if c := n.fsm.Config(); c != nil && (c.LogFormat != cfg.LogFormat || c.Rules != cfg.Rules) {
@@ -279,6 +294,23 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 		b.Detect = detector.Flush()
 		if over := len(b.Malformed) - fsm.MaxMalformedSample; over > 0 {
 			b.Malformed = b.Malformed[over:]
+		}
+		if n.cfg.Semantics == fsm.AtLeastOnce || n.cfg.Semantics == fsm.AtMostOnce {
+			if len(dead) > 0 && !n.sendDeadLetters(wctx, cl, dead, &dlq, lg) {
+				return limit
+			}
+			if !n.commitResults(wctx, &b, first, lg) {
+				return limit
+			}
+			first = false
+			from = b.Until
+			if n.cfg.Semantics == fsm.AtLeastOnce && time.Since(lastOffsetCommit) >= n.cfg.OffsetCommitInterval {
+				if !n.commitOffset(wctx, p, from, lg) {
+					return limit
+				}
+				lastOffsetCommit = time.Now()
+			}
+			continue
 		}
 		data := fsm.EncodeBatch(&b)
 		if maxBytes := n.cfg.maxBatchBytes; len(data) > maxBytes && len(recs) > 1 {
@@ -591,6 +623,41 @@ func (n *Node) commitLost(ctx context.Context, p fsm.Partition, lg *slog.Logger)
 	default:
 		lg.Error("records deleted by retention before they were read: recorded as lost",
 			"from", p.Committed, "until", start, "lost", start-p.Committed)
+	}
+	return true
+}
+
+// commitResults commits a batch's results alone (at-least- and at-most-
+// once): first says it is this worker's first batch, from the committed
+// offset.
+func (n *Node) commitResults(ctx context.Context, b *fsm.Batch, first bool, lg *slog.Logger) bool {
+	res, err := n.propose(ctx, fsm.Command{Kind: fsm.KindResults, Restart: first, Commit: []fsm.Batch{*b}})
+	if err == nil {
+		err = res.BatchErr(0)
+	}
+	n.metrics.observeBatch(err)
+	if err != nil {
+		if ctx.Err() == nil {
+			lg.Info("results not committed; re-reading position", "err", err, "from", b.From)
+		}
+		return false
+	}
+	return true
+}
+
+// commitOffset moves the committed offset alone (at-least- and at-most-
+// once).
+func (n *Node) commitOffset(ctx context.Context, p fsm.Partition, offset int64, lg *slog.Logger) bool {
+	res, err := n.propose(ctx, fsm.Command{Kind: fsm.KindOffsetCommit, OffsetCommit: &fsm.OffsetCommit{Node: n.cfg.ID,
+		Partition: p.Partition, Epoch: p.Epoch, Offset: offset, Semantics: n.cfg.Semantics}})
+	if err == nil && res.Err != "" {
+		err = errors.New(res.Err)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			lg.Info("offset not committed; re-reading position", "err", err, "offset", offset)
+		}
+		return false
 	}
 	return true
 }

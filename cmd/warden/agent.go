@@ -149,6 +149,8 @@ the cluster together; later ones --join any member.`,
 	fs.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "number of nodes that form the first cluster together (0: alone, or join with --join)")
 	fs.IntVar(&cfg.Voters, "voters", cfg.Voters, "Raft voters (1, 3 or 5); further nodes join as non-voters")
 	fs.DurationVar(&cfg.ReapAfter, "reap-after", cfg.ReapAfter, "remove a failed node from Raft after this long")
+	fs.StringVar(&cfg.Semantics, "semantics", cfg.Semantics, "exactly-once (default: offsets and results in one Raft entry, nothing lost or repeated), at-least-once (results with each batch, offsets every --offset-commit-interval: a crash REPEATS everything since the last offset commit) or at-most-once (a batch's offsets commit as soon as it is fetched: a crash LOSES the batches fetched but not yet processed); the last two exist to show the trade-off")
+	fs.DurationVar(&cfg.OffsetCommitInterval, "offset-commit-interval", cfg.OffsetCommitInterval, "with --semantics at-least-once, how often offsets commit (as a Kafka consumer's auto-commit)")
 	fs.BoolVar(&cfg.Backpressure, "backpressure", cfg.Backpressure, "lower a partition's rate when its batches take longer than --batch-interval to process and commit (a PID estimator, as Spark's spark.streaming.backpressure); --backpressure=false turns it off")
 	fs.Float64Var(&cfg.BackpressureInitialRate, "backpressure-initial-rate", 0, "records/s per partition before the first estimate (0: none)")
 	fs.Float64Var(&cfg.BackpressureMinRate, "backpressure-min-rate", 100, "the lowest rate backpressure sets, records/s per partition")

@@ -38,6 +38,7 @@ times, throughput and a verdict. Exit status 1 on any violation.`,
 	fs.IntVar(&o.partitions, "partitions", 12, "partitions of the input topic")
 	fs.StringVar(&o.reportDir, "report", "", "directory for the JSON report, node logs and data (default: a temporary directory, kept)")
 	fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
+	fs.StringVar(&o.semantics, "semantics", "exactly-once", "the agents' --semantics: exactly-once, or at-least-once / at-most-once, whose duplicated / lost records the checker counts (report fields lost_records and duplicated_records) instead of failing on them")
 	return c
 }
 
@@ -45,7 +46,7 @@ type chaosFlags struct {
 	nodes, records, rate, partitions int
 	duration, every                  time.Duration
 	seed                             uint64
-	faults, reportDir                string
+	faults, reportDir, semantics     string
 	asJSON                           bool
 }
 
@@ -68,7 +69,7 @@ func (o *chaosFlags) run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := chaos.Config{Bin: bin, Nodes: *nodes, Partitions: *partitions, Duration: *duration, Records: *records,
-		Rate: *rate, Seed: *seed, Faults: kinds, Every: *every, Logf: logf}
+		Rate: *rate, Seed: *seed, Faults: kinds, Every: *every, Logf: logf, Semantics: o.semantics}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
