@@ -114,7 +114,7 @@ func (o *shipFlags) run(files []string) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("Kafka at %s unreachable for %s (%v): no lines delivered", o.brokers, o.timeout, err)
+		return fmt.Errorf("brokers %s unreachable for %s (%v): no lines delivered", o.brokers, o.timeout, err)
 	}
 
 	var sent, failed atomic.Int64
