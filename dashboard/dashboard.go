@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-//go:embed assets/index.html assets/app.js assets/style.css assets/login.html
+//go:embed assets/index.html assets/app.js assets/style.css assets/login.html assets/login.js
 var assets embed.FS
 
 // securityHeaders are sent with the page and the login form: scripts,
@@ -40,8 +40,8 @@ func Page(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(b)
 }
 
-// Assets serves the page's script and style under /assets/. They hold no
-// data, so they need no token (the login form uses the style).
+// Assets serves the page's scripts and style under /assets/. They hold no
+// data, so they need no token (the login form uses them).
 func Assets() http.Handler {
 	sub, _ := fs.Sub(assets, "assets")
 	files := http.FileServerFS(sub)

@@ -184,6 +184,11 @@ func TestRates(t *testing.T) {
 	if _, ok := r.Rate("x"); ok {
 		t.Error("a counter that went back gives a rate")
 	}
+	// After a pause longer than the window, old samples say nothing.
+	r.Add(t0.Add(time.Hour), map[string]float64{"x": 100})
+	if _, ok := r.Rate("x"); ok || len(r.samples) != 1 {
+		t.Errorf("a rate across an hour's pause (%d samples)", len(r.samples))
+	}
 }
 
 func TestHistogramQuantile(t *testing.T) {

@@ -12,8 +12,7 @@ import (
 // time it builds an event, and reads back how fast they moved. It is safe
 // for concurrent use.
 type Rates struct {
-	// Window is how far back rates look; samples older than it are
-	// dropped, except the one just before it.
+	// Window is how far back rates look; older samples are dropped.
 	Window time.Duration
 	// MinSpan is the shortest time between samples that gives a rate.
 	MinSpan time.Duration
@@ -35,9 +34,8 @@ func (r *Rates) Add(at time.Time, values map[string]float64) {
 		return
 	}
 	r.samples = append(r.samples, sample{at: at, values: values})
-	// Keep one sample at or before the window's start.
 	cut := 0
-	for cut+1 < len(r.samples) && !r.samples[cut+1].at.After(at.Add(-r.Window)) {
+	for cut < len(r.samples) && r.samples[cut].at.Before(at.Add(-r.Window)) {
 		cut++
 	}
 	r.samples = r.samples[cut:]
@@ -145,7 +143,7 @@ func (l *Latencies) Add(at time.Time, h Histogram) {
 	defer l.mu.Unlock()
 	l.readings = append(l.readings, reading{at, h})
 	cut := 0
-	for cut+1 < len(l.readings) && !l.readings[cut+1].at.After(at.Add(-l.Window)) {
+	for cut < len(l.readings) && l.readings[cut].at.Before(at.Add(-l.Window)) {
 		cut++
 	}
 	l.readings = l.readings[cut:]

@@ -31,6 +31,10 @@ type Stream struct {
 	open  atomic.Int64
 	mu    sync.Mutex // held while building: one build at a time
 	cache map[string]built
+	// took is how long the last build took: an event is rebuilt no sooner
+	// than three times that, so a large state slows the updates down
+	// rather than keep a core busy.
+	took time.Duration
 }
 
 // DefaultMaxStreams bounds the streams a node serves at once.
@@ -61,16 +65,19 @@ func (s *Stream) interval() time.Duration {
 	return time.Second
 }
 
-// event returns the JSON of f's event, built at most an interval's half ago.
+// event returns the JSON of f's event, built at most half an interval ago
+// (or three builds' time, when building takes longer).
 func (s *Stream) event(f Filter) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
 	k := f.key()
-	if b, ok := s.cache[k]; ok && now.Sub(b.at) < s.interval()/2 {
+	if b, ok := s.cache[k]; ok && now.Sub(b.at) < max(s.interval()/2, 3*s.took) {
 		return b.data, nil
 	}
+	start := time.Now()
 	ev := Build(s.Source, f, now)
+	s.took = time.Since(start)
 	ev.Login = s.Login
 	data, err := json.Marshal(ev)
 	if err != nil {
@@ -113,6 +120,9 @@ func (s *Stream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // a proxy in front must not hold events back
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
 	send := func(chunk []byte) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		if _, err := w.Write(chunk); err != nil {

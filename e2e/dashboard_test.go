@@ -413,6 +413,11 @@ func TestProcesses_DashboardWithHTTPToken(t *testing.T) {
 		t.Errorf("from the logged-in page: GET /v1/stats and POST /v1/decisions answered %q (%v), want 200 401", statuses, err)
 	}
 	saveScreenshot(ctx, t, "token-dashboard")
+	// A link from another site arrives without the SameSite=Strict cookie:
+	// the login page finds the session good and goes on to the view.
+	do(ctx, t, chromedp.Navigate(`data:text/html,<a id="go" href="`+base+`/?range=1h">the dashboard</a>`), chromedp.Click(chromedp.ID("go")))
+	waitPage(ctx, t, 15*time.Second, "the dashboard through a link from another site",
+		`location.search === '?range=1h' && !!document.getElementById('requests') && document.getElementById('live-text').textContent === 'live'`)
 	do(ctx, t, chromedp.Click(chromedp.CSS(`#logout button`)))
 	waitPage(ctx, t, 10*time.Second, "the login form after logging out", `!!document.getElementById('token')`)
 	if code, _ := get("/v1/events", ""); code != http.StatusUnauthorized {

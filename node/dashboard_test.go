@@ -150,6 +150,10 @@ func TestHTTP_DashboardOpenWithoutToken(t *testing.T) {
 	if got := status(t, http.DefaultClient, "GET", base+"/v1/events?range=2h", "", ""); got != http.StatusBadRequest {
 		t.Errorf("a bad filter: %d", got)
 	}
+	quick := &http.Client{Timeout: 2 * time.Second}
+	if got := status(t, quick, "HEAD", base+"/v1/events", "", ""); got != http.StatusOK {
+		t.Errorf("HEAD /v1/events: %d", got)
+	}
 	resp, err = http.Get(base + "/v1/events")
 	if err != nil {
 		t.Fatal(err)
