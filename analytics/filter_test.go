@@ -141,3 +141,22 @@ func TestBinaryHostsSectionIsATrailer(t *testing.T) {
 		t.Errorf("a delta without hosts: %d requests, hosts %v", st.Requests, st.TopVHosts)
 	}
 }
+
+func TestStepFor(t *testing.T) {
+	for _, tc := range []struct {
+		span   int64
+		points int
+		want   int64
+	}{
+		{3600, 360, 60}, {86400, 360, 300}, {6 * 3600, 360, 60}, {7 * 86400, 360, 1800}, {300 * 86400, 360, 86400}, {365 * 86400, 360, 2 * 86400},
+		{3 * 365 * 86400, 360, 4 * 86400}, {100, 0, 60},
+	} {
+		if got := StepFor(tc.span, tc.points); got != tc.want {
+			t.Errorf("StepFor(%d, %d) = %d, want %d", tc.span, tc.points, got, tc.want)
+		}
+	}
+	s := filterStore(t)
+	if st := s.Stats(Query{MaxPoints: 2}); st.Step != 120 || len(st.Series) != 2 {
+		t.Errorf("three minutes in at most 2 points: step %d, %d points", st.Step, len(st.Series))
+	}
+}
