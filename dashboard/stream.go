@@ -25,8 +25,6 @@ type Stream struct {
 	Login bool
 	// Done closes every stream (the node stops).
 	Done <-chan struct{}
-	// Now is the clock (nil: time.Now).
-	Now func() time.Time
 
 	open  atomic.Int64
 	mu    sync.Mutex // held while building: one build at a time
@@ -51,13 +49,6 @@ type built struct {
 // Open is the number of streams open now.
 func (s *Stream) Open() int64 { return s.open.Load() }
 
-func (s *Stream) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
-}
-
 func (s *Stream) interval() time.Duration {
 	if s.Interval > 0 {
 		return s.Interval
@@ -70,7 +61,7 @@ func (s *Stream) interval() time.Duration {
 func (s *Stream) event(f Filter) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
+	now := time.Now()
 	k := f.key()
 	if b, ok := s.cache[k]; ok && now.Sub(b.at) < max(s.interval()/2, 3*s.took) {
 		return b.data, nil
