@@ -30,6 +30,9 @@ func entries(seed uint64, n, minutes int) []accesslog.Entry {
 		if r.IntN(3) == 0 {
 			e.Referer = []byte(fmt.Sprintf("https://ref%d.example/", r.IntN(5)))
 		}
+		if h := r.IntN(3); h > 0 {
+			e.VHost = []byte(fmt.Sprintf("site%d.example", h))
+		}
 		e.Duration = -1
 		if r.IntN(10) > 0 {
 			e.Duration = int64(r.ExpFloat64() * 20000)

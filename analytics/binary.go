@@ -15,11 +15,17 @@ import (
 // straight from the bytes, so a key the Store already has costs a map lookup
 // and no allocation.
 //
-//	aggregate: malformed, n, start × n, window × n (in start order)
+//	aggregate: malformed, n, start × n, window × n (in start order),
+//	           [hosts × n (in start order)]
 //	window:    requests, bytes, latency count, latency max, latency sketch,
 //	           distinct-client sketch, then the counts: status, methods,
 //	           paths, not found, clients, user agents, referrers
+//	hosts:     the counts: virtual hosts, their bytes, their status classes
 //	counts:    n, (key, count) × n
+//
+// The hosts section came later and sits at the end, present only when some
+// window has a host: a decoder of an earlier release stops before it (it
+// ignores trailing bytes) and one of this release reads a delta without it.
 
 // AppendBinary appends a's binary form to b.
 func (a *Aggregate) AppendBinary(b []byte) []byte {
@@ -33,10 +39,36 @@ func (a *Aggregate) AppendBinary(b []byte) []byte {
 	for _, s := range starts {
 		b = wire.AppendInt(b, s)
 	}
+	hosts := false
 	for _, s := range starts {
-		b = a.Windows[s].appendBinary(b)
+		w := a.Windows[s]
+		b = w.appendBinary(b)
+		hosts = hosts || w.VHosts.Len() > 0
+	}
+	if hosts {
+		for _, s := range starts {
+			for _, c := range a.Windows[s].hostCounts() {
+				b = c.appendBinary(b)
+			}
+		}
 	}
 	return b
+}
+
+// hostCounts lists the window's per-host Counts in wire order.
+func (w *Window) hostCounts() [3]*Counts {
+	return [3]*Counts{&w.VHosts, &w.VHostBytes, &w.VHostClass}
+}
+
+// mergeHostsBinary adds one window's encoded hosts section into w.
+func (w *Window) mergeHostsBinary(r *wire.Reader) {
+	for _, c := range w.hostCounts() {
+		n := r.Count(2)
+		for j := 0; j < n; j++ {
+			k := r.Bytes()
+			c.Add(k, r.Int())
+		}
+	}
 }
 
 func (w *Window) appendBinary(b []byte) []byte {
@@ -145,7 +177,8 @@ func DecodeAggregate(data []byte) (*Aggregate, error) {
 	a := NewAggregate()
 	a.Malformed = r.Int()
 	starts := readStarts(r)
-	for _, s := range starts {
+	ws := make([]*Window, len(starts))
+	for i, s := range starts {
 		w := a.Windows[s]
 		if w == nil {
 			w = newWindow(s)
@@ -153,6 +186,12 @@ func DecodeAggregate(data []byte) (*Aggregate, error) {
 		}
 		if err := w.mergeBinary(r); err != nil {
 			return nil, err
+		}
+		ws[i] = w
+	}
+	if r.Len() > 0 {
+		for _, w := range ws {
+			w.mergeHostsBinary(r)
 		}
 	}
 	if err := r.Err(); err != nil {
@@ -183,7 +222,8 @@ func (s *Store) MergeBinary(data []byte) error {
 		s.newest = max(s.newest, start)
 	}
 	h := s.horizon()
-	for _, start := range starts {
+	ws := make([]*Window, len(starts))
+	for i, start := range starts {
 		if start < h {
 			var old Window
 			if err := old.mergeBinary(r); err != nil {
@@ -191,6 +231,7 @@ func (s *Store) MergeBinary(data []byte) error {
 			}
 			s.expiredRequests += old.Requests
 			s.expiredBytes += old.Bytes
+			ws[i] = &old
 			continue
 		}
 		w := s.windows[start]
@@ -201,6 +242,12 @@ func (s *Store) MergeBinary(data []byte) error {
 		}
 		if err := w.mergeBinary(r); err != nil {
 			return err
+		}
+		ws[i] = w
+	}
+	if r.Len() > 0 {
+		for _, w := range ws {
+			w.mergeHostsBinary(r)
 		}
 	}
 	s.expire(h)

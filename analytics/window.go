@@ -38,6 +38,10 @@ type Window struct {
 	Clients    Counts // requests per client address
 	UserAgents Counts
 	Referrers  Counts
+	// VHosts counts requests per virtual host (%v, %V, $host), VHostBytes
+	// their response bytes and VHostClass their requests per status class,
+	// keyed "2xx host". All three stay empty when the format logs no host.
+	VHosts, VHostBytes, VHostClass Counts
 	// Latency: requests with a logged duration, their maximum (µs), and a
 	// sketch of their distribution in microseconds.
 	LatencyCount int64
@@ -45,6 +49,8 @@ type Window struct {
 	latency      *ddsketch.DDSketch
 	// ips counts distinct clients; only windows held by a Store have it.
 	ips *hyperloglog.Sketch
+	// keyBuf builds VHostClass keys without allocating.
+	keyBuf []byte
 }
 
 func newWindow(start int64) *Window { return &Window{Start: start} }
@@ -98,6 +104,13 @@ func (w *Window) add(e *accesslog.Entry) {
 	if len(e.Referer) > 0 {
 		w.Referrers.Add(key(e.Referer), 1)
 	}
+	if len(e.VHost) > 0 {
+		h := key(e.VHost)
+		w.VHosts.Add(h, 1)
+		w.VHostBytes.Add(h, e.Bytes)
+		w.keyBuf = append(append(append(w.keyBuf[:0], statusKey(e.Status)[0]), "xx "...), h...)
+		w.VHostClass.Add(w.keyBuf, 1)
+	}
 	if e.Duration >= 0 {
 		if w.latency == nil {
 			w.latency = newSketch()
@@ -148,6 +161,9 @@ func (w *Window) merge(o *Window) error {
 	w.Clients.Merge(&o.Clients)
 	w.UserAgents.Merge(&o.UserAgents)
 	w.Referrers.Merge(&o.Referrers)
+	w.VHosts.Merge(&o.VHosts)
+	w.VHostBytes.Merge(&o.VHostBytes)
+	w.VHostClass.Merge(&o.VHostClass)
 	if o.latency != nil {
 		if w.latency == nil {
 			w.latency = newSketch()
@@ -191,6 +207,9 @@ type wireWindow struct {
 	Clients      *Counts `json:"c"`
 	UserAgents   *Counts `json:"ua"`
 	Referrers    *Counts `json:"r"`
+	VHosts       *Counts `json:"vh,omitempty"`
+	VHostBytes   *Counts `json:"vb,omitempty"`
+	VHostClass   *Counts `json:"vc,omitempty"`
 	LatencyCount int64   `json:"lc,omitempty"`
 	LatencyMaxUs int64   `json:"lm,omitempty"`
 	Latency      []byte  `json:"l,omitempty"`
@@ -203,6 +222,11 @@ func (w *Window) MarshalJSON() ([]byte, error) {
 		Status: &w.Status, Methods: &w.Methods, Paths: &w.Paths, NotFound: &w.NotFound,
 		Clients: &w.Clients, UserAgents: &w.UserAgents, Referrers: &w.Referrers,
 		LatencyCount: w.LatencyCount, LatencyMaxUs: w.LatencyMaxUs}
+	// Written only when the format logs a host, so snapshots of other
+	// logs keep their size and read the same in earlier releases.
+	if w.VHosts.Len() > 0 {
+		ww.VHosts, ww.VHostBytes, ww.VHostClass = &w.VHosts, &w.VHostBytes, &w.VHostClass
+	}
 	if w.latency != nil {
 		w.latency.Encode(&ww.Latency, false)
 	}
@@ -220,7 +244,8 @@ func (w *Window) MarshalJSON() ([]byte, error) {
 func (w *Window) UnmarshalJSON(data []byte) error {
 	*w = Window{}
 	ww := wireWindow{Status: &w.Status, Methods: &w.Methods, Paths: &w.Paths, NotFound: &w.NotFound,
-		Clients: &w.Clients, UserAgents: &w.UserAgents, Referrers: &w.Referrers}
+		Clients: &w.Clients, UserAgents: &w.UserAgents, Referrers: &w.Referrers,
+		VHosts: &w.VHosts, VHostBytes: &w.VHostBytes, VHostClass: &w.VHostClass}
 	if err := json.Unmarshal(data, &ww); err != nil {
 		return err
 	}

@@ -30,7 +30,7 @@ type access int
 
 const (
 	open  access = iota // health checks: load balancers probe them
-	read                // documents, /metrics, the dashboard: --http-token when set
+	read                // documents, /metrics, the dashboard's stream: --http-token (or its session cookie) when set
 	admin               // changes and profiles: --admin-token
 )
 
@@ -42,7 +42,9 @@ func (n *Node) guard(level access, h http.HandlerFunc) http.HandlerFunc {
 		}
 		switch level {
 		case read:
-			if n.cfg.HTTPToken != "" && !n.bearerIs(r, n.cfg.HTTPToken) && !n.bearerIs(r, n.cfg.AdminToken) {
+			// A browser carries the dashboard's session cookie instead
+			// (dashboard.Sessions): it cannot send a bearer header.
+			if n.cfg.HTTPToken != "" && !n.bearerIs(r, n.cfg.HTTPToken) && !n.bearerIs(r, n.cfg.AdminToken) && !n.sessionValid(r) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="warden"`)
 				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong token (Authorization: Bearer TOKEN, the --http-token or the --admin-token)"})
 				return

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wardenhq/warden/analytics"
+	"github.com/wardenhq/warden/dashboard"
 	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/fsm"
 )
@@ -98,6 +99,13 @@ func (n *Node) routes() http.Handler {
 	}
 	metrics := promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{})
 	mux.HandleFunc("GET /metrics", n.guard(read, metrics.ServeHTTP))
+	// The dashboard (dashboard.go): the page (or the login form), its
+	// script and style, the login and its event stream.
+	mux.HandleFunc("GET /{$}", n.guard(open, n.handleDashboard))
+	mux.Handle("GET /assets/", dashboard.Assets())
+	mux.HandleFunc("POST /login", n.guard(open, n.handleLogin))
+	mux.HandleFunc("POST /logout", n.guard(open, dashboard.Logout))
+	mux.HandleFunc("GET /v1/events", n.guard(read, n.handleEvents))
 	return mux
 }
 
@@ -111,8 +119,9 @@ func (n *Node) handleStats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, n.fsm.Stats(q))
 }
 
-// ParseStatsQuery reads from, to (RFC 3339) and top (rows per list, 0 for
-// all) from URL parameters.
+// ParseStatsQuery reads from, to (RFC 3339), top (rows per list, 0 for
+// all), step (seconds per series point), vhost and q (the filter section)
+// from URL parameters.
 func ParseStatsQuery(v url.Values) (analytics.Query, error) {
 	var q analytics.Query
 	for _, p := range []struct {
@@ -131,6 +140,17 @@ func ParseStatsQuery(v url.Values) (analytics.Query, error) {
 	}
 	if !q.From.IsZero() && !q.To.IsZero() && !q.To.After(q.From) {
 		return q, fmt.Errorf("to is not after from")
+	}
+	q.VHost, q.Search = v.Get("vhost"), v.Get("q")
+	if len(q.VHost) > 256 || len(q.Search) > 256 {
+		return q, fmt.Errorf("vhost and q are at most 256 bytes")
+	}
+	if s := v.Get("step"); s != "" {
+		step, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || step < 0 || step%analytics.WindowSeconds != 0 {
+			return q, fmt.Errorf("step=%q: want seconds, a multiple of %d", s, analytics.WindowSeconds)
+		}
+		q.Step = step
 	}
 	if s := v.Get("top"); s != "" {
 		top, err := strconv.Atoi(s)

@@ -2,12 +2,15 @@ package node
 
 import (
 	"strconv"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/wardenhq/warden/analytics"
+	"github.com/wardenhq/warden/dashboard"
 	"github.com/wardenhq/warden/fsm"
 	"github.com/wardenhq/warden/transport"
 )
@@ -33,6 +36,14 @@ type metrics struct {
 
 	// deadLettersDropped counts copies the dead-letter topic did not take.
 	deadLettersDropped prometheus.Counter
+	leaderChanges      prometheus.Counter
+
+	// What this replica applied, and when (its own clock): the last
+	// commit of each partition and the last assignment that moved some.
+	appliedMu     sync.Mutex
+	lastCommit    map[int32]time.Time
+	lastRebalance time.Time
+	lastMoves     int
 }
 
 // newMetrics registers this node's series; the load gauges read the last
@@ -86,6 +97,15 @@ func newMetrics(f *fsm.FSM) *metrics {
 		deadLettersDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "warden_dead_letters_dropped_total", Help: "Records that did not parse and that the dead-letter topic did not take after bounded retries (missing topic, ACL denial, record refused); their partition went on.",
 		}),
+		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warden_raft_leader_changes_total", Help: "Raft leaders this node has seen take over (a new leader id, the first one included).",
+		}),
+		lastCommit: map[int32]time.Time{},
+	}
+	// Every reason is exported from the start, at zero, so that a rate or
+	// an alert on one has a series before the first rejection.
+	for _, err := range []error{fsm.ErrFenced, fsm.ErrNotOwner, fsm.ErrOffsetMismatch, fsm.ErrUnknownPartition, fsm.ErrBadRange} {
+		m.rejected.WithLabelValues(fsm.Reason(err))
 	}
 	gauge := func(name, help string, v func(analytics.Rates) float64) prometheus.GaugeFunc {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return v(f.LastMinute()) })
@@ -120,7 +140,7 @@ func newMetrics(f *fsm.FSM) *metrics {
 			func() float64 { _, d := f.UnpublishedAlerts(); return float64(d) }),
 	)
 	m.reg.MustRegister(m.commits, m.rejected, m.commitErrors, m.batchRecords, m.commitSeconds,
-		m.lag, m.ownedPartitions, m.applied,
+		m.lag, m.ownedPartitions, m.applied, m.leaderChanges,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(m.deadLettersDropped)
 	return m
@@ -160,8 +180,95 @@ func (m *metrics) observeBatch(err error) {
 	}
 }
 
-func (m *metrics) onApply(cmd fsm.Command, _ fsm.Result) {
+func (m *metrics) onApply(cmd fsm.Command, res fsm.Result) {
 	m.applied.WithLabelValues(string(cmd.Kind)).Inc()
+	switch {
+	case cmd.Kind == fsm.KindCommit:
+		now := time.Now()
+		m.appliedMu.Lock()
+		for i, b := range cmd.Commit {
+			if i < len(res.Rejected) && res.Rejected[i] == "" {
+				m.lastCommit[b.Partition] = now
+			}
+		}
+		m.appliedMu.Unlock()
+	case cmd.Kind == fsm.KindAssign && res.Err == "" && cmd.Assign != nil && len(cmd.Assign.Moves) > 0:
+		m.appliedMu.Lock()
+		m.lastRebalance, m.lastMoves = time.Now(), len(cmd.Assign.Moves)
+		m.appliedMu.Unlock()
+	}
+}
+
+// commitAges returns, per partition, the time since this replica applied
+// its last commit (partitions without one since the node started are
+// absent).
+func (m *metrics) commitAges(now time.Time) map[int32]time.Duration {
+	m.appliedMu.Lock()
+	defer m.appliedMu.Unlock()
+	out := make(map[int32]time.Duration, len(m.lastCommit))
+	for p, t := range m.lastCommit {
+		out[p] = now.Sub(t)
+	}
+	return out
+}
+
+// rebalance returns when this replica last applied an assignment that
+// moved partitions, and how many (zero time: none since it started).
+func (m *metrics) rebalance() (time.Time, int) {
+	m.appliedMu.Lock()
+	defer m.appliedMu.Unlock()
+	return m.lastRebalance, m.lastMoves
+}
+
+// nodeCollector exports what is read from the running node at scrape
+// time: gossip members by state, each partition's time since its last
+// commit, Raft leadership and the dashboard streams.
+type nodeCollector struct {
+	n                                 *Node
+	members, commitAge, leader, views *prometheus.Desc
+}
+
+func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.members
+	ch <- c.commitAge
+	ch <- c.leader
+	ch <- c.views
+}
+
+func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := map[string]int{}
+	for _, st := range []string{dashboard.StateAlive, dashboard.StateSuspect, dashboard.StateDead, dashboard.StateLeft, dashboard.StateJoining} {
+		counts[st] = 0
+	}
+	for _, m := range c.n.memberStates() {
+		counts[m.State]++
+	}
+	for st, k := range counts {
+		ch <- prometheus.MustNewConstMetric(c.members, prometheus.GaugeValue, float64(k), st)
+	}
+	for p, age := range c.n.metrics.commitAges(time.Now()) {
+		ch <- prometheus.MustNewConstMetric(c.commitAge, prometheus.GaugeValue, age.Seconds(), strconv.Itoa(int(p)))
+	}
+	leader := 0.0
+	if c.n.IsLeader() {
+		leader = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, leader)
+	ch <- prometheus.MustNewConstMetric(c.views, prometheus.GaugeValue, float64(c.n.dash.stream.Open()))
+}
+
+// watchNode registers the series read from the running node n.
+func (m *metrics) watchNode(n *Node) {
+	m.reg.MustRegister(nodeCollector{n: n,
+		members: prometheus.NewDesc("warden_gossip_members",
+			"Cluster members by state as this node sees them: alive (its gossip sees it), suspect (gossip lost it, the leader has not recorded it failed yet), dead, left, joining (gossip sees it, not yet a member).",
+			[]string{"state"}, nil),
+		commitAge: prometheus.NewDesc("warden_partition_last_commit_age_seconds",
+			"Seconds since this node applied the partition's last commit (only partitions committed since it started).",
+			[]string{"partition"}, nil),
+		leader: prometheus.NewDesc("warden_raft_is_leader", "1 while this node is the Raft leader, else 0.", nil, nil),
+		views:  prometheus.NewDesc("warden_dashboard_streams", "Dashboard event streams open on this node.", nil, nil),
+	})
 }
 
 func (m *metrics) observeLag(s *fsm.State, ends map[int32]int64) {

@@ -56,6 +56,7 @@ type Node struct {
 	kafka   *kgo.Client
 	admin   *kadm.Client
 	metrics *metrics
+	dash    *dashboardState
 
 	http       *http.Server
 	httpAddr   string
@@ -250,6 +251,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.admin = kadm.NewClient(n.kafka)
 
+	n.newDashboard()
 	n.http = n.newHTTPServer()
 	n.goRun(func() {
 		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -275,6 +277,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goRun(n.commitLoop)
 	n.goRun(n.watchInCluster)
 	n.goRun(n.watchClusterConfig)
+	n.goRun(n.watchLeader)
 	ok = true
 	lg.Info("node started", "raft", n.mux.Addr().String(), "gossip", n.gossipAddr, "http", n.httpAddr, "existing_state", hasState)
 	return n, nil

@@ -114,6 +114,7 @@ func (o *demoFlags) run() error {
 		nodes = append(nodes, n)
 		join = []string{nodes[0].GossipAddr()}
 	}
+	fmt.Printf("Dashboard: http://%s/\n", nodes[0].HTTPAddr())
 	fmt.Printf("Warden demo: broker %s, topic %q with %d partitions, %d lines/s of generated traffic\n", b.Addr(), topic, *partitions, *rate)
 	for _, n := range nodes {
 		fmt.Printf("  node %s  http://%s   (warden status --addr http://%s)\n", n.ID(), n.HTTPAddr(), n.HTTPAddr())

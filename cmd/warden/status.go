@@ -83,6 +83,7 @@ func runStatus(addr string, asJSON bool) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(map[string]any{"cluster": ci, "partitions": parts})
 	}
+	fmt.Printf("Dashboard: %s/\n", base)
 	printStatus(os.Stdout, ci, parts)
 	var st analytics.Stats
 	if err := getJSON(ctx, base+"/v1/stats?top=1", &st); err == nil {
