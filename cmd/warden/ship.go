@@ -15,6 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/wardenhq/warden/internal/kafkaopt"
 )
 
 // shipFlags are the settings of `warden ship`.
@@ -23,6 +25,7 @@ type shipFlags struct {
 	topic       string
 	quiet       bool
 	timeout     time.Duration
+	kafka       kafkaFlags
 	printConfig *bool
 }
 
@@ -48,6 +51,7 @@ the command with a non-zero exit saying how many lines were not delivered.`,
 	fs.StringVar(&o.topic, "topic", "access-logs", "topic to write to")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up when Kafka cannot be reached, or does not acknowledge a line, for this long")
+	o.kafka.add(fs)
 	o.printConfig = addConfigFlags(fs)
 	shipOf[c] = o
 	return c
@@ -64,7 +68,8 @@ func (o *shipFlags) check() error {
 	if o.topic == "" {
 		return fmt.Errorf("--topic is required")
 	}
-	return nil
+	_, err := o.kafka.options(func(string) {})
+	return err
 }
 
 func (o *shipFlags) run(files []string) error {
@@ -84,17 +89,21 @@ func (o *shipFlags) run(files []string) error {
 			return fmt.Errorf("%s is a directory, not a log file", f)
 		}
 	}
-	cl, err := kgo.NewClient(
+	kopts, err := o.kafka.options(func(w string) { fmt.Fprintf(os.Stderr, "warden ship: WARNING: %s\n", w) })
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(o.brokers.vals...),
 		kgo.DefaultProduceTopic(o.topic),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
-		kgo.ProducerLinger(5*time.Millisecond),
+		kgo.ProducerLinger(5 * time.Millisecond),
 		kgo.MaxBufferedRecords(100000),
 		// An idempotent producer retries without loss or repetition; a
 		// record not acknowledged within the timeout fails and is counted.
 		kgo.RecordDeliveryTimeout(o.timeout),
 		kgo.ProduceRequestTimeout(min(o.timeout, 10*time.Second)),
-	)
+	}, kopts...)...)
 	if err != nil {
 		return err
 	}
@@ -103,7 +112,7 @@ func (o *shipFlags) run(files []string) error {
 	defer stop()
 	// A broker that is down or restarting may come back: try until the timeout.
 	pctx, cancel := context.WithTimeout(ctx, o.timeout)
-	for err = cl.Ping(pctx); err != nil && pctx.Err() == nil; err = cl.Ping(pctx) {
+	for err = cl.Ping(pctx); err != nil && pctx.Err() == nil && !kafkaopt.IsSecurity(err); err = cl.Ping(pctx) {
 		select {
 		case <-pctx.Done():
 		case <-time.After(250 * time.Millisecond):
@@ -114,7 +123,7 @@ func (o *shipFlags) run(files []string) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("Kafka at %s unreachable for %s (%v): no lines delivered", o.brokers, o.timeout, err)
+		return fmt.Errorf("Kafka at %s unreachable for %s (%v): no lines delivered", o.brokers, o.timeout, kafkaopt.Explain(err))
 	}
 
 	var sent, failed atomic.Int64
