@@ -6,9 +6,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -16,7 +16,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/wardenhq/warden/accesslog"
 	"github.com/wardenhq/warden/internal/kafkaopt"
+	"github.com/wardenhq/warden/shipper"
 )
 
 // shipFlags are the settings of `warden ship`.
@@ -25,6 +27,7 @@ type shipFlags struct {
 	topic       string
 	quiet       bool
 	timeout     time.Duration
+	logFormat   string
 	kafka       kafkaFlags
 	printConfig *bool
 }
@@ -34,8 +37,8 @@ func newShipCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "ship [FILE...|-] --brokers LIST --topic T",
 		Short: "Send access-log lines into Kafka, keyed by client IP",
-		Long: `Send access-log lines into Kafka, keyed by client IP, with an idempotent
-producer. Reads the files in order (- or none: standard input). A broker that
+		Long: `Send access-log lines into Kafka, keyed by the client address of each
+parsed line (--log-format), with an idempotent producer. Reads the files in order (- or none: standard input). A broker that
 cannot be reached, or lines Kafka does not acknowledge, within --timeout end
 the command with a non-zero exit saying how many lines were not delivered.`,
 		RunE: func(c *cobra.Command, files []string) error {
@@ -51,6 +54,7 @@ the command with a non-zero exit saying how many lines were not delivered.`,
 	fs.StringVar(&o.topic, "topic", "access-logs", "topic to write to")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up when Kafka cannot be reached, or does not acknowledge a line, for this long")
+	fs.StringVar(&o.logFormat, "log-format", "auto", "how to find each line's client, the record key: auto (each line by the first format that reads it), a preset ("+strings.Join(accesslog.PresetNames, ", ")+"), json:FIELD=KEY,..., syslog+FORMAT or an Apache LogFormat string; a line that does not parse is sent without a key")
 	o.kafka.add(fs)
 	o.printConfig = addConfigFlags(fs)
 	shipOf[c] = o
@@ -67,6 +71,9 @@ func (o *shipFlags) check() error {
 	}
 	if o.topic == "" {
 		return fmt.Errorf("--topic is required")
+	}
+	if _, err := shipper.NewKeyer(o.logFormat); err != nil {
+		return fmt.Errorf("--log-format: %w", err)
 	}
 	_, err := o.kafka.options(func(string) {})
 	return err
@@ -137,7 +144,8 @@ func (o *shipFlags) run(files []string) error {
 		sent.Add(1)
 	}
 	for _, f := range files {
-		if err := shipFile(ctx, cl, f, promise, !o.quiet); err != nil {
+		keyer, _ := shipper.NewKeyer(o.logFormat)
+		if err := shipFile(ctx, cl, f, keyer, promise, !o.quiet); err != nil {
 			return err
 		}
 	}
@@ -151,7 +159,7 @@ func (o *shipFlags) run(files []string) error {
 	return nil
 }
 
-func shipFile(ctx context.Context, cl *kgo.Client, name string, promise func(*kgo.Record, error), progress bool) error {
+func shipFile(ctx context.Context, cl *kgo.Client, name string, keyer *shipper.Keyer, promise func(*kgo.Record, error), progress bool) error {
 	var r io.Reader = os.Stdin
 	var size int64
 	if name != "-" {
@@ -180,39 +188,13 @@ func shipFile(ctx context.Context, cl *kgo.Client, name string, promise func(*kg
 			continue
 		}
 		val := append([]byte(nil), line...)
-		cl.Produce(ctx, &kgo.Record{Key: ClientIP(val), Value: val}, promise)
+		cl.Produce(ctx, &kgo.Record{Key: keyer.Key(val), Value: val}, promise)
 		bar.set(read)
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("read %s: %w", name, err)
 	}
 	return nil
-}
-
-// ClientIP returns the client address of an access-log line: the first
-// field, or the second when the first is a virtual host (vhost_combined).
-// A line with no address in either place is keyed by its first field, so it
-// still lands in one partition deterministically.
-func ClientIP(line []byte) []byte {
-	f1, rest := field(line)
-	if _, err := netip.ParseAddr(string(f1)); err == nil {
-		return f1
-	}
-	if f2, _ := field(rest); len(f2) > 0 {
-		if _, err := netip.ParseAddr(string(f2)); err == nil {
-			return f2
-		}
-	}
-	return f1
-}
-
-func field(b []byte) (f, rest []byte) {
-	b = bytes.TrimLeft(b, " \t")
-	i := bytes.IndexAny(b, " \t")
-	if i < 0 {
-		return b, nil
-	}
-	return b[:i], b[i:]
 }
 
 func isTerminal(f *os.File) bool {
