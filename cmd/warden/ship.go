@@ -4,8 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -23,24 +27,49 @@ import (
 
 // shipFlags are the settings of `warden ship`.
 type shipFlags struct {
-	brokers     *listFlag
-	topic       string
-	quiet       bool
-	timeout     time.Duration
-	logFormat   string
-	kafka       kafkaFlags
-	printConfig *bool
+	brokers        *listFlag
+	topic          string
+	quiet          bool
+	timeout        time.Duration
+	logFormat      string
+	follow         bool
+	shipID         string
+	pollInterval   time.Duration
+	partialTimeout time.Duration
+	maxLine        int
+	bufferLines    int
+	settle         time.Duration
+	metricsAddr    string
+	level          string
+	kafka          kafkaFlags
+	printConfig    *bool
 }
 
 func newShipCmd() *cobra.Command {
+	host, _ := os.Hostname()
 	o := &shipFlags{brokers: newList("127.0.0.1:9092")}
 	c := &cobra.Command{
-		Use:   "ship [FILE...|-] --brokers LIST --topic T",
+		Use:   "ship [FILE...|-] --brokers LIST --topic T  |  ship --follow FILE|GLOB... --brokers LIST --topic T",
 		Short: "Send access-log lines into Kafka, keyed by client IP",
 		Long: `Send access-log lines into Kafka, keyed by the client address of each
-parsed line (--log-format), with an idempotent producer. Reads the files in order (- or none: standard input). A broker that
-cannot be reached, or lines Kafka does not acknowledge, within --timeout end
-the command with a non-zero exit saying how many lines were not delivered.`,
+parsed line (--log-format), with an idempotent producer.
+
+Without --follow: reads the files in order (- or none: standard input, until
+it closes, as an Apache piped log does), then exits. A broker that cannot be
+reached, or lines Kafka does not acknowledge, within --timeout end the command
+with a non-zero exit saying how many lines were not delivered.
+
+With --follow: follows the files and globs like 'tail -F' (new lines as they
+are written; rotation by rename-and-create and by copytruncate; files that
+appear later; a last line without its newline held until it comes, or sent
+after --partial-timeout) until SIGTERM, exactly once across its own restarts
+and crashes: every record names its file and byte offset in headers, and at
+start ship reads its last records back from the topic (those with its
+--ship-id) to learn where each file stands, whatever happened to the files
+meanwhile. Two ship processes writing to one topic need different
+--ship-id. While Kafka is unreachable ship reads into a buffer of
+--buffer-lines lines, then waits (nothing is dropped); --metrics-addr serves
+lines, bytes, per-file lag in bytes and errors for Prometheus.`,
 		RunE: func(c *cobra.Command, files []string) error {
 			if *o.printConfig {
 				printConfig(c)
@@ -53,8 +82,17 @@ the command with a non-zero exit saying how many lines were not delivered.`,
 	fs.Var(o.brokers, "brokers", "Kafka seed brokers, comma-separated")
 	fs.StringVar(&o.topic, "topic", "access-logs", "topic to write to")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
-	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up when Kafka cannot be reached, or does not acknowledge a line, for this long")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up when Kafka cannot be reached, or does not acknowledge a line, for this long (with --follow: the longest wait for acknowledgements at stop)")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "how to find each line's client, the record key: auto (each line by the first format that reads it), a preset ("+strings.Join(accesslog.PresetNames, ", ")+"), json:FIELD=KEY,..., syslog+FORMAT or an Apache LogFormat string; a line that does not parse is sent without a key")
+	fs.BoolVar(&o.follow, "follow", false, "follow the files and globs given, like tail -F, exactly once across restarts (see above)")
+	fs.StringVar(&o.shipID, "ship-id", host, "with --follow: this shipper's name in its records; a restart reads back only its own, so give each ship writing to one topic its own id (default: the host name)")
+	fs.DurationVar(&o.pollInterval, "poll-interval", 250*time.Millisecond, "with --follow: how often idle files are checked for new lines, rotation and new files")
+	fs.DurationVar(&o.partialTimeout, "partial-timeout", 5*time.Second, "with --follow: send a last line that has no newline after this long (0: wait for the newline)")
+	fs.IntVar(&o.maxLine, "max-line", 64<<10, "with --follow: longest line in bytes; longer ones are sent in pieces")
+	fs.IntVar(&o.bufferLines, "buffer-lines", 10000, "lines sent and not yet acknowledged by Kafka; when full, reading waits")
+	fs.DurationVar(&o.settle, "restart-settle", time.Second, "with --follow: wait this long at start before reading the position back, so that what a killed predecessor left on the wire has landed")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "host:port to serve Prometheus metrics on (/metrics): lines, bytes, per-file lag, errors")
+	fs.StringVar(&o.level, "log-level", "info", "debug, info, warn or error (with --follow)")
 	o.kafka.add(fs)
 	o.printConfig = addConfigFlags(fs)
 	shipOf[c] = o
@@ -75,13 +113,114 @@ func (o *shipFlags) check() error {
 	if _, err := shipper.NewKeyer(o.logFormat); err != nil {
 		return fmt.Errorf("--log-format: %w", err)
 	}
+	if o.bufferLines < 1 {
+		return fmt.Errorf("--buffer-lines must be at least 1, got %d", o.bufferLines)
+	}
+	if o.follow {
+		cfg := o.followConfig(nil, nil, nil)
+		cfg.Patterns = []string{"x"}
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("--follow: %w", err)
+		}
+	}
+	if _, err := newLogger(o.level); err != nil {
+		return err
+	}
 	_, err := o.kafka.options(func(string) {})
 	return err
+}
+
+func (o *shipFlags) followConfig(patterns []string, base []kgo.Opt, m *shipper.Metrics) shipper.FollowConfig {
+	cfg := shipper.DefaultFollowConfig()
+	cfg.Patterns, cfg.Topic, cfg.ShipID, cfg.LogFormat = patterns, o.topic, o.shipID, o.logFormat
+	cfg.PollInterval, cfg.PartialTimeout, cfg.MaxLine, cfg.Settle = o.pollInterval, o.partialTimeout, o.maxLine, o.settle
+	cfg.DrainTimeout, cfg.MaxBuffered, cfg.ClientOpts, cfg.Metrics = o.timeout, o.bufferLines, base, m
+	return cfg
+}
+
+// runLong runs the long-lived sources (--follow) until SIGTERM.
+func (o *shipFlags) runLong(patterns []string) error {
+	lg, err := newLogger(o.level)
+	if err != nil {
+		return err
+	}
+	if len(patterns) == 0 {
+		return fmt.Errorf("--follow needs the files or globs to follow")
+	}
+	for _, p := range patterns {
+		if p == "-" {
+			return fmt.Errorf("--follow follows files; for standard input run ship without --follow")
+		}
+	}
+	kopts, err := o.kafka.options(func(w string) { lg.Warn(w) })
+	if err != nil {
+		return err
+	}
+	base := append([]kgo.Opt{kgo.SeedBrokers(o.brokers.vals...)}, kopts...)
+	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), base...),
+		kgo.DefaultProduceTopic(o.topic),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.ProducerLinger(5*time.Millisecond),
+		// Backpressure: with this many lines unacknowledged, Produce waits.
+		kgo.MaxBufferedRecords(o.bufferLines),
+		// Never give a line up: the idempotent producer retries until
+		// Kafka takes it; a stop leaves it to the read-back at next start.
+		kgo.UnknownTopicRetries(-1),
+	)...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	m := shipper.NewMetrics()
+	m.WatchBuffered(cl.BufferedProduceRecords)
+	if o.metricsAddr != "" {
+		stopMetrics, err := serveMetrics(o.metricsAddr, m, lg)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg := o.followConfig(patterns, base, m)
+	cfg.Logger = lg
+	f, err := shipper.NewFollower(cfg, cl)
+	if err != nil {
+		return fmt.Errorf("--follow: %w", err)
+	}
+	lg.Info("following", "patterns", patterns, "topic", o.topic, "ship_id", o.shipID)
+	if err := f.Run(ctx); err != nil {
+		return err
+	}
+	lg.Info("stopped")
+	return nil
+}
+
+// serveMetrics serves m on addr until the returned function is called.
+func serveMetrics(addr string, m *shipper.Metrics, lg *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			lg.Error("metrics server stopped", "err", err)
+		}
+	}()
+	lg.Info("serving metrics", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }
 
 func (o *shipFlags) run(files []string) error {
 	if err := o.check(); err != nil {
 		return err
+	}
+	if o.follow {
+		return o.runLong(files)
 	}
 	if len(files) == 0 {
 		files = []string{"-"}
