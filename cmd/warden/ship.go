@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -40,6 +38,7 @@ type shipFlags struct {
 	bufferLines    int
 	settle         time.Duration
 	metricsAddr    string
+	syslog         *listFlag
 	level          string
 	kafka          kafkaFlags
 	printConfig    *bool
@@ -47,9 +46,9 @@ type shipFlags struct {
 
 func newShipCmd() *cobra.Command {
 	host, _ := os.Hostname()
-	o := &shipFlags{brokers: newList("127.0.0.1:9092")}
+	o := &shipFlags{brokers: newList("127.0.0.1:9092"), syslog: newList()}
 	c := &cobra.Command{
-		Use:   "ship [FILE...|-] --brokers LIST --topic T  |  ship --follow FILE|GLOB... --brokers LIST --topic T",
+		Use:   "ship [FILE...|-] | --follow FILE|GLOB... | --listen-syslog URL --brokers LIST --topic T",
 		Short: "Send access-log lines into Kafka, keyed by client IP",
 		Long: `Send access-log lines into Kafka, keyed by the client address of each
 parsed line (--log-format), with an idempotent producer.
@@ -69,7 +68,17 @@ start ship reads its last records back from the topic (those with its
 meanwhile. Two ship processes writing to one topic need different
 --ship-id. While Kafka is unreachable ship reads into a buffer of
 --buffer-lines lines, then waits (nothing is dropped); --metrics-addr serves
-lines, bytes, per-file lag in bytes and errors for Prometheus.`,
+lines, bytes, per-file lag in bytes and errors for Prometheus.
+
+With --listen-syslog udp://HOST:PORT or tcp://HOST:PORT (repeatable, and
+with --follow or alone): receives RFC 3164 and RFC 5424 messages, such as
+nginx's 'access_log syslog:server=HOST:PORT', and ships their payload, the
+log line (the sender's host and app go into headers). TCP takes
+octet-counted and newline framing. Syslog is AT MOST ONCE: over UDP a
+datagram the socket buffer has no room for is lost (the kernel's count is
+exported as warden_ship_syslog_dropped_total{reason="kernel"}), and neither
+UDP nor TCP syslog has acknowledgements, so messages in flight when ship
+stops are lost. For exactly once, log to a file and use --follow.`,
 		RunE: func(c *cobra.Command, files []string) error {
 			if *o.printConfig {
 				printConfig(c)
@@ -85,14 +94,15 @@ lines, bytes, per-file lag in bytes and errors for Prometheus.`,
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up when Kafka cannot be reached, or does not acknowledge a line, for this long (with --follow: the longest wait for acknowledgements at stop)")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "how to find each line's client, the record key: auto (each line by the first format that reads it), a preset ("+strings.Join(accesslog.PresetNames, ", ")+"), json:FIELD=KEY,..., syslog+FORMAT or an Apache LogFormat string; a line that does not parse is sent without a key")
 	fs.BoolVar(&o.follow, "follow", false, "follow the files and globs given, like tail -F, exactly once across restarts (see above)")
-	fs.StringVar(&o.shipID, "ship-id", host, "with --follow: this shipper's name in its records; a restart reads back only its own, so give each ship writing to one topic its own id (default: the host name)")
+	fs.StringVar(&o.shipID, "ship-id", host, "with --follow: this shipper's name in its records; a restart reads back only its own, so give each ship writing to one topic its own id")
 	fs.DurationVar(&o.pollInterval, "poll-interval", 250*time.Millisecond, "with --follow: how often idle files are checked for new lines, rotation and new files")
 	fs.DurationVar(&o.partialTimeout, "partial-timeout", 5*time.Second, "with --follow: send a last line that has no newline after this long (0: wait for the newline)")
-	fs.IntVar(&o.maxLine, "max-line", 64<<10, "with --follow: longest line in bytes; longer ones are sent in pieces")
+	fs.IntVar(&o.maxLine, "max-line", 64<<10, "longest line in bytes: with --follow longer lines are sent in pieces; a longer syslog message is dropped and counted")
 	fs.IntVar(&o.bufferLines, "buffer-lines", 10000, "lines sent and not yet acknowledged by Kafka; when full, reading waits")
 	fs.DurationVar(&o.settle, "restart-settle", time.Second, "with --follow: wait this long at start before reading the position back, so that what a killed predecessor left on the wire has landed")
-	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "host:port to serve Prometheus metrics on (/metrics): lines, bytes, per-file lag, errors")
-	fs.StringVar(&o.level, "log-level", "info", "debug, info, warn or error (with --follow)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "with --follow or --listen-syslog: host:port to serve Prometheus metrics on (/metrics): lines, bytes, per-file lag, errors, dropped datagrams")
+	fs.Var(o.syslog, "listen-syslog", "receive syslog messages on udp://HOST:PORT or tcp://HOST:PORT (repeatable; at most once, see above)")
+	fs.StringVar(&o.level, "log-level", "info", "debug, info, warn or error (with --follow or --listen-syslog)")
 	o.kafka.add(fs)
 	o.printConfig = addConfigFlags(fs)
 	shipOf[c] = o
@@ -138,14 +148,18 @@ func (o *shipFlags) followConfig(patterns []string, base []kgo.Opt, m *shipper.M
 	return cfg
 }
 
-// runLong runs the long-lived sources (--follow) until SIGTERM.
+// runLong runs the long-lived sources (--follow, --listen-syslog) until
+// SIGTERM.
 func (o *shipFlags) runLong(patterns []string) error {
 	lg, err := newLogger(o.level)
 	if err != nil {
 		return err
 	}
-	if len(patterns) == 0 {
+	switch {
+	case o.follow && len(patterns) == 0:
 		return fmt.Errorf("--follow needs the files or globs to follow")
+	case !o.follow && len(patterns) > 0:
+		return fmt.Errorf("files given with --listen-syslog: add --follow to follow them")
 	}
 	for _, p := range patterns {
 		if p == "-" {
@@ -173,6 +187,14 @@ func (o *shipFlags) runLong(patterns []string) error {
 	defer cl.Close()
 	m := shipper.NewMetrics()
 	m.WatchBuffered(cl.BufferedProduceRecords)
+	var listeners []*shipper.Syslog
+	for _, u := range o.syslog.vals {
+		l, err := shipper.ListenSyslog(shipper.SyslogConfig{URL: u, ShipID: o.shipID, LogFormat: o.logFormat, MaxMessage: o.maxLine, Logger: lg, Metrics: m}, cl)
+		if err != nil {
+			return fmt.Errorf("--listen-syslog: %w", err)
+		}
+		listeners = append(listeners, l)
+	}
 	if o.metricsAddr != "" {
 		stopMetrics, err := serveMetrics(o.metricsAddr, m, lg)
 		if err != nil {
@@ -180,17 +202,50 @@ func (o *shipFlags) runLong(patterns []string) error {
 		}
 		defer stopMetrics()
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg := o.followConfig(patterns, base, m)
-	cfg.Logger = lg
-	f, err := shipper.NewFollower(cfg, cl)
-	if err != nil {
-		return fmt.Errorf("--follow: %w", err)
+	ctx, cancel := context.WithCancel(sigCtx)
+	defer cancel()
+	errs := make(chan error, len(listeners)+1)
+	running := 0
+	run := func(f func(context.Context) error) {
+		running++
+		go func() {
+			err := f(ctx)
+			if err != nil {
+				cancel()
+			}
+			errs <- err
+		}()
 	}
-	lg.Info("following", "patterns", patterns, "topic", o.topic, "ship_id", o.shipID)
-	if err := f.Run(ctx); err != nil {
-		return err
+	if o.follow {
+		cfg := o.followConfig(patterns, base, m)
+		cfg.Logger = lg
+		f, err := shipper.NewFollower(cfg, cl)
+		if err != nil {
+			return fmt.Errorf("--follow: %w", err)
+		}
+		lg.Info("following", "patterns", patterns, "topic", o.topic, "ship_id", o.shipID)
+		run(f.Run)
+	}
+	for _, l := range listeners {
+		run(l.Serve)
+	}
+	var first error
+	for i := 0; i < running; i++ {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if len(listeners) > 0 {
+		fctx, fcancel := context.WithTimeout(context.Background(), o.timeout)
+		if err := cl.Flush(fctx); err != nil && first == nil {
+			lg.Warn("stopping with syslog lines Kafka has not acknowledged", "lines", cl.BufferedProduceRecords())
+		}
+		fcancel()
+	}
+	if first != nil {
+		return first
 	}
 	lg.Info("stopped")
 	return nil
@@ -219,7 +274,7 @@ func (o *shipFlags) run(files []string) error {
 	if err := o.check(); err != nil {
 		return err
 	}
-	if o.follow {
+	if o.follow || len(o.syslog.vals) > 0 {
 		return o.runLong(files)
 	}
 	if len(files) == 0 {
@@ -284,12 +339,15 @@ func (o *shipFlags) run(files []string) error {
 	}
 	for _, f := range files {
 		keyer, _ := shipper.NewKeyer(o.logFormat)
-		if err := shipFile(ctx, cl, f, keyer, promise, !o.quiet); err != nil {
+		if err := o.shipOne(ctx, cl, f, keyer, promise); err != nil {
 			return err
 		}
 	}
-	if err := cl.Flush(ctx); err != nil {
-		return fmt.Errorf("flush: %w", err)
+	// The flush outlives a stop signal: what was read is delivered.
+	fctx, fcancel := context.WithTimeout(context.Background(), o.timeout)
+	defer fcancel()
+	if err := cl.Flush(fctx); err != nil {
+		return fmt.Errorf("%d lines not acknowledged by Kafka within --timeout %s", cl.BufferedProduceRecords(), o.timeout)
 	}
 	if n := failed.Load(); n > 0 {
 		return fmt.Errorf("%d lines not delivered (%d delivered): Kafka did not acknowledge them within --timeout %s: %v", n, sent.Load(), o.timeout, *firstErr.Load())
@@ -298,42 +356,68 @@ func (o *shipFlags) run(files []string) error {
 	return nil
 }
 
-func shipFile(ctx context.Context, cl *kgo.Client, name string, keyer *shipper.Keyer, promise func(*kgo.Record, error), progress bool) error {
-	var r io.Reader = os.Stdin
-	var size int64
-	if name != "-" {
-		f, err := os.Open(name)
+// stdinGrace is how long standard input is still read after SIGTERM: a
+// web server stopping (Apache signals its piped loggers as it closes their
+// pipes) has written its last lines by then.
+const stdinGrace = 2 * time.Second
+
+// shipOne ships one file, or standard input ("-") until it closes. A stop
+// signal ends a file at once; standard input is read on for stdinGrace
+// (or to its end), so that a server's last lines are not lost.
+func (o *shipFlags) shipOne(ctx context.Context, cl *kgo.Client, name string, keyer *shipper.Keyer, promise func(*kgo.Record, error)) error {
+	send := func(r *kgo.Record) { cl.Produce(context.Background(), r, promise) }
+	if name == "-" {
+		in := pollableStdin()
+		stop := context.AfterFunc(ctx, func() {
+			if in.SetReadDeadline(time.Now().Add(stdinGrace)) != nil {
+				in.Close() // not a pipe: no deadlines; stop at the next line
+			}
+		})
+		defer stop()
+		_, err := shipper.ShipLines(context.Background(), in, keyer, o.shipID, send, nil)
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, os.ErrClosed) {
+			fmt.Fprintf(os.Stderr, "warden ship: stopped by a signal; standard input was read %s longer\n", stdinGrace)
+			return nil
+		}
 		if err != nil {
-			return err
+			return fmt.Errorf("standard input: %w", err)
 		}
-		defer f.Close()
-		r = f
-		if fi, err := f.Stat(); err == nil {
-			size = fi.Size()
-		}
+		return nil
 	}
-	bar := newProgress(name, size, progress && size > 0 && isTerminal(os.Stderr))
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var size int64
+	if fi, err := f.Stat(); err == nil {
+		size = fi.Size()
+	}
+	bar := newProgress(name, size, !o.quiet && size > 0 && isTerminal(os.Stderr))
 	defer bar.done()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	var read int64
-	for sc.Scan() {
+	if _, err := shipper.ShipLines(ctx, f, keyer, o.shipID, send, bar.set); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		line := sc.Bytes()
-		read += int64(len(line)) + 1
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		val := append([]byte(nil), line...)
-		cl.Produce(ctx, &kgo.Record{Key: keyer.Key(val), Value: val}, promise)
-		bar.set(read)
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read %s: %w", name, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
+}
+
+// pollableStdin returns standard input such that a read deadline can end
+// a blocked read: a pipe or FIFO is switched to non-blocking mode (the
+// writer's end is a separate file description, so the server's writes
+// are not affected) and handed to Go's poller.
+func pollableStdin() *os.File {
+	fi, err := os.Stdin.Stat()
+	if err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		return os.Stdin
+	}
+	fd := int(os.Stdin.Fd())
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		return os.Stdin
+	}
+	return os.NewFile(uintptr(fd), "stdin")
 }
 
 func isTerminal(f *os.File) bool {
