@@ -199,6 +199,19 @@ func TestProcesses_SecureKafka_AgentAndShipOverSCRAMAndTLS(t *testing.T) {
 			t.Fatalf("kcat line %q, want %q", got[i], want[i])
 		}
 	}
+	// ship --follow reads its position back and ships over TLS and SCRAM too.
+	logs := filepath.Join(dir, "logs")
+	os.MkdirAll(logs, 0o755)
+	lw := newLogWriter(t, logs, 3)
+	lw.write(200)
+	follow := startProc(t, dir, "ship-follow", append([]string{"ship", "--follow", filepath.Join(logs, "access.log*"), "--brokers", k.addr,
+		"--topic", "access-logs", "--ship-id", "secure"}, k.clientArgs...)...)
+	defer follow.kill()
+	waitFor(t, 30*time.Second, "the followed lines counted too", func() bool {
+		n, err := statsRequests(s.http)
+		return err == nil && n == int64(len(want)+200)
+	})
+
 	// Without credentials kcat is refused.
 	kcat := testenv.Tool(t, "kcat")
 	if out, err := exec.Command(kcat, "-b", k.addr, "-X", "security.protocol=SSL", "-X", "ssl.ca.location="+k.caFile,

@@ -50,6 +50,9 @@ type FollowConfig struct {
 	// lines unacknowledged, Produce waits, and so does reading
 	// (backpressure, never dropping).
 	MaxBuffered int
+	// StateFile, if set, is a local file that only speeds up the start: it
+	// bounds how far back the read-back goes (Kafka stays the truth).
+	StateFile string
 	// ClientOpts are the options of the read-back consumers (seed
 	// brokers, TLS, SASL): the same Kafka as the producer's.
 	ClientOpts []kgo.Opt
@@ -128,6 +131,11 @@ type Follower struct {
 	fatal    error
 	skipped  map[string]bool // paths skipped as compressed, said once
 	blocked  bool
+	// ackedFloors are the floors of the newest marks record Kafka
+	// acknowledged, for the state file.
+	ackedFloors map[int32]int64
+	topicID     string
+	stateWarned bool
 }
 
 // tracker is one followed file.
@@ -203,10 +211,26 @@ func (f *Follower) Run(ctx context.Context) error {
 	}
 	f.restore(rec)
 	f.lg.Info("position read back from Kafka", "ship_id", f.cfg.ShipID, "records_read", rec.scanned, "files", len(f.files),
-		"lines_beyond_watermarks", len(rec.lines), "took", time.Since(start).Round(time.Millisecond))
+		"lines_beyond_watermarks", len(rec.lines), "bounded_by_state_file", rec.hinted, "took", time.Since(start).Round(time.Millisecond))
+	f.topicID = rec.topicID
+	f.mu.Lock()
+	floors := f.floors.snapshot()
+	f.mu.Unlock()
+	f.saveState(floors)
 	t := time.NewTicker(f.cfg.PollInterval)
 	defer t.Stop()
+	saved := time.Now()
 	for ctx.Err() == nil {
+		if time.Since(saved) >= 10*time.Second {
+			f.mu.Lock()
+			fl := f.ackedFloors
+			f.ackedFloors = nil
+			f.mu.Unlock()
+			if fl != nil {
+				f.saveState(fl)
+			}
+			saved = time.Now()
+		}
 		progress := f.round()
 		if err := f.failed(); err != nil {
 			return err
@@ -229,7 +253,11 @@ func (f *Follower) readBackRetrying(ctx context.Context) (*recovery, error) {
 	delay, last := 250*time.Millisecond, ""
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		rec, err := readBack(rctx, f.cfg.ClientOpts, f.cfg.Topic, f.cfg.ShipID)
+		h, herr := loadHint(f.cfg.StateFile)
+		if herr != nil {
+			f.lg.Warn("ignoring the state file", "err", herr)
+		}
+		rec, err := readBack(rctx, f.cfg.ClientOpts, f.cfg.Topic, f.cfg.ShipID, h)
 		cancel()
 		if err == nil || ctx.Err() != nil {
 			return rec, nil
@@ -251,6 +279,17 @@ func (f *Follower) readBackRetrying(ctx context.Context) (*recovery, error) {
 	}
 }
 
+// saveState writes floors to the state file, if there is one.
+func (f *Follower) saveState(floors map[int32]int64) {
+	if f.cfg.StateFile == "" {
+		return
+	}
+	if err := saveHint(f.cfg.StateFile, &hint{ShipID: f.cfg.ShipID, Topic: f.cfg.Topic, TopicID: f.topicID, Floors: floors}); err != nil && !f.stateWarned {
+		f.stateWarned = true
+		f.lg.Warn("cannot write the state file (it only speeds up starts)", "err", err)
+	}
+}
+
 func (f *Follower) failed() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -265,7 +304,11 @@ func (f *Follower) drain() error {
 	f.mu.Lock()
 	left := f.seqs.pending()
 	fatal := f.fatal
+	floors := f.ackedFloors
 	f.mu.Unlock()
+	if floors != nil {
+		f.saveState(floors)
+	}
 	if fatal != nil {
 		return fatal
 	}
@@ -755,11 +798,12 @@ func (f *Follower) emit(t *tracker, start, end int64, line []byte) (resume int64
 	seq := f.nextSeq
 	sit := f.seqs.push(int64(seq), false)
 	fit := t.w.push(end, false)
-	r := &kgo.Record{Value: append([]byte(nil), val...), Headers: f.headers(t, seq, start, end)}
+	hdrs, floors := f.headers(t, seq, start, end)
+	r := &kgo.Record{Value: append([]byte(nil), val...), Headers: hdrs}
 	f.mu.Unlock()
 	r.Key = f.keyer.Key(r.Value)
 	f.backpressure()
-	f.cl.Produce(f.pctx, r, func(r *kgo.Record, err error) { f.acked(t, fit, sit, seq, r, err) })
+	f.cl.Produce(f.pctx, r, func(r *kgo.Record, err error) { f.acked(t, fit, sit, seq, floors, r, err) })
 	f.m.sent(t.path, len(val))
 	return -1, true
 }
@@ -792,8 +836,9 @@ const goneGrace = 5 * time.Second
 
 func (f *Follower) maxBuffered() int { return f.cfg.MaxBuffered }
 
-// headers builds a record's headers; f.mu is held.
-func (f *Follower) headers(t *tracker, seq uint64, start, end int64) []kgo.RecordHeader {
+// headers builds a record's headers, and returns the floors it lists if
+// it lists the files; f.mu is held.
+func (f *Follower) headers(t *tracker, seq uint64, start, end int64) ([]kgo.RecordHeader, map[int32]int64) {
 	h := []kgo.RecordHeader{
 		{Key: HeaderShipID, Value: []byte(f.cfg.ShipID)},
 		{Key: HeaderSeq, Value: strconv.AppendUint(nil, seq, 10)},
@@ -804,20 +849,22 @@ func (f *Follower) headers(t *tracker, seq uint64, start, end int64) []kgo.Recor
 		{Key: HeaderPath, Value: []byte(t.path)},
 	}
 	f.since++
+	var floors map[int32]int64
 	if f.dirty || f.since >= 64 || time.Since(f.marksAt) >= time.Second {
 		ms := make([]fileMark, 0, len(f.files))
 		for _, o := range f.files {
 			ms = append(ms, fileMark{ID: o.identity(), W: o.w.mark})
 		}
+		floors = f.floors.snapshot()
 		h = append(h, kgo.RecordHeader{Key: HeaderFiles, Value: []byte(encodeMarks(ms))},
-			kgo.RecordHeader{Key: HeaderFloors, Value: []byte(encodeFloors(f.floors.snapshot()))})
+			kgo.RecordHeader{Key: HeaderFloors, Value: []byte(encodeFloors(floors))})
 		f.dirty, f.since, f.marksAt = false, 0, time.Now()
 	}
-	return h
+	return h, floors
 }
 
 // acked is the promise of a line's record.
-func (f *Follower) acked(t *tracker, fit, sit *mitem, seq uint64, r *kgo.Record, err error) {
+func (f *Follower) acked(t *tracker, fit, sit *mitem, seq uint64, floors map[int32]int64, r *kgo.Record, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err != nil {
@@ -829,6 +876,9 @@ func (f *Follower) acked(t *tracker, fit, sit *mitem, seq uint64, r *kgo.Record,
 	}
 	t.w.ack(fit)
 	f.seqs.ack(sit)
+	if floors != nil {
+		f.ackedFloors = floors
+	}
 	f.floors.add(r.Partition, seq, r.Offset)
 	f.checkJump()
 	f.floors.advance(f.reportedAcked())

@@ -31,15 +31,29 @@ type recovery struct {
 	// back (and nothing needed to be); ends are the end offsets read.
 	floors map[int32]int64
 	ends   map[int32]int64
-	// scanned counts the records read back.
+	// scanned counts the records read back; hinted says whether the state
+	// file bounded the read-back.
 	scanned int
+	hinted  bool
+	topicID string
+}
+
+func (h *hint) floorOf(p int32) (int64, bool) {
+	if h == nil {
+		return 0, false
+	}
+	f, ok := h.Floors[p]
+	return f, ok
 }
 
 // readBack reads the partitions of topic backwards from their ends, in
 // chunks, until it holds every record of shipID that can lie above the
 // newest marks record's acknowledged sequence number (see DESIGN.md for
 // why that suffices).
-func readBack(ctx context.Context, opts []kgo.Opt, topic, shipID string) (*recovery, error) {
+//
+// floors, when not nil, bounds the read-back from below (a state file's
+// hint); it applies only if topicID is still the topic's ID.
+func readBack(ctx context.Context, opts []kgo.Opt, topic, shipID string, h *hint) (*recovery, error) {
 	adm, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, err
@@ -63,6 +77,12 @@ func readBack(ctx context.Context, opts []kgo.Opt, topic, shipID string) (*recov
 	if err != nil {
 		return nil, fmt.Errorf("read back the topic's start offsets: %w", err)
 	}
+	topicID := ""
+	if md, err := ka.ListTopics(ctx, topic); err == nil {
+		if d, ok := md[topic]; ok && d.ID != (kadm.TopicID{}) {
+			topicID = d.ID.String()
+		}
+	}
 	type part struct {
 		start, end, lo int64 // [lo, end) read so far
 		vector         bool  // a marks record of ours seen in it
@@ -70,15 +90,20 @@ func readBack(ctx context.Context, opts []kgo.Opt, topic, shipID string) (*recov
 		seen           bool // a record of ours seen in it
 		chunk          int64
 	}
-	rec := &recovery{floors: map[int32]int64{}, ends: map[int32]int64{}}
+	rec := &recovery{floors: map[int32]int64{}, ends: map[int32]int64{}, topicID: topicID}
 	parts := map[int32]*part{}
 	ends.Each(func(o kadm.ListedOffset) {
 		parts[o.Partition] = &part{end: o.Offset, lo: o.Offset, chunk: 256}
 		rec.ends[o.Partition] = o.Offset
 	})
+	usable := h != nil && h.ShipID == shipID && h.Topic == topic && h.TopicID == topicID
 	starts.Each(func(o kadm.ListedOffset) {
 		if p := parts[o.Partition]; p != nil {
 			p.start = o.Offset
+			if f, ok := h.floorOf(o.Partition); usable && ok && f+1 > p.start && f < p.end {
+				p.start = f + 1 // nothing below matters (the state file)
+				rec.hinted = true
+			}
 		}
 	})
 	var best *shipped // newest marks record

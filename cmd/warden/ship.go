@@ -38,6 +38,7 @@ type shipFlags struct {
 	bufferLines    int
 	settle         time.Duration
 	metricsAddr    string
+	stateFile      string
 	syslog         *listFlag
 	level          string
 	kafka          kafkaFlags
@@ -100,6 +101,7 @@ stops are lost. For exactly once, log to a file and use --follow.`,
 	fs.IntVar(&o.maxLine, "max-line", 64<<10, "longest line in bytes: with --follow longer lines are sent in pieces; a longer syslog message is dropped and counted")
 	fs.IntVar(&o.bufferLines, "buffer-lines", 10000, "lines sent and not yet acknowledged by Kafka; when full, reading waits")
 	fs.DurationVar(&o.settle, "restart-settle", time.Second, "with --follow: wait this long at start before reading the position back, so that what a killed predecessor left on the wire has landed")
+	fs.StringVar(&o.stateFile, "state-file", "", "with --follow: a local file that only speeds up starts on a busy shared topic, by bounding how far back ship reads its records (the position itself always comes from Kafka)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "with --follow or --listen-syslog: host:port to serve Prometheus metrics on (/metrics): lines, bytes, per-file lag, errors, dropped datagrams")
 	fs.Var(o.syslog, "listen-syslog", "receive syslog messages on udp://HOST:PORT or tcp://HOST:PORT (repeatable; at most once, see above)")
 	fs.StringVar(&o.level, "log-level", "info", "debug, info, warn or error (with --follow or --listen-syslog)")
@@ -145,6 +147,7 @@ func (o *shipFlags) followConfig(patterns []string, base []kgo.Opt, m *shipper.M
 	cfg.Patterns, cfg.Topic, cfg.ShipID, cfg.LogFormat = patterns, o.topic, o.shipID, o.logFormat
 	cfg.PollInterval, cfg.PartialTimeout, cfg.MaxLine, cfg.Settle = o.pollInterval, o.partialTimeout, o.maxLine, o.settle
 	cfg.DrainTimeout, cfg.MaxBuffered, cfg.ClientOpts, cfg.Metrics = o.timeout, o.bufferLines, base, m
+	cfg.StateFile = o.stateFile
 	return cfg
 }
 
