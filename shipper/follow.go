@@ -212,11 +212,9 @@ func (f *Follower) Run(ctx context.Context) error {
 	f.restore(rec)
 	f.lg.Info("position read back from Kafka", "ship_id", f.cfg.ShipID, "records_read", rec.scanned, "files", len(f.files),
 		"lines_beyond_watermarks", len(rec.lines), "bounded_by_state_file", rec.hinted, "took", time.Since(start).Round(time.Millisecond))
+	// Only the floors of a marks record Kafka acknowledged may go to the
+	// state file: a start must still find that record above them.
 	f.topicID = rec.topicID
-	f.mu.Lock()
-	floors := f.floors.snapshot()
-	f.mu.Unlock()
-	f.saveState(floors)
 	t := time.NewTicker(f.cfg.PollInterval)
 	defer t.Stop()
 	saved := time.Now()
