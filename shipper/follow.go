@@ -621,7 +621,10 @@ func (f *Follower) check(t *tracker) bool {
 	if size == t.size && len(t.prefix) >= FingerprintBytes {
 		return true
 	}
-	if size < max(t.pos, int64(len(t.prefix))) || !f.samePrefix(t, size) {
+	// Shrunk since last seen, or no longer starting with its first bytes:
+	// the content was truncated or replaced. (Reading may stand past the
+	// end: a copy taken before the last lines read was adopted.)
+	if size < t.size || !f.samePrefix(t, size) {
 		f.truncated(t)
 		return !t.detached
 	}
@@ -656,8 +659,13 @@ func (f *Follower) samePrefix(t *tracker, size int64) bool {
 // rewrite (t is detached and the new content is a new file).
 func (f *Follower) truncated(t *tracker) {
 	adopted := false
-	for _, c := range f.candidates() {
-		if !adopted && len(t.prefix) > 0 && bytes.HasPrefix(c.prefix, t.prefix) {
+	cands := f.candidates()
+	// The longest copy first. A copy may be shorter than what was read (the
+	// server wrote on between logrotate's copy and its truncation): its
+	// content is then the beginning of ours.
+	sort.SliceStable(cands, func(i, j int) bool { return cands[i].size > cands[j].size })
+	for _, c := range cands {
+		if !adopted && len(t.prefix) > 0 && len(c.prefix) > 0 && compatible(c.prefix, t.prefix) {
 			adopted = true
 			f.lg.Info("file truncated in place after being copied (copytruncate): following the copy", "path", t.path, "copy", c.path, "at_byte", t.pos)
 			f.mu.Lock()

@@ -530,3 +530,36 @@ func TestFollow_StateFileBoundsTheReadBack(t *testing.T) {
 	startFollower(t, cfg, producer(t, opts))
 	waitValues(t, opts, append(append([]string(nil), all...), w.lines...))
 }
+
+// TestFollow_CopytruncateAfterLinesWrittenPastTheCopy: the server writes
+// lines after logrotate's copy and before its truncation, and the follower
+// reads them from the original: the copy is shorter than what was read,
+// and nothing may be shipped twice, now or after a restart.
+func TestFollow_CopytruncateAfterLinesWrittenPastTheCopy(t *testing.T) {
+	opts := testKafka(t, 3)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "access.log")
+	w := newWriter(t, log, "p")
+	pattern := filepath.Join(dir, "access.log*")
+	r := startFollower(t, followConfig(t, opts, pattern), producer(t, opts))
+	w.write(5) // under FingerprintBytes: the file is all its own fingerprint
+	waitValues(t, opts, w.lines)
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(log+".1", b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.write(3) // after the copy, before the truncation
+	waitValues(t, opts, w.lines)
+	if err := os.Truncate(log, 0); err != nil {
+		t.Fatal(err)
+	}
+	w.write(7)
+	waitValues(t, opts, w.lines)
+	r.stop(t)
+	w.write(3)
+	startFollower(t, followConfig(t, opts, pattern), producer(t, opts))
+	waitValues(t, opts, w.lines)
+}
