@@ -153,6 +153,7 @@ type tracker struct {
 	// the watermark (their next offset); recoverTo is the end of the
 	// furthest of them.
 	skip      map[int64]int64
+	skipOrder []int64 // the starts in skip, ascending
 	recoverTo int64
 	gone      bool // no pattern matches it any more
 	detached  bool // its content is gone (truncated in place, no copy)
@@ -400,9 +401,11 @@ func (f *Follower) restore(rec *recovery) {
 		for s, n := range g.skip {
 			if s >= g.w {
 				t.skip[s] = n
+				t.skipOrder = append(t.skipOrder, s)
 				t.recoverTo = max(t.recoverTo, n)
 			}
 		}
+		sort.Slice(t.skipOrder, func(i, j int) bool { return t.skipOrder[i] < t.skipOrder[j] })
 		if c.size < g.w {
 			f.lg.Warn("file is shorter than the position shipped from it; waiting for it to grow", "path", c.path, "size", c.size, "position", g.w)
 		}
@@ -780,8 +783,20 @@ func (f *Follower) emit(t *tracker, start, end int64, line []byte) (resume int64
 		f.mu.Unlock()
 		return -1, false
 	}
+	cut := int64(-1)
+	for len(t.skipOrder) > 0 && t.skipOrder[0] < start {
+		t.skipOrder = t.skipOrder[1:] // passed: read past by a resume
+	}
+	if len(t.skipOrder) > 0 && t.skipOrder[0] > start && t.skipOrder[0] < end {
+		// A line in Kafka starts inside this one (an earlier run cut its
+		// lines elsewhere: another --max-line, a partial line flushed):
+		// send the part before it, then read on from there.
+		cut = t.skipOrder[0]
+		end, line = cut, line[:cut-start]
+	}
 	if next, found := t.skip[start]; found {
 		delete(t.skip, start)
+		t.skipOrder = t.skipOrder[1:]
 		t.w.push(next, true)
 		f.checkJump()
 		f.mu.Unlock()
@@ -798,7 +813,7 @@ func (f *Follower) emit(t *tracker, start, end int64, line []byte) (resume int64
 		t.w.push(end, true)
 		f.checkJump()
 		f.mu.Unlock()
-		return -1, true
+		return cut, true
 	}
 	f.nextSeq++
 	seq := f.nextSeq
@@ -811,7 +826,7 @@ func (f *Follower) emit(t *tracker, start, end int64, line []byte) (resume int64
 	f.backpressure()
 	f.cl.Produce(f.pctx, r, func(r *kgo.Record, err error) { f.acked(t, fit, sit, seq, floors, r, err) })
 	f.m.sent(t.path, len(val))
-	return -1, true
+	return cut, true
 }
 
 // backpressure notes, once per episode, that the buffer of unacknowledged

@@ -337,6 +337,9 @@ type lossy struct {
 	rnd     *rand.Rand
 	// after this many records, the "crash" begins
 	budget int
+	// fate, if set, is every record's after the crash (1: in Kafka, the
+	// acknowledgement lost)
+	fate int
 }
 
 func (l *lossy) Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
@@ -347,6 +350,9 @@ func (l *lossy) Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Re
 	}
 	crashed := l.crashed
 	fate := l.rnd.IntN(3)
+	if l.fate != 0 {
+		fate = l.fate
+	}
 	l.mu.Unlock()
 	switch {
 	case !crashed:
@@ -562,4 +568,35 @@ func TestFollow_CopytruncateAfterLinesWrittenPastTheCopy(t *testing.T) {
 	w.write(3)
 	startFollower(t, followConfig(t, opts, pattern), producer(t, opts))
 	waitValues(t, opts, w.lines)
+}
+
+// TestFollow_EarlierRunCutLinesElsewhere: lines an earlier run sent in
+// pieces (a smaller --max-line), in Kafka without their acknowledgement,
+// are recognised by a run that cuts lines differently: nothing twice.
+func TestFollow_EarlierRunCutLinesElsewhere(t *testing.T) {
+	opts := testKafka(t, 2)
+	dir := t.TempDir()
+	w := newWriter(t, filepath.Join(dir, "access.log"), "m")
+	w.write(30)
+	cfg := followConfig(t, opts, filepath.Join(dir, "access.log"))
+	cfg.MaxLine = 50
+	l := &lossy{cl: producer(t, opts), rnd: rand.New(rand.NewPCG(3, 3)), budget: 10, fate: 1}
+	f, err := NewFollower(cfg, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = f.Run(ctx); close(done) }()
+	var want []string
+	for _, line := range w.lines {
+		want = append(want, line[:50], line[50:])
+	}
+	waitValues(t, opts, want)
+	cancel()
+	<-done
+	w.write(10)
+	want = append(want, w.lines[30:]...)
+	startFollower(t, followConfig(t, opts, filepath.Join(dir, "access.log")), producer(t, opts))
+	waitValues(t, opts, want)
 }
