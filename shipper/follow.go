@@ -200,6 +200,11 @@ func NewFollower(cfg FollowConfig, cl Producer) (*Follower, error) {
 func (f *Follower) Run(ctx context.Context) error {
 	f.pctx, f.pcancel = context.WithCancel(context.Background())
 	defer f.pcancel()
+	// A stop while Kafka is away: reading may be waiting in Produce for
+	// room in the buffer. Past the drain timeout that wait is given up
+	// (those lines are simply not sent; the next start finds out).
+	stopWaiting := context.AfterFunc(ctx, func() { time.AfterFunc(f.cfg.DrainTimeout, f.pcancel) })
+	defer stopWaiting()
 	select {
 	case <-ctx.Done():
 		return nil
@@ -779,7 +784,7 @@ func (f *Follower) lines(t *tracker) bool {
 // error.
 func (f *Follower) emit(t *tracker, start, end int64, line []byte) (resume int64, ok bool) {
 	f.mu.Lock()
-	if f.fatal != nil {
+	if f.fatal != nil || f.pctx.Err() != nil {
 		f.mu.Unlock()
 		return -1, false
 	}

@@ -28,8 +28,11 @@ type SyslogConfig struct {
 	// MaxMessage bounds one message (longer UDP datagrams are cut by the
 	// kernel; longer TCP frames are dropped and counted).
 	MaxMessage int
-	Logger     *slog.Logger
-	Metrics    *Metrics
+	// StopTimeout bounds, at stop, the wait for room in the producer's
+	// buffer (while Kafka is away); default 5s.
+	StopTimeout time.Duration
+	Logger      *slog.Logger
+	Metrics     *Metrics
 }
 
 // Syslog receives RFC 3164 and RFC 5424 messages, as nginx's
@@ -53,6 +56,7 @@ type Syslog struct {
 	wg    sync.WaitGroup
 	errMu sync.Mutex
 	err   error
+	pctx  context.Context // for Produce: outlives the stop by StopTimeout
 }
 
 // ListenSyslog binds the address of cfg.URL.
@@ -62,6 +66,9 @@ func ListenSyslog(cfg SyslogConfig, cl Producer) (*Syslog, error) {
 	}
 	if cfg.LogFormat == "" {
 		cfg.LogFormat = "auto"
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = 5 * time.Second
 	}
 	if _, err := NewKeyer(cfg.LogFormat); err != nil {
 		return nil, err
@@ -107,6 +114,11 @@ func (s *Syslog) Addr() net.Addr { return s.addr }
 // Serve ships messages until ctx is done, then closes the listener.
 func (s *Syslog) Serve(ctx context.Context) error {
 	s.lg.Info("listening for syslog", "addr", s.addr.String())
+	pctx, pcancel := context.WithCancel(context.Background())
+	defer pcancel()
+	s.pctx = pctx
+	stopWaiting := context.AfterFunc(ctx, func() { time.AfterFunc(s.cfg.StopTimeout, pcancel) })
+	defer stopWaiting()
 	done := make(chan struct{})
 	go func() {
 		select {
@@ -256,7 +268,11 @@ func (s *Syslog) ship(k *Keyer, raw []byte) {
 		r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderSyslogApp, Value: append([]byte(nil), m.App...)})
 	}
 	r.Key = k.Key(r.Value)
-	s.cl.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
+	s.cl.Produce(s.pctx, r, func(_ *kgo.Record, err error) {
+		if err != nil && s.pctx.Err() != nil {
+			s.m.err("produce")
+			return // given up at stop
+		}
 		if err != nil {
 			s.m.err("produce")
 			s.errMu.Lock()

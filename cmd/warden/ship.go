@@ -192,7 +192,7 @@ func (o *shipFlags) runLong(patterns []string) error {
 	m.WatchBuffered(cl.BufferedProduceRecords)
 	var listeners []*shipper.Syslog
 	for _, u := range o.syslog.vals {
-		l, err := shipper.ListenSyslog(shipper.SyslogConfig{URL: u, ShipID: o.shipID, LogFormat: o.logFormat, MaxMessage: o.maxLine, Logger: lg, Metrics: m}, cl)
+		l, err := shipper.ListenSyslog(shipper.SyslogConfig{URL: u, ShipID: o.shipID, LogFormat: o.logFormat, MaxMessage: o.maxLine, StopTimeout: o.timeout, Logger: lg, Metrics: m}, cl)
 		if err != nil {
 			return fmt.Errorf("--listen-syslog: %w", err)
 		}
