@@ -134,8 +134,9 @@ func (c *cluster) retire(a *agent) {
 }
 
 func (c *cluster) startBroker() error {
-	p, err := c.spawn("broker", "broker", "--listen", c.broker, "--data-dir", filepath.Join(c.dir, "broker"),
-		"--topic", c.cfg.Topic, "--partitions", strconv.Itoa(c.cfg.Partitions))
+	args := append([]string{"broker", "--listen", c.broker, "--data-dir", filepath.Join(c.dir, "broker"),
+		"--topic", c.cfg.Topic, "--partitions", strconv.Itoa(c.cfg.Partitions)}, c.cfg.BrokerArgs...)
+	p, err := c.spawn("broker", args...)
 	if err != nil {
 		return err
 	}
@@ -169,6 +170,7 @@ func (c *cluster) startAgent(a *agent) error {
 	if join != "" {
 		args = append(args, "--join", join)
 	}
+	args = append(args, c.cfg.AgentArgs...)
 	p, err := c.spawn(a.id, args...)
 	if err != nil {
 		return err

@@ -34,6 +34,11 @@ type Config struct {
 	// the records duplicated (resp. lost) instead of failing on them.
 	Semantics string
 	Logf      func(format string, args ...any)
+	// KafkaOpts are the franz-go options (TLS, SASL) of the run's own
+	// clients; AgentArgs and BrokerArgs are the matching flags given to
+	// every agent and to the broker.
+	KafkaOpts             []kgo.Opt
+	AgentArgs, BrokerArgs []string
 }
 
 // Validate checks the configuration.
@@ -167,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer watch.stop()
 
 	// The producer: a seeded workload at a steady rate.
-	prod, err := newProducer(c.broker, cfg.Topic, cfg.Seed)
+	prod, err := newProducer(c.broker, cfg.Topic, cfg.Seed, cfg.KafkaOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -345,7 +350,7 @@ func (c *cluster) settle(ctx context.Context, timeout time.Duration) (bool, map[
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
-		ends, err := endOffsets(ctx, c.broker, c.cfg.Topic)
+		ends, err := endOffsets(ctx, c.broker, c.cfg.Topic, c.cfg.KafkaOpts...)
 		if err != nil {
 			last = err
 		} else {
@@ -380,7 +385,7 @@ func (c *cluster) settle(ctx context.Context, timeout time.Duration) (bool, map[
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-	ends, _ := endOffsets(ctx, c.broker, c.cfg.Topic)
+	ends, _ := endOffsets(ctx, c.broker, c.cfg.Topic, c.cfg.KafkaOpts...)
 	return false, ends, last
 }
 
@@ -393,9 +398,9 @@ type producer struct {
 	last error
 }
 
-func newProducer(broker, topic string, seed uint64) (*producer, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(5*time.Millisecond),
-		kgo.RecordDeliveryTimeout(2*time.Minute))
+func newProducer(broker, topic string, seed uint64, kopts []kgo.Opt) (*producer, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(broker), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(5 * time.Millisecond),
+		kgo.RecordDeliveryTimeout(2 * time.Minute)}, kopts...)...)
 	if err != nil {
 		return nil, err
 	}

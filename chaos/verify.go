@@ -18,8 +18,8 @@ import (
 	"github.com/wardenhq/warden/fsm"
 )
 
-func endOffsets(ctx context.Context, broker, topic string) (map[int32]int64, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
+func endOffsets(ctx context.Context, broker, topic string, kopts ...kgo.Opt) (map[int32]int64, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(broker)}, kopts...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -40,8 +40,8 @@ func endOffsets(ctx context.Context, broker, topic string) (map[int32]int64, err
 
 // readTopic reads every record below the end offsets, per partition in
 // offset order.
-func readTopic(ctx context.Context, broker, topic string, ends map[int32]int64, committed bool) (map[int32][]*kgo.Record, error) {
-	opts := []kgo.Opt{kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
+func readTopic(ctx context.Context, broker, topic string, ends map[int32]int64, committed bool, kopts []kgo.Opt) (map[int32][]*kgo.Record, error) {
+	opts := append([]kgo.Opt{kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, kopts...)
 	if committed {
 		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}
@@ -90,12 +90,12 @@ func (c *cluster) verify(ctx context.Context, rep *Report) []Check {
 	add := func(name string, ok bool, detail string, args ...any) {
 		checks = append(checks, Check{Name: name, OK: ok, Detail: fmt.Sprintf(detail, args...)})
 	}
-	ends, err := endOffsets(ctx, c.broker, c.cfg.Topic)
+	ends, err := endOffsets(ctx, c.broker, c.cfg.Topic, c.cfg.KafkaOpts...)
 	if err != nil {
 		add("read back the topic", false, "%v", err)
 		return checks
 	}
-	recs, err := readTopic(ctx, c.broker, c.cfg.Topic, ends, false)
+	recs, err := readTopic(ctx, c.broker, c.cfg.Topic, ends, false, c.cfg.KafkaOpts)
 	if err != nil {
 		add("read back the topic", false, "%v", err)
 		return checks
@@ -261,9 +261,9 @@ func (c *cluster) verify(ctx context.Context, rep *Report) []Check {
 	var dups []string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		aends, err := endOffsets(ctx, c.broker, c.cfg.Topic+".alerts")
+		aends, err := endOffsets(ctx, c.broker, c.cfg.Topic+".alerts", c.cfg.KafkaOpts...)
 		if err == nil {
-			rs, _ := readTopic(ctx, c.broker, c.cfg.Topic+".alerts", aends, true)
+			rs, _ := readTopic(ctx, c.broker, c.cfg.Topic+".alerts", aends, true, c.cfg.KafkaOpts)
 			inTopic, dups = nil, nil
 			count := map[string]int{}
 			for _, list := range rs {

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"sort"
@@ -14,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/wardenhq/warden/fsm"
+	"github.com/wardenhq/warden/internal/kafkaopt"
 	"github.com/wardenhq/warden/partitioner"
 )
 
@@ -266,7 +268,11 @@ func (k *kafkaStatus) endOffsets() (map[int32]int64, bool) {
 }
 
 // watchKafka polls the topic's metadata and end offsets once a second, with
-// backoff and one log line per change of reachability while it cannot.
+// backoff and one log line per change of what is wrong while it cannot.
+// Besides reachability it checks the topic against the FSM (checkTopic):
+// a topic that is missing, has fewer partitions than the cluster has
+// offsets for, or ends below a committed offset is reported, never
+// followed, so the committed offsets are never silently reset.
 func (n *Node) watchKafka() {
 	lg := n.log.With("subsystem", "kafka")
 	delay := time.Second
@@ -274,6 +280,15 @@ func (n *Node) watchKafka() {
 	for {
 		ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
 		ends, err := n.admin.ListEndOffsets(ctx, n.cfg.Topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		faulty := false
+		if err == nil || errors.Is(err, kerr.UnknownTopicOrPartition) {
+			if terr := checkTopic(n.cfg.Topic, ends, n.State()); terr != nil {
+				err, faulty = terr, true
+			}
+		}
 		if err == nil && !dlqReady {
 			dlqReady = n.ensureTopic(ctx, lg, n.cfg.DLQTopic)
 		}
@@ -281,18 +296,22 @@ func (n *Node) watchKafka() {
 			alertsReady = n.ensureTopic(ctx, lg, n.cfg.AlertsTopic)
 		}
 		cancel()
-		if err == nil {
-			err = ends.Error()
-		}
 		n.kafkaStat.mu.Lock()
 		was := n.kafkaStat.reachable
 		if err != nil {
+			err = kafkaopt.Explain(err)
 			n.kafkaStat.reachable = false
-			n.kafkaStat.lastErr = err.Error()
-			if was || n.kafkaStat.updated.IsZero() {
-				lg.Warn("cannot read the topic from Kafka; retrying with backoff", "topic", n.cfg.Topic, "brokers", n.cfg.Brokers, "err", err)
-				n.kafkaStat.updated = time.Now()
+			if msg := err.Error(); was || msg != n.kafkaStat.lastErr {
+				switch {
+				case faulty:
+					lg.Error("the input topic cannot be read safely; not ready until it can", "topic", n.cfg.Topic, "err", err)
+				case ctx.Err() != nil && n.ctx.Err() != nil:
+				default:
+					lg.Warn("cannot read the topic from Kafka; retrying with backoff", "topic", n.cfg.Topic, "brokers", n.cfg.Brokers, "err", err)
+				}
+				n.kafkaStat.lastErr = msg
 			}
+			n.kafkaStat.updated = time.Now()
 			delay = min(delay*2, 10*time.Second)
 		} else {
 			m := map[int32]int64{}
@@ -320,6 +339,58 @@ func (n *Node) watchKafka() {
 		case <-time.After(delay):
 		}
 	}
+}
+
+// Topic faults: what Kafka says about the input topic contradicts the
+// offsets the cluster has committed. Following Kafka would reset them.
+var (
+	ErrTopicMissing     = errors.New("node: input topic missing")
+	ErrTopicShrunk      = errors.New("node: input topic has fewer partitions than the cluster knows")
+	ErrTopicBelowCommit = errors.New("node: input topic ends below a committed offset")
+)
+
+// topicError is a topic fault: its message says what to do, errors.Is
+// finds its kind.
+type topicError struct {
+	kind error
+	msg  string
+}
+
+func (e *topicError) Error() string { return e.msg }
+func (e *topicError) Unwrap() error { return e.kind }
+
+func topicFault(kind error, format string, a ...any) error {
+	return &topicError{kind: kind, msg: fmt.Sprintf(format, a...)}
+}
+
+// checkTopic compares the topic's end offsets with the cluster's state.
+func checkTopic(topic string, ends kadm.ListedOffsets, s *fsm.State) error {
+	var count int32
+	endOf := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil && o.Partition >= 0 {
+			endOf[o.Partition] = o.Offset
+			count = max(count, o.Partition+1)
+		}
+	})
+	known := int32(len(s.Partitions))
+	switch {
+	case count == 0 && known > 0:
+		return topicFault(ErrTopicMissing, "topic %q does not exist in Kafka, but the cluster has committed offsets for its %d partitions: it was deleted; recreate it with at least %d partitions, or check the topic name (the committed offsets are kept, not reset)",
+			topic, known, known)
+	case count == 0:
+		return topicFault(ErrTopicMissing, "topic %q does not exist in Kafka: create it, or check the topic name", topic)
+	case count < known:
+		return topicFault(ErrTopicShrunk, "topic %q has %d partitions in Kafka, but the cluster has committed offsets for %d; Kafka never removes partitions, so the topic was recreated: give it at least %d partitions (the committed offsets are kept, not reset)",
+			topic, count, known, known)
+	}
+	for _, p := range s.Partitions {
+		if end, ok := endOf[p.Partition]; ok && end < p.Committed {
+			return topicFault(ErrTopicBelowCommit, "partition %d of topic %q ends at offset %d, below the committed offset %d: the topic was recreated or truncated (the committed offsets are kept, not reset)",
+				p.Partition, topic, end, p.Committed)
+		}
+	}
+	return nil
 }
 
 // ensureTopic creates a one-partition topic (dead letters, alerts) if it

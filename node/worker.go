@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/wardenhq/warden/accesslog"
@@ -114,6 +115,10 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 			return min(100*time.Millisecond<<min(tries, 4), time.Second)
 		}),
 		kgo.MetadataMinAge(250 * time.Millisecond),
+		// Never jump silently: an offset out of range (records deleted by
+		// retention, a recreated topic) stops the worker, and its
+		// successor records the loss or the node reports the topic.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 		// The client produces only dead letters, which must not hold
 		// the partition up (sendDeadLetters).
 		kgo.RecordDeliveryTimeout(deadLetterTimeout),
@@ -210,11 +215,24 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 			pctx, cancel := context.WithDeadline(wctx, deadline)
 			fs := cl.PollRecords(pctx, batchCap-len(recs))
 			cancel()
+			outOfRange := false
 			fs.EachError(func(_ string, _ int32, err error) {
+				if errors.Is(err, kerr.OffsetOutOfRange) {
+					outOfRange = true
+					return
+				}
 				if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 					lg.Warn("fetch error", "err", err)
 				}
 			})
+			if outOfRange {
+				lg.Info("offset out of range; re-reading where the partition starts", "from", from)
+				select {
+				case <-wctx.Done():
+				case <-time.After(500 * time.Millisecond):
+				}
+				return limit
+			}
 			fs.EachRecord(func(r *kgo.Record) {
 				if r.Partition == p.Partition && r.Offset >= from {
 					recs = append(recs, r)

@@ -15,6 +15,7 @@ import (
 	"github.com/wardenhq/warden/broker"
 	"github.com/wardenhq/warden/fsm"
 	"github.com/wardenhq/warden/internal/config"
+	"github.com/wardenhq/warden/internal/kafkaopt"
 	"github.com/wardenhq/warden/node"
 	"github.com/wardenhq/warden/transport"
 )
@@ -55,7 +56,8 @@ func newBrokerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			lg.Info("broker serving", "addr", b.Addr(), "data_dir", cfg.DataDir, "topics", cfg.Topics, "partitions", cfg.Partitions)
+			lg.Info("broker serving", "addr", b.Addr(), "data_dir", cfg.DataDir, "topics", cfg.Topics, "partitions", cfg.Partitions,
+				"tls", cfg.TLSCert != "", "client_certs", cfg.TLSClientCA != "", "sasl", saslSummary(cfg))
 			<-ctx.Done()
 			lg.Info("broker stopping")
 			return b.Close()
@@ -68,9 +70,24 @@ func newBrokerCmd() *cobra.Command {
 	fs.IntVar(&o.partitions, "partitions", 12, "partitions of each created topic (an existing topic grows to this, never shrinks)")
 	fs.BoolVar(&o.cfg.SyncWrites, "sync-writes", false, "fsync every produced batch (slower, survives power loss)")
 	fs.StringVar(&o.level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.cfg.TLSCert, "tls-cert", "", "PEM certificate: serve Kafka over TLS only (with --tls-key)")
+	fs.StringVar(&o.cfg.TLSKey, "tls-key", "", "PEM key of --tls-cert")
+	fs.StringVar(&o.cfg.TLSClientCA, "tls-client-ca", "", "PEM CA: with TLS, require every client to present a certificate it signed")
+	fs.StringVar(&o.cfg.SASLMechanism, "sasl-mechanism", o.cfg.SASLMechanism, "SASL mechanism required of clients with --sasl-user: "+strings.Join(kafkaopt.Mechanisms, ", "))
+	fs.StringVar(&o.cfg.SASLUser, "sasl-user", "", "require SASL: the one user clients authenticate as (with --sasl-password)")
+	fs.StringVar(&o.cfg.SASLPassword, "sasl-password", "", "password of --sasl-user ($WARDEN_SASL_PASSWORD)")
+	config.MarkSecret(fs, "sasl-password")
 	o.printConfig = addConfigFlags(fs)
 	brokerOf[c] = o
 	return c
+}
+
+// saslSummary says what SASL the broker requires, for its start line.
+func saslSummary(cfg broker.Config) string {
+	if cfg.SASLUser == "" {
+		return "none"
+	}
+	return strings.ToLower(cfg.SASLMechanism) + " user " + cfg.SASLUser
 }
 
 // The flags behind each command built, for 'warden config check'.
@@ -100,6 +117,7 @@ type agentFlags struct {
 	tlsCA, gossipKey   string
 	clusterKey         string
 	rulesFile, level   string
+	kafka              kafkaFlags
 	printConfig        *bool
 }
 
@@ -191,6 +209,7 @@ the cluster together; later ones --join any member.`,
 	fs.StringVar(&cfg.HTTPTLSKey, "http-tls-key", "", "PEM key for --http-tls-cert")
 	fs.IntVar(&cfg.HTTPMaxConns, "http-max-conns", cfg.HTTPMaxConns, "most simultaneous HTTP connections (0: no cap)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ (admin token only)")
+	o.kafka.add(fs)
 	for _, s := range []string{"admin-token", "bouncer-keys", "gossip-key", "http-token", "cluster-key"} {
 		config.MarkSecret(fs, s)
 	}
@@ -228,6 +247,9 @@ func (o *agentFlags) build() (node.Config, error) {
 		if cfg.TLS, err = transport.LoadTLS(o.tlsCert, o.tlsKey, o.tlsCA); err != nil {
 			return cfg, err
 		}
+	}
+	if cfg.KafkaOpts, err = o.kafka.options(func(w string) { lg.Warn(w) }); err != nil {
+		return cfg, err
 	}
 	return cfg, cfg.Validate()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wardenhq/warden/chaos"
+	"github.com/wardenhq/warden/transport"
 )
 
 func newChaosCmd() *cobra.Command {
@@ -39,6 +40,7 @@ times, throughput and a verdict. Exit status 1 on any violation.`,
 	fs.StringVar(&o.reportDir, "report", "", "directory for the JSON report, node logs and data (default: a temporary directory, kept)")
 	fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
 	fs.StringVar(&o.semantics, "semantics", "exactly-once", "the agents' --semantics: exactly-once, or at-least-once / at-most-once, whose duplicated / lost records the checker counts (report fields lost_records and duplicated_records) instead of failing on them")
+	o.kafka.add(fs)
 	return c
 }
 
@@ -48,6 +50,7 @@ type chaosFlags struct {
 	seed                             uint64
 	faults, reportDir, semantics     string
 	asJSON                           bool
+	kafka                            kafkaFlags
 }
 
 func (o *chaosFlags) run() error {
@@ -66,6 +69,9 @@ func (o *chaosFlags) run() error {
 			fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05.0"), fmt.Sprintf(f, a...))
 		}
 	}
+	if k := o.kafka.cfg; k.CAFile != "" || k.CertFile != "" || k.KeyFile != "" || k.ServerName != "" {
+		return fmt.Errorf("--kafka-tls-ca, --kafka-tls-cert, --kafka-tls-key and --kafka-tls-server-name do not apply: chaos starts its own broker and makes its certificates; give --kafka-tls alone")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := chaos.Config{Bin: bin, Nodes: *nodes, Partitions: *partitions, Duration: *duration, Records: *records,
@@ -82,6 +88,9 @@ func (o *chaosFlags) run() error {
 		return fmt.Errorf("--report: %w", err)
 	}
 	cfg.Dir = dir
+	if err := o.secureKafka(&cfg, logf); err != nil {
+		return err
+	}
 	if !*asJSON {
 		fmt.Fprintf(os.Stderr, "fault schedule (seed %d):\n", *seed)
 		for _, st := range chaos.Schedule(*seed, kinds, *duration, *every) {
@@ -104,5 +113,50 @@ func (o *chaosFlags) run() error {
 	if !rep.OK() {
 		return errViolation
 	}
+	return nil
+}
+
+// secureKafka makes the run's broker require what the --kafka-* flags ask
+// for (TLS with a certificate from a CA made for the run, SASL with the
+// given user) and gives the agents and the run's own clients the matching
+// settings.
+func (o *chaosFlags) secureKafka(cfg *chaos.Config, logf func(string, ...any)) error {
+	k := &o.kafka
+	if !k.cfg.Enabled() {
+		return nil
+	}
+	if _, err := k.options(func(string) {}); err != nil {
+		return err
+	}
+	if k.cfg.TLSEnabled() {
+		dir := filepath.Join(cfg.Dir, "tls")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		pki, err := transport.NewTestPKI(dir)
+		if err != nil {
+			return fmt.Errorf("chaos: make the broker's certificate: %w", err)
+		}
+		cert, key, err := pki.Issue("broker")
+		if err != nil {
+			return fmt.Errorf("chaos: make the broker's certificate: %w", err)
+		}
+		cfg.BrokerArgs = append(cfg.BrokerArgs, "--tls-cert", cert, "--tls-key", key)
+		if !k.cfg.InsecureSkipVerify {
+			k.cfg.CAFile = pki.CAFile
+		}
+	}
+	pwFile := filepath.Join(cfg.Dir, "kafka-password")
+	if k.cfg.Password != "" {
+		if err := os.WriteFile(pwFile, []byte(k.cfg.Password), 0o600); err != nil {
+			return err
+		}
+		cfg.BrokerArgs = append(cfg.BrokerArgs, "--sasl-mechanism", k.cfg.Mechanism(), "--sasl-user", k.cfg.User, "--sasl-password-file", pwFile)
+	}
+	opts, err := k.options(func(w string) { logf("WARNING: %s", w) })
+	if err != nil {
+		return err
+	}
+	cfg.KafkaOpts, cfg.AgentArgs = opts, k.args(pwFile)
 	return nil
 }
