@@ -32,7 +32,7 @@ test: build
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m ./e2e
 
 ## test-unit: the unit tier (no processes of our own started, no fuzzing, no race detector).
-UNIT_PKGS := ./accesslog ./analytics ./backpressure ./dashboard ./detect ./chaos ./fsm ./transport ./partitioner ./broker ./workload ./internal/... ./cmd/...
+UNIT_PKGS := ./accesslog ./analytics ./backpressure ./dashboard ./detect ./shipper ./chaos ./fsm ./transport ./partitioner ./broker ./workload ./internal/... ./cmd/...
 test-unit:
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 10m $(UNIT_PKGS)

@@ -277,7 +277,7 @@ func (s *Syslog) ship(k *Keyer, raw []byte) {
 			s.m.err("produce")
 			s.errMu.Lock()
 			if s.err == nil {
-				s.err = fmt.Errorf("Kafka refused a syslog line: %w", err)
+				s.err = fmt.Errorf("a syslog line refused by Kafka: %w", err)
 				s.lg.Error("Kafka refused a syslog line", "err", err)
 			}
 			s.errMu.Unlock()
