@@ -895,7 +895,7 @@ func (f *Follower) acked(t *tracker, fit, sit *mitem, seq uint64, floors map[int
 	defer f.mu.Unlock()
 	if err != nil {
 		if f.fatal == nil && !(errors.Is(err, context.Canceled) && f.pctx.Err() != nil) {
-			f.fatal = fmt.Errorf("Kafka refused a line of %s: %w", t.path, err)
+			f.fatal = fmt.Errorf("kafka: refused a line of %s: %w", t.path, err)
 			f.m.err("produce")
 		}
 		return

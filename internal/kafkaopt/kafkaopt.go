@@ -247,11 +247,11 @@ func Explain(err error) error {
 	)
 	switch {
 	case errors.Is(err, kerr.SaslAuthenticationFailed):
-		return fmt.Errorf("Kafka refused the SASL credentials (check the user, the password and the mechanism): %w", err)
+		return fmt.Errorf("kafka: refused the SASL credentials (check the user, the password and the mechanism): %w", err)
 	case errors.Is(err, kerr.UnsupportedSaslMechanism):
-		return fmt.Errorf("Kafka does not offer this SASL mechanism (check the mechanism): %w", err)
+		return fmt.Errorf("kafka: does not offer this SASL mechanism (check the mechanism): %w", err)
 	case errors.Is(err, kerr.IllegalSaslState):
-		return fmt.Errorf("Kafka requires SASL authentication (give a mechanism, user and password): %w", err)
+		return fmt.Errorf("kafka: requires SASL authentication (give a mechanism, user and password): %w", err)
 	case errors.As(err, &unknownAuth):
 		return fmt.Errorf("the Kafka broker's certificate is not signed by a trusted authority (give its CA): %w", err)
 	case errors.As(err, &hostname):
