@@ -26,10 +26,15 @@ type Decision struct {
 	Created int64 `json:"created"`
 	Until   int64 `json:"until"`
 	Deleted bool  `json:"deleted,omitempty"`
+	// Simulated: what would have been decided; never in force, so no
+	// bouncer or blocklist gets it.
+	Simulated bool `json:"simulated,omitempty"`
 }
 
 // Active reports whether d is in force at now.
-func (d *Decision) Active(now time.Time) bool { return !d.Deleted && d.Until > now.UnixNano() }
+func (d *Decision) Active(now time.Time) bool {
+	return !d.Deleted && !d.Simulated && d.Until > now.UnixNano()
+}
 
 // BookConfig is the decision policy.
 type BookConfig struct {
@@ -43,6 +48,9 @@ type BookConfig struct {
 	// the alerts topic (0: DefaultMaxUnpublished); past it the oldest
 	// unpublished ones are dropped and counted in UnpublishedDropped.
 	MaxUnpublished int `json:"max_unpublished,omitempty"`
+	// Simulate marks every decision from an alert simulated (see
+	// Decision.Simulated): alerts as usual, no ban enforced.
+	Simulate bool `json:"simulate,omitempty"`
 }
 
 // DefaultMaxUnpublished is how many alerts wait for the alerts topic by
@@ -153,9 +161,10 @@ func (b *Book) Allowed(ip string) bool {
 func (b *Book) AddAlert(a Alert, s *Scenario) *Decision {
 	a.Seq = b.NextSeq
 	b.NextSeq++
+	a.Scope, a.Simulated = alertScope(a.SourceIP), b.Config.Simulate || s != nil && s.Simulate
 	b.Alerts = append(b.Alerts, a)
 	b.trim()
-	if s == nil || b.Allowed(a.SourceIP) {
+	if s == nil || b.Allowed(a.SourceIP) || a.Scope == ScopeRange && b.allowedRange(a.SourceIP) {
 		return nil
 	}
 	t := a.Time
@@ -172,10 +181,15 @@ func (b *Book) AddAlert(a Alert, s *Scenario) *Decision {
 	if maxBan, err := time.ParseDuration(b.Config.MaxBan); err == nil && maxBan > 0 && ban > maxBan {
 		ban = maxBan
 	}
-	b.Offenders[a.SourceIP] = append(recent, t)
+	if !a.Simulated { // a simulation leaves no history to lengthen real bans
+		b.Offenders[a.SourceIP] = append(recent, t)
+	}
 	scope := "Ip"
+	if a.Scope == ScopeRange {
+		scope = "Range"
+	}
 	d := &Decision{ID: b.NextID, Origin: "warden", Type: s.Decision, Scope: scope, Value: a.SourceIP, Scenario: s.Name,
-		AlertID: a.ID, Created: t, Until: t + int64(ban)}
+		AlertID: a.ID, Created: t, Until: t + int64(ban), Simulated: a.Simulated}
 	b.NextID++
 	b.Decisions[d.ID] = d
 	if t >= b.PrunedAt+int64(pruneEvery) {
@@ -355,7 +369,7 @@ func (d Decision) View(now time.Time) DecisionView {
 	}
 	return DecisionView{ID: d.ID, Origin: d.Origin, Type: d.Type, Scope: d.Scope, Value: d.Value, Scenario: d.Scenario,
 		Duration: left.Round(time.Second).String(), Until: time.Unix(0, d.Until).UTC().Format(time.RFC3339),
-		AlertID: d.AlertID, Reason: d.Reason, Active: d.Active(now)}
+		AlertID: d.AlertID, Reason: d.Reason, Active: d.Active(now), Simulated: d.Simulated}
 }
 
 // DecisionViews renders ds at now.

@@ -26,13 +26,15 @@ type hubCase struct {
 	} `json:"expected_alerts"`
 }
 
-// hubNames fixes the scenario names CrowdSec's expected results spell
-// differently from the scenario files (typos, an author's own copy).
+// hubNames maps the names a case uses for a scenario (its file name in
+// config.yaml, a typo in an expected result, an author's own copy) to the
+// name the scenario declares, which Warden's alerts carry. CrowdSec's SQLi
+// and XSS scenarios really are named with "probbing".
 var hubNames = map[string]string{
-	"crowdsecurity/http-sqli-probbing-detection": "crowdsecurity/http-sqli-probing",
-	"crowdsecurity/http-xss-probbing":            "crowdsecurity/http-xss-probing",
-	"crowdsecurity/http-dos-swithcing-ua":        "crowdsecurity/http-dos-switching-ua",
-	"LePresidente/http-generic-401-bf":           "crowdsecurity/http-generic-bf",
+	"crowdsecurity/http-sqli-probing":     "crowdsecurity/http-sqli-probbing-detection",
+	"crowdsecurity/http-xss-probing":      "crowdsecurity/http-xss-probbing",
+	"crowdsecurity/http-dos-swithcing-ua": "crowdsecurity/http-dos-switching-ua",
+	"LePresidente/http-generic-401-bf":    "crowdsecurity/http-generic-bf",
 }
 
 func hubClass(name string) string {

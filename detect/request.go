@@ -11,8 +11,15 @@ import (
 // fields computed at most once.
 type request struct {
 	e                                       *accesslog.Entry
-	have                                    uint8
+	have                                    uint16
 	path, query, uri, ua, referer, raw, all string
+	injP, injU                              string
+	// done says which analyses (inject.go) have run; their results follow.
+	done                   uint8
+	sqliOK, xssOK, log4jOK bool
+	sqliF, xssF, log4jF    Finding
+	// rangeKey is the client's network, for range scopes.
+	rangeKey string
 	// multi is the rules' substring index; hits the scenarios found in
 	// each field scanned so far (bit f of scanned).
 	multi   []*multi
@@ -28,10 +35,19 @@ const (
 	hReferer
 	hRaw
 	hAll
+	hInjPath
+	hInjUA
+	hRange
+)
+
+const (
+	doneSQLi = 1 << iota
+	doneXSS
+	doneLog4j
 )
 
 func (r *request) reset(e *accesslog.Entry, rs *Rules) {
-	r.e, r.have, r.multi, r.scanned = e, 0, rs.multi, 0
+	r.e, r.have, r.multi, r.scanned, r.done = e, 0, rs.multi, 0, 0
 	r.hits = [numFields]scenarioSet{}
 }
 
@@ -100,8 +116,19 @@ func (r *request) distinct(field string) string {
 		return r.Path()
 	case "uri":
 		return r.URI()
+	case "ip":
+		return string(r.e.Client)
 	}
 	return string(r.e.UserAgent)
+}
+
+// Range is the client's network (RangeBitsV4, RangeBitsV6) as a CIDR, or
+// "" for a client that is not an address.
+func (r *request) Range() string {
+	if r.have&hRange == 0 {
+		r.rangeKey, r.have = RangeOf(string(r.e.Client)), r.have|hRange
+	}
+	return r.rangeKey
 }
 
 // anyMatch reports whether no regexps are given or one of them matches
@@ -188,6 +215,27 @@ func (s *Scenario) matches(r *request) bool {
 		return false
 	}
 	if !anyMatch(s.pathRe, r.Path) || !anyMatch(s.uriRe, r.URI) || !anyMatch(s.queryRe, r.Query) || !anyMatch(s.anyRe, r.All) {
+		return false
+	}
+	if s.noReferer && len(e.Referer) > 0 && string(e.Referer) != "-" {
+		return false
+	}
+	if s.log4shell {
+		if _, ok := r.log4shell(); !ok {
+			return false
+		}
+	}
+	if s.sqli {
+		if _, ok := r.sqli(); !ok {
+			return false
+		}
+	}
+	if s.xss {
+		if _, ok := r.xss(); !ok {
+			return false
+		}
+	}
+	if s.Scope == ScopeRange && r.Range() == "" {
 		return false
 	}
 	return true
