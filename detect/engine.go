@@ -201,7 +201,7 @@ func (r *Rules) Evaluate(e *accesslog.Entry, line []byte, offset int64, ev *Even
 	r.match(&req, func(i int, s *Scenario) {
 		m := Match{Scenario: i}
 		if s.Distinct != "" {
-			m.Key = xxhash.Sum64String(req.distinct(s.Distinct))
+			m.Key = req.distinctKey(s.Distinct)
 		}
 		switch {
 		case s.Scope == ScopeRange:

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"bytes"
 	"html"
 	"regexp"
 	"strings"
@@ -26,6 +27,8 @@ type Finding struct {
 	Where string // "query parameter id", "path", "user agent", "referer"
 	// Why is libinjection's SQL fingerprint, or the rule that matched.
 	Why string
+	// Value is the decoded input that holds it.
+	Value string
 }
 
 // sqliBytes are the bytes an SQL injection in a value needs at least one
@@ -125,13 +128,13 @@ var sqlSignatures = regexp.MustCompile(`waitfor\s+(delay|time)\s+['"]\d|` +
 // isSQLi reports whether value is an SQL injection, with libinjection's
 // fingerprint or the signature that matched.
 func isSQLi(value string) (bool, string) {
-	if ok, fp := libinjection.IsSQLi(value); ok {
+	low := strings.ToLower(value)
+	if ok, fp := libinjection.IsSQLi(value); ok && !prose(low) {
 		return true, "libinjection fingerprint " + fp
 	}
-	low := strings.ToLower(value)
 	if strings.Contains(low, "/*") {
 		low = stripComments(low)
-		if ok, fp := libinjection.IsSQLi(low); ok {
+		if ok, fp := libinjection.IsSQLi(low); ok && !prose(low) {
 			return true, "libinjection fingerprint " + fp + " (comments removed)"
 		}
 	}
@@ -140,6 +143,53 @@ func isSQLi(value string) (bool, string) {
 	}
 	return false, ""
 }
+
+// prose reports whether a lower-case value libinjection takes for SQL reads
+// as words someone typed: two or more words of three letters or more that
+// are not SQL, and none of the syntax an injection cannot do without (a
+// comment, a ';', an '=', a call, @@, 0x). libinjection reads "case (black)
+// for grinder" as CASE (n) n and "is 'or' better than 'and'" as a string
+// tautology; a search box gets such text all day.
+func prose(low string) bool {
+	if strings.Contains(low, "--") || strings.ContainsAny(low, "#;=") || strings.Contains(low, "/*") ||
+		strings.Contains(low, "@@") || strings.Contains(low, "0x") {
+		return false
+	}
+	words := 0
+	for i := 0; i < len(low); {
+		c := low[i]
+		if c < 'a' || c > 'z' {
+			if c == '(' && i > 0 && (low[i-1] >= 'a' && low[i-1] <= 'z' || low[i-1] >= '0' && low[i-1] <= '9' || low[i-1] == '_') {
+				return false // a call: name(
+			}
+			i++
+			continue
+		}
+		j := i
+		for j < len(low) && (low[j] >= 'a' && low[j] <= 'z' || low[j] >= '0' && low[j] <= '9' || low[j] == '_') {
+			j++
+		}
+		w := low[i:j]
+		if len(w) >= 3 && !sqlWords[w] && strings.IndexFunc(w, func(r rune) bool { return r < 'a' || r > 'z' }) < 0 {
+			words++
+		}
+		i = j
+	}
+	return words >= 2
+}
+
+// sqlWords are the SQL keywords and functions injections are made of.
+var sqlWords = func() map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(`select union from where and not null order group having limit offset insert update
+		delete drop table tables into values like rlike regexp case when then else end exec execute sleep benchmark waitfor
+		delay version concat char chr substring substr ascii all distinct true false cast convert load_file outfile dumpfile
+		information_schema schema database user current_user system_user column columns declare varchar nvarchar count
+		extractvalue updatexml elt ord mid hex unhex xor div mod procedure analyse pg_sleep dbms_pipe receive_message`) {
+		m[w] = true
+	}
+	return m
+}()
 
 // xssExec are the bytes of script that runs: a call, an assignment, a
 // template literal. A tag alone ("how to write <script> tags" in a search
@@ -176,86 +226,181 @@ func isXSS(value string) (bool, string) {
 }
 
 // params calls fn with the name and value of each parameter of a raw query
-// string, each normalised on its own (an escaped '&' inside a value stays
-// in the value); it stops when fn returns true.
-func params(raw string, fn func(name, value string) bool) {
-	for raw != "" {
-		var part string
-		part, raw, _ = strings.Cut(raw, "&")
-		if part == "" {
+// string (an escaped '&' inside a value stays in the value); it stops when
+// fn returns true.
+func params(raw []byte, fn func(name, value []byte) bool) {
+	for len(raw) > 0 {
+		part := raw
+		if i := bytes.IndexByte(raw, '&'); i >= 0 {
+			part, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if len(part) == 0 {
 			continue
 		}
-		name, value, _ := strings.Cut(part, "=")
+		name, value := part, []byte(nil)
+		if i := bytes.IndexByte(part, '='); i >= 0 {
+			name, value = part[:i], part[i+1:]
+		}
 		if fn(name, value) {
 			return
 		}
 	}
 }
 
-// injection runs the analysis of kind ("sqli" or "xss") on the request and
-// returns the first finding.
-func (r *request) injection(kind string) (Finding, bool) {
+// worthAsking reports whether a raw value may hold an injection once
+// decoded: it holds an escape, a '+', or a byte of set (or, for a script
+// URL, a ':').
+func worthAsking(raw []byte, set *[256]bool, colon bool) bool {
+	for _, c := range raw {
+		if set[c] || c == '%' || c == '+' || colon && c == ':' {
+			return true
+		}
+	}
+	return false
+}
+
+// inject runs both analyses on the request, each input decoded once, and
+// keeps the first finding of each.
+func (r *request) inject() {
+	if r.done&doneInject != 0 {
+		return
+	}
+	r.done |= doneInject
 	e := r.e
-	check := isSQLi
-	valueBytes, pathBytes, headerBytes := &sqliBytes, &pathSQLiBytes, &headerSQLiBytes
-	if kind == "xss" {
-		check, valueBytes, pathBytes, headerBytes = isXSS, &xssBytes, &xssBytes, &xssBytes
+	r.injectQuery("query", e.Query)
+	if r.sqliOK && r.xssOK {
+		return
 	}
-	var f Finding
-	found := false
-	inQuery := func(where string, raw string) {
-		params(raw, func(name, value string) bool {
-			for _, t := range [2]struct{ where, raw string }{{"parameter " + name, value}, {"parameter name", name}} {
-				if t.raw == "" {
-					continue
-				}
-				v := normalise(t.raw, true)
-				if !hasAny(v, valueBytes) && !(kind == "xss" && strings.IndexByte(v, ':') >= 0) {
-					continue
-				}
-				if ok, why := check(v); ok {
-					f, found = Finding{Kind: kind, Where: where + " " + clip(t.where, 40), Why: why}, true
-					return true
-				}
+	var seen uint8
+	for _, c := range e.Path {
+		seen |= headerClass[c]
+	}
+	if seen&(clPathSQLi|clXSS|clEsc) != 0 {
+		r.checkValue(strings.TrimLeft(r.injPath(), "/"), "path", &pathSQLiBytes)
+	}
+	if r.sqliOK && r.xssOK {
+		return
+	}
+	seen = 0
+	for _, c := range e.UserAgent {
+		seen |= headerClass[c]
+	}
+	if seen&(clHdrSQLi|clXSS|clEsc) != 0 || seen&clComment != 0 &&
+		(bytes.Contains(e.UserAgent, []byte("--")) || bytes.Contains(e.UserAgent, []byte("/*"))) {
+		ua := r.injUA()
+		if !r.sqliOK && (hasAny(ua, &headerSQLiBytes) || strings.Contains(ua, "--") || strings.Contains(ua, "/*")) {
+			if ok, why := isSQLi(ua); ok {
+				r.sqliF, r.sqliOK = Finding{Kind: "sqli", Where: "user agent", Why: why, Value: ua}, true
 			}
+		}
+		if !r.xssOK {
+			if ok, why := isXSS(ua); ok {
+				r.xssF, r.xssOK = Finding{Kind: "xss", Where: "user agent", Why: why, Value: ua}, true
+			}
+		}
+	}
+	ref := e.Referer
+	if len(ref) == 0 || len(ref) == 1 && ref[0] == '-' {
+		return
+	}
+	if hasPrefixFoldBytes(ref, "http://") || hasPrefixFoldBytes(ref, "https://") {
+		if i := bytes.IndexByte(ref, '?'); i >= 0 {
+			r.injectQuery("referer", ref[i+1:])
+		}
+		return
+	}
+	if worthAsking(ref, &sqliBytes, true) {
+		r.checkValue(normalise(string(ref), true), "referer", &sqliBytes)
+	}
+}
+
+// checkValue runs the analyses still without a finding on one decoded
+// value (SQL only if it holds a byte of sqlSet).
+func (r *request) checkValue(v, where string, sqlSet *[256]bool) {
+	if !r.sqliOK && hasAny(v, sqlSet) {
+		if ok, why := isSQLi(v); ok {
+			r.sqliF, r.sqliOK = Finding{Kind: "sqli", Where: where, Why: why, Value: v}, true
+		}
+	}
+	if !r.xssOK && (hasAny(v, &xssBytes) || strings.IndexByte(v, ':') >= 0) {
+		if ok, why := isXSS(v); ok {
+			r.xssF, r.xssOK = Finding{Kind: "xss", Where: where, Why: why, Value: v}, true
+		}
+	}
+}
+
+// injectQuery checks each parameter (value and name) of a raw query.
+func (r *request) injectQuery(where string, raw []byte) {
+	params(raw, func(name, value []byte) bool {
+		for k, t := range [2][]byte{value, name} {
+			if len(t) == 0 || !worthAsking(t, &sqliBytes, true) {
+				continue
+			}
+			w := where + " parameter name"
+			if k == 0 {
+				w = where + " parameter " + clip(string(name), 40)
+			}
+			r.checkValue(normalise(string(t), true), w, &sqliBytes)
+		}
+		return r.sqliOK && r.xssOK
+	})
+}
+
+// headerClass sorts bytes, so that one pass over a path or a user agent
+// (which every request has) says which analyses it may need.
+var headerClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		if sqliBytes[c] {
+			t[c] |= clSQLi
+		}
+		if headerSQLiBytes[c] {
+			t[c] |= clHdrSQLi
+		}
+		if pathSQLiBytes[c] {
+			t[c] |= clPathSQLi
+		}
+		if xssBytes[c] {
+			t[c] |= clXSS
+		}
+	}
+	t['%'] |= clEsc
+	t['&'] |= clEsc
+	t['-'] |= clComment
+	t['*'] |= clComment
+	return t
+}()
+
+const (
+	clSQLi = 1 << iota
+	clHdrSQLi
+	clPathSQLi
+	clXSS
+	clEsc
+	clComment
+)
+
+func hasPrefixFoldBytes(b []byte, p string) bool {
+	if len(b) < len(p) {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if lowerByte(b[i]) != p[i] {
 			return false
-		})
-	}
-	if len(e.Query) > 0 {
-		inQuery("query", string(e.Query))
-		if found {
-			return f, true
 		}
 	}
-	if p := r.injPath(); hasAny(p, pathBytes) {
-		if ok, why := check(strings.TrimLeft(p, "/")); ok {
-			return Finding{Kind: kind, Where: "path", Why: why}, true
-		}
-	}
-	if ua := r.injUA(); hasAny(ua, headerBytes) || kind == "sqli" && (strings.Contains(ua, "--") || strings.Contains(ua, "/*")) {
-		if ok, why := check(ua); ok {
-			return Finding{Kind: kind, Where: "user agent", Why: why}, true
-		}
-	}
-	if ref := string(e.Referer); ref != "" && ref != "-" {
-		if hasPrefixFold(ref, "http://") || hasPrefixFold(ref, "https://") {
-			if _, q, ok := strings.Cut(ref, "?"); ok {
-				inQuery("referer", q)
-			}
-		} else if v := normalise(ref, true); hasAny(v, headerBytes) || hasAny(v, valueBytes) {
-			if ok, why := check(v); ok {
-				f, found = Finding{Kind: kind, Where: "referer", Why: why}, true
-			}
-		}
-	}
-	return f, found
+	return true
 }
 
 // injPath is the path normalised for injection analysis (URL escapes and
 // entities until stable).
 func (r *request) injPath() string {
 	if r.have&hInjPath == 0 {
-		r.injP, r.have = normalise(string(r.e.Path), false), r.have|hInjPath
+		r.injP, r.have = r.Path(), r.have|hInjPath
+		if strings.IndexByte(r.injP, '&') >= 0 {
+			r.injP = normalise(r.injP, false)
+		}
 	}
 	return r.injP
 }
@@ -263,7 +408,10 @@ func (r *request) injPath() string {
 // injUA is the user agent normalised for injection analysis.
 func (r *request) injUA() string {
 	if r.have&hInjUA == 0 {
-		r.injU, r.have = normalise(string(r.e.UserAgent), false), r.have|hInjUA
+		r.injU, r.have = r.UA(), r.have|hInjUA
+		if strings.IndexByte(r.injU, '&') >= 0 {
+			r.injU = normalise(r.injU, false)
+		}
 	}
 	return r.injU
 }
@@ -271,35 +419,43 @@ func (r *request) injUA() string {
 // sqli and xss cache the request's analysis, which several scenarios may
 // ask for.
 func (r *request) sqli() (Finding, bool) {
-	if r.done&doneSQLi == 0 {
-		r.sqliF, r.sqliOK = r.injection("sqli")
-		r.done |= doneSQLi
-	}
+	r.inject()
 	return r.sqliF, r.sqliOK
 }
 
 func (r *request) xss() (Finding, bool) {
-	if r.done&doneXSS == 0 {
-		r.xssF, r.xssOK = r.injection("xss")
-		r.done |= doneXSS
-	}
+	r.inject()
 	return r.xssF, r.xssOK
 }
 
 func (r *request) log4shell() (Finding, bool) {
 	if r.done&doneLog4j == 0 {
 		r.done |= doneLog4j
-		for _, t := range [3]struct {
-			where string
-			text  func() string
-		}{{"request line", r.URI}, {"user agent", r.UA}, {"referer", r.Referer}} {
-			if why, ok := jndiLookup(t.text()); ok {
-				r.log4jF, r.log4jOK = Finding{Kind: "log4shell", Where: t.where, Why: why}, true
-				break
+		e := r.e
+		// A lookup needs a '$', or an escape that may hide one.
+		if !maybeLookup(e.Path) && !maybeLookup(e.Query) && !maybeLookup(e.UserAgent) && !maybeLookup(e.Referer) {
+			return r.log4jF, false
+		}
+		for i := 0; i < 3 && !r.log4jOK; i++ {
+			var where, text string
+			switch i {
+			case 0:
+				where, text = "request line", r.URI()
+			case 1:
+				where, text = "user agent", r.UA()
+			default:
+				where, text = "referer", r.Referer()
+			}
+			if why, ok := jndiLookup(text); ok {
+				r.log4jF, r.log4jOK = Finding{Kind: "log4shell", Where: where, Why: why, Value: text}, true
 			}
 		}
 	}
 	return r.log4jF, r.log4jOK
+}
+
+func maybeLookup(b []byte) bool {
+	return bytes.IndexByte(b, '$') >= 0 || bytes.IndexByte(b, '%') >= 0
 }
 
 func clip(s string, n int) string {

@@ -2,6 +2,8 @@ package detect
 
 import (
 	"regexp"
+
+	"github.com/cespare/xxhash/v2"
 	"strings"
 
 	"github.com/wardenhq/warden/accesslog"
@@ -41,8 +43,7 @@ const (
 )
 
 const (
-	doneSQLi = 1 << iota
-	doneXSS
+	doneInject = 1 << iota
 	doneLog4j
 )
 
@@ -110,16 +111,44 @@ func (r *request) All() string {
 	return r.all
 }
 
-func (r *request) distinct(field string) string {
+// distinctKey is the hash of the request's value of field, what a
+// distinct trigger counts.
+func (r *request) distinctKey(field string) uint64 {
 	switch field {
 	case "path":
-		return r.Path()
+		return xxhash.Sum64String(r.Path())
 	case "uri":
-		return r.URI()
+		return xxhash.Sum64String(r.URI())
 	case "ip":
-		return string(r.e.Client)
+		return xxhash.Sum64(r.e.Client)
+	case "payload":
+		return r.payloadKey()
 	}
-	return string(r.e.UserAgent)
+	return xxhash.Sum64(r.e.UserAgent)
+}
+
+// payloadKey identifies the injection the request carries (the first
+// found of SQL, script, JNDI) with its path and where it is: a search
+// repeated (its next page, a reload) is one payload, the same payload sent
+// to two endpoints two.
+func (r *request) payloadKey() uint64 {
+	var f Finding
+	for _, x := range [3]struct {
+		f  Finding
+		ok bool
+	}{{r.sqliF, r.sqliOK}, {r.xssF, r.xssOK}, {r.log4jF, r.log4jOK}} {
+		if x.ok {
+			f = x.f
+			break
+		}
+	}
+	h := xxhash.New()
+	_, _ = h.WriteString(r.Path())
+	_, _ = h.Write([]byte{0})
+	_, _ = h.WriteString(f.Where)
+	_, _ = h.Write([]byte{0})
+	_, _ = h.WriteString(f.Value)
+	return h.Sum64()
 }
 
 // Range is the client's network (RangeBitsV4, RangeBitsV6) as a CIDR, or

@@ -331,7 +331,8 @@ func compile(r Rule) (*Scenario, error) {
 		return nil, fmt.Errorf("scenario %q: decision %q: want ban or captcha", r.Name, r.Decision)
 	}
 	validDistinct := func() bool {
-		return s.Distinct == "path" || s.Distinct == "uri" || s.Distinct == "user_agent" || s.Distinct == "ip"
+		return s.Distinct == "path" || s.Distinct == "uri" || s.Distinct == "user_agent" || s.Distinct == "ip" ||
+			s.Distinct == "payload" && (r.Filter.SQLi || r.Filter.XSS || r.Filter.Log4Shell)
 	}
 	switch s.Trigger {
 	case TriggerMatch:
@@ -339,11 +340,11 @@ func compile(r Rule) (*Scenario, error) {
 	case TriggerLeaky:
 	case TriggerDistinct:
 		if !validDistinct() {
-			return nil, fmt.Errorf("scenario %q: distinct %q: want path, uri, user_agent or ip", r.Name, r.Distinct)
+			return nil, fmt.Errorf("scenario %q: distinct %q: want path, uri, user_agent, ip, or payload with sqli, xss or log4shell", r.Name, r.Distinct)
 		}
 	case TriggerWindow:
 		if s.Distinct != "" && !validDistinct() {
-			return nil, fmt.Errorf("scenario %q: distinct %q: want path, uri, user_agent, ip or none", r.Name, r.Distinct)
+			return nil, fmt.Errorf("scenario %q: distinct %q: want path, uri, user_agent, ip, payload or none", r.Name, r.Distinct)
 		}
 		if s.Window, err = duration(r.Name, "window", r.Window, time.Hour); err != nil {
 			return nil, err
