@@ -138,6 +138,14 @@ func isSQLi(value string) (bool, string) {
 			return true, "libinjection fingerprint " + fp + " (comments removed)"
 		}
 	}
+	// \' is how a quote gets past an escaping that is done twice, or not
+	// undone before the query is built.
+	if strings.Contains(low, `\'`) || strings.Contains(low, `\"`) {
+		u := strings.NewReplacer(`\'`, `'`, `\"`, `"`).Replace(low)
+		if ok, fp := libinjection.IsSQLi(u); ok && !prose(u) {
+			return true, "libinjection fingerprint " + fp + " (quote escapes removed)"
+		}
+	}
 	if m := sqlSignatures.FindString(low); m != "" {
 		return true, "signature " + strings.Join(strings.Fields(m), " ")
 	}
