@@ -58,8 +58,22 @@ func (r *Rules) Explain(e *accesslog.Entry) (allowedBy string, reasons []Reason)
 		}
 		return why, nil
 	}
+	var passed []string
 	r.match(&req, func(_ int, s *Scenario) {
-		reasons = append(reasons, Reason{Scenario: s.Name, Why: s.why(&req)})
+		why := s.why(&req)
+		if len(s.evidence) > 0 {
+			var of []string
+			for _, j := range s.evidence {
+				for _, p := range passed {
+					if p == r.Scenarios[j].Name {
+						of = append(of, p)
+					}
+				}
+			}
+			why = "evidence: " + strings.Join(of, ", ")
+		}
+		passed = append(passed, s.Name)
+		reasons = append(reasons, Reason{Scenario: s.Name, Why: why})
 	})
 	return "", reasons
 }
@@ -93,14 +107,26 @@ func (s *Scenario) why(r *request) string {
 			}
 		}
 	}
-	if len(s.evidence) > 0 {
-		parts = append(parts, "evidence")
+	for _, x := range s.suffix {
+		if hasSuffixFold(r.Path(), x) {
+			parts = append(parts, fmt.Sprintf("path ends with %q", x))
+			break
+		}
+	}
+	for _, x := range s.prefix {
+		if hasPrefixFold(r.Path(), x) {
+			parts = append(parts, fmt.Sprintf("path starts with %q", x))
+			break
+		}
+	}
+	if len(s.pathRe)+len(s.uriRe)+len(s.queryRe)+len(s.anyRe) > 0 {
+		parts = append(parts, "a regular expression matched")
 	}
 	if s.hasStatus {
 		parts = append(parts, fmt.Sprintf("status %d", r.e.Status))
 	}
 	if len(parts) == 0 {
-		return "filter passed"
+		return "every request"
 	}
 	return strings.Join(parts, ", ")
 }
@@ -144,21 +170,23 @@ func (x *Explainer) Write(w io.Writer, b *Book) {
 		counted  int
 		maxLevel int
 		alerts   int
+		shown    int
 	}
 	var order []string
 	sums := map[string]*summary{}
+	var why map[string]string
+	headed := false
 	for _, st := range x.steps {
 		if st.Offset != lastOff {
-			lastOff = st.Offset
-			fmt.Fprintf(w, "\n  %s  line %d\n    %s\n", rfc3339(st.Time), st.Offset+1, clip(st.Line, 200))
+			lastOff, headed = st.Offset, false
+			why = map[string]string{}
 			if x.Parse != nil && x.Parse([]byte(st.Line), &e) == nil {
 				_, reasons := x.Rules.Explain(&e)
 				for _, r := range reasons {
-					fmt.Fprintf(w, "    %-30s %s\n", r.Scenario, r.Why)
+					why[r.Scenario] = r.Why
 				}
 			}
 		}
-		fmt.Fprintf(w, "    -> %-27s %s\n", st.Scenario.Name, describe(st))
 		key := st.Scenario.Name + "|" + st.Source
 		sm := sums[key]
 		if sm == nil {
@@ -174,6 +202,23 @@ func (x *Explainer) Write(w io.Writer, b *Book) {
 			sm.alerts++
 			sm.maxLevel = max(sm.maxLevel, st.Level)
 		}
+		// Scenarios every request feeds (floods) are shown only near firing.
+		if why[st.Scenario.Name] == "every request" && st.Outcome != StepAlert && st.Level*2 <= st.Scenario.Capacity {
+			continue
+		}
+		if !headed {
+			headed = true
+			fmt.Fprintf(w, "\n  %s  line %d\n    %s\n", rfc3339(st.Time), st.Offset+1, clip(st.Line, 200))
+		}
+		sm.shown++
+		net := ""
+		if st.Source != x.IP {
+			net = " (network " + st.Source + ")"
+		}
+		fmt.Fprintf(w, "    -> %-28s %s%s\n", st.Scenario.Name, describe(st), net)
+		if r := why[st.Scenario.Name]; r != "" {
+			fmt.Fprintf(w, "       %-28s because: %s\n", "", r)
+		}
 	}
 	if len(order) > 0 {
 		fmt.Fprintf(w, "\n  Scenarios\n")
@@ -181,12 +226,19 @@ func (x *Explainer) Write(w io.Writer, b *Book) {
 	sort.Strings(order)
 	for _, k := range order {
 		sm := sums[k]
-		who := ""
-		if sm.source != x.IP {
-			who = " (network " + sm.source + ")"
+		if sm.shown == 0 {
+			continue // fed by every request, and far from firing
 		}
+		if sm.source != x.IP {
+			fmt.Fprintf(w, "    %-30s network %s: %d of the %d it fires at when this address's requests came (%s); the network's alerts are below\n",
+				sm.s.Name, sm.source, sm.maxLevel, sm.s.Capacity+1, sm.s.rule())
+			continue
+		}
+		who := ""
 		if sm.alerts > 0 {
 			fmt.Fprintf(w, "    %-30s fired %d time(s)%s: %s\n", sm.s.Name, sm.alerts, who, sm.s.rule())
+		} else if sm.maxLevel > sm.s.Capacity && sm.s.ratio > 0 {
+			fmt.Fprintf(w, "    %-30s did not fire%s: %d distinct, but too small a share of the requests (%s)\n", sm.s.Name, who, sm.maxLevel, sm.s.rule())
 		} else {
 			fmt.Fprintf(w, "    %-30s did not fire%s: reached %d of the %d it fires at (%s)\n", sm.s.Name, who, sm.maxLevel, sm.s.Capacity+1, sm.s.rule())
 		}
@@ -235,7 +287,11 @@ func describe(st Step) string {
 	case StepAlert:
 		return fmt.Sprintf("ALERT: %d, more than %d (%s)", st.Level, s.Capacity, s.rule())
 	case StepRepeat:
-		return fmt.Sprintf("%s already counted (level %d)", s.Distinct, st.Level)
+		what := strings.ReplaceAll(s.Distinct, "_", " ")
+		if s.Distinct == "ip" {
+			what = "address"
+		}
+		return fmt.Sprintf("%s already counted (%d of the %d it fires at)", what, st.Level, s.Capacity+1)
 	case StepBlackhole:
 		return fmt.Sprintf("ignored: alerted less than %s ago", s.Blackhole)
 	case StepLate:
@@ -250,7 +306,13 @@ func describe(st Step) string {
 // rule says in words when s fires.
 func (s *Scenario) rule() string {
 	what := "requests"
-	if s.Distinct != "" {
+	switch s.Distinct {
+	case "":
+	case "ip":
+		what = "distinct addresses"
+	case "payload":
+		what = "distinct injections"
+	default:
 		what = "distinct " + strings.ReplaceAll(s.Distinct, "_", " ") + "s"
 	}
 	per := ""
