@@ -18,13 +18,19 @@ import (
 // the network's addresses and counts those alone.
 
 // RangeOf returns the network of client (a /24 for IPv4, IPv4-mapped IPv6
-// included, a /64 for IPv6) as a CIDR, or "" if client is not an address.
+// included, a /64 for IPv6) as a CIDR, or "" if client is not a public
+// address. Private, loopback, link-local and carrier-grade NAT addresses
+// have no range: behind them are a site's own proxies and networks, or a
+// carrier's customers by the thousand, never one party to ban whole.
 func RangeOf(client string) string {
 	a, err := netip.ParseAddr(client)
 	if err != nil || a.Zone() != "" {
 		return ""
 	}
 	a = a.Unmap()
+	if a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsUnspecified() || a.IsMulticast() || cgnat.Contains(a) {
+		return ""
+	}
 	bits := RangeBitsV6
 	if a.Is4() {
 		bits = RangeBitsV4
@@ -36,9 +42,12 @@ func RangeOf(client string) string {
 	return p.String()
 }
 
+// cgnat is the shared address space of carrier-grade NAT (RFC 6598).
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
 // PartitionKey is the Kafka record key that keeps a client's network in
 // one partition: the client's range (RangeOf), or the client itself if it
-// is not an address. Keying by it keeps every address in one partition too,
+// has none. Keying by it keeps every address in one partition too,
 // which per-address detection needs, and lets range scopes see all of a
 // network's requests.
 func PartitionKey(client string) string {

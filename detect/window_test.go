@@ -145,7 +145,8 @@ scenarios:
 
 func TestRangeOf(t *testing.T) {
 	for in, want := range map[string]string{"192.0.2.77": "192.0.2.0/24", "::ffff:192.0.2.77": "192.0.2.0/24",
-		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64", "fe80::1%eth0": "", "not-an-ip": "", "": ""} {
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64", "fe80::1%eth0": "", "not-an-ip": "", "": "",
+		"10.1.2.3": "", "192.168.1.9": "", "172.16.0.1": "", "100.64.12.1": "", "127.0.0.1": "", "fd00::1": "", "fe80::1": ""} {
 		if got := RangeOf(in); got != want {
 			t.Errorf("RangeOf(%q) = %q, want %q", in, got, want)
 		}
