@@ -201,6 +201,9 @@ func (s *Scenario) matches(r *request) bool {
 			return false
 		}
 	}
+	if s.noReferer && len(e.Referer) > 0 && !(len(e.Referer) == 1 && e.Referer[0] == '-') {
+		return false
+	}
 	if s.notStatic && isStatic(r.Path()) {
 		return false
 	}
@@ -244,9 +247,6 @@ func (s *Scenario) matches(r *request) bool {
 		return false
 	}
 	if !anyMatch(s.pathRe, r.Path) || !anyMatch(s.uriRe, r.URI) || !anyMatch(s.queryRe, r.Query) || !anyMatch(s.anyRe, r.All) {
-		return false
-	}
-	if s.noReferer && len(e.Referer) > 0 && string(e.Referer) != "-" {
 		return false
 	}
 	if s.log4shell {

@@ -158,9 +158,8 @@ type Rules struct {
 	multi []*multi
 	// allow is the allow rules: a request passing one feeds no scenario.
 	allow []*allowRule
-	// hasEvidence says some scenario uses evidence; hasRange that some
-	// counts per network.
-	hasEvidence, hasRange bool
+	// hasEvidence says some scenario counts evidence.
+	hasEvidence bool
 }
 
 // Builtin returns the compiled built-in rules.
@@ -255,7 +254,6 @@ func Parse(base, override []byte) (*Rules, error) {
 			s.evidence = append(s.evidence, i)
 		}
 		rs.hasEvidence = rs.hasEvidence || len(s.evidence) > 0
-		rs.hasRange = rs.hasRange || s.Scope == ScopeRange
 	}
 	for _, a := range allows {
 		if a.Disabled {
