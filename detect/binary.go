@@ -185,6 +185,7 @@ func walkDelta(data []byte, visit func(key []byte, b *Bucket)) (partition int32,
 			a.Offsets[0], a.Offsets[1] = r.Int(), r.Int()
 			a.Time = r.Int()
 			a.Samples = readStrings(r)
+			a.Scope = alertScope(a.SourceIP)
 		}
 	}
 	if err := r.Err(); err != nil {

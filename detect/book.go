@@ -34,10 +34,15 @@ type Decision struct {
 	// streams answer "what changed after position P" with them.
 	Seq        uint64 `json:"seq,omitempty"`
 	DeletedSeq uint64 `json:"deleted_seq,omitempty"`
+	// Simulated: what would have been decided; never in force, so no
+	// bouncer or blocklist gets it.
+	Simulated bool `json:"simulated,omitempty"`
 }
 
 // Active reports whether d is in force at now.
-func (d *Decision) Active(now time.Time) bool { return !d.Deleted && d.Until > now.UnixNano() }
+func (d *Decision) Active(now time.Time) bool {
+	return !d.Deleted && !d.Simulated && d.Until > now.UnixNano()
+}
 
 // BookConfig is the decision policy.
 type BookConfig struct {
@@ -51,6 +56,9 @@ type BookConfig struct {
 	// the alerts topic (0: DefaultMaxUnpublished); past it the oldest
 	// unpublished ones are dropped and counted in UnpublishedDropped.
 	MaxUnpublished int `json:"max_unpublished,omitempty"`
+	// Simulate marks every decision from an alert simulated (see
+	// Decision.Simulated): alerts as usual, no ban enforced.
+	Simulate bool `json:"simulate,omitempty"`
 }
 
 // DefaultMaxUnpublished is how many alerts wait for the alerts topic by
@@ -174,15 +182,25 @@ func (b *Book) Allowed(ip string) bool {
 func (b *Book) AddAlert(a Alert, s *Scenario) *Decision {
 	a.Seq = b.NextSeq
 	b.NextSeq++
+	a.Scope, a.Simulated = alertScope(a.SourceIP), b.Config.Simulate || s != nil && s.Simulate
 	b.Alerts = append(b.Alerts, a)
 	b.trim()
 	if s == nil {
 		return nil
 	}
-	// Only an address becomes a decision (the parser ensures it; the book
-	// checks again, as a bouncer or blocklist would enforce anything).
-	src, ok := AddrValue(a.SourceIP)
-	if !ok || b.Allowed(src) {
+	// Only an address (or, for a range alert, a range) becomes a decision:
+	// the parser ensures it; the book checks again, as a bouncer or
+	// blocklist would enforce anything.
+	var src string
+	var ok bool
+	if a.Scope == ScopeRange {
+		var scope string
+		src, scope, ok = DecisionValue(a.SourceIP)
+		ok = ok && scope == "Range"
+	} else {
+		src, ok = AddrValue(a.SourceIP)
+	}
+	if !ok || b.Allowed(src) || a.Scope == ScopeRange && b.allowedRange(src) {
 		return nil
 	}
 	t := a.Time
@@ -199,14 +217,19 @@ func (b *Book) AddAlert(a Alert, s *Scenario) *Decision {
 	if maxBan, err := time.ParseDuration(b.Config.MaxBan); err == nil && maxBan > 0 && ban > maxBan {
 		ban = maxBan
 	}
-	b.Offenders[src] = append(recent, t)
+	if !a.Simulated { // a simulation leaves no history to lengthen real bans
+		b.Offenders[src] = append(recent, t)
+	}
 	scope := "Ip"
+	if a.Scope == ScopeRange {
+		scope = "Range"
+	}
 	cs := a.CrowdSec
 	if cs == "" {
 		cs = s.CrowdSec
 	}
 	d := &Decision{ID: b.NextID, Origin: "warden", Type: s.Decision, Scope: scope, Value: src, Scenario: s.Name,
-		CrowdSec: cs, AlertID: a.ID, Created: t, Until: t + int64(ban), Seq: b.nextChange()}
+		CrowdSec: cs, AlertID: a.ID, Created: t, Until: t + int64(ban), Seq: b.nextChange(), Simulated: a.Simulated}
 	b.NextID++
 	b.Decisions[d.ID] = d
 	if t >= b.PrunedAt+int64(pruneEvery) {
@@ -422,7 +445,7 @@ func (d Decision) View(now time.Time) DecisionView {
 	}
 	return DecisionView{ID: d.ID, Origin: d.Origin, Type: d.Type, Scope: d.Scope, Value: d.Value, Scenario: d.Scenario,
 		CrowdSec: d.CrowdSec, Duration: left.Round(time.Second).String(), Until: time.Unix(0, d.Until).UTC().Format(time.RFC3339),
-		AlertID: d.AlertID, Reason: d.Reason, Active: d.Active(now)}
+		AlertID: d.AlertID, Reason: d.Reason, Active: d.Active(now), Simulated: d.Simulated}
 }
 
 // DecisionViews renders ds at now.

@@ -142,6 +142,13 @@ type Alert struct {
 	Samples   []string `json:"samples"`
 	// Time is the event time of the request that raised the alert.
 	Time int64 `json:"time_unix_nano"`
+	// Scope is "range" for an alert on a network (SourceIP is then its
+	// CIDR), empty for one address. It follows from the source, so the
+	// binary form does not carry it.
+	Scope string `json:"scope,omitempty"`
+	// Simulated is set by the Book: the scenario or the whole book
+	// simulates, and the alert's decision reaches no bouncer.
+	Simulated bool `json:"simulated,omitempty"`
 }
 
 // maxSamples lines are kept per bucket, each cut at maxSampleBytes.
@@ -191,24 +198,23 @@ func (r *Rules) Evaluate(e *accesslog.Entry, line []byte, offset int64, ev *Even
 	}
 	var req request
 	req.reset(e, r)
-	for i, s := range r.Scenarios {
-		if !s.matches(&req) {
-			continue
-		}
+	r.match(&req, func(i int, s *Scenario) {
 		m := Match{Scenario: i}
-		if s.Trigger == TriggerDistinct {
-			m.Key = xxhash.Sum64String(req.distinct(s.Distinct))
+		if s.Distinct != "" {
+			m.Key = req.distinctKey(s.Distinct)
 		}
-		switch s.GroupBy {
-		case "ip_vhost":
+		switch {
+		case s.Scope == ScopeRange:
+			m.Group = req.Range()
+		case s.GroupBy == "ip_vhost":
 			m.Group = string(e.VHost)
-		case "ip_path":
+		case s.GroupBy == "ip_path":
 			m.Group = req.Path()
-		case "ip_user_agent":
+		case s.GroupBy == "ip_user_agent":
 			m.Group = string(e.UserAgent)
 		}
 		ev.Matches = append(ev.Matches, m)
-	}
+	})
 	ev.IP, ev.Time, ev.Offset, ev.Line = e.Client, e.Time, offset, line
 	return len(ev.Matches) > 0
 }
@@ -279,7 +285,15 @@ type Detector struct {
 	ev        Event
 	// maxSources is MaxSources; the package's tests lower it.
 	maxSources int
+	// trace, when set, is told of each pour of traceIP's requests.
+	trace   func(Step)
+	traceIP string
 }
+
+// Trace has fn told of every pour of a request from ip into a bucket (its
+// own, or its network's), in order: what `warden analyze --explain`
+// prints. It changes nothing the detector decides.
+func (d *Detector) Trace(ip string, fn func(Step)) { d.traceIP, d.trace = ip, fn }
 
 // NewDetector returns a detector for partition continuing from state.
 func NewDetector(rules *Rules, partition int32, state *PartitionState) *Detector {
@@ -340,19 +354,24 @@ func (d *Detector) Pour(ev *Event) {
 		}
 		d.dirty[string(ev.IP)] = src
 		for _, m := range ev.Matches {
-			if m.Group == "" && d.rules.Scenarios[m.Scenario].GroupBy == "ip" {
+			s := d.rules.Scenarios[m.Scenario]
+			if m.Group == "" && s.GroupBy == "ip" && s.Scope == ScopeIP {
 				d.pour(src, m, ev, string(ev.IP))
 				continue
 			}
-			// Grouped on more than the IP: the bucket lives under
-			// "ip<US>group", still within this partition and IP.
-			key := string(ev.IP) + groupSep + m.Group
+			// A network's bucket lives under its CIDR; one grouped on
+			// more than the IP under "ip<US>group", still within this
+			// partition and IP.
+			key, who := m.Group, m.Group
+			if s.Scope != ScopeRange {
+				key, who = string(ev.IP)+groupSep+m.Group, string(ev.IP)
+			}
 			gs := d.sources[key]
 			if gs == nil {
 				gs = d.source(key)
 			}
 			d.dirty[key] = gs
-			d.pour(gs, m, ev, string(ev.IP))
+			d.pour(gs, m, ev, who)
 		}
 	}
 	if (ev.Offset+1)%gcEvery == 0 && !d.Offline {
@@ -370,9 +389,44 @@ func (d *Detector) pour(src *source, m Match, ev *Event, ip string) {
 		b = &Bucket{}
 		src.set(m.Scenario, b)
 	}
+	tracing := d.trace != nil && string(ev.IP) == d.traceIP
 	t := ev.Time
 	b.LastT = max(b.LastT, t)
 	if t < b.Blackhole {
+		if tracing {
+			d.step(s, ip, ev, b, StepBlackhole)
+		}
+		return
+	}
+	if s.Trigger == TriggerWindow {
+		level, total, counted, fresh := windowPour(b, s, t, m.Key)
+		b.Level = level
+		if !counted {
+			if tracing {
+				d.step(s, ip, ev, b, StepLate)
+			}
+			return
+		}
+		if total == 1 { // the window held nothing before
+			b.FirstT, b.FirstOff = t, ev.Offset
+			b.Samples, b.raw = b.Samples[:0], b.raw[:0]
+		}
+		// A value already in the window changes nothing, and cannot make
+		// the bucket overflow (it only lowers the share of distinct ones).
+		if !fresh {
+			if tracing {
+				d.step(s, ip, ev, b, StepRepeat)
+			}
+			return
+		}
+		d.sample(s, b, ev)
+		if level <= s.Capacity || s.ratio > 0 && level*1000 < s.ratio*total {
+			if tracing {
+				d.step(s, ip, ev, b, StepCounted)
+			}
+			return
+		}
+		d.overflow(s, b, ev, ip, tracing)
 		return
 	}
 	if s.Trigger != TriggerMatch && b.Level > 0 && t > b.LastLeak {
@@ -389,6 +443,9 @@ func (d *Detector) pour(src *source, m Match, ev *Event, ip string) {
 	if s.Trigger == TriggerDistinct {
 		for _, k := range b.keys() {
 			if k == m.Key {
+				if tracing {
+					d.step(s, ip, ev, b, StepRepeat)
+				}
 				return
 			}
 		}
@@ -402,33 +459,60 @@ func (d *Detector) pour(src *source, m Match, ev *Event, ip string) {
 		}
 	}
 	b.Level++
-	sample := ev.Line
-	if len(sample) > maxSampleBytes {
-		sample = sample[:maxSampleBytes]
-	}
-	// Only the pours that can be among the last maxSamples before an
-	// overflow are kept: a bucket overflows at Capacity+1, and leaking only
-	// lowers the level, so each of those pours left the level at least at
-	// Capacity+2-maxSamples. Buckets far from overflowing (most of them)
-	// then carry no lines in the replicated state.
-	if b.Level > s.Capacity-maxSamples {
-		x := b.extra()
-		if len(x.raw) == maxSamples {
-			x.raw = append(x.raw[:0], x.raw[1:]...)
-		}
-		x.raw = append(x.raw, sample)
-	}
+	d.sample(s, b, ev)
 	if b.Level <= s.Capacity {
+		if tracing {
+			d.step(s, ip, ev, b, StepCounted)
+		}
 		return
 	}
+	d.overflow(s, b, ev, ip, tracing)
+}
+
+// sample keeps ev's line with the bucket if it can be among the last
+// maxSamples before an overflow: a bucket overflows past Capacity, and
+// leaking (or a window sliding) only lowers the level, so each of those
+// pours left the level above Capacity-maxSamples. Buckets far from
+// overflowing (most of them) then carry no lines in the replicated state.
+func (d *Detector) sample(s *Scenario, b *Bucket, ev *Event) {
+	if b.Level <= s.Capacity-maxSamples {
+		return
+	}
+	line := ev.Line
+	if len(line) > maxSampleBytes {
+		line = line[:maxSampleBytes]
+	}
+	x := b.extra()
+	if len(x.raw) == maxSamples {
+		x.raw = append(x.raw[:0], x.raw[1:]...)
+	}
+	x.raw = append(x.raw, line)
+}
+
+// overflow raises the alert of a full bucket, empties it and starts its
+// blackhole.
+func (d *Detector) overflow(s *Scenario, b *Bucket, ev *Event, source string, tracing bool) {
+	t := ev.Time
 	b.settle()
 	d.alerts = append(d.alerts, Alert{
-		ID: alertID(s.Name, ip, t, ev.Line), Scenario: s.Name, CrowdSec: s.CrowdSec, SourceIP: ip, Events: b.Level,
+		ID: alertID(s.Name, source, t, ev.Line), Scenario: s.Name, CrowdSec: s.CrowdSec, SourceIP: source, Events: b.Level,
 		FirstSeen: rfc3339(b.FirstT), LastSeen: rfc3339(t), Partition: d.partition, Offsets: [2]int64{b.FirstOff, ev.Offset + 1},
-		Samples: append([]string(nil), b.samples()...), Time: t,
+		Samples: append([]string(nil), b.samples()...), Time: t, Scope: alertScope(source),
 	})
+	if tracing {
+		d.step(s, source, ev, b, StepAlert)
+	}
 	b.Level, b.Extra = 0, nil
 	b.Blackhole = t + int64(s.Blackhole)
+}
+
+// alertScope is an alert's Scope field: "range" for a network, empty for
+// an address (the field's zero value, so older alerts read the same).
+func alertScope(source string) string {
+	if scopeOf(source) == ScopeRange {
+		return ScopeRange
+	}
+	return ""
 }
 
 // collect drops buckets that are drained and out of their blackhole since
@@ -444,6 +528,9 @@ func (d *Detector) collect() {
 			}
 			s := d.rules.Scenarios[src.slots[k].scenario]
 			drained := b.Level == 0 || b.LastLeak+int64(b.Level)*int64(s.Leak) < limit
+			if s.Trigger == TriggerWindow {
+				drained = windowEnd(b, s) < limit
+			}
 			if drained && b.Blackhole < limit && b.LastT < limit {
 				src.slots[k].b = nil
 				d.dirty[ip] = src

@@ -2,6 +2,8 @@ package detect
 
 import (
 	"regexp"
+
+	"github.com/cespare/xxhash/v2"
 	"strings"
 
 	"github.com/wardenhq/warden/accesslog"
@@ -11,8 +13,15 @@ import (
 // fields computed at most once.
 type request struct {
 	e                                       *accesslog.Entry
-	have                                    uint8
+	have                                    uint16
 	path, query, uri, ua, referer, raw, all string
+	injP, injU                              string
+	// done says which analyses (inject.go) have run; their results follow.
+	done                   uint8
+	sqliOK, xssOK, log4jOK bool
+	sqliF, xssF, log4jF    Finding
+	// rangeKey is the client's network, for range scopes.
+	rangeKey string
 	// multi is the rules' substring index; hits the scenarios found in
 	// each field scanned so far (bit f of scanned).
 	multi   []*multi
@@ -28,10 +37,18 @@ const (
 	hReferer
 	hRaw
 	hAll
+	hInjPath
+	hInjUA
+	hRange
+)
+
+const (
+	doneInject = 1 << iota
+	doneLog4j
 )
 
 func (r *request) reset(e *accesslog.Entry, rs *Rules) {
-	r.e, r.have, r.multi, r.scanned = e, 0, rs.multi, 0
+	r.e, r.have, r.multi, r.scanned, r.done = e, 0, rs.multi, 0, 0
 	r.hits = [numFields]scenarioSet{}
 }
 
@@ -94,14 +111,53 @@ func (r *request) All() string {
 	return r.all
 }
 
-func (r *request) distinct(field string) string {
+// distinctKey is the hash of the request's value of field, what a
+// distinct trigger counts.
+func (r *request) distinctKey(field string) uint64 {
 	switch field {
 	case "path":
-		return r.Path()
+		return xxhash.Sum64String(r.Path())
 	case "uri":
-		return r.URI()
+		return xxhash.Sum64String(r.URI())
+	case "ip":
+		return xxhash.Sum64(r.e.Client)
+	case "payload":
+		return r.payloadKey()
 	}
-	return string(r.e.UserAgent)
+	return xxhash.Sum64(r.e.UserAgent)
+}
+
+// payloadKey identifies the injection the request carries (the first
+// found of SQL, script, JNDI) with its path and where it is: a search
+// repeated (its next page, a reload) is one payload, the same payload sent
+// to two endpoints two.
+func (r *request) payloadKey() uint64 {
+	var f Finding
+	for _, x := range [3]struct {
+		f  Finding
+		ok bool
+	}{{r.sqliF, r.sqliOK}, {r.xssF, r.xssOK}, {r.log4jF, r.log4jOK}} {
+		if x.ok {
+			f = x.f
+			break
+		}
+	}
+	h := xxhash.New()
+	_, _ = h.WriteString(r.Path())
+	_, _ = h.Write([]byte{0})
+	_, _ = h.WriteString(f.Where)
+	_, _ = h.Write([]byte{0})
+	_, _ = h.WriteString(f.Value)
+	return h.Sum64()
+}
+
+// Range is the client's network (RangeBitsV4, RangeBitsV6) as a CIDR, or
+// "" for a client that is not an address.
+func (r *request) Range() string {
+	if r.have&hRange == 0 {
+		r.rangeKey, r.have = RangeOf(string(r.e.Client)), r.have|hRange
+	}
+	return r.rangeKey
 }
 
 // anyMatch reports whether no regexps are given or one of them matches
@@ -144,6 +200,9 @@ func (s *Scenario) matches(r *request) bool {
 		if !abs {
 			return false
 		}
+	}
+	if s.noReferer && len(e.Referer) > 0 && !(len(e.Referer) == 1 && e.Referer[0] == '-') {
+		return false
 	}
 	if s.notStatic && isStatic(r.Path()) {
 		return false
@@ -188,6 +247,24 @@ func (s *Scenario) matches(r *request) bool {
 		return false
 	}
 	if !anyMatch(s.pathRe, r.Path) || !anyMatch(s.uriRe, r.URI) || !anyMatch(s.queryRe, r.Query) || !anyMatch(s.anyRe, r.All) {
+		return false
+	}
+	if s.log4shell {
+		if _, ok := r.log4shell(); !ok {
+			return false
+		}
+	}
+	if s.sqli {
+		if _, ok := r.sqli(); !ok {
+			return false
+		}
+	}
+	if s.xss {
+		if _, ok := r.xss(); !ok {
+			return false
+		}
+	}
+	if s.Scope == ScopeRange && r.Range() == "" {
 		return false
 	}
 	return true

@@ -34,6 +34,20 @@ const (
 	TriggerMatch    = "match"
 	TriggerLeaky    = "leaky"
 	TriggerDistinct = "distinct"
+	TriggerWindow   = "window"
+)
+
+// Scopes: what a scenario counts per, and what its decision bans.
+const (
+	ScopeIP    = "ip"
+	ScopeRange = "range"
+)
+
+// RangeBitsV4 and RangeBitsV6 are the networks a range scope counts per: a
+// /24 of IPv4, a /64 of IPv6 (one site or household).
+const (
+	RangeBitsV4 = 24
+	RangeBitsV6 = 64
 )
 
 // Filter is the condition a request must meet to count for a scenario. Every
@@ -57,6 +71,14 @@ type Filter struct {
 	AnyRegex        []string `yaml:"any_regex"`
 	ProtocolNot     []string `yaml:"protocol_not"`
 	URIAbsolute     bool     `yaml:"uri_absolute"`
+	NoReferer       bool     `yaml:"no_referer"`
+	// SQLi, XSS and Log4Shell ask for the per-request analysis (inject.go).
+	SQLi      bool `yaml:"sqli"`
+	XSS       bool `yaml:"xss"`
+	Log4Shell bool `yaml:"log4shell"`
+	// Evidence holds if the request passes the filter of one of these
+	// scenarios (which may not use evidence themselves).
+	Evidence []string `yaml:"evidence"`
 }
 
 // Rule is one scenario as written in YAML.
@@ -74,14 +96,27 @@ type Rule struct {
 	Ban         string `yaml:"ban"`
 	Decision    string `yaml:"decision"`
 	Disabled    bool   `yaml:"disabled"`
+	// Window is the span of a window trigger.
+	Window string `yaml:"window"`
+	// DistinctRatio, for a distinct window, also asks that distinct values
+	// be at least this share of the events (0 to 1): one new user agent
+	// per request, not many users behind one address.
+	DistinctRatio float64 `yaml:"distinct_ratio"`
+	// Scope is ip (the default) or range: count per /24 (IPv4) or /64
+	// (IPv6) network, and decide against the network.
+	Scope string `yaml:"scope"`
+	// Simulate: alerts are raised, their decisions are marked simulated
+	// and reach no bouncer.
+	Simulate bool `yaml:"simulate"`
 	// Signal false marks a volumetric scenario: one request passing its
 	// filter says nothing hostile alone (a 404, any request).
 	Signal *bool `yaml:"signal"`
 }
 
-// RuleFile is the YAML document: a list of scenarios.
+// RuleFile is the YAML document: a list of scenarios and allow rules.
 type RuleFile struct {
-	Scenarios []Rule `yaml:"scenarios"`
+	Scenarios []Rule      `yaml:"scenarios"`
+	Allow     []AllowRule `yaml:"allow"`
 }
 
 // Scenario is a compiled rule.
@@ -93,11 +128,19 @@ type Scenario struct {
 	Capacity                    int
 	Leak, Blackhole, Ban        time.Duration
 	Decision                    string
+	Window                      time.Duration
+	Scope                       string
+	Simulate                    bool
+	// ratio is DistinctRatio in thousandths.
+	ratio int
 
 	hasStatus                                   bool
 	statusBits                                  [16]uint64
 	methods                                     []string
-	notStatic, uriAbsolute                      bool
+	notStatic, uriAbsolute, noReferer           bool
+	sqli, xss, log4shell                        bool
+	evidenceNames                               []string
+	evidence                                    []int // scenario indexes, set by Parse
 	path, uri, rawURI, query, ua, referer, anyM *matcher
 	suffix, prefix                              []string
 	pathRe, uriRe, queryRe, anyRe               []*regexp.Regexp
@@ -113,6 +156,10 @@ type Rules struct {
 	// multi is the substring filters of all scenarios by field (nil when
 	// there are too many scenarios to index together).
 	multi []*multi
+	// allow is the allow rules: a request passing one feeds no scenario.
+	allow []*allowRule
+	// hasEvidence says some scenario counts evidence.
+	hasEvidence bool
 }
 
 // Builtin returns the compiled built-in rules.
@@ -139,6 +186,7 @@ func Load(path string) (*Rules, error) {
 // a scenario of the same name replaces the base one, a new name is added.
 func Parse(base, override []byte) (*Rules, error) {
 	var all []Rule
+	var allows []AllowRule
 	for i, doc := range [][]byte{base, override} {
 		if doc == nil {
 			continue
@@ -164,6 +212,17 @@ func Parse(base, override []byte) (*Rules, error) {
 				all = append(all, r)
 			}
 		}
+		for _, a := range f.Allow {
+			replaced := false
+			for j := range allows {
+				if allows[j].Name == a.Name {
+					allows[j], replaced = a, true
+				}
+			}
+			if !replaced {
+				allows = append(allows, a)
+			}
+		}
 	}
 	rs := &Rules{byName: map[string]int{}}
 	for _, r := range all {
@@ -182,6 +241,29 @@ func Parse(base, override []byte) (*Rules, error) {
 	}
 	if len(rs.Scenarios) == 0 {
 		return nil, errors.New("no scenario enabled")
+	}
+	for _, s := range rs.Scenarios {
+		for _, n := range s.evidenceNames {
+			i, ok := rs.byName[n]
+			if !ok {
+				return nil, fmt.Errorf("scenario %q: evidence %q is not an enabled scenario", s.Name, n)
+			}
+			if len(rs.Scenarios[i].evidenceNames) > 0 {
+				return nil, fmt.Errorf("scenario %q: evidence %q itself counts evidence; name the scenarios it names", s.Name, n)
+			}
+			s.evidence = append(s.evidence, i)
+		}
+		rs.hasEvidence = rs.hasEvidence || len(s.evidence) > 0
+	}
+	for _, a := range allows {
+		if a.Disabled {
+			continue
+		}
+		c, err := compileAllow(a)
+		if err != nil {
+			return nil, err
+		}
+		rs.allow = append(rs.allow, c)
 	}
 	rs.buildMulti()
 	return rs, nil
@@ -211,7 +293,17 @@ func compile(r Rule) (*Scenario, error) {
 		return nil, errors.New("a scenario has no name")
 	}
 	s := &Scenario{Name: r.Name, Description: r.Description, CrowdSec: r.CrowdSec, Trigger: r.Trigger, Distinct: r.Distinct,
-		Capacity: r.Capacity, Decision: r.Decision, GroupBy: r.GroupBy}
+		Capacity: r.Capacity, Decision: r.Decision, GroupBy: r.GroupBy, Scope: r.Scope, Simulate: r.Simulate}
+	switch s.Scope {
+	case "":
+		s.Scope = ScopeIP
+	case ScopeIP, ScopeRange:
+	default:
+		return nil, fmt.Errorf("scenario %q: scope %q: want ip or range", r.Name, r.Scope)
+	}
+	if s.Scope == ScopeRange && r.GroupBy != "" && r.GroupBy != "ip" {
+		return nil, fmt.Errorf("scenario %q: a range scope counts per network; groupby %q does not apply", r.Name, r.GroupBy)
+	}
 	switch s.GroupBy {
 	case "":
 		s.GroupBy = "ip"
@@ -236,16 +328,38 @@ func compile(r Rule) (*Scenario, error) {
 	default:
 		return nil, fmt.Errorf("scenario %q: decision %q: want ban or captcha", r.Name, r.Decision)
 	}
+	validDistinct := func() bool {
+		return s.Distinct == "path" || s.Distinct == "uri" || s.Distinct == "user_agent" || s.Distinct == "ip" ||
+			s.Distinct == "payload" && (r.Filter.SQLi || r.Filter.XSS || r.Filter.Log4Shell)
+	}
 	switch s.Trigger {
 	case TriggerMatch:
 		s.Capacity = 0
 	case TriggerLeaky:
 	case TriggerDistinct:
-		if s.Distinct != "path" && s.Distinct != "uri" && s.Distinct != "user_agent" {
-			return nil, fmt.Errorf("scenario %q: distinct %q: want path, uri or user_agent", r.Name, r.Distinct)
+		if !validDistinct() {
+			return nil, fmt.Errorf("scenario %q: distinct %q: want path, uri, user_agent, ip, or payload with sqli, xss or log4shell", r.Name, r.Distinct)
 		}
+	case TriggerWindow:
+		if s.Distinct != "" && !validDistinct() {
+			return nil, fmt.Errorf("scenario %q: distinct %q: want path, uri, user_agent, ip, payload or none", r.Name, r.Distinct)
+		}
+		if s.Window, err = duration(r.Name, "window", r.Window, time.Hour); err != nil {
+			return nil, err
+		}
+		if s.Window < time.Minute {
+			return nil, fmt.Errorf("scenario %q: window %s: want a minute or more", r.Name, s.Window)
+		}
+		if r.DistinctRatio < 0 || r.DistinctRatio > 1 || r.DistinctRatio > 0 && s.Distinct == "" {
+			return nil, fmt.Errorf("scenario %q: distinct_ratio %v: want 0 to 1, with distinct", r.Name, r.DistinctRatio)
+		}
+		s.ratio = int(r.DistinctRatio*1000 + 0.5)
+		s.Leak = s.Window // unused by the trigger; a drained bucket's age is its window
 	default:
-		return nil, fmt.Errorf("scenario %q: trigger %q: want match, leaky or distinct", r.Name, r.Trigger)
+		return nil, fmt.Errorf("scenario %q: trigger %q: want match, leaky, distinct or window", r.Name, r.Trigger)
+	}
+	if s.Trigger != TriggerWindow && (r.Window != "" || r.DistinctRatio != 0) {
+		return nil, fmt.Errorf("scenario %q: window and distinct_ratio are for a window trigger", r.Name)
 	}
 	if s.Trigger != TriggerMatch && s.Capacity < 1 {
 		return nil, fmt.Errorf("scenario %q: capacity must be at least 1 for a %s trigger", r.Name, s.Trigger)
@@ -270,7 +384,8 @@ func compile(r Rule) (*Scenario, error) {
 			s.protocolNot[strings.ToUpper(p)] = true
 		}
 	}
-	s.notStatic, s.uriAbsolute = f.NotStatic, f.URIAbsolute
+	s.notStatic, s.uriAbsolute, s.noReferer = f.NotStatic, f.URIAbsolute, f.NoReferer
+	s.sqli, s.xss, s.log4shell, s.evidenceNames = f.SQLi, f.XSS, f.Log4Shell, f.Evidence
 	s.signal = r.Signal == nil || *r.Signal
 	mk := func(l []string) *matcher {
 		if len(l) == 0 {
@@ -308,10 +423,51 @@ func (r *Rules) Signals(e *accesslog.Entry) []*Scenario {
 	var req request
 	req.reset(e, r)
 	var out []*Scenario
-	for _, s := range r.Scenarios {
-		if s.signal && s.matches(&req) {
+	r.match(&req, func(_ int, s *Scenario) {
+		if s.signal {
 			out = append(out, s)
 		}
-	}
+	})
 	return out
+}
+
+// match calls fn, in scenario order, for each scenario whose filter the
+// request passes; none for a request an allow rule lets through. Scenarios
+// that count evidence are judged after the others, on what those passed.
+func (r *Rules) match(req *request, fn func(i int, s *Scenario)) {
+	if len(r.allow) > 0 && r.allowedBy(req) != nil {
+		return
+	}
+	if !r.hasEvidence {
+		for i, s := range r.Scenarios {
+			if s.matches(req) {
+				fn(i, s)
+			}
+		}
+		return
+	}
+	var small [maxMulti]bool
+	passed := small[:0]
+	if len(r.Scenarios) > maxMulti {
+		passed = make([]bool, 0, len(r.Scenarios))
+	}
+	passed = passed[:len(r.Scenarios)]
+	for i, s := range r.Scenarios {
+		passed[i] = len(s.evidence) == 0 && s.matches(req)
+	}
+	for i, s := range r.Scenarios {
+		if len(s.evidence) == 0 {
+			continue
+		}
+		any := false
+		for _, j := range s.evidence {
+			any = any || passed[j]
+		}
+		passed[i] = any && s.matches(req)
+	}
+	for i, s := range r.Scenarios {
+		if passed[i] {
+			fn(i, s)
+		}
+	}
 }

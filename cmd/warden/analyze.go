@@ -26,7 +26,7 @@ func newAnalyzeCmd() *cobra.Command {
 	var o analyzeFlags
 	o.allow = newList()
 	c := &cobra.Command{
-		Use:   "analyze FILE... [--log-format F] [--json [--doc stats|alerts|decisions]] [--from T] [--to T] [--top N]",
+		Use:   "analyze FILE... [--log-format F] [--json [--doc stats|alerts|decisions]] [--from T] [--to T] [--top N] [--explain IP] [--simulate]",
 		Short: "The same pipeline over log files, offline, in one process",
 		Long: `Run Warden's pipeline over log files (- for standard input, .gz read as
 gzip) in one process, with no Kafka and no Raft: a terminal report (totals,
@@ -51,12 +51,15 @@ status table, top lists, requests per hour, alerts, decisions) or, with
 	fs.StringVar(&o.doc, "doc", "stats", "with --json, which API document to print: stats (GET /v1/stats), alerts (GET /v1/alerts) or decisions (GET /v1/decisions?all=1)")
 	fs.StringVar(&o.rulesFile, "rules", "", "a YAML rule file applied over the built-in scenarios")
 	fs.Var(o.allow, "allow", "addresses or CIDR ranges never to ban, comma-separated")
+	fs.StringVar(&o.explain, "explain", "", "print, for this client address, which requests fed which scenario, why, and whether it fired (instead of the report)")
+	fs.BoolVar(&o.simulate, "simulate", false, "mark every decision simulated, as an agent with --simulate would: alerts as usual, nothing banned")
 	return c
 }
 
 type analyzeFlags struct {
 	logFormat, from, to, doc, rulesFile string
-	asJSON, quiet                       bool
+	explain                             string
+	asJSON, quiet, simulate             bool
 	top, workers                        int
 	retention                           time.Duration
 	allow                               *listFlag
@@ -97,12 +100,18 @@ func (o *analyzeFlags) run(files []string) error {
 		return err
 	}
 	// The stats document needs no detection: skip it then.
-	an.detect = !*asJSON || *doc != "stats"
+	an.detect = !*asJSON || *doc != "stats" || o.explain != ""
 	an.detector = detect.NewDetector(an.rules, 0, nil)
 	an.detector.Offline = true
+	var explain *detect.Explainer
+	if o.explain != "" {
+		explain = &detect.Explainer{IP: o.explain, Rules: an.rules,
+			Parse: func(l []byte, e *accesslog.Entry) error { return an.format.Parse(l, e) }}
+		an.detector.Trace(o.explain, explain.Step)
+	}
 	an.book = detect.NewBook(detect.DefaultBookConfig())
 	an.book.Keep = -1 // one process over files: every alert
-	if err := an.book.SetConfig(detect.BookConfig{Allow: allow, MaxEscalation: 4, MaxBan: "720h"}); err != nil {
+	if err := an.book.SetConfig(detect.BookConfig{Allow: allow, MaxEscalation: 4, MaxBan: "720h", Simulate: o.simulate}); err != nil {
 		return fmt.Errorf("--allow: %w", err)
 	}
 	if *logFormat != "" {
@@ -115,6 +124,10 @@ func (o *analyzeFlags) run(files []string) error {
 		if err := an.file(name, store); err != nil {
 			return err
 		}
+	}
+	if explain != nil {
+		explain.Write(os.Stdout, an.book)
+		return nil
 	}
 	st := store.Stats(q)
 	if *asJSON {
@@ -634,6 +647,8 @@ func printDetections(w io.Writer, b *detect.Book) {
 			state := "expired"
 			if d.Active(time.Now()) {
 				state = "active"
+			} else if d.Simulated {
+				state = "simulated"
 			}
 			fmt.Fprintf(w, "    %-5d  %-7s  %-18s  %-30s  %-20s  %s\n", d.ID, d.Type, d.Value, d.Scenario, time.Unix(0, d.Until).UTC().Format(time.RFC3339), state)
 		}

@@ -1,0 +1,537 @@
+package detect
+
+import (
+	"bytes"
+	"html"
+	"regexp"
+	"strings"
+
+	"github.com/corazawaf/libinjection-go"
+)
+
+// Per-request injection analysis: does this one request carry SQL
+// injection, cross-site scripting or a Log4Shell lookup? Substring lists
+// miss what attackers send once they obfuscate (inline comments inside
+// keywords, mixed case, double encoding, event handlers nobody listed), so
+// each input a server would hand to its code (every query parameter, the
+// path, the user agent, the referer's parameters) is normalised and given
+// to libinjection, the tokenizer ModSecurity and Coraza use.
+//
+// Cost: most requests never reach libinjection. A value is analysed only
+// if it holds a byte an injection needs (a quote, a parenthesis, '<', ...);
+// ordinary paths, slugs, numbers and words are skipped after one scan.
+
+// Finding says where an injection was found and why.
+type Finding struct {
+	Kind  string // "sqli", "xss" or "log4shell"
+	Where string // "query parameter id", "path", "user agent", "referer"
+	// Why is libinjection's SQL fingerprint, or the rule that matched.
+	Why string
+	// Value is the decoded input that holds it.
+	Value string
+}
+
+// sqliBytes are the bytes an SQL injection in a value needs at least one
+// of; a value of letters, digits, spaces and '.', '_', ':' is natural text
+// or an identifier, and libinjection is not asked (it takes "best union
+// select" for SQL, as it should for a value that is meant to be code).
+var sqliBytes = byteSet(`'"` + "`" + `;()=#*,|&-@\/!<>^~%`)
+
+// pathSQLiBytes are those for a path, where '-', ',', '/' and '.' are
+// everyday characters.
+var pathSQLiBytes = byteSet(`'"` + "`" + `;()=#*|@\`)
+
+// headerSQLiBytes are those for a user agent, whose parentheses and
+// semicolons are everyday characters: only quotes and comments there.
+var headerSQLiBytes = byteSet(`'"` + "`" + `#`)
+
+// xssBytes are those a script injection needs: a tag or a quote to break
+// out of an attribute.
+var xssBytes = byteSet(`<>"'` + "`")
+
+func byteSet(s string) (t [256]bool) {
+	for i := 0; i < len(s); i++ {
+		t[s[i]] = true
+	}
+	return t
+}
+
+func hasAny(s string, set *[256]bool) bool {
+	for i := 0; i < len(s); i++ {
+		if set[s[i]] {
+			return true
+		}
+	}
+	return false
+}
+
+// normalise decodes v until it stops changing: URL escapes (with plus, '+'
+// as a space) and HTML entities, at most four rounds, so double encodings
+// and entities inside escapes are seen through.
+func normalise(v string, plus bool) string {
+	for round := 0; round < 4; round++ {
+		d := v
+		if strings.IndexByte(d, '%') >= 0 || plus && strings.IndexByte(d, '+') >= 0 {
+			d = unescape(d, plus)
+		}
+		if strings.IndexByte(d, '&') >= 0 {
+			d = html.UnescapeString(d)
+		}
+		if d == v {
+			break
+		}
+		v = d
+	}
+	return v
+}
+
+// stripComments removes SQL block comments, keeping the body of MySQL's
+// executable comments (/*!50000UNION*/ is UNION to MySQL): "UN/**/ION"
+// is how a filter that looks for UNION is passed.
+func stripComments(s string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "/*")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		s = s[i+2:]
+		exec := strings.HasPrefix(s, "!")
+		if exec {
+			s = strings.TrimLeft(s[1:], "0123456789")
+		}
+		j := strings.Index(s, "*/")
+		if j < 0 {
+			if exec {
+				b.WriteString(s)
+			}
+			return b.String()
+		}
+		if exec {
+			b.WriteString(s[:j])
+		}
+		s = s[j+2:]
+	}
+}
+
+// sqlSignatures catch what libinjection lets through on purpose (stacked
+// queries starting with a keyword) and the time- and error-based probes
+// scanners send, on the normalised, comment-free, lower-case text.
+var sqlSignatures = regexp.MustCompile(`waitfor\s+(delay|time)\s+['"]\d|` +
+	`\b(extractvalue|updatexml)\s*\(|\bpg_sleep\s*\(|\bdbms_pipe\.receive_message\s*\(|` +
+	`\bbenchmark\s*\(\s*\d{4,}|(\band\b|\bor\b|\|\||&&|;|['")])\s*sleep\s*\(\s*\d|` +
+	`\bunion(\s+(all|distinct))?\s+select\s+(null|\d|0x|@@|concat|char|group_concat|\*)|` +
+	`;\s*(drop|truncate|shutdown|exec|declare)\b`)
+
+// isSQLi reports whether value is an SQL injection, with libinjection's
+// fingerprint or the signature that matched.
+func isSQLi(value string) (bool, string) {
+	low := strings.ToLower(value)
+	if ok, fp := libinjection.IsSQLi(value); ok && !prose(low) {
+		return true, "libinjection fingerprint " + fp
+	}
+	if strings.Contains(low, "/*") {
+		low = stripComments(low)
+		if ok, fp := libinjection.IsSQLi(low); ok && !prose(low) {
+			return true, "libinjection fingerprint " + fp + " (comments removed)"
+		}
+	}
+	// \' is how a quote gets past an escaping that is done twice, or not
+	// undone before the query is built.
+	if strings.Contains(low, `\'`) || strings.Contains(low, `\"`) {
+		u := strings.NewReplacer(`\'`, `'`, `\"`, `"`).Replace(low)
+		if ok, fp := libinjection.IsSQLi(u); ok && !prose(u) {
+			return true, "libinjection fingerprint " + fp + " (quote escapes removed)"
+		}
+	}
+	if m := sqlSignatures.FindString(low); m != "" {
+		return true, "signature " + strings.Join(strings.Fields(m), " ")
+	}
+	return false, ""
+}
+
+// prose reports whether a lower-case value libinjection takes for SQL reads
+// as words someone typed: two or more words of three letters or more that
+// are not SQL, and none of the syntax an injection cannot do without (a
+// comment, a ';', an '=', a call, @@, 0x). libinjection reads "case (black)
+// for grinder" as CASE (n) n and "is 'or' better than 'and'" as a string
+// tautology; a search box gets such text all day.
+func prose(low string) bool {
+	if strings.Contains(low, "--") || strings.ContainsAny(low, "#;=") || strings.Contains(low, "/*") ||
+		strings.Contains(low, "@@") || strings.Contains(low, "0x") {
+		return false
+	}
+	words := 0
+	for i := 0; i < len(low); {
+		c := low[i]
+		if c < 'a' || c > 'z' {
+			if c == '(' && i > 0 && (low[i-1] >= 'a' && low[i-1] <= 'z' || low[i-1] >= '0' && low[i-1] <= '9' || low[i-1] == '_') {
+				return false // a call: name(
+			}
+			i++
+			continue
+		}
+		j := i
+		for j < len(low) && (low[j] >= 'a' && low[j] <= 'z' || low[j] >= '0' && low[j] <= '9' || low[j] == '_') {
+			j++
+		}
+		w := low[i:j]
+		if len(w) >= 3 && !sqlWords[w] && strings.IndexFunc(w, func(r rune) bool { return r < 'a' || r > 'z' }) < 0 {
+			words++
+		}
+		i = j
+	}
+	return words >= 2
+}
+
+// sqlWords are the SQL keywords and functions injections are made of.
+var sqlWords = func() map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(`select union from where and not null order group having limit offset insert update
+		delete drop table tables into values like rlike regexp case when then else end exec execute sleep benchmark waitfor
+		delay version concat char chr substring substr ascii all distinct true false cast convert load_file outfile dumpfile
+		information_schema schema database user current_user system_user column columns declare varchar nvarchar count
+		extractvalue updatexml elt ord mid hex unhex xor div mod procedure analyse pg_sleep dbms_pipe receive_message`) {
+		m[w] = true
+	}
+	return m
+}()
+
+// xssExec are the bytes of script that runs: a call, an assignment, a
+// template literal. A tag alone ("how to write <script> tags" in a search
+// box) is text about HTML, not an attack.
+var xssExec = byteSet("(=`")
+
+// scriptScheme finds a javascript: or vbscript: URL once control
+// characters and spaces (which browsers drop inside a scheme) are gone.
+var scriptScheme = regexp.MustCompile(`(?i)^(javascript|vbscript|livescript):.*[(=` + "`" + `]|^data:text/html`)
+
+// isXSS reports whether value is a script injection.
+func isXSS(value string) (bool, string) {
+	if hasAny(value, &xssBytes) && hasAny(value, &xssExec) {
+		v := value
+		if strings.IndexByte(v, 0) >= 0 {
+			v = strings.ReplaceAll(v, "\x00", "")
+		}
+		if libinjection.IsXSS(v) {
+			return true, "libinjection"
+		}
+	}
+	if i := strings.IndexByte(value, ':'); i > 0 && i < 40 {
+		t := strings.Map(func(r rune) rune {
+			if r <= ' ' {
+				return -1
+			}
+			return r
+		}, value)
+		if scriptScheme.MatchString(t) {
+			return true, "script URL"
+		}
+	}
+	return false, ""
+}
+
+// params calls fn with the name and value of each parameter of a raw query
+// string (an escaped '&' inside a value stays in the value); it stops when
+// fn returns true.
+func params(raw []byte, fn func(name, value []byte) bool) {
+	for len(raw) > 0 {
+		part := raw
+		if i := bytes.IndexByte(raw, '&'); i >= 0 {
+			part, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if len(part) == 0 {
+			continue
+		}
+		name, value := part, []byte(nil)
+		if i := bytes.IndexByte(part, '='); i >= 0 {
+			name, value = part[:i], part[i+1:]
+		}
+		if fn(name, value) {
+			return
+		}
+	}
+}
+
+// worthAsking reports whether a raw value may hold an injection once
+// decoded: it holds an escape, a '+', or a byte of set (or, for a script
+// URL, a ':').
+func worthAsking(raw []byte, set *[256]bool, colon bool) bool {
+	for _, c := range raw {
+		if set[c] || c == '%' || c == '+' || colon && c == ':' {
+			return true
+		}
+	}
+	return false
+}
+
+// inject runs both analyses on the request, each input decoded once, and
+// keeps the first finding of each.
+func (r *request) inject() {
+	if r.done&doneInject != 0 {
+		return
+	}
+	r.done |= doneInject
+	e := r.e
+	r.injectQuery("query", e.Query)
+	if r.sqliOK && r.xssOK {
+		return
+	}
+	var seen uint8
+	for _, c := range e.Path {
+		seen |= headerClass[c]
+	}
+	if seen&(clPathSQLi|clXSS|clEsc) != 0 {
+		r.checkValue(strings.TrimLeft(r.injPath(), "/"), "path", &pathSQLiBytes)
+	}
+	if r.sqliOK && r.xssOK {
+		return
+	}
+	seen = 0
+	for _, c := range e.UserAgent {
+		seen |= headerClass[c]
+	}
+	if seen&(clHdrSQLi|clXSS|clEsc) != 0 || seen&clComment != 0 &&
+		(bytes.Contains(e.UserAgent, []byte("--")) || bytes.Contains(e.UserAgent, []byte("/*"))) {
+		ua := r.injUA()
+		if !r.sqliOK && (hasAny(ua, &headerSQLiBytes) || strings.Contains(ua, "--") || strings.Contains(ua, "/*")) {
+			if ok, why := isSQLi(ua); ok {
+				r.sqliF, r.sqliOK = Finding{Kind: "sqli", Where: "user agent", Why: why, Value: ua}, true
+			}
+		}
+		if !r.xssOK {
+			if ok, why := isXSS(ua); ok {
+				r.xssF, r.xssOK = Finding{Kind: "xss", Where: "user agent", Why: why, Value: ua}, true
+			}
+		}
+	}
+	ref := e.Referer
+	if len(ref) == 0 || len(ref) == 1 && ref[0] == '-' {
+		return
+	}
+	if hasPrefixFoldBytes(ref, "http://") || hasPrefixFoldBytes(ref, "https://") {
+		if i := bytes.IndexByte(ref, '?'); i >= 0 {
+			r.injectQuery("referer", ref[i+1:])
+		}
+		return
+	}
+	if worthAsking(ref, &sqliBytes, true) {
+		r.checkValue(normalise(string(ref), true), "referer", &sqliBytes)
+	}
+}
+
+// checkValue runs the analyses still without a finding on one decoded
+// value (SQL only if it holds a byte of sqlSet).
+func (r *request) checkValue(v, where string, sqlSet *[256]bool) {
+	if !r.sqliOK && hasAny(v, sqlSet) {
+		if ok, why := isSQLi(v); ok {
+			r.sqliF, r.sqliOK = Finding{Kind: "sqli", Where: where, Why: why, Value: v}, true
+		}
+	}
+	if !r.xssOK && (hasAny(v, &xssBytes) || strings.IndexByte(v, ':') >= 0) {
+		if ok, why := isXSS(v); ok {
+			r.xssF, r.xssOK = Finding{Kind: "xss", Where: where, Why: why, Value: v}, true
+		}
+	}
+}
+
+// injectQuery checks each parameter (value and name) of a raw query.
+func (r *request) injectQuery(where string, raw []byte) {
+	params(raw, func(name, value []byte) bool {
+		for k, t := range [2][]byte{value, name} {
+			if len(t) == 0 || !worthAsking(t, &sqliBytes, true) {
+				continue
+			}
+			w := where + " parameter name"
+			if k == 0 {
+				w = where + " parameter " + clip(string(name), 40)
+			}
+			r.checkValue(normalise(string(t), true), w, &sqliBytes)
+		}
+		return r.sqliOK && r.xssOK
+	})
+}
+
+// headerClass sorts bytes, so that one pass over a path or a user agent
+// (which every request has) says which analyses it may need.
+var headerClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		if sqliBytes[c] {
+			t[c] |= clSQLi
+		}
+		if headerSQLiBytes[c] {
+			t[c] |= clHdrSQLi
+		}
+		if pathSQLiBytes[c] {
+			t[c] |= clPathSQLi
+		}
+		if xssBytes[c] {
+			t[c] |= clXSS
+		}
+	}
+	t['%'] |= clEsc
+	t['&'] |= clEsc
+	t['-'] |= clComment
+	t['*'] |= clComment
+	return t
+}()
+
+const (
+	clSQLi = 1 << iota
+	clHdrSQLi
+	clPathSQLi
+	clXSS
+	clEsc
+	clComment
+)
+
+func hasPrefixFoldBytes(b []byte, p string) bool {
+	if len(b) < len(p) {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if lowerByte(b[i]) != p[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// injPath is the path normalised for injection analysis (URL escapes and
+// entities until stable).
+func (r *request) injPath() string {
+	if r.have&hInjPath == 0 {
+		r.injP, r.have = r.Path(), r.have|hInjPath
+		if strings.IndexByte(r.injP, '&') >= 0 {
+			r.injP = normalise(r.injP, false)
+		}
+	}
+	return r.injP
+}
+
+// injUA is the user agent normalised for injection analysis.
+func (r *request) injUA() string {
+	if r.have&hInjUA == 0 {
+		r.injU, r.have = r.UA(), r.have|hInjUA
+		if strings.IndexByte(r.injU, '&') >= 0 {
+			r.injU = normalise(r.injU, false)
+		}
+	}
+	return r.injU
+}
+
+// sqli and xss cache the request's analysis, which several scenarios may
+// ask for.
+func (r *request) sqli() (Finding, bool) {
+	r.inject()
+	return r.sqliF, r.sqliOK
+}
+
+func (r *request) xss() (Finding, bool) {
+	r.inject()
+	return r.xssF, r.xssOK
+}
+
+func (r *request) log4shell() (Finding, bool) {
+	if r.done&doneLog4j == 0 {
+		r.done |= doneLog4j
+		e := r.e
+		// A lookup needs a '$', or an escape that may hide one.
+		if !maybeLookup(e.Path) && !maybeLookup(e.Query) && !maybeLookup(e.UserAgent) && !maybeLookup(e.Referer) {
+			return r.log4jF, false
+		}
+		for i := 0; i < 3 && !r.log4jOK; i++ {
+			var where, text string
+			switch i {
+			case 0:
+				where, text = "request line", r.URI()
+			case 1:
+				where, text = "user agent", r.UA()
+			default:
+				where, text = "referer", r.Referer()
+			}
+			if why, ok := jndiLookup(text); ok {
+				r.log4jF, r.log4jOK = Finding{Kind: "log4shell", Where: where, Why: why, Value: text}, true
+			}
+		}
+	}
+	return r.log4jF, r.log4jOK
+}
+
+func maybeLookup(b []byte) bool {
+	return bytes.IndexByte(b, '$') >= 0 || bytes.IndexByte(b, '%') >= 0
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// maxLookups bounds the lookups resolved in one text: a line of nested
+// "${" costs at most this many passes.
+const maxLookups = 64
+
+// jndiLookup reports whether text, once Log4j's lookups are resolved as
+// Log4j would resolve them, holds a JNDI lookup: ${jndi:...} however it is
+// spelt (${${lower:j}ndi:...}, ${${::-j}${::-n}${::-d}${::-i}:...},
+// ${${env:NONE:-j}ndi:...}). Innermost lookups are replaced by their value:
+// the default after ":-", the argument of lower and upper, and nothing for
+// any other lookup (its value is the server's, unknown here).
+func jndiLookup(text string) (string, bool) {
+	i := strings.Index(text, "${")
+	if i < 0 {
+		return "", false
+	}
+	s := []byte(text[i:])
+	for n := 0; n < maxLookups; n++ {
+		// The innermost lookup: the last "${" before the first "}" after it.
+		open := -1
+		end := -1
+		for k := 0; k+1 < len(s); k++ {
+			if s[k] == '$' && s[k+1] == '{' {
+				open = k
+				k++
+				continue
+			}
+			if s[k] == '}' && open >= 0 {
+				end = k
+				break
+			}
+		}
+		if open < 0 {
+			break
+		}
+		if end < 0 {
+			// Unclosed: what is left still counts if it spells the lookup.
+			if hasPrefixFold(string(s[open+2:]), "jndi:") {
+				return "unclosed ${jndi:", true
+			}
+			break
+		}
+		body := string(s[open+2 : end])
+		if hasPrefixFold(body, "jndi:") {
+			if n == 0 {
+				return "${jndi:", true
+			}
+			return "${jndi: after resolving nested lookups", true
+		}
+		val := ""
+		lb := strings.ToLower(body)
+		switch {
+		case strings.Contains(body, ":-"):
+			val = body[strings.Index(body, ":-")+2:]
+		case strings.HasPrefix(lb, "lower:"), strings.HasPrefix(lb, "upper:"):
+			val = body[6:]
+		case strings.HasPrefix(lb, "date:"):
+			val = strings.Trim(body[5:], `'"`)
+		}
+		s = append(s[:open], append([]byte(val), s[end+1:]...)...)
+	}
+	return "", false
+}
