@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/workload"
 )
 
@@ -426,7 +427,7 @@ func (p *producer) run(ctx context.Context, rate, limit int) {
 		for i := 0; i < per && (limit == 0 || sent < limit); i++ {
 			line, ip := p.gen.Line()
 			sent++
-			p.cl.Produce(ctx, &kgo.Record{Key: []byte(ip), Value: []byte(line)}, func(_ *kgo.Record, err error) {
+			p.cl.Produce(ctx, &kgo.Record{Key: []byte(detect.PartitionKey(ip)), Value: []byte(line)}, func(_ *kgo.Record, err error) {
 				p.mu.Lock()
 				defer p.mu.Unlock()
 				if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/node"
 	"github.com/wardenhq/warden/workload"
 )
@@ -109,7 +110,7 @@ func BenchmarkLatency(b *testing.B) {
 			pool := make([]*kgo.Record, 200_000)
 			for i := range pool {
 				line, ip := gen.Line()
-				pool[i] = &kgo.Record{Key: []byte(ip), Value: []byte(line)}
+				pool[i] = &kgo.Record{Key: []byte(detect.PartitionKey(ip)), Value: []byte(line)}
 			}
 			var sent, acked, failed atomic.Int64
 			stop, stopped := make(chan struct{}), make(chan struct{})

@@ -219,7 +219,7 @@ prometheus:
 	now := time.Now().UTC().Format("02/Jan/2006:15:04:05 -0700")
 	for _, ip := range []string{"203.0.113.66", "192.0.2.10"} {
 		line := fmt.Sprintf(`%s - - [%s] "GET /?id=1 HTTP/1.1" 200 10 "-" "sqlmap/1.7.2#stable (https://sqlmap.org)"`, ip, now)
-		if err := cl.ProduceSync(context.Background(), &kgo.Record{Key: []byte(ip), Value: []byte(line)}).FirstErr(); err != nil {
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Key: []byte(detect.PartitionKey(ip)), Value: []byte(line)}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}

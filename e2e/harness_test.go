@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/fsm"
 	"github.com/wardenhq/warden/node"
 	"github.com/wardenhq/warden/transport"
@@ -366,7 +367,7 @@ func (p *producer) produce(n int) {
 	for i := 0; i < n; i++ {
 		line, ip := p.gen.Line()
 		wg.Add(1)
-		p.cl.Produce(context.Background(), &kgo.Record{Key: []byte(ip), Value: []byte(line)}, func(r *kgo.Record, err error) {
+		p.cl.Produce(context.Background(), &kgo.Record{Key: []byte(detect.PartitionKey(ip)), Value: []byte(line)}, func(r *kgo.Record, err error) {
 			defer wg.Done()
 			p.mu.Lock()
 			defer p.mu.Unlock()

@@ -7,11 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/internal/testenv"
 )
 
 // TestProcesses_ShipKeysByTheParsedClient: ship keys every record by the
-// client of the parsed line (default --log-format auto), so JSON lines and
+// network of the client of the parsed line (detect.PartitionKey) (default --log-format auto), so JSON lines and
 // syslog-framed lines are keyed by their real client, not by a prefix such
 // as `{"remote_addr":` or `<13>Dec`; kcat shows the keys.
 func TestProcesses_ShipKeysByTheParsedClient(t *testing.T) {
@@ -50,7 +51,7 @@ func TestProcesses_ShipKeysByTheParsedClient(t *testing.T) {
 		if !ok {
 			t.Fatalf("unexpected record %q", r)
 		}
-		if key != want {
+		if want = detect.PartitionKey(want); key != want {
 			t.Errorf("key %q for %s, want %q", key, line, want)
 		}
 	}

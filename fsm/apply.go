@@ -277,7 +277,7 @@ func Apply(s *State, cmd Command) Result {
 			return Result{Err: fmt.Sprintf("configure: rules: %v", err)}
 		}
 		bc := s.Book.Config
-		bc.Allow, bc.MaxUnpublished = cmd.Config.Allow, cmd.Config.MaxUnpublishedAlerts
+		bc.Allow, bc.MaxUnpublished, bc.Simulate = cmd.Config.Allow, cmd.Config.MaxUnpublishedAlerts, cmd.Config.Simulate
 		if err := s.Book.SetConfig(bc); err != nil {
 			return Result{Err: fmt.Sprintf("configure: %v", err)}
 		}

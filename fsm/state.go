@@ -198,13 +198,16 @@ type Config struct {
 	// StartOffset is where partitions the cluster has never read begin:
 	// "earliest" (their log start; the default) or "latest" (their end).
 	StartOffset string `json:"start_offset,omitempty"`
+	// Simulate makes every decision a simulated one: alerts are raised,
+	// no bouncer or blocklist gets a ban.
+	Simulate bool `json:"simulate,omitempty"`
 }
 
 // Equal reports whether two configurations set the same processing (their
 // version and origin aside).
 func (c Config) Equal(o Config) bool {
 	if c.LogFormat != o.LogFormat || c.Retention != o.Retention || c.Rules != o.Rules || len(c.Allow) != len(o.Allow) ||
-		c.MaxUnpublishedAlerts != o.MaxUnpublishedAlerts || c.startOffset() != o.startOffset() {
+		c.MaxUnpublishedAlerts != o.MaxUnpublishedAlerts || c.startOffset() != o.startOffset() || c.Simulate != o.Simulate {
 		return false
 	}
 	for i := range c.Allow {

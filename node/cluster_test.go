@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/wardenhq/warden/broker"
+	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/fsm"
 	"github.com/wardenhq/warden/transport"
 	"github.com/wardenhq/warden/workload"
@@ -132,7 +133,7 @@ func (p *producer) produce(n int) error {
 	for i := 0; i < n; i++ {
 		line, ip := p.gen.Line()
 		wg.Add(1)
-		p.cl.Produce(context.Background(), &kgo.Record{Key: []byte(ip), Value: []byte(line)}, func(r *kgo.Record, err error) {
+		p.cl.Produce(context.Background(), &kgo.Record{Key: []byte(detect.PartitionKey(ip)), Value: []byte(line)}, func(r *kgo.Record, err error) {
 			defer wg.Done()
 			p.mu.Lock()
 			defer p.mu.Unlock()

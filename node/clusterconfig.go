@@ -21,7 +21,7 @@ import (
 // flagConfig is the cluster configuration this node's flags describe.
 func (n *Node) flagConfig() fsm.Config {
 	return fsm.Config{Version: n.cfg.ConfigVersion, LogFormat: n.cfg.LogFormat, Retention: n.cfg.Retention.String(),
-		Rules: n.cfg.Rules, Allow: n.cfg.Allow, MaxUnpublishedAlerts: n.cfg.MaxUnpublishedAlerts, StartOffset: n.cfg.StartOffset}
+		Rules: n.cfg.Rules, Allow: n.cfg.Allow, MaxUnpublishedAlerts: n.cfg.MaxUnpublishedAlerts, StartOffset: n.cfg.StartOffset, Simulate: n.cfg.Simulate}
 }
 
 // proposeFlagConfig proposes the node's flags as the cluster configuration.
@@ -88,6 +88,9 @@ func configDiff(a, b fsm.Config) []string {
 	if !(fsm.Config{StartOffset: a.StartOffset}).Equal(fsm.Config{StartOffset: b.StartOffset}) {
 		out = append(out, "start-offset")
 	}
+	if a.Simulate != b.Simulate {
+		out = append(out, "simulate")
+	}
 	if a.MaxUnpublishedAlerts != b.MaxUnpublishedAlerts {
 		out = append(out, "max-unpublished-alerts")
 	}
@@ -107,6 +110,8 @@ type ConfigRequest struct {
 	MaxUnpublishedAlerts int `json:"max_unpublished_alerts,omitempty"`
 	// StartOffset: see Config.StartOffset.
 	StartOffset string `json:"start_offset,omitempty"`
+	// Simulate: see Config.Simulate.
+	Simulate bool `json:"simulate,omitempty"`
 	// DryRun checks the settings and answers with what would be applied.
 	DryRun bool `json:"dry_run,omitempty"`
 }
@@ -155,7 +160,7 @@ func (n *Node) handleApplyConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	c := fsm.Config{Version: req.Version, SetBy: "operator via " + n.cfg.ID + " (POST /v1/config from " + r.RemoteAddr + ")",
 		SetAt: time.Now().UTC().Format(time.RFC3339), LogFormat: check.LogFormat, Retention: ret.String(), Rules: req.Rules, Allow: req.Allow,
-		MaxUnpublishedAlerts: req.MaxUnpublishedAlerts, StartOffset: req.StartOffset}
+		MaxUnpublishedAlerts: req.MaxUnpublishedAlerts, StartOffset: req.StartOffset, Simulate: req.Simulate}
 	if req.DryRun {
 		writeJSON(w, http.StatusOK, c)
 		return

@@ -112,6 +112,9 @@ type Config struct {
 	// StartOffset is where partitions the cluster has never read begin:
 	// earliest (default) or latest; a cluster setting.
 	StartOffset string
+	// Simulate: alerts, but every decision simulated (none enforced); a
+	// cluster setting.
+	Simulate bool
 	// HTTPToken, when set, guards every read of the HTTP API (/v1/*,
 	// /metrics, the dashboard) behind Authorization: Bearer HTTPToken (the
 	// admin token works too); /healthz and /readyz stay open.

@@ -3,6 +3,7 @@ package shipper
 import (
 	"context"
 	"fmt"
+	"github.com/wardenhq/warden/detect"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -219,7 +220,7 @@ func TestFollow_LinesOnceWithHeaders(t *testing.T) {
 		if !ours || err != nil {
 			t.Fatalf("record without our headers: %v %v", ours, err)
 		}
-		if string(rec.Key) == "" || !strings.HasPrefix(string(rec.Value), string(rec.Key)+" ") {
+		if client, _, _ := strings.Cut(string(rec.Value), " "); string(rec.Key) != detect.PartitionKey(client) {
 			t.Fatalf("key %q for %q", rec.Key, rec.Value)
 		}
 		if s.Next-s.Start != int64(len(rec.Value))+1 {

@@ -4,12 +4,17 @@ import (
 	"fmt"
 
 	"github.com/wardenhq/warden/accesslog"
+	"github.com/wardenhq/warden/detect"
 )
 
-// Keyer gives each line its record key: the client address of the parsed
-// line (accesslog's Entry.Client), so that one client's requests meet in one
-// partition in the order they were logged, whatever the format: JSON lines,
-// syslog-framed lines and vhost_combined alike. A line that does not parse,
+// Keyer gives each line its record key: the network of the client address
+// of the parsed line (accesslog's Entry.Client; detect.PartitionKey: its
+// /24 or /64, or the address itself for private ones), so that one client's
+// requests, and one network's, meet in one partition in the order they were
+// logged, whatever the format: JSON lines, syslog-framed lines and
+// vhost_combined alike. Detection keeps per-address and per-network state
+// per partition; keying by network is what makes the cluster's range alerts
+// those of `warden analyze`. A line that does not parse,
 // or whose format logs no client, gets no key (franz-go then spreads such
 // records; the cluster counts them as malformed anyway).
 //
@@ -34,5 +39,5 @@ func (k *Keyer) Key(line []byte) []byte {
 	if err := k.format.Parse(line, &k.entry); err != nil || len(k.entry.Client) == 0 {
 		return nil
 	}
-	return append([]byte(nil), k.entry.Client...)
+	return []byte(detect.PartitionKey(string(k.entry.Client)))
 }

@@ -1,6 +1,10 @@
 package shipper
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/wardenhq/warden/detect"
+)
 
 func TestKeyer_ClientOfTheParsedLine(t *testing.T) {
 	k, err := NewKeyer("auto")
@@ -16,7 +20,11 @@ func TestKeyer_ClientOfTheParsedLine(t *testing.T) {
 		{"syslog 5424", `<190>1 2026-11-02T10:00:00Z web1 nginx - - - 203.0.113.10 - - [02/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"`, "203.0.113.10"},
 		{"junk", `not a log line at all`, ""},
 	} {
-		if got := string(k.Key([]byte(tc.line))); got != tc.want {
+		want := tc.want
+		if want != "" {
+			want = detect.PartitionKey(want)
+		}
+		if got := string(k.Key([]byte(tc.line))); got != want {
 			t.Errorf("%s: key %q, want %q", tc.name, got, tc.want)
 		}
 	}

@@ -3,6 +3,7 @@ package shipper
 import (
 	"context"
 	"fmt"
+	"github.com/wardenhq/warden/detect"
 	"net"
 	"strings"
 	"testing"
@@ -94,7 +95,8 @@ func TestSyslog_UDPAndTCPFramings(t *testing.T) {
 		for _, x := range r.Headers {
 			h[x.Key] = string(x.Value)
 		}
-		if !strings.HasPrefix(string(r.Value), string(r.Key)+" ") || h[HeaderShipID] != "sys" || h[HeaderSyslogHost] == "" || h[HeaderSyslogApp] == "" {
+		client, _, _ := strings.Cut(string(r.Value), " ")
+		if string(r.Key) != detect.PartitionKey(client) || h[HeaderShipID] != "sys" || h[HeaderSyslogHost] == "" || h[HeaderSyslogApp] == "" {
 			t.Fatalf("record %q key %q headers %v", r.Value, r.Key, h)
 		}
 	}

@@ -202,6 +202,7 @@ the cluster together; later ones --join any member.`,
 	fs.StringVar(&cfg.AlertsTopic, "alerts-topic", "", "Kafka topic receiving each alert exactly once (default: <topic>.alerts)")
 	fs.BoolVar(&cfg.NoAlertsTopic, "no-alerts-topic", false, "do not publish alerts to Kafka")
 	fs.Uint64Var(&cfg.ConfigVersion, "config-version", 0, "version of this node's cluster settings (--log-format, --retention, --rules, --allow): they bootstrap a new cluster, and later replace the cluster's only if this is above its version (0: bootstrap only; 'warden config apply' changes them on a running cluster)")
+	fs.BoolVar(&cfg.Simulate, "simulate", false, "raise alerts but make every decision a simulated one, sent to no bouncer and no blocklist (to try rules safely); a cluster setting (see --config-version)")
 	fs.StringVar(&cfg.StartOffset, "start-offset", cfg.StartOffset, "where partitions the cluster has never read begin (a new topic, or partitions added later): earliest (their log start) or latest (only records written from then on); a cluster setting (see --config-version)")
 	fs.IntVar(&cfg.MaxUnpublishedAlerts, "max-unpublished-alerts", 0, "most alerts kept while the alerts topic cannot take them; past it the oldest are dropped and counted (0: 100000); a cluster setting (see --config-version)")
 	fs.StringVar(&cfg.HTTPToken, "http-token", "", "when set, every read of the HTTP API (/v1/*, /metrics, the dashboard) needs Authorization: Bearer TOKEN (this or the admin token); /healthz and /readyz stay open ($WARDEN_HTTP_TOKEN)")

@@ -132,6 +132,8 @@ type clusterSettings struct {
 	MaxUnpublished int `yaml:"max-unpublished-alerts"`
 	// StartOffset is --start-offset.
 	StartOffset string `yaml:"start-offset"`
+	// Simulate is --simulate.
+	Simulate bool `yaml:"simulate"`
 }
 
 func newConfigShowCmd() *cobra.Command {
@@ -232,7 +234,7 @@ func readClusterSettings(file string) (node.ConfigRequest, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cs); err != nil && !errors.Is(err, io.EOF) {
-		return req, &config.Error{File: file, Msg: "want the keys log-format, retention, rules-file or rules, allow, max-unpublished-alerts, start-offset: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+		return req, &config.Error{File: file, Msg: "want the keys log-format, retention, rules-file or rules, allow, max-unpublished-alerts, start-offset, simulate: " + strings.TrimPrefix(err.Error(), "yaml: ")}
 	}
 	if cs.Rules != "" && cs.RulesFile != "" {
 		return req, &config.Error{File: file, Msg: "give rules or rules-file, not both"}
@@ -255,7 +257,7 @@ func readClusterSettings(file string) (node.ConfigRequest, error) {
 		cs.Retention = "24h"
 	}
 	return node.ConfigRequest{LogFormat: cs.LogFormat, Retention: cs.Retention, Rules: cs.Rules, Allow: cs.Allow,
-		MaxUnpublishedAlerts: cs.MaxUnpublished, StartOffset: cs.StartOffset}, nil
+		MaxUnpublishedAlerts: cs.MaxUnpublished, StartOffset: cs.StartOffset, Simulate: cs.Simulate}, nil
 }
 
 // clusterDiff describes, line by line, what changes from a to b.
@@ -273,6 +275,7 @@ func clusterDiff(a, b fsm.Config) []string {
 	}
 	add("allow", strings.Join(a.Allow, ","), strings.Join(b.Allow, ","))
 	add("start-offset", a.StartOffset, b.StartOffset)
+	add("simulate", strconv.FormatBool(a.Simulate), strconv.FormatBool(b.Simulate))
 	add("max-unpublished-alerts", strconv.Itoa(a.MaxUnpublishedAlerts), strconv.Itoa(b.MaxUnpublishedAlerts))
 	return out
 }

@@ -172,7 +172,7 @@ func generate(ctx context.Context, brokerAddr, topic string, rate int) {
 		}
 		for i := 0; i < perTick; i++ {
 			line, ip := g.Line()
-			cl.Produce(ctx, &kgo.Record{Key: []byte(ip), Value: []byte(line)}, nil)
+			cl.Produce(ctx, &kgo.Record{Key: []byte(detect.PartitionKey(ip)), Value: []byte(line)}, nil)
 		}
 	}
 }
