@@ -66,6 +66,13 @@ func newCluster(t *testing.T, partitions int32) *cluster {
 // start starts node id; the first `expect` nodes bootstrap together.
 func (c *cluster) start(id string, expect int, join ...string) *Node {
 	c.t.Helper()
+	return c.startEdit(id, expect, nil, join...)
+}
+
+// startEdit starts node id like start, its config changed by c.configure
+// and then by edit (either may be nil).
+func (c *cluster) startEdit(id string, expect int, edit func(*Config), join ...string) *Node {
+	c.t.Helper()
 	cfg := DefaultConfig()
 	cfg.ID, cfg.DataDir = id, filepath.Join(c.dir, id)
 	cfg.RaftAddr, cfg.GossipAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
@@ -75,6 +82,9 @@ func (c *cluster) start(id string, expect int, join ...string) *Node {
 	cfg.Logger = testLogger()
 	if c.configure != nil {
 		c.configure(&cfg)
+	}
+	if edit != nil {
+		edit(&cfg)
 	}
 	n, err := Start(context.Background(), cfg)
 	if err != nil {

@@ -1,10 +1,8 @@
 package node
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,26 +10,6 @@ import (
 	"github.com/wardenhq/warden/fsm"
 )
 
-// startEdit starts node id like start, with its config changed by edit.
-func (c *cluster) startEdit(id string, expect int, edit func(*Config), join ...string) *Node {
-	c.t.Helper()
-	cfg := DefaultConfig()
-	cfg.ID, cfg.DataDir = id, filepath.Join(c.dir, id)
-	cfg.RaftAddr, cfg.GossipAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Brokers, cfg.Topic, cfg.Join, cfg.BootstrapExpect = []string{c.broker.Addr()}, c.topic, join, expect
-	cfg.BatchInterval, cfg.MaxBatchRecords = 50*time.Millisecond, 2000
-	cfg.ReapAfter = 2 * time.Second
-	cfg.Logger = testLogger()
-	edit(&cfg)
-	n, err := Start(context.Background(), cfg)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.mu.Lock()
-	c.nodes[id] = n
-	c.mu.Unlock()
-	return n
-}
 
 // A leader elected among nodes started without --allow keeps the cluster's
 // allow-list: only an explicit, newer configuration changes it.

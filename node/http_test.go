@@ -2,7 +2,6 @@ package node
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,23 +19,11 @@ import (
 	"time"
 )
 
-// startHTTP starts a single-node cluster whose config edit changes.
+// startHTTP starts a single-node cluster whose config edit changes, and
+// waits for it to lead.
 func (c *cluster) startHTTP(id string, edit func(*Config)) *Node {
 	c.t.Helper()
-	cfg := DefaultConfig()
-	cfg.ID, cfg.DataDir = id, filepath.Join(c.dir, id)
-	cfg.RaftAddr, cfg.GossipAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Brokers, cfg.Topic = []string{c.broker.Addr()}, c.topic
-	cfg.BatchInterval = 50 * time.Millisecond
-	cfg.Logger = testLogger()
-	edit(&cfg)
-	n, err := Start(context.Background(), cfg)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.mu.Lock()
-	c.nodes[id] = n
-	c.mu.Unlock()
+	n := c.startEdit(id, 0, edit)
 	waitFor(c.t, 15*time.Second, "a leader", func() bool { return n.Leader() != "" })
 	return n
 }
