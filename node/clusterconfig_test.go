@@ -10,7 +10,6 @@ import (
 	"github.com/wardenhq/warden/fsm"
 )
 
-
 // A leader elected among nodes started without --allow keeps the cluster's
 // allow-list: only an explicit, newer configuration changes it.
 func TestClusterConfig_ElectionKeepsTheAllowList(t *testing.T) {
