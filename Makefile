@@ -13,7 +13,7 @@ RACE_PKGS := ./fsm ./transport ./partitioner ./broker ./node
 FUZZTIME ?= 200000x
 FUZZ_TARGETS := accesslog:FuzzCommon accesslog:FuzzCombined accesslog:FuzzVhostCombined accesslog:FuzzNginxCombined \
 	accesslog:FuzzJSON accesslog:FuzzSyslogCombined accesslog:FuzzCustom accesslog:FuzzAuto accesslog:FuzzDetect \
-	analytics:FuzzDecodeAggregate detect:FuzzDecodeDelta
+	analytics:FuzzDecodeAggregate detect:FuzzDecodeDelta accesslog:FuzzClient detect:FuzzJNDILookup shipper:FuzzParseShipped
 
 .PHONY: build test test-unit test-race test-e2e lint demo bench chaos clean
 
