@@ -16,7 +16,7 @@ import (
 )
 
 // A newcomer's machine: the repository cloned alone into an empty
-// directory (no ../shared beside it). The unit tier passes there, and the
+// directory, with nothing beside it. The unit tier passes there, and the
 // demo built there serves a cluster whose /v1/stats counts requests within
 // 10 seconds.
 func TestFreshClone_UnitTierAndDemo(t *testing.T) {
@@ -35,9 +35,12 @@ func TestFreshClone_UnitTierAndDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("git clone: %v\n%s", err, out)
 	}
-	for _, p := range []string{filepath.Join(dir, "..", "shared"), filepath.Join(dir, "..", "..", "shared")} {
-		if _, err := os.Stat(p); err == nil {
-			t.Fatalf("%s exists beside the clone", p)
+	// Nothing beside the clone: its parent holds it alone, and that
+	// parent's parent holds only the parent.
+	for _, d := range []string{filepath.Dir(dir), filepath.Dir(filepath.Dir(dir))} {
+		entries, err := os.ReadDir(d)
+		if err != nil || len(entries) != 1 {
+			t.Fatalf("%s holds %d entries beside the clone (%v)", d, len(entries), err)
 		}
 	}
 	start := time.Now()

@@ -144,8 +144,8 @@ func TestPlanPull_SharedIdentityLosesNothing(t *testing.T) {
 			held[who][d.Value] = true
 		}
 	}
-	apply("x", pull(t, s, "shared", true, at(0)))
-	apply("y", pull(t, s, "shared", true, at(300)))
+	apply("x", pull(t, s, "one-identity", true, at(0)))
+	apply("y", pull(t, s, "one-identity", true, at(300)))
 	var ids []int64
 	for ms := 1000; ms < 120000; ms += 1000 {
 		switch ms % 7000 {
@@ -158,15 +158,15 @@ func TestPlanPull_SharedIdentityLosesNothing(t *testing.T) {
 		}
 		// x pulls every 5 s, y every 7 s (sometimes twice in a row).
 		if ms%5000 == 0 {
-			apply("x", pull(t, s, "shared", false, at(ms+10)))
+			apply("x", pull(t, s, "one-identity", false, at(ms+10)))
 		}
 		if ms%7000 == 0 {
-			apply("y", pull(t, s, "shared", false, at(ms+20)))
+			apply("y", pull(t, s, "one-identity", false, at(ms+20)))
 		}
 	}
 	end := at(130000)
-	apply("x", pull(t, s, "shared", false, end))
-	apply("y", pull(t, s, "shared", false, end.Add(time.Millisecond)))
+	apply("x", pull(t, s, "one-identity", false, end))
+	apply("y", pull(t, s, "one-identity", false, end.Add(time.Millisecond)))
 	want := map[string]bool{}
 	for _, d := range s.Book.ActiveDecisions(end) {
 		want[d.Value] = true

@@ -24,15 +24,7 @@ import (
 )
 
 func newConfigCmd() *cobra.Command {
-	c := &cobra.Command{
-		Use:   "config",
-		Short: "Check configuration files; show or change the cluster-wide settings",
-		Args:  noArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			_ = c.Help()
-			return errQuietUsage
-		},
-	}
+	c := groupCmd("config", "Check configuration files; show or change the cluster-wide settings")
 	var file, target string
 	check := &cobra.Command{
 		Use:   "check --config FILE [--for agent|broker|ship]",

@@ -257,3 +257,17 @@ func printConfig(c *cobra.Command) {
 
 // lookupEnv reads the environment; tests of the layering replace it.
 var lookupEnv = os.LookupEnv
+
+// groupCmd is a command that only holds subcommands: alone, it prints its
+// help and exits 2, as the root does.
+func groupCmd(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			_ = c.Help()
+			return errQuietUsage
+		},
+	}
+}

@@ -14,15 +14,7 @@ import (
 )
 
 func newOffsetsCmd() *cobra.Command {
-	c := &cobra.Command{
-		Use:   "offsets",
-		Short: "Replay or skip records: move the cluster's committed offsets",
-		Args:  noArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			_ = c.Help()
-			return errQuietUsage
-		},
-	}
+	c := groupCmd("offsets", "Replay or skip records: move the cluster's committed offsets")
 	var o struct {
 		to, addr, token                         string
 		partitions                              *listFlag
