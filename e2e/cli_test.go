@@ -196,7 +196,7 @@ func TestCLI_ConfigPrecedenceAndPrintConfig(t *testing.T) {
 		"batch-interval: 300ms  # file",
 		`join: [127.0.0.1:7941, 127.0.0.1:7942]  # file`,
 		"admin-token: '********'  # file",
-		"raft-heartbeat: 400ms  # default",
+		"raft-heartbeat: 300ms  # default",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("--print-config lacks %q:\n%s", want, out)

@@ -232,7 +232,7 @@ func BenchmarkFailover(b *testing.B) {
 	if v := os.Getenv("WARDEN_BENCH_KILLS"); v != "" {
 		fmt.Sscan(v, &kills)
 	}
-	figures := map[string]any{"kills": kills, "target_median_s": 1.0, "target_worst_s": 2.0}
+	figures := map[string]any{"kills": kills, "target_median_s": 0.5, "target_worst_s": 1.0}
 	defer func() {
 		if len(figures) > 3 {
 			saveResult(b, "failover", figures)
@@ -325,7 +325,7 @@ func BenchmarkFailover(b *testing.B) {
 
 // pickVictim returns a live observer and a victim: the leader, or a
 // follower that owns partitions.
-func pickVictim(b *testing.B, c *procCluster, leader bool) (observer, victim string) {
+func pickVictim(b testing.TB, c *procCluster, leader bool) (observer, victim string) {
 	var ci = struct{ Leader string }{}
 	waitFor(b, 30*time.Second, "a leader", func() bool {
 		for id := range c.agents {

@@ -133,7 +133,9 @@ type Config struct {
 	AlertsTopic   string
 	NoAlertsTopic bool
 
-	// Raft timing: heartbeat and election timeouts, tuned for a LAN.
+	// Raft timing: heartbeat and election timeouts, tuned for a LAN. The
+	// leader lease is half of it, and so are both timeouts on a follower
+	// that has proven its leader gone (failfast.go).
 	RaftHeartbeat time.Duration
 	// SnapshotEntries is how many log entries since the last snapshot
 	// make a new one; TrailingLogs how many entries a snapshot leaves in
@@ -185,7 +187,7 @@ func DefaultConfig() Config {
 		MaxBatchRecords:      40000,
 		LogFormat:            "auto",
 		Retention:            24 * time.Hour,
-		RaftHeartbeat:        400 * time.Millisecond,
+		RaftHeartbeat:        300 * time.Millisecond,
 		SnapshotEntries:      1024,
 		TrailingLogs:         1024,
 		GossipProbeInterval:  150 * time.Millisecond,

@@ -84,6 +84,7 @@ type Node struct {
 	runningWorkers atomic.Int32
 	kafkaStat      kafkaStatus
 	stall          stallWatch
+	deaths         deathWatch
 }
 
 // nodeMeta is what each node tells the others through gossip.
@@ -196,6 +197,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		events:   make(chan struct{}, 1),
 		commitCh: make(chan pendingBatch, 1024),
 		metrics:  newMetrics(f),
+		deaths:   newDeathWatch(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.fsm.OnApply = n.metrics.onApply
@@ -211,7 +213,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	var err error
 	n.mux, err = transport.Listen(transport.Config{Bind: cfg.RaftAddr, TLS: cfg.TLS, ClusterKey: cfg.ClusterKey,
-		Logger: n.quietOnStop(lg).With("subsystem", "transport")})
+		Logger: n.quietOnStop(lg).With("subsystem", "transport"), OnConnError: n.onConnError})
 	if err != nil {
 		return nil, err
 	}
@@ -243,6 +245,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.gossipAddr = n.ml.LocalNode().Address()
+	n.deaths.ready.Store(true)
 
 	kopts := append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.KafkaOpts...)
 	if n.kafka, err = kgo.NewClient(kopts...); err != nil {
@@ -278,6 +281,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goRun(n.watchInCluster)
 	n.goRun(n.watchClusterConfig)
 	n.goRun(n.watchLeader)
+	n.goRun(n.watchDeaths)
 	ok = true
 	lg.Info("node started", "raft", n.mux.Addr().String(), "gossip", n.gossipAddr, "http", n.httpAddr, "existing_state", hasState)
 	return n, nil

@@ -63,9 +63,13 @@ func (n *Node) reconcile(failedSince map[string]time.Time) {
 			voters++
 		}
 	}
+	// Alive: what gossip says, less the members whose Raft port refuses
+	// (failfast.go), which gossip will call failed soon.
 	alive := map[string]gossipMember{}
 	for _, m := range n.gossipMembers() {
-		alive[m.id] = m
+		if m.id == n.cfg.ID || !n.isDead(m.meta.Raft) {
+			alive[m.id] = m
+		}
 	}
 	now := time.Now()
 

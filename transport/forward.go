@@ -100,6 +100,7 @@ func (m *Mux) Forward(ctx context.Context, addr string, payload []byte) ([]byte,
 	if err != nil {
 		return nil, fmt.Errorf("transport: forward to %s: %w", addr, err)
 	}
+	c = &watchedConn{Conn: c, m: m, addr: addr}
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)

@@ -68,6 +68,8 @@ type Mux struct {
 
 	mu      sync.RWMutex
 	forward ForwardHandler
+
+	onConnError func(addr string, err error)
 }
 
 // Defaults of Config's limits.
@@ -107,6 +109,12 @@ type Config struct {
 	RequestTimeout time.Duration
 	// Logger receives transport errors.
 	Logger *slog.Logger
+	// OnConnError, when set, is told of every Raft or forwarding
+	// connection to a peer that failed other than by a timeout: a refused
+	// dial, a reset, the peer's side closing under a call. It is a hint
+	// that the peer's process is gone, not proof (Probe gives that); it is
+	// called on the failing goroutine and must not block.
+	OnConnError func(addr string, err error)
 }
 
 // Listen opens the node's Raft/forwarding port.
@@ -145,6 +153,7 @@ func Listen(cfg Config) (*Mux, error) {
 		handshakeTimeout: orDefault(cfg.HandshakeTimeout, DefaultHandshakeTimeout),
 		requestTimeout:   orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
 		maxConns:         int64(cfg.MaxConns),
+		onConnError:      cfg.OnConnError,
 		raftConns:        make(chan net.Conn, 16),
 		closed:           make(chan struct{}),
 	}
@@ -275,7 +284,10 @@ func (m *Mux) route(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(m.handshakeTimeout))
 	if m.serverTLS != nil {
 		tc := tls.Server(c, m.serverTLS)
-		if err := tc.Handshake(); err != nil {
+		if err := tc.Handshake(); errors.Is(err, io.EOF) {
+			c.Close() // a port probe (Probe), before any TLS record
+			return
+		} else if err != nil {
 			m.refuse(c, fmt.Errorf("tls: %w", err))
 			return
 		}
@@ -326,6 +338,7 @@ func (m *Mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, er
 	}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
+		m.connError(addr, err)
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Now().Add(timeout + m.handshakeTimeout))
@@ -374,7 +387,11 @@ func (l raftLayer) Close() error   { return l.m.Close() }
 func (l raftLayer) Addr() net.Addr { return l.m.advertise }
 
 func (l raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return l.m.dial(string(addr), protoRaft, timeout)
+	c, err := l.m.dial(string(addr), protoRaft, timeout)
+	if err != nil || l.m.onConnError == nil {
+		return c, err
+	}
+	return &watchedConn{Conn: c, m: l.m, addr: string(addr)}, nil
 }
 
 func bindIP(a net.Addr) net.IP {
