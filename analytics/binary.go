@@ -1,6 +1,7 @@
 package analytics
 
 import (
+	"bytes"
 	"fmt"
 	"sort"
 
@@ -60,13 +61,20 @@ func (w *Window) hostCounts() [3]*Counts {
 	return [3]*Counts{&w.VHosts, &w.VHostBytes, &w.VHostClass}
 }
 
-// mergeHostsBinary adds one window's encoded hosts section into w.
-func (w *Window) mergeHostsBinary(r *wire.Reader) {
-	for _, c := range w.hostCounts() {
+// readHosts reads one window's encoded hosts section and adds it into w;
+// with w nil it only checks it.
+func readHosts(r *wire.Reader, w *Window) {
+	for i := range 3 {
+		var c *Counts
+		if w != nil {
+			c = w.hostCounts()[i]
+		}
 		n := r.Count(2)
 		for j := 0; j < n; j++ {
 			k := r.Bytes()
-			c.Add(k, r.Int())
+			if v := r.Int(); c != nil {
+				c.Add(k, v)
+			}
 		}
 	}
 }
@@ -95,9 +103,12 @@ func (w *Window) appendBinary(b []byte) []byte {
 	return b
 }
 
+// windowCounts is how many Counts a window has on the wire.
+const windowCounts = 7
+
 // counts lists the window's Counts in wire order.
-func (w *Window) counts() [7]*Counts {
-	return [7]*Counts{&w.Status, &w.Methods, &w.Paths, &w.NotFound, &w.Clients, &w.UserAgents, &w.Referrers}
+func (w *Window) counts() [windowCounts]*Counts {
+	return [windowCounts]*Counts{&w.Status, &w.Methods, &w.Paths, &w.NotFound, &w.Clients, &w.UserAgents, &w.Referrers}
 }
 
 func (c *Counts) appendBinary(b []byte) []byte {
@@ -109,51 +120,60 @@ func (c *Counts) appendBinary(b []byte) []byte {
 	return b
 }
 
-// mergeBinary adds one encoded window into w. When w keeps a distinct-client
-// sketch, the encoded window's sketch is merged into it, or, if it has none,
-// its clients are inserted.
-func (w *Window) mergeBinary(r *wire.Reader) error {
-	w.Requests += r.Int()
-	w.Bytes += r.Int()
-	w.LatencyCount += r.Int()
-	w.LatencyMaxUs = max(w.LatencyMaxUs, r.Int())
+// readWindow reads one encoded window and adds it into w; with w nil it
+// only checks it. The check finds every way the bytes can be wrong, so
+// adding bytes it accepted cannot stop midway. When w keeps a
+// distinct-client sketch, the encoded window's sketch is merged into it,
+// or, if it has none, its clients are inserted.
+func readWindow(r *wire.Reader, w *Window) error {
+	requests, byteCount, latencyCount, latencyMax := r.Int(), r.Int(), r.Int(), r.Int()
+	var lat *ddsketch.DDSketch
 	if enc := r.Bytes(); len(enc) > 0 {
+		var err error
+		if lat, err = decodeLatency(enc); err != nil {
+			return err
+		}
+	}
+	hll := r.Bytes()
+	if len(hll) > 0 {
+		if err := checkHLL(hll); err != nil {
+			return err
+		}
+	}
+	if w == nil {
+		for range windowCounts {
+			for j, n := 0, r.Count(2); j < n; j++ {
+				r.Bytes()
+				r.Int()
+			}
+		}
+		return r.Err()
+	}
+	w.Requests += requests
+	w.Bytes += byteCount
+	w.LatencyCount += latencyCount
+	w.LatencyMaxUs = max(w.LatencyMaxUs, latencyMax)
+	if lat != nil {
 		if w.latency == nil {
 			w.latency = newSketch()
 		}
-		// Decoded into bounded stores first: corrupt bytes could name
-		// bins far apart, which the unbounded store would allocate.
-		// Real sketches (microseconds at 1%) span about a thousand bins.
-		var o *ddsketch.DDSketch
-		err := guard(func() (err error) {
-			o, err = ddsketch.DecodeDDSketch(enc, func() store.Store { return store.NewCollapsingLowestDenseStore(maxLatencyBins) }, w.latency.IndexMapping)
-			return err
-		})
-		if err == nil {
-			err = checkLatency(o)
-		}
-		if err == nil {
-			err = w.latency.MergeWith(o)
-		}
-		if err != nil {
-			return fmt.Errorf("analytics: latency sketch: %w", err)
-		}
+		// Cannot fail: every sketch has the mapping decodeLatency uses.
+		_ = w.latency.MergeWith(lat)
 	}
 	insertClients := w.ips != nil
-	if enc := r.Bytes(); len(enc) > 0 {
-		// Only the dense sketches Warden writes: a corrupt header could
-		// ask the library for a sparse set of billions of entries.
-		if len(enc) != denseHLLBytes || enc[0] != 2 || enc[1] != 14 || enc[3] != 0 {
-			return fmt.Errorf("analytics: distinct clients: not a dense sketch of precision 14")
-		}
+	if len(hll) > 0 {
 		h := newHLL()
-		if err := guard(func() error { return h.UnmarshalBinary(enc) }); err != nil {
-			return fmt.Errorf("analytics: distinct clients: %w", err)
+		if w.ips == nil {
+			// The library keeps the registers it reads: not the
+			// entry's bytes, which the window would then write.
+			hll = bytes.Clone(hll)
 		}
+		// Neither can fail on a sketch checkHLL accepted.
+		_ = h.UnmarshalBinary(hll)
 		if w.ips == nil {
 			w.ips = h
-		} else if err := w.ips.Merge(h); err != nil {
-			return fmt.Errorf("analytics: distinct clients: %w", err)
+		} else {
+			_ = w.ips.Merge(h)
 		}
 		insertClients = false
 	}
@@ -171,6 +191,39 @@ func (w *Window) mergeBinary(r *wire.Reader) error {
 	return r.Err()
 }
 
+// decodeLatency decodes an encoded latency sketch, refusing one that could
+// not hold durations. It decodes into bounded stores first: corrupt bytes
+// could name bins far apart, which the unbounded store would allocate.
+// Real sketches (microseconds at 1%) span about a thousand bins.
+func decodeLatency(enc []byte) (*ddsketch.DDSketch, error) {
+	var o *ddsketch.DDSketch
+	err := guard(func() (err error) {
+		o, err = ddsketch.DecodeDDSketch(enc, func() store.Store { return store.NewCollapsingLowestDenseStore(maxLatencyBins) }, latencyMapping)
+		return err
+	})
+	if err == nil {
+		err = checkLatency(o)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("analytics: latency sketch: %w", err)
+	}
+	return o, nil
+}
+
+// latencyMapping is the index mapping of every latency sketch.
+var latencyMapping = newSketch().IndexMapping
+
+// checkHLL accepts only the dense sketches Warden writes: a corrupt header
+// could ask the library for a sparse set of billions of entries. The
+// library reads a dense sketch of the second format by taking its
+// registers as they are, so nothing past the header can be wrong.
+func checkHLL(enc []byte) error {
+	if len(enc) != denseHLLBytes || enc[0] != 2 || enc[1] != 14 || enc[3] != 0 {
+		return fmt.Errorf("analytics: distinct clients: not a dense sketch of precision 14")
+	}
+	return nil
+}
+
 // DecodeAggregate reads what AppendBinary wrote.
 func DecodeAggregate(data []byte) (*Aggregate, error) {
 	r := wire.NewReader(data)
@@ -184,14 +237,14 @@ func DecodeAggregate(data []byte) (*Aggregate, error) {
 			w = newWindow(s)
 			a.Windows[s] = w
 		}
-		if err := w.mergeBinary(r); err != nil {
+		if err := readWindow(r, w); err != nil {
 			return nil, err
 		}
 		ws[i] = w
 	}
 	if r.Len() > 0 {
 		for _, w := range ws {
-			w.mergeHostsBinary(r)
+			readHosts(r, w)
 		}
 	}
 	if err := r.Err(); err != nil {
@@ -208,16 +261,57 @@ func readStarts(r *wire.Reader) []int64 {
 	return starts
 }
 
-// MergeBinary folds an Aggregate in its binary form into the Store, with
-// the same result as Merge of the decoded Aggregate.
-func (s *Store) MergeBinary(data []byte) error {
+// CheckedAggregate is an Aggregate in binary form that CheckAggregate
+// accepted: Store.MergeChecked adds it whole. The zero value is no
+// aggregate.
+type CheckedAggregate struct{ data []byte }
+
+// Bytes is the encoded aggregate (nil for none). It aliases what was checked.
+func (c CheckedAggregate) Bytes() []byte { return c.data }
+
+// CheckAggregate reads an Aggregate in binary form through to its end,
+// without keeping anything of it, and accepts it only if a merge cannot
+// fail on any part of it.
+func CheckAggregate(data []byte) (CheckedAggregate, error) {
 	r := wire.NewReader(data)
-	malformed := r.Int()
-	starts := readStarts(r)
-	if err := r.Err(); err != nil {
-		return fmt.Errorf("analytics: decode aggregate: %w", err)
+	r.Int()
+	n := len(readStarts(r))
+	for range n {
+		if err := readWindow(r, nil); err != nil {
+			return CheckedAggregate{}, err
+		}
 	}
-	s.malformed += malformed
+	if r.Len() > 0 {
+		for range n {
+			readHosts(r, nil)
+		}
+	}
+	if err := r.Err(); err != nil {
+		return CheckedAggregate{}, fmt.Errorf("analytics: decode aggregate: %w", err)
+	}
+	return CheckedAggregate{data: data}, nil
+}
+
+// MergeBinary folds an Aggregate in its binary form into the Store, with
+// the same result as Merge of the decoded Aggregate. Corrupt bytes change
+// nothing: they are checked whole (CheckAggregate) first.
+func (s *Store) MergeBinary(data []byte) error {
+	c, err := CheckAggregate(data)
+	if err != nil {
+		return err
+	}
+	s.MergeChecked(c)
+	return nil
+}
+
+// MergeChecked folds a checked Aggregate into the Store. It cannot fail.
+func (s *Store) MergeChecked(c CheckedAggregate) {
+	if len(c.data) == 0 {
+		return
+	}
+	r := wire.NewReader(c.data)
+	s.malformed += r.Int()
+	starts := readStarts(r)
 	for _, start := range starts {
 		s.newest = max(s.newest, start)
 	}
@@ -226,9 +320,7 @@ func (s *Store) MergeBinary(data []byte) error {
 	for i, start := range starts {
 		if start < h {
 			var old Window
-			if err := old.mergeBinary(r); err != nil {
-				return err
-			}
+			_ = readWindow(r, &old) // checked
 			s.expiredRequests += old.Requests
 			s.expiredBytes += old.Bytes
 			ws[i] = &old
@@ -240,21 +332,15 @@ func (s *Store) MergeBinary(data []byte) error {
 			w.ips = newHLL()
 			s.windows[start] = w
 		}
-		if err := w.mergeBinary(r); err != nil {
-			return err
-		}
+		_ = readWindow(r, w) // checked
 		ws[i] = w
 	}
 	if r.Len() > 0 {
 		for _, w := range ws {
-			w.mergeHostsBinary(r)
+			readHosts(r, w)
 		}
 	}
 	s.expire(h)
-	if err := r.Err(); err != nil {
-		return fmt.Errorf("analytics: decode aggregate: %w", err)
-	}
-	return nil
 }
 
 // denseHLLBytes is the size of an encoded dense HyperLogLog of precision

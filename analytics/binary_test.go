@@ -1,6 +1,7 @@
 package analytics
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -79,6 +80,59 @@ func TestBinaryRejectsTruncatedData(t *testing.T) {
 	}
 }
 
+// TestMergeBinary_CorruptChangesNothing: bytes that break off after whole
+// windows, or carry a sketch no Warden writes past them, are refused before
+// any window merges.
+func TestMergeBinary_CorruptChangesNothing(t *testing.T) {
+	s := NewStore(DefaultConfig())
+	a := NewAggregate()
+	es := entries(6, 2000, 8)
+	for i := range es[:1000] {
+		a.Add(&es[i])
+	}
+	if err := s.Merge(a); err != nil {
+		t.Fatal(err)
+	}
+	// A store's windows carry their distinct-client sketch.
+	more := NewStore(DefaultConfig())
+	b := NewAggregate()
+	for i := range es[1000:] {
+		b.Add(&es[1000+i])
+	}
+	if err := more.Merge(b); err != nil {
+		t.Fatal(err)
+	}
+	good := (&Aggregate{Windows: more.windows}).AppendBinary(nil)
+	if _, err := CheckAggregate(good); err != nil {
+		t.Fatal(err)
+	}
+	before := statsJSON(t, s, Query{Top: -1})
+	badSketch := bytes.Clone(good)
+	last := bytes.LastIndex(badSketch, []byte{0x88, 0x80, 0x01, 2, 14}) // length 16,392, format 2, precision 14
+	if last < 0 {
+		t.Fatal("no distinct-client sketch in the encoded windows")
+	}
+	badSketch[last+4] = 12
+	for name, data := range map[string][]byte{
+		"cut in the middle":                good[:len(good)/2],
+		"cut at the end":                   good[:len(good)-1],
+		"last sketch of another precision": badSketch,
+	} {
+		if _, err := CheckAggregate(data); err == nil {
+			t.Errorf("%s: checked", name)
+		}
+		if err := s.MergeBinary(data); err == nil {
+			t.Errorf("%s: merged", name)
+		}
+		if got := statsJSON(t, s, Query{Top: -1}); got != before {
+			t.Fatalf("%s: a refused merge changed the figures", name)
+		}
+	}
+	if err := s.MergeBinary(good); err != nil || statsJSON(t, s, Query{Top: -1}) == before {
+		t.Fatalf("the whole bytes did not merge: %v", err)
+	}
+}
+
 func FuzzDecodeAggregate(f *testing.F) {
 	es := entries(4, 50, 2)
 	a := NewAggregate()
@@ -96,6 +150,36 @@ func FuzzDecodeAggregate(f *testing.F) {
 			t.Fatalf("re-encoded aggregate does not decode: %v", err)
 		}
 		_ = NewStore(DefaultConfig()).MergeBinary(data)
+	})
+}
+
+// FuzzCheckAggregate: what the check refuses changes no store; what it
+// accepts merges, and decodes.
+func FuzzCheckAggregate(f *testing.F) {
+	es := entries(4, 50, 2)
+	a := NewAggregate()
+	for i := range es {
+		a.Add(&es[i])
+	}
+	f.Add(a.AppendBinary(nil))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s := NewStore(DefaultConfig())
+		if err := s.Merge(a); err != nil {
+			t.Fatal(err)
+		}
+		before := statsJSON(t, s, Query{Top: -1})
+		if _, err := CheckAggregate(data); err != nil {
+			if s.MergeBinary(data) == nil || statsJSON(t, s, Query{Top: -1}) != before {
+				t.Fatal("refused bytes merged")
+			}
+			return
+		}
+		if err := s.MergeBinary(data); err != nil {
+			t.Fatalf("checked bytes do not merge: %v", err)
+		}
+		if _, err := DecodeAggregate(data); err != nil {
+			t.Fatalf("checked bytes do not decode: %v", err)
+		}
 	})
 }
 

@@ -95,19 +95,44 @@ func DecodeDelta(data []byte) (*Delta, error) {
 	return d, nil
 }
 
+// CheckedDelta is an encoded Delta that CheckDelta accepted:
+// PartitionState.ApplyChecked folds it in whole. The zero value is no delta.
+type CheckedDelta struct{ data []byte }
+
+// Bytes is the encoded delta (nil for none). It aliases what was checked.
+func (c CheckedDelta) Bytes() []byte { return c.data }
+
+// CheckDelta reads an encoded delta through to its end without keeping
+// anything of it, and accepts it only if it is whole.
+func CheckDelta(data []byte) (CheckedDelta, error) {
+	if _, _, _, err := walkDelta(data, nil); err != nil {
+		return CheckedDelta{}, err
+	}
+	return CheckedDelta{data: data}, nil
+}
+
 // ApplyBinary folds an encoded delta into p, as Apply(DecodeDelta(data))
-// would, and returns its alerts. A bucket p already has is overwritten in
-// place, so the common case (a client seen again) allocates nothing. A
-// corrupt delta changes nothing.
+// would, and returns its alerts. A corrupt delta changes nothing: it is
+// checked whole (CheckDelta) first.
 func (p *PartitionState) ApplyBinary(data []byte) ([]Alert, error) {
-	_, watermark, alerts, err := walkDelta(data, nil)
+	c, err := CheckDelta(data)
 	if err != nil {
 		return nil, err
+	}
+	return p.ApplyChecked(c), nil
+}
+
+// ApplyChecked folds a checked delta into p and returns its alerts. A
+// bucket p already has is overwritten in place, so the common case (a
+// client seen again) allocates nothing. It cannot fail.
+func (p *PartitionState) ApplyChecked(c CheckedDelta) []Alert {
+	if len(c.data) == 0 {
+		return nil
 	}
 	if p.Buckets == nil {
 		p.Buckets = map[string]*Bucket{}
 	}
-	_, _, _, _ = walkDelta(data, func(key []byte, b *Bucket) {
+	_, watermark, alerts, _ := walkDelta(c.data, func(key []byte, b *Bucket) {
 		if b == nil {
 			delete(p.Buckets, string(key))
 			return
@@ -120,13 +145,7 @@ func (p *PartitionState) ApplyBinary(data []byte) ([]Alert, error) {
 		p.Buckets[string(key)] = &nb
 	})
 	p.Watermark = max(p.Watermark, watermark)
-	return alerts, nil
-}
-
-// ValidateDelta checks an encoded delta without keeping anything of it.
-func ValidateDelta(data []byte) error {
-	_, _, _, err := walkDelta(data, nil)
-	return err
+	return alerts
 }
 
 // walkDelta reads an encoded delta. For each bucket it calls visit (if not

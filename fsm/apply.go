@@ -27,7 +27,14 @@ var (
 	ErrStaleConfig = errors.New("fsm: configuration not newer than the cluster's")
 	// ErrBadRange: until is below from.
 	ErrBadRange = errors.New("fsm: batch range ends before it starts")
+	// ErrBadBatch: the batch's analytics or detector delta do not decode
+	// whole, or the batch did not come from a log entry (Decode).
+	ErrBadBatch = errors.New("fsm: malformed batch")
 )
+
+// errNotDecoded: a batch built in memory and handed to Apply. Apply reads
+// a batch only as Decode leaves it, from its bytes, as every replica does.
+var errNotDecoded = fmt.Errorf("%w: built in memory, not decoded from a log entry", ErrBadBatch)
 
 // reasons maps each sentinel to the short label used in results and metrics.
 var reasons = map[error]string{
@@ -36,6 +43,13 @@ var reasons = map[error]string{
 	ErrOffsetMismatch:   "offset_mismatch",
 	ErrUnknownPartition: "unknown_partition",
 	ErrBadRange:         "bad_range",
+	ErrBadBatch:         "bad_batch",
+}
+
+// Rejections lists the sentinels a batch can be rejected with, in a fixed
+// order.
+func Rejections() []error {
+	return []error{ErrFenced, ErrNotOwner, ErrOffsetMismatch, ErrUnknownPartition, ErrBadRange, ErrBadBatch}
 }
 
 // Reason returns the metric label of a rejection error ("" for nil).
@@ -135,14 +149,19 @@ type Move struct {
 }
 
 // Batch is one worker's claim: "as owner at Epoch, I processed the records
-// of Partition in [From, Until), and they amount to Delta".
+// of Partition in [From, Until), and they amount to Digest".
+//
+// A worker fills Analytics and Detect and encodes the batch (EncodeBatch);
+// Apply reads a batch only as Decode leaves it: those two nil, their bytes
+// checked and kept for the merge. The JSON names are those of older
+// releases' logs, which Decode still reads.
 type Batch struct {
 	Node      string `json:"node"`
 	Partition int32  `json:"partition"`
 	Epoch     uint64 `json:"epoch"`
 	From      int64  `json:"from"`
 	Until     int64  `json:"until"`
-	Delta     Digest `json:"delta"`
+	Digest    Digest `json:"delta"`
 	// Analytics is the load figures of the batch's records.
 	Analytics *analytics.Aggregate `json:"analytics,omitempty"`
 	// Malformed is the batch's records that did not parse.
@@ -150,9 +169,22 @@ type Batch struct {
 	// Detect is the change to the partition's detector state, and the
 	// alerts the batch raised.
 	Detect *detect.Delta `json:"detect,omitempty"`
-	// analytics and detect are Analytics and Detect still in binary form,
-	// as decoded from the log.
-	analytics, detect []byte
+
+	// Set by decoding: Analytics and Detect in binary form, checked; why
+	// the batch's bytes were refused (ErrBadBatch), if they were.
+	analytics analytics.CheckedAggregate
+	detect    detect.CheckedDelta
+	bad       error
+	decoded   bool
+}
+
+// checked is why Apply cannot take the batch: not decoded, or bytes that
+// do not decode whole.
+func (b *Batch) checked() error {
+	if !b.decoded {
+		return errNotDecoded
+	}
+	return b.bad
 }
 
 // ResetBatch moves a partition's committed offset (replay or skip) and bumps
@@ -180,23 +212,28 @@ func (r Result) BatchErr(i int) error {
 	return ReasonError(r.Rejected[i])
 }
 
-// Encode serialises a command for the Raft log: commits in binary (see
-// binary.go), the rest as JSON.
+// Encode serialises a command for the Raft log: commits and results in
+// binary (see binary.go), the rest as JSON.
 func Encode(c Command) ([]byte, error) {
-	if c.Kind == KindCommit {
-		return encodeCommit(c), nil
+	if c.Kind == KindCommit || c.Kind == KindResults {
+		return encodeBatches(c), nil
 	}
 	return json.Marshal(c)
 }
 
-// Decode parses a command from the Raft log.
+// Decode parses a command from the Raft log. Its batches are checked and
+// ready for Apply; a commit or results command in an older release's JSON
+// decodes as its binary form does.
 func Decode(b []byte) (Command, error) {
-	if len(b) > 0 && b[0] == binaryCommit {
-		return decodeCommit(b)
+	if len(b) > 0 && (b[0] == binaryCommit || b[0] == binaryResults) {
+		return decodeBatches(b)
 	}
 	var c Command
 	if err := json.Unmarshal(b, &c); err != nil {
 		return c, fmt.Errorf("fsm: decode command: %w", err)
+	}
+	if c.Kind == KindCommit || c.Kind == KindResults {
+		return decodeLegacy(c)
 	}
 	return c, nil
 }
@@ -204,6 +241,8 @@ func Decode(b []byte) (Command, error) {
 // Apply applies cmd to s. It is deterministic: the same state and command
 // always give the same new state and result. It never fails as a whole; a
 // command that makes no sense leaves s unchanged and says why in Result.Err.
+// The batches of a commit or results command must come from Decode: any
+// other is refused (ErrBadBatch).
 func Apply(s *State, cmd Command) Result {
 	switch cmd.Kind {
 	case KindSetMembers:
@@ -346,6 +385,9 @@ func applyAssign(s *State, a Assign) Result {
 }
 
 func applyBatch(s *State, b Batch) error {
+	if err := b.checked(); err != nil {
+		return err
+	}
 	if b.Partition < 0 || int(b.Partition) >= len(s.Partitions) {
 		return ErrUnknownPartition
 	}
@@ -367,31 +409,23 @@ func applyBatch(s *State, b Batch) error {
 		p.Commits++
 		return nil
 	case "double-apply": // count the batch twice
-		p.Digest.Add(b.Delta)
+		p.Digest.Add(b.Digest)
 	case "offset-back": // apply, then move the offset back to the batch start
 		defer func() { p.Committed = b.From }()
 	}
 	p.record(b.Node, b.From, b.Until)
 	p.Committed, p.Processed = b.Until, b.Until
 	p.Commits++
-	p.Digest.Add(b.Delta)
-	// Merge only fails on sketches of another precision, or bytes no
-	// Warden writes; the offsets have moved either way.
-	_ = b.mergeAnalytics(s.Analytics)
-	if b.Detect != nil || len(b.detect) > 0 {
+	p.Digest.Add(b.Digest)
+	// Both checked whole at decoding: neither can fail midway.
+	s.Analytics.MergeChecked(b.analytics)
+	if len(b.detect.Bytes()) > 0 {
 		ps := s.Detect[b.Partition]
 		if ps == nil {
 			ps = &detect.PartitionState{}
 			s.Detect[b.Partition] = ps
 		}
-		var alerts []detect.Alert
-		if b.Detect != nil {
-			ps.Apply(b.Detect)
-			alerts = b.Detect.Alerts
-		} else {
-			// Checked when the entry was decoded.
-			alerts, _ = ps.ApplyBinary(b.detect)
-		}
+		alerts := ps.ApplyChecked(b.detect)
 		rules := s.Rules()
 		dropped := s.Book.UnpublishedDropped
 		for _, a := range alerts {
@@ -411,7 +445,8 @@ func applyBatch(s *State, b Batch) error {
 	return nil
 }
 
-// Replay applies cmds in order to a new state for topic and returns it.
+// Replay applies cmds in order to a new state for topic and returns it. The
+// commands are as Decode returns them.
 func Replay(topic string, cmds []Command) *State {
 	s := NewState(topic)
 	for _, c := range cmds {

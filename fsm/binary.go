@@ -8,19 +8,29 @@ import (
 	"github.com/wardenhq/warden/internal/wire"
 )
 
-// Commits, the bulk of the Raft log, are written in a compact binary form;
-// the other, rare commands stay JSON. A binary entry starts with
-// binaryCommit, a byte no JSON text starts with:
+// Commands that carry batches (commit, results), the bulk of the Raft log,
+// are written in a compact binary form; the other, rare commands stay JSON.
+// A binary entry starts with a byte no JSON text starts with:
 //
 //	binaryCommit, n, batch × n
+//	binaryResults, restart (0 or 1), n, batch × n
 //	batch: node, partition, epoch, from, until, digest (records, bytes,
 //	       sum), analytics (bytes; empty for none), detector delta (bytes;
 //	       empty for none), m, bad record × m (partition, offset, reason, line)
 //
-// The analytics and detector delta of a decoded batch stay bytes until Apply
-// merges them into the state directly (checked at decoding, so a corrupt
-// entry is refused whole).
-const binaryCommit byte = 0xB1
+// Releases before binaryResults wrote results, and releases before
+// binaryCommit wrote commits, as JSON: Decode turns those into the binary
+// form, so a batch reaches Apply one way only, as bytes.
+//
+// Decoding checks every part of a batch's bytes (CheckAggregate,
+// CheckDelta) before Apply sees it: a batch whose analytics or detector
+// delta is corrupt is refused whole (ErrBadBatch) and the others of the
+// entry still count; one that passed merges straight from the bytes and
+// cannot fail midway. A truncated or corrupt frame refuses the entry.
+const (
+	binaryCommit  byte = 0xB1
+	binaryResults byte = 0xB2
+)
 
 func appendBatch(b []byte, bt *Batch) []byte {
 	b = wire.AppendString(b, bt.Node)
@@ -28,19 +38,18 @@ func appendBatch(b []byte, bt *Batch) []byte {
 	b = wire.AppendUint(b, bt.Epoch)
 	b = wire.AppendInt(b, bt.From)
 	b = wire.AppendInt(b, bt.Until)
-	b = wire.AppendInt(b, bt.Delta.Records)
-	b = wire.AppendInt(b, bt.Delta.Bytes)
-	b = wire.AppendFixed64(b, bt.Delta.Sum)
-	switch {
-	case bt.Analytics != nil:
+	b = wire.AppendInt(b, bt.Digest.Records)
+	b = wire.AppendInt(b, bt.Digest.Bytes)
+	b = wire.AppendFixed64(b, bt.Digest.Sum)
+	if bt.Analytics != nil {
 		b = appendSized(b, bt.Analytics.AppendBinary)
-	default:
-		b = wire.AppendBytes(b, bt.analytics)
+	} else {
+		b = wire.AppendBytes(b, bt.analytics.Bytes())
 	}
 	if bt.Detect != nil {
 		b = appendSized(b, bt.Detect.AppendBinary)
 	} else {
-		b = wire.AppendBytes(b, bt.detect)
+		b = wire.AppendBytes(b, bt.detect.Bytes())
 	}
 	b = wire.AppendUint(b, uint64(len(bt.Malformed)))
 	for _, m := range bt.Malformed {
@@ -66,41 +75,36 @@ func appendSized(b []byte, enc func([]byte) []byte) []byte {
 	return b[:at+len(hdr)+n]
 }
 
-func encodeCommit(c Command) []byte {
+// encodeBatches is the binary entry of a commit or results command.
+func encodeBatches(c Command) []byte {
 	batches := make([][]byte, len(c.Commit))
 	for i := range c.Commit {
 		batches[i] = EncodeBatch(&c.Commit[i])
 	}
+	if c.Kind == KindResults {
+		return ResultsEntry(c.Restart, batches)
+	}
 	return CommitEntry(batches)
 }
 
-func decodeCommit(data []byte) (Command, error) {
+// decodeBatches reads a binary entry.
+func decodeBatches(data []byte) (Command, error) {
 	r := wire.NewReader(data[1:])
 	cmd := Command{Kind: KindCommit}
+	if data[0] == binaryResults {
+		cmd.Kind = KindResults
+		switch r.Uint() {
+		case 0:
+		case 1:
+			cmd.Restart = true
+		default:
+			return cmd, fmt.Errorf("fsm: decode command: restart flag is neither 0 nor 1")
+		}
+	}
 	n := r.Count(8)
 	cmd.Commit = make([]Batch, n)
 	for i := range cmd.Commit {
-		bt := &cmd.Commit[i]
-		bt.Node = r.String()
-		bt.Partition = int32(r.Int())
-		bt.Epoch = r.Uint()
-		bt.From, bt.Until = r.Int(), r.Int()
-		bt.Delta = Digest{Records: r.Int(), Bytes: r.Int(), Sum: r.Fixed64()}
-		if a := r.Bytes(); len(a) > 0 {
-			bt.analytics = a
-		}
-		if d := r.Bytes(); len(d) > 0 {
-			if err := detect.ValidateDelta(d); err != nil {
-				return cmd, fmt.Errorf("fsm: decode command: batch %d: %w", i, err)
-			}
-			bt.detect = d
-		}
-		if m := r.Count(4); m > 0 {
-			bt.Malformed = make([]BadRecord, m)
-			for j := range bt.Malformed {
-				bt.Malformed[j] = BadRecord{Partition: int32(r.Int()), Offset: r.Int(), Reason: r.String(), Line: r.String()}
-			}
-		}
+		decodeBatch(r, &cmd.Commit[i])
 	}
 	if err := r.Err(); err != nil {
 		return cmd, fmt.Errorf("fsm: decode command: %w", err)
@@ -111,30 +115,79 @@ func decodeCommit(data []byte) (Command, error) {
 	return cmd, nil
 }
 
-// mergeAnalytics adds a batch's figures, in memory or still encoded, into s.
-func (b *Batch) mergeAnalytics(s *analytics.Store) error {
-	if b.Analytics != nil {
-		return s.Merge(b.Analytics)
+// decodeBatch reads one batch and checks its analytics and detector delta
+// through to their ends, so that Apply either refuses it or applies all of
+// it. A frame error is left in r.
+func decodeBatch(r *wire.Reader, bt *Batch) {
+	bt.Node = r.String()
+	bt.Partition = int32(r.Int())
+	bt.Epoch = r.Uint()
+	bt.From, bt.Until = r.Int(), r.Int()
+	bt.Digest = Digest{Records: r.Int(), Bytes: r.Int(), Sum: r.Fixed64()}
+	a, d := r.Bytes(), r.Bytes()
+	if m := r.Count(4); m > 0 {
+		bt.Malformed = make([]BadRecord, m)
+		for j := range bt.Malformed {
+			bt.Malformed[j] = BadRecord{Partition: int32(r.Int()), Offset: r.Int(), Reason: r.String(), Line: r.String()}
+		}
 	}
-	if len(b.analytics) > 0 {
-		return s.MergeBinary(b.analytics)
+	if r.Err() != nil {
+		return
 	}
-	return nil
+	bt.decoded = true
+	if len(a) > 0 {
+		c, err := analytics.CheckAggregate(a)
+		if err != nil {
+			bt.bad = fmt.Errorf("%w: %w", ErrBadBatch, err)
+			return
+		}
+		bt.analytics = c
+	}
+	if len(d) > 0 {
+		c, err := detect.CheckDelta(d)
+		if err != nil {
+			bt.bad = fmt.Errorf("%w: %w", ErrBadBatch, err)
+			return
+		}
+		bt.detect = c
+	}
+}
+
+// decodeLegacy turns a commit or results command of an older release's
+// JSON into what its binary form decodes to.
+func decodeLegacy(c Command) (Command, error) {
+	return decodeBatches(encodeBatches(c))
 }
 
 // EncodeBatch is one batch in the binary form of a commit entry. Workers
-// encode their own batches, in parallel; CommitEntry joins them.
+// encode their own batches, in parallel; CommitEntry joins them. A decoded
+// batch encodes to the bytes it was decoded from.
 func EncodeBatch(b *Batch) []byte { return appendBatch(make([]byte, 0, 4096), b) }
 
 // CommitEntry is the log entry of a commit of the batches encoded by
 // EncodeBatch, in order.
 func CommitEntry(batches [][]byte) []byte {
-	n := 1 + 5
+	return batchEntry([]byte{binaryCommit}, batches)
+}
+
+// ResultsEntry is the log entry of the results of the batches encoded by
+// EncodeBatch (at-least- and at-most-once: see semantics.go); restart says
+// the first is a worker's first.
+func ResultsEntry(restart bool, batches [][]byte) []byte {
+	flag := uint64(0)
+	if restart {
+		flag = 1
+	}
+	return batchEntry(wire.AppendUint([]byte{binaryResults}, flag), batches)
+}
+
+func batchEntry(head []byte, batches [][]byte) []byte {
+	n := len(head) + 5
 	for _, b := range batches {
 		n += len(b)
 	}
 	out := make([]byte, 0, n)
-	out = append(out, binaryCommit)
+	out = append(out, head...)
 	out = wire.AppendUint(out, uint64(len(batches)))
 	for _, b := range batches {
 		out = append(out, b...)

@@ -30,8 +30,22 @@ func assigned(n int32, owners ...string) *State {
 	return s
 }
 
+// logged is cmd as every replica applies it: encoded for the log, then
+// decoded.
+func logged(cmd Command) Command {
+	data, err := Encode(cmd)
+	if err != nil {
+		panic(err)
+	}
+	dec, err := Decode(data)
+	if err != nil {
+		panic(err)
+	}
+	return dec
+}
+
 func commit(s *State, b Batch) error {
-	return Apply(s, Command{Kind: KindCommit, Commit: []Batch{b}}).BatchErr(0)
+	return Apply(s, logged(Command{Kind: KindCommit, Commit: []Batch{b}})).BatchErr(0)
 }
 
 func TestApply_CommitRules(t *testing.T) {
@@ -41,7 +55,7 @@ func TestApply_CommitRules(t *testing.T) {
 		batch Batch
 		want  error
 	}{
-		{"applies", Batch{Node: "a", Partition: 0, Epoch: 1, From: 0, Until: 10, Delta: delta}, nil},
+		{"applies", Batch{Node: "a", Partition: 0, Epoch: 1, From: 0, Until: 10, Digest: delta}, nil},
 		{"old epoch is fenced", Batch{Node: "a", Partition: 0, Epoch: 0, From: 0, Until: 10}, ErrFenced},
 		{"future epoch is fenced", Batch{Node: "a", Partition: 0, Epoch: 2, From: 0, Until: 10}, ErrFenced},
 		{"other node", Batch{Node: "b", Partition: 0, Epoch: 1, From: 0, Until: 10}, ErrNotOwner},
@@ -71,7 +85,7 @@ func TestApply_CommitRules(t *testing.T) {
 
 func TestApply_DuplicateCommitRejected(t *testing.T) {
 	s := assigned(1, "a")
-	b := Batch{Node: "a", Partition: 0, Epoch: 1, From: 0, Until: 10, Delta: Digest{Records: 10, Sum: 7}}
+	b := Batch{Node: "a", Partition: 0, Epoch: 1, From: 0, Until: 10, Digest: Digest{Records: 10, Sum: 7}}
 	if err := commit(s, b); err != nil {
 		t.Fatal(err)
 	}
@@ -106,11 +120,11 @@ func TestApply_MoveBumpsEpochAndFencesOldOwner(t *testing.T) {
 
 func TestApply_GroupCommitChecksEachBatch(t *testing.T) {
 	s := assigned(3, "a", "b", "c")
-	res := Apply(s, Command{Kind: KindCommit, Commit: []Batch{
+	res := Apply(s, logged(Command{Kind: KindCommit, Commit: []Batch{
 		{Node: "a", Partition: 0, Epoch: 1, From: 0, Until: 5},
 		{Node: "a", Partition: 1, Epoch: 1, From: 0, Until: 5}, // b owns 1
 		{Node: "c", Partition: 2, Epoch: 1, From: 0, Until: 7},
-	}})
+	}}))
 	want := []string{"", "not_owner", ""}
 	if !reflect.DeepEqual(res.Rejected, want) {
 		t.Fatalf("rejected = %q, want %q", res.Rejected, want)
@@ -211,11 +225,11 @@ func randomLog(r *rand.Rand, n int) []Command {
 			}
 			k := int64(1 + r.IntN(50))
 			b := Batch{Node: owners[p], Partition: p, Epoch: epochs[p], From: from, Until: from + k,
-				Delta: Digest{Records: k, Bytes: 3 * k, Sum: r.Uint64()}}
+				Digest: Digest{Records: k, Bytes: 3 * k, Sum: r.Uint64()}}
 			if from == committed[p] {
 				committed[p] += k
 			}
-			cmds = append(cmds, Command{Kind: KindCommit, Commit: []Batch{b}})
+			cmds = append(cmds, logged(Command{Kind: KindCommit, Commit: []Batch{b}}))
 		}
 	}
 	return cmds
@@ -334,11 +348,11 @@ func TestCommit_AnalyticsOnlyWithAcceptedBatches(t *testing.T) {
 		return a
 	}
 	bad := []BadRecord{{Partition: 0, Offset: 3, Reason: "bad timestamp", Line: "x"}}
-	res := Apply(s, Command{Kind: KindCommit, Commit: []Batch{
+	res := Apply(s, logged(Command{Kind: KindCommit, Commit: []Batch{
 		{Node: "n1", Partition: 0, Epoch: 1, From: 0, Until: 4, Analytics: delta(3), Malformed: bad},
 		{Node: "n1", Partition: 0, Epoch: 1, From: 0, Until: 4, Analytics: delta(3), Malformed: bad}, // duplicate
 		{Node: "n2", Partition: 0, Epoch: 1, From: 4, Until: 6, Analytics: delta(1)},                 // not owner
-	}})
+	}}))
 	if res.Rejected[0] != "" || res.Rejected[1] != "offset_mismatch" || res.Rejected[2] != "not_owner" {
 		t.Fatalf("rejections %v", res.Rejected)
 	}
@@ -366,16 +380,17 @@ func TestCommit_AnalyticsOnlyWithAcceptedBatches(t *testing.T) {
 	}
 }
 
-// TestCommit_BinaryEqualsInMemory applies the same commits to two states,
-// one in memory and one through the Raft log's binary form: the snapshots
-// are byte for byte the same.
-func TestCommit_BinaryEqualsInMemory(t *testing.T) {
+// TestCommit_LegacyJSONEqualsBinary applies the same commits to two states,
+// one from the JSON entries older releases wrote and one from the binary
+// form: the snapshots are byte for byte the same, and both went through
+// the same bytes.
+func TestCommit_LegacyJSONEqualsBinary(t *testing.T) {
 	mk := func() *State {
 		s := assigned(2, "n1")
 		Apply(s, Command{Kind: KindConfigure, Config: &Config{LogFormat: "combined", Retention: "0s"}})
 		return s
 	}
-	mem, bin := mk(), mk()
+	legacy, bin := mk(), mk()
 	r := rand.New(rand.NewPCG(8, 9))
 	from := map[int32]int64{}
 	for round := 0; round < 40; round++ {
@@ -390,12 +405,12 @@ func TestCommit_BinaryEqualsInMemory(t *testing.T) {
 				a.Add(&e)
 			}
 			b := Batch{Node: "n1", Partition: p, Epoch: 1, From: from[p], Until: from[p] + int64(n),
-				Delta: Digest{Records: int64(n), Bytes: int64(n * 10), Sum: r.Uint64()}, Analytics: a,
+				Digest: Digest{Records: int64(n), Bytes: int64(n * 10), Sum: r.Uint64()}, Analytics: a,
 				Detect: &detect.Delta{Partition: p, Watermark: int64(round), Buckets: map[string]*detect.Bucket{
 					fmt.Sprintf("s|10.0.%d.%d", p, r.IntN(50)): {Level: r.IntN(9), Extra: &detect.Extra{Keys: []uint64{r.Uint64()}, Samples: []string{"GET /x"}}},
 					fmt.Sprintf("s|10.0.%d.%d", p, r.IntN(50)): nil}}}
 			if r.IntN(5) == 0 {
-				b.Malformed = []BadRecord{{Partition: p, Offset: from[p], Reason: "bad status", Line: "junk \xff"}}
+				b.Malformed = []BadRecord{{Partition: p, Offset: from[p], Reason: "bad status", Line: "junk \u00e9"}}
 			}
 			if r.IntN(7) == 0 {
 				b.Detect.Alerts = []detect.Alert{{ID: fmt.Sprintf("a%d", round), Scenario: "http-probing", SourceIP: "10.0.0.1", Partition: p, Time: int64(round) * 1e9}}
@@ -407,32 +422,69 @@ func TestCommit_BinaryEqualsInMemory(t *testing.T) {
 			}
 			cmd.Commit = append(cmd.Commit, b)
 		}
+		if round%2 == 1 {
+			cmd.Kind, cmd.Restart = KindResults, round == 1
+		}
 		data, err := Encode(cmd)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if data[0] != binaryCommit {
-			t.Fatalf("commit encoded as %q", data[:1])
+		if want := map[Kind]byte{KindCommit: binaryCommit, KindResults: binaryResults}[cmd.Kind]; data[0] != want {
+			t.Fatalf("%s encoded as %q", cmd.Kind, data[:1])
 		}
 		dec, err := Decode(data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r1, r2 := Apply(mem, cmd), Apply(bin, dec)
+		if again, _ := Encode(dec); !bytes.Equal(again, data) {
+			t.Fatalf("round %d: a decoded command encodes to other bytes", round)
+		}
+		old, err := json.Marshal(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(old, []byte(`"delta":{`)) {
+			t.Fatalf("the JSON of a batch lost the name older logs use for its digest: %.200s", old)
+		}
+		fromJSON, err := Decode(old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fromJSON.Kind != cmd.Kind || fromJSON.Restart != cmd.Restart || fromJSON.Commit[0].Analytics != nil {
+			t.Fatalf("round %d: a JSON entry decodes to %s, restart %v", round, fromJSON.Kind, fromJSON.Restart)
+		}
+		r1, r2 := Apply(legacy, fromJSON), Apply(bin, dec)
 		if !reflect.DeepEqual(r1, r2) {
 			t.Fatalf("round %d: results %v vs %v", round, r1, r2)
+		}
+		if res := Apply(mk(), cmd); res.Rejected[0] != "bad_batch" {
+			t.Fatalf("a batch built in memory, not decoded, was applied: %v", res.Rejected)
 		}
 		// Truncated entries are refused, never half-read.
 		if _, err := Decode(data[:len(data)/2]); err == nil {
 			t.Fatal("truncated commit decoded")
 		}
 	}
-	a, _ := json.Marshal(mem)
-	b, _ := json.Marshal(bin)
-	if !bytes.Equal(a, b) {
-		t.Fatalf("snapshots differ (%d vs %d bytes)", len(a), len(b))
+	// JSON counts come in key order, the binary form's in insertion order:
+	// the same figures, stored in another order.
+	withoutAnalytics := func(s *State) []byte {
+		var m map[string]json.RawMessage
+		b, _ := json.Marshal(s)
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		delete(m, "analytics")
+		b, _ = json.Marshal(m)
+		return b
 	}
-	if mem.Analytics.Stats(analytics.Query{}).Requests == 0 || mem.Book.NextSeq == 1 {
+	if a, b := withoutAnalytics(legacy), withoutAnalytics(bin); !bytes.Equal(a, b) {
+		t.Fatalf("states differ (%d vs %d bytes)", len(a), len(b))
+	}
+	q := analytics.Query{Top: -1}
+	if a, b := legacy.Analytics.Stats(q), bin.Analytics.Stats(q); !reflect.DeepEqual(a, b) {
+		t.Fatal("load figures differ")
+	}
+	if legacy.Analytics.Stats(analytics.Query{}).Requests == 0 || legacy.Book.NextSeq == 1 {
 		t.Fatal("test applied nothing")
 	}
 }
@@ -558,7 +610,7 @@ func TestView_HistoryIsACopy(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := int64(0); i < 2000; i++ {
-			b, _ := Encode(Command{Kind: KindCommit, Commit: []Batch{{Node: "n1", Partition: 0, Epoch: 1, From: i, Until: i + 1, Delta: Digest{Records: 1}}}})
+			b, _ := Encode(Command{Kind: KindCommit, Commit: []Batch{{Node: "n1", Partition: 0, Epoch: 1, From: i, Until: i + 1, Digest: Digest{Records: 1}}}})
 			f.Apply(&raft.Log{Index: uint64(i + 2), Type: raft.LogCommand, Data: b})
 		}
 	}()
@@ -585,10 +637,10 @@ func TestApply_ResetOffsetsReplaySkipAndRefusal(t *testing.T) {
 	a := analytics.NewAggregate()
 	e := accesslog.Entry{Time: 1_700_000_000e9, Client: []byte("10.0.0.1"), Path: []byte("/"), Status: 200, Bytes: 10, Duration: -1}
 	a.Add(&e)
-	if err := commit(s, Batch{Node: "n1", Partition: 0, Epoch: 1, From: 0, Until: 10, Delta: Digest{Records: 10, Sum: 7}, Analytics: a}); err != nil {
+	if err := commit(s, Batch{Node: "n1", Partition: 0, Epoch: 1, From: 0, Until: 10, Digest: Digest{Records: 10, Sum: 7}, Analytics: a}); err != nil {
 		t.Fatal(err)
 	}
-	if err := commit(s, Batch{Node: "n1", Partition: 1, Epoch: 1, From: 0, Until: 5, Delta: Digest{Records: 5}}); err != nil {
+	if err := commit(s, Batch{Node: "n1", Partition: 1, Epoch: 1, From: 0, Until: 5, Digest: Digest{Records: 5}}); err != nil {
 		t.Fatal(err)
 	}
 	// Some partitions back: refused.
@@ -614,7 +666,7 @@ func TestApply_ResetOffsetsReplaySkipAndRefusal(t *testing.T) {
 		t.Fatalf("replay: %+v, requests %d", p0, s.Analytics.Stats(analytics.Query{}).Requests)
 	}
 	// The old owner's epoch is fenced.
-	if err := commit(s, Batch{Node: "n1", Partition: 0, Epoch: 1, From: 0, Until: 1, Delta: Digest{Records: 1}}); !errors.Is(err, ErrFenced) {
+	if err := commit(s, Batch{Node: "n1", Partition: 0, Epoch: 1, From: 0, Until: 1, Digest: Digest{Records: 1}}); !errors.Is(err, ErrFenced) {
 		t.Errorf("a commit under the old epoch: %v, want fenced", err)
 	}
 }
@@ -623,7 +675,7 @@ func TestApply_AtLeastAndAtMostOnce(t *testing.T) {
 	// at-least-once: results run ahead of the offsets; a restart repeats.
 	s := assigned(1, "n1")
 	res := func(from, until int64, restart bool) string {
-		r := Apply(s, Command{Kind: KindResults, Restart: restart, Commit: []Batch{{Node: "n1", Partition: 0, Epoch: 1, From: from, Until: until, Delta: Digest{Records: until - from}}}})
+		r := Apply(s, logged(Command{Kind: KindResults, Restart: restart, Commit: []Batch{{Node: "n1", Partition: 0, Epoch: 1, From: from, Until: until, Digest: Digest{Records: until - from}}}}))
 		return r.Rejected[0]
 	}
 	off := func(o int64, sem string) string {

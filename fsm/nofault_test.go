@@ -15,7 +15,7 @@ func TestRelease_NoTestFault(t *testing.T) {
 		s := assigned(1, "n1")
 		for i := int64(0); i < 30; i++ {
 			if err := commit(s, Batch{Node: "n1", Partition: 0, Epoch: 1, From: i * 10, Until: i*10 + 10,
-				Delta: Digest{Records: 10}}); err != nil {
+				Digest: Digest{Records: 10}}); err != nil {
 				t.Fatalf("%s: batch %d: %v", fault, i, err)
 			}
 		}

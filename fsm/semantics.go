@@ -71,6 +71,9 @@ func applyOffsetCommit(s *State, c OffsetCommit) Result {
 // offset: from Processed, or, for a worker's first batch (Restart), from
 // anywhere between Committed and Processed.
 func applyResults(s *State, b Batch, restart bool) error {
+	if err := b.checked(); err != nil {
+		return err
+	}
 	p, err := checkOwner(s, b.Node, b.Partition, b.Epoch)
 	if err != nil {
 		return err

@@ -104,7 +104,7 @@ func newMetrics(f *fsm.FSM) *metrics {
 	}
 	// Every reason is exported from the start, at zero, so that a rate or
 	// an alert on one has a series before the first rejection.
-	for _, err := range []error{fsm.ErrFenced, fsm.ErrNotOwner, fsm.ErrOffsetMismatch, fsm.ErrUnknownPartition, fsm.ErrBadRange} {
+	for _, err := range fsm.Rejections() {
 		m.rejected.WithLabelValues(fsm.Reason(err))
 	}
 	gauge := func(name, help string, v func(analytics.Rates) float64) prometheus.GaugeFunc {

@@ -292,7 +292,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 		stamps := make([]int64, len(recs))
 		for i, r := range recs {
 			stamps[i] = r.Timestamp.UnixNano()
-			b.Delta.AddRecord(r.Partition, r.Offset, r.Value)
+			b.Digest.AddRecord(r.Partition, r.Offset, r.Value)
 			parsed, err := folder.Fold(b.Analytics, r.Value)
 			if err != nil {
 				if len(b.Malformed) == 2*fsm.MaxMalformedSample {
@@ -443,6 +443,8 @@ func (n *Node) awaitCommits(ctx context.Context, stop context.CancelFunc, inflig
 		if err != nil {
 			failed, stopped = err, true
 			switch {
+			case errors.Is(err, fsm.ErrBadBatch):
+				lg.Error("batch refused: its bytes do not decode (a bug in this node's encoding); re-reading position", "err", err, "from", f.from)
 			case isRejection(err):
 				lg.Info("batch rejected; re-reading position", "reason", fsm.Reason(err), "from", f.from)
 			default:
@@ -595,7 +597,7 @@ func (n *Node) sendDeadLetters(ctx context.Context, cl *kgo.Client, recs []*kgo.
 }
 
 func isRejection(err error) bool {
-	for _, e := range []error{fsm.ErrFenced, fsm.ErrNotOwner, fsm.ErrOffsetMismatch, fsm.ErrUnknownPartition, fsm.ErrBadRange} {
+	for _, e := range fsm.Rejections() {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -1,0 +1,70 @@
+package node
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/wardenhq/warden/analytics"
+	"github.com/wardenhq/warden/fsm"
+)
+
+// TestCommit_AtLeastOnceResultsGoAsBytes: under at-least-once, a worker's
+// results reach the log in the binary form commits use, and apply from
+// those bytes: every record counted once, the figures merged.
+func TestCommit_AtLeastOnceResultsGoAsBytes(t *testing.T) {
+	c := newCluster(t, 1)
+	c.configure = func(cfg *Config) {
+		cfg.Semantics, cfg.OffsetCommitInterval = fsm.AtLeastOnce, 100*time.Millisecond
+	}
+	p := newProducer(t, c.broker.Addr(), c.topic, 11)
+	n := startOne(t, c)
+	mustProduce(t, p, 3000)
+	waitFor(t, 60*time.Second, "all records processed", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		s := n.State()
+		for part, end := range p.ends {
+			if int(part) >= len(s.Partitions) || s.Partitions[part].Processed < end {
+				return false
+			}
+		}
+		return true
+	})
+	p.mu.Lock()
+	for _, part := range n.State().Partitions {
+		if part.Digest != p.digests[part.Partition] {
+			t.Errorf("partition %d: digest %+v, producer %+v", part.Partition, part.Digest, p.digests[part.Partition])
+		}
+	}
+	p.mu.Unlock()
+	if st := n.Stats(analytics.Query{}); st.Requests == 0 {
+		t.Error("no figures merged from the results")
+	}
+	first, _ := n.bolt.FirstIndex()
+	last, _ := n.bolt.LastIndex()
+	results := 0
+	for i := first; i <= last; i++ {
+		var l raft.Log
+		if err := n.bolt.GetLog(i, &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		cmd, err := fsm.Decode(l.Data)
+		if err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		if cmd.Kind == fsm.KindResults {
+			results++
+			if l.Data[0] == '{' {
+				t.Fatalf("entry %d: results in JSON", i)
+			}
+		}
+	}
+	if results == 0 {
+		t.Fatal("no results entry in the log")
+	}
+}
