@@ -295,6 +295,9 @@ type Detector struct {
 // prints. It changes nothing the detector decides.
 func (d *Detector) Trace(ip string, fn func(Step)) { d.traceIP, d.trace = ip, fn }
 
+// Rules returns the rules the detector evaluates.
+func (d *Detector) Rules() *Rules { return d.rules }
+
 // NewDetector returns a detector for partition continuing from state.
 func NewDetector(rules *Rules, partition int32, state *PartitionState) *Detector {
 	d := &Detector{rules: rules, partition: partition, sources: map[string]*source{}, dirty: map[string]*source{}, maxSources: MaxSources}

@@ -169,6 +169,20 @@ type Batch struct {
 	// Detect is the change to the partition's detector state, and the
 	// alerts the batch raised.
 	Detect *detect.Delta `json:"detect,omitempty"`
+	// Stage says which topic the batch is of: the input (StageInput) or
+	// the repartition topic (StageByClient, fsm/repart.go). Gen is the
+	// replay generation it was processed under (StageByClient).
+	Stage uint8  `json:"stage,omitempty"`
+	Gen   uint64 `json:"gen,omitempty"`
+	// Watermark is the partition's watermark after the batch; Late its
+	// events left out of detection as late (StageInput).
+	Watermark int64 `json:"watermark,omitempty"`
+	Late      int64 `json:"late,omitempty"`
+	// Marks and Merge: the sources' marks the batch changed, and what its
+	// merge did (StageByClient).
+	Marks []MarkUpdate `json:"marks,omitempty"`
+	Merge MergeCounts  `json:"merge,omitempty"`
+	MaxTS int64        `json:"max_ts,omitempty"`
 
 	// Set by decoding: Analytics and Detect in binary form, checked; why
 	// the batch's bytes were refused (ErrBadBatch), if they were.
@@ -225,7 +239,7 @@ func Encode(c Command) ([]byte, error) {
 // ready for Apply; a commit or results command in an older release's JSON
 // decodes as its binary form does.
 func Decode(b []byte) (Command, error) {
-	if len(b) > 0 && (b[0] == binaryCommit || b[0] == binaryResults) {
+	if len(b) > 0 && (b[0] == binaryCommit || b[0] == binaryResults || b[0] == binaryCommit2) {
 		return decodeBatches(b)
 	}
 	var c Command
@@ -308,6 +322,11 @@ func Apply(s *State, cmd Command) Result {
 		if err := (analytics.Config{Retention: ret}).Validate(); err != nil {
 			return Result{Err: fmt.Sprintf("configure: %v", err)}
 		}
+		if ml := cmd.Config.MaxLateness; ml != "" {
+			if d, err := time.ParseDuration(ml); err != nil || d < 0 {
+				return Result{Err: fmt.Sprintf("configure: max lateness %q: want a duration of 0 or more", ml)}
+			}
+		}
 		if so := cmd.Config.StartOffset; so != "" && so != "earliest" && so != "latest" {
 			return Result{Err: fmt.Sprintf("configure: start offset %q: want earliest or latest", so)}
 		}
@@ -388,6 +407,9 @@ func applyBatch(s *State, b Batch) error {
 	if err := b.checked(); err != nil {
 		return err
 	}
+	if b.Stage == StageByClient {
+		return applyByClient(s, b)
+	}
 	if b.Partition < 0 || int(b.Partition) >= len(s.Partitions) {
 		return ErrUnknownPartition
 	}
@@ -417,8 +439,23 @@ func applyBatch(s *State, b Batch) error {
 	p.Committed, p.Processed = b.Until, b.Until
 	p.Commits++
 	p.Digest.Add(b.Digest)
+	p.Watermark = max(p.Watermark, b.Watermark)
+	p.Late += b.Late
 	// Both checked whole at decoding: neither can fail midway.
 	s.Analytics.MergeChecked(b.analytics)
+	applyDetect(s, b)
+	if len(b.Malformed) > 0 {
+		s.Malformed = append(s.Malformed, b.Malformed...)
+		if over := len(s.Malformed) - MaxMalformedSample; over > 0 {
+			s.Malformed = append(s.Malformed[:0:0], s.Malformed[over:]...)
+		}
+	}
+	return nil
+}
+
+// applyDetect applies a batch's detector delta (checked at decoding) to its
+// partition's detector state, and its alerts to the book.
+func applyDetect(s *State, b Batch) {
 	if len(b.detect.Bytes()) > 0 {
 		ps := s.Detect[b.Partition]
 		if ps == nil {
@@ -436,13 +473,6 @@ func applyBatch(s *State, b Batch) error {
 				Count: int64(d), Message: fmt.Sprintf("%d alerts dropped before reaching the alerts topic: more than the configured maximum waited", d)})
 		}
 	}
-	if len(b.Malformed) > 0 {
-		s.Malformed = append(s.Malformed, b.Malformed...)
-		if over := len(s.Malformed) - MaxMalformedSample; over > 0 {
-			s.Malformed = append(s.Malformed[:0:0], s.Malformed[over:]...)
-		}
-	}
-	return nil
 }
 
 // Replay applies cmds in order to a new state for topic and returns it. The

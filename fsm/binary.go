@@ -12,11 +12,17 @@ import (
 // are written in a compact binary form; the other, rare commands stay JSON.
 // A binary entry starts with a byte no JSON text starts with:
 //
-//	binaryCommit, n, batch × n
+//	binaryCommit2, n, batch × n
 //	binaryResults, restart (0 or 1), n, batch × n
 //	batch: node, partition, epoch, from, until, digest (records, bytes,
 //	       sum), analytics (bytes; empty for none), detector delta (bytes;
-//	       empty for none), m, bad record × m (partition, offset, reason, line)
+//	       empty for none), m, bad record × m (partition, offset, reason, line),
+//	       stage, generation, watermark, late, k, mark × k (source, next,
+//	       covered, watermark, idle (0 or 1), idle at), merge counts (applied,
+//	       dropped, bad, out of order), latest timestamp
+//
+// binaryCommit is the commit entry of releases before the repartition
+// stage: its batches end after the bad records (and are input batches).
 //
 // Releases before binaryResults wrote results, and releases before
 // binaryCommit wrote commits, as JSON: Decode turns those into the binary
@@ -30,6 +36,7 @@ import (
 const (
 	binaryCommit  byte = 0xB1
 	binaryResults byte = 0xB2
+	binaryCommit2 byte = 0xB3
 )
 
 func appendBatch(b []byte, bt *Batch) []byte {
@@ -57,6 +64,27 @@ func appendBatch(b []byte, bt *Batch) []byte {
 		b = wire.AppendInt(b, m.Offset)
 		b = wire.AppendString(b, m.Reason)
 		b = wire.AppendString(b, m.Line)
+	}
+	b = wire.AppendUint(b, uint64(bt.Stage))
+	b = wire.AppendUint(b, bt.Gen)
+	b = wire.AppendInt(b, bt.Watermark)
+	b = wire.AppendInt(b, bt.Late)
+	b = wire.AppendUint(b, uint64(len(bt.Marks)))
+	for _, u := range bt.Marks {
+		idle := uint64(0)
+		if u.Mark.Idle {
+			idle = 1
+		}
+		b = wire.AppendInt(b, int64(u.Source))
+		b = wire.AppendInt(b, u.Mark.Next)
+		b = wire.AppendInt(b, u.Mark.Covered)
+		b = wire.AppendInt(b, u.Mark.Watermark)
+		b = wire.AppendUint(b, idle)
+		b = wire.AppendInt(b, u.Mark.IdleAt)
+	}
+	m := bt.Merge
+	for _, v := range []int64{m.Applied, m.Dropped, m.Bad, m.OutOfOrder, bt.MaxTS} {
+		b = wire.AppendInt(b, v)
 	}
 	return b
 }
@@ -103,8 +131,9 @@ func decodeBatches(data []byte) (Command, error) {
 	}
 	n := r.Count(8)
 	cmd.Commit = make([]Batch, n)
+	ext := data[0] != binaryCommit
 	for i := range cmd.Commit {
-		decodeBatch(r, &cmd.Commit[i])
+		decodeBatch(r, &cmd.Commit[i], ext)
 	}
 	if err := r.Err(); err != nil {
 		return cmd, fmt.Errorf("fsm: decode command: %w", err)
@@ -118,7 +147,7 @@ func decodeBatches(data []byte) (Command, error) {
 // decodeBatch reads one batch and checks its analytics and detector delta
 // through to their ends, so that Apply either refuses it or applies all of
 // it. A frame error is left in r.
-func decodeBatch(r *wire.Reader, bt *Batch) {
+func decodeBatch(r *wire.Reader, bt *Batch, ext bool) {
 	bt.Node = r.String()
 	bt.Partition = int32(r.Int())
 	bt.Epoch = r.Uint()
@@ -131,7 +160,38 @@ func decodeBatch(r *wire.Reader, bt *Batch) {
 			bt.Malformed[j] = BadRecord{Partition: int32(r.Int()), Offset: r.Int(), Reason: r.String(), Line: r.String()}
 		}
 	}
+	badExt := false
+	if ext {
+		stage := r.Uint()
+		bt.Gen = r.Uint()
+		bt.Watermark, bt.Late = r.Int(), r.Int()
+		if k := r.Count(6); k > 0 {
+			bt.Marks = make([]MarkUpdate, k)
+			for j := range bt.Marks {
+				u := &bt.Marks[j]
+				src := r.Int()
+				u.Mark.Next, u.Mark.Covered, u.Mark.Watermark = r.Int(), r.Int(), r.Int()
+				idle := r.Uint()
+				u.Mark.IdleAt = r.Int()
+				u.Mark.Idle = idle == 1
+				if src < 0 || src >= MaxPartitions || idle > 1 {
+					badExt = true
+				}
+				u.Source = int32(src)
+			}
+		}
+		bt.Merge = MergeCounts{Applied: r.Int(), Dropped: r.Int(), Bad: r.Int(), OutOfOrder: r.Int()}
+		bt.MaxTS = r.Int()
+		if stage > uint64(StageByClient) || bt.Late < 0 {
+			badExt = true
+		}
+		bt.Stage = uint8(min(stage, 255))
+	}
 	if r.Err() != nil {
+		return
+	}
+	if badExt {
+		bt.decoded, bt.bad = true, fmt.Errorf("%w: stage or marks out of range", ErrBadBatch)
 		return
 	}
 	bt.decoded = true
@@ -167,7 +227,7 @@ func EncodeBatch(b *Batch) []byte { return appendBatch(make([]byte, 0, 4096), b)
 // CommitEntry is the log entry of a commit of the batches encoded by
 // EncodeBatch, in order.
 func CommitEntry(batches [][]byte) []byte {
-	return batchEntry([]byte{binaryCommit}, batches)
+	return batchEntry([]byte{binaryCommit2}, batches)
 }
 
 // ResultsEntry is the log entry of the results of the batches encoded by

@@ -47,7 +47,12 @@ func rawBatch(b Batch, analyticsBytes, detectBytes []byte) []byte {
 	out = wire.AppendFixed64(out, b.Digest.Sum)
 	out = wire.AppendBytes(out, analyticsBytes)
 	out = wire.AppendBytes(out, detectBytes)
-	return wire.AppendUint(out, 0)
+	out = wire.AppendUint(out, 0) // no bad records
+	// Stage, generation, watermark, late, no marks, the merge's counts.
+	for range 10 {
+		out = wire.AppendUint(out, 0)
+	}
+	return out
 }
 
 // snapshotOf is s as a snapshot holds it.

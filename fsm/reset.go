@@ -86,6 +86,9 @@ func applyResetOffsets(s *State, r ResetOffsets) Result {
 		s.Detect = map[int32]*detect.PartitionState{}
 		s.Malformed = nil
 		s.Book.ForgetAlerts()
+		// A new generation: the second stage drops what the first
+		// forwarded before the replay, and starts its marks afresh.
+		s.Gen++
 	}
 	if r.ClearDecisions {
 		for id := range s.Book.Decisions {
@@ -101,6 +104,8 @@ func applyResetOffsets(s *State, r ResetOffsets) Result {
 		}
 		if r.Replay {
 			p.Digest = Digest{}
+			p.Watermark, p.Late = 0, 0
+			p.ByClient.Gen, p.ByClient.Marks = s.Gen, nil
 		}
 		p.Committed, p.Processed = rb.Offset, rb.Offset
 		p.Epoch++

@@ -115,6 +115,14 @@ type Partition struct {
 	// LostRanges are the latest such ranges.
 	Lost       int64         `json:"lost,omitempty"`
 	LostRanges []OffsetRange `json:"lost_ranges,omitempty"`
+	// Watermark is the partition's watermark at Committed: the latest
+	// event time of its records (pipeline.Clock); Late counts the events
+	// more than the cluster's max lateness older than it.
+	Watermark int64 `json:"watermark,omitempty"`
+	Late      int64 `json:"late,omitempty"`
+	// ByClient is the second stage's record of this partition of the
+	// repartition topic (fsm/repart.go).
+	ByClient ByClient `json:"by_client"`
 }
 
 // EpochRun is a run of commits by one node under one epoch: [From, Until).
@@ -170,6 +178,9 @@ type State struct {
 	// BouncersPrunedAt is the command time of the last scan for idle ones.
 	Bouncers         map[string]*Bouncer `json:"bouncers,omitempty"`
 	BouncersPrunedAt int64               `json:"bouncers_pruned_at,omitempty"`
+	// Gen is the replay generation: a whole-topic replay starts a new one,
+	// so that the second stage drops what the first forwarded before.
+	Gen uint64 `json:"gen,omitempty"`
 	// rules are compiled from Config.Rules; not serialised.
 	rules *detect.Rules
 }
@@ -201,13 +212,22 @@ type Config struct {
 	// Simulate makes every decision a simulated one: alerts are raised,
 	// no bouncer or blocklist gets a ban.
 	Simulate bool `json:"simulate,omitempty"`
+	// InputKeyedByClient says every client's lines are in one partition of
+	// the input (warden ship keys them so): detection then runs on the
+	// input's partitions, without the repartition stage.
+	InputKeyedByClient bool `json:"input_keyed_by_client,omitempty"`
+	// MaxLateness is how much older than its partition's watermark an
+	// event may be and still reach detection (a Go duration; "" or "0s":
+	// any).
+	MaxLateness string `json:"max_lateness,omitempty"`
 }
 
 // Equal reports whether two configurations set the same processing (their
 // version and origin aside).
 func (c Config) Equal(o Config) bool {
 	if c.LogFormat != o.LogFormat || c.Retention != o.Retention || c.Rules != o.Rules || len(c.Allow) != len(o.Allow) ||
-		c.MaxUnpublishedAlerts != o.MaxUnpublishedAlerts || c.startOffset() != o.startOffset() || c.Simulate != o.Simulate {
+		c.MaxUnpublishedAlerts != o.MaxUnpublishedAlerts || c.startOffset() != o.startOffset() || c.Simulate != o.Simulate ||
+		c.InputKeyedByClient != o.InputKeyedByClient || c.Lateness() != o.Lateness() {
 		return false
 	}
 	for i := range c.Allow {
@@ -286,6 +306,7 @@ func (s *State) Clone() *State {
 		c.Partitions[i].Resets = append([]ResetRecord(nil), s.Partitions[i].Resets...)
 		c.Partitions[i].Skipped = append([]OffsetRange(nil), s.Partitions[i].Skipped...)
 		c.Partitions[i].LostRanges = append([]OffsetRange(nil), s.Partitions[i].LostRanges...)
+		c.Partitions[i].ByClient.Marks = append([]SourceMark(nil), s.Partitions[i].ByClient.Marks...)
 	}
 	return c
 }

@@ -21,7 +21,16 @@ import (
 // flagConfig is the cluster configuration this node's flags describe.
 func (n *Node) flagConfig() fsm.Config {
 	return fsm.Config{Version: n.cfg.ConfigVersion, LogFormat: n.cfg.LogFormat, Retention: n.cfg.Retention.String(),
-		Rules: n.cfg.Rules, Allow: n.cfg.Allow, MaxUnpublishedAlerts: n.cfg.MaxUnpublishedAlerts, StartOffset: n.cfg.StartOffset, Simulate: n.cfg.Simulate}
+		Rules: n.cfg.Rules, Allow: n.cfg.Allow, MaxUnpublishedAlerts: n.cfg.MaxUnpublishedAlerts, StartOffset: n.cfg.StartOffset, Simulate: n.cfg.Simulate,
+		InputKeyedByClient: n.cfg.InputKeyedByClient, MaxLateness: lateness(n.cfg.MaxLateness)}
+}
+
+// lateness is the configuration's spelling of a max lateness ("" for none).
+func lateness(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return d.String()
 }
 
 // proposeFlagConfig proposes the node's flags as the cluster configuration.
@@ -94,6 +103,12 @@ func configDiff(a, b fsm.Config) []string {
 	if a.MaxUnpublishedAlerts != b.MaxUnpublishedAlerts {
 		out = append(out, "max-unpublished-alerts")
 	}
+	if a.InputKeyedByClient != b.InputKeyedByClient {
+		out = append(out, "input-keyed-by-client")
+	}
+	if a.Lateness() != b.Lateness() {
+		out = append(out, "max-lateness")
+	}
 	return out
 }
 
@@ -112,6 +127,9 @@ type ConfigRequest struct {
 	StartOffset string `json:"start_offset,omitempty"`
 	// Simulate: see Config.Simulate.
 	Simulate bool `json:"simulate,omitempty"`
+	// InputKeyedByClient and MaxLateness: see Config.
+	InputKeyedByClient bool   `json:"input_keyed_by_client,omitempty"`
+	MaxLateness        string `json:"max_lateness,omitempty"`
 	// DryRun checks the settings and answers with what would be applied.
 	DryRun bool `json:"dry_run,omitempty"`
 }
@@ -151,6 +169,12 @@ func (n *Node) handleApplyConfig(w http.ResponseWriter, r *http.Request) {
 	check := n.cfg
 	check.LogFormat, check.Retention, check.Rules, check.Allow = req.LogFormat, ret, req.Rules, req.Allow
 	check.MaxUnpublishedAlerts, check.StartOffset = req.MaxUnpublishedAlerts, req.StartOffset
+	if req.MaxLateness != "" {
+		if check.MaxLateness, err = time.ParseDuration(req.MaxLateness); err != nil || check.MaxLateness < 0 {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("max_lateness %q: want a duration such as 5m, or 0s for none", req.MaxLateness)})
+			return
+		}
+	}
 	if check.LogFormat == "" {
 		check.LogFormat = "auto"
 	}
@@ -160,7 +184,8 @@ func (n *Node) handleApplyConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	c := fsm.Config{Version: req.Version, SetBy: "operator via " + n.cfg.ID + " (POST /v1/config from " + r.RemoteAddr + ")",
 		SetAt: time.Now().UTC().Format(time.RFC3339), LogFormat: check.LogFormat, Retention: ret.String(), Rules: req.Rules, Allow: req.Allow,
-		MaxUnpublishedAlerts: req.MaxUnpublishedAlerts, StartOffset: req.StartOffset, Simulate: req.Simulate}
+		MaxUnpublishedAlerts: req.MaxUnpublishedAlerts, StartOffset: req.StartOffset, Simulate: req.Simulate,
+		InputKeyedByClient: req.InputKeyedByClient, MaxLateness: lateness(check.MaxLateness)}
 	if req.DryRun {
 		writeJSON(w, http.StatusOK, c)
 		return

@@ -115,6 +115,16 @@ type Config struct {
 	// Simulate: alerts, but every decision simulated (none enforced); a
 	// cluster setting.
 	Simulate bool
+	// InputKeyedByClient: every client's lines are in one partition of
+	// the input (warden ship keys them so), so detection runs on the
+	// input's partitions and the repartition stage is skipped; a cluster
+	// setting. MaxLateness: how much older than its partition's watermark
+	// an event may be and still reach detection (0: any); a cluster
+	// setting.
+	InputKeyedByClient bool
+	MaxLateness        time.Duration
+	// RepartitionTopic is the second stage's topic ("": <topic>.by-client).
+	RepartitionTopic string
 	// HTTPToken, when set, guards every read of the HTTP API (/v1/*,
 	// /metrics, the dashboard) behind Authorization: Bearer HTTPToken (the
 	// admin token works too); /healthz and /readyz stay open.
@@ -268,6 +278,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxUnpublishedAlerts < 0 {
 		return fmt.Errorf("--max-unpublished-alerts must not be negative, got %d", c.MaxUnpublishedAlerts)
+	}
+	if c.MaxLateness < 0 {
+		return fmt.Errorf("--max-lateness must not be negative, got %s", c.MaxLateness)
+	}
+	if c.RepartitionTopic != "" && (c.RepartitionTopic == c.Topic || c.RepartitionTopic == c.DLQTopic || c.RepartitionTopic == c.AlertsTopic) {
+		return fmt.Errorf("--repartition-topic %q must differ from the input, dead-letter and alerts topics", c.RepartitionTopic)
 	}
 	if c.HTTPMaxConns < 0 {
 		return fmt.Errorf("--http-max-conns must not be negative, got %d", c.HTTPMaxConns)

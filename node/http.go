@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -55,6 +56,24 @@ type PartitionInfo struct {
 	// Lost counts records deleted by retention before they were read.
 	Lost       int64             `json:"lost"`
 	LostRanges []fsm.OffsetRange `json:"lost_ranges,omitempty"`
+	// Watermark is the partition's latest event time (RFC 3339; "" before
+	// any); Late the events more than --max-lateness older than it.
+	Watermark string `json:"watermark,omitempty"`
+	Late      int64  `json:"late"`
+	// ByClient is the second stage of this partition number, while the
+	// input is not keyed by client.
+	ByClient *ByClientInfo `json:"by_client,omitempty"`
+}
+
+// ByClientInfo is the second stage of one partition in GET /v1/partitions.
+type ByClientInfo struct {
+	Topic      string `json:"topic"`
+	Committed  int64  `json:"committed_offset"`
+	Commits    uint64 `json:"commits"`
+	Applied    int64  `json:"applied"`
+	Dropped    int64  `json:"dropped"`
+	Bad        int64  `json:"bad"`
+	OutOfOrder int64  `json:"out_of_order"`
 }
 
 // FormatDigest renders a digest sum as the 16 hex digits the API shows.
@@ -210,7 +229,15 @@ func (n *Node) Partitions() []PartitionInfo {
 			Committed: p.Committed, LogEnd: -1, Lag: -1,
 			Records: p.Digest.Records, Bytes: p.Digest.Bytes, Digest: FormatDigest(p.Digest.Sum), Commits: p.Commits,
 			History: p.History, Resets: p.Resets, Skipped: p.Skipped, StartOffset: p.StartOffset, Lost: p.Lost, LostRanges: p.LostRanges,
-			Rate: n.rateOf(p.Partition),
+			Rate: n.rateOf(p.Partition), Late: p.Late,
+		}
+		if p.Watermark > 0 {
+			pi.Watermark = time.Unix(0, p.Watermark).UTC().Format(time.RFC3339Nano)
+		}
+		if twoStage(s.Config) || p.ByClient.Commits > 0 {
+			bc := p.ByClient
+			pi.ByClient = &ByClientInfo{Topic: n.repartTopic(), Committed: bc.Committed, Commits: bc.Commits, Applied: bc.Applied,
+				Dropped: bc.Dropped, Bad: bc.Bad, OutOfOrder: bc.OutOfOrder}
 		}
 		if end, ok := ends[p.Partition]; ok && reachable {
 			// The end offsets are polled; one older than the committed
@@ -258,9 +285,16 @@ func (n *Node) handleReady(w http.ResponseWriter, _ *http.Request) {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
+	_ = WriteDoc(w, v)
+}
+
+// WriteDoc writes v as the API writes its documents: indented JSON, one
+// trailing newline. warden analyze --json prints through it too, so its
+// documents are the API's byte for byte.
+func WriteDoc(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	return enc.Encode(v)
 }
 
 // SnapshotInfo is the answer of POST /v1/snapshot.

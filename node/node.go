@@ -82,6 +82,11 @@ type Node struct {
 	// commitDelay slows every commit round on purpose; only tests set it.
 	commitDelay    atomic.Int64
 	runningWorkers atomic.Int32
+	// repartReady is the partition count the repartition topic was last
+	// seen to have (ensureRepart).
+	repartReady atomic.Int64
+	// misplaced is the count watchPlacement last made.
+	misplaced atomic.Int64
 	kafkaStat      kafkaStatus
 	stall          stallWatch
 	deaths         deathWatch
@@ -201,6 +206,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.fsm.OnApply = n.metrics.onApply
+	registerRepartMetrics(n.metrics.reg, f, &n.misplaced)
 	ok := false
 	defer func() {
 		if !ok {
@@ -282,6 +288,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goRun(n.watchClusterConfig)
 	n.goRun(n.watchLeader)
 	n.goRun(n.watchDeaths)
+	n.goRun(n.watchPlacement)
 	ok = true
 	lg.Info("node started", "raft", n.mux.Addr().String(), "gossip", n.gossipAddr, "http", n.httpAddr, "existing_state", hasState)
 	return n, nil

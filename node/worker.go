@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/wardenhq/warden/analytics"
 	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/fsm"
+	"github.com/wardenhq/warden/pipeline"
 )
 
 // worker consumes one partition from the FSM's committed offset, at the
@@ -35,13 +35,17 @@ type worker struct {
 // change keeps its worker untouched: rebalances pause only what moves.
 func (n *Node) manageWorkers() {
 	workers := map[int32]*worker{}
-	limits := map[int32]int{} // a returned worker's cap, for its successor
+	seconds := map[int32]*worker{} // the second stages (repart.go)
+	limits := map[int32]int{}      // a returned worker's cap, for its successor
 	stop := func(w *worker) {
 		w.cancel()
 		<-w.done
 	}
 	defer func() {
 		for _, w := range workers {
+			stop(w)
+		}
+		for _, w := range seconds {
 			stop(w)
 		}
 	}()
@@ -91,6 +95,36 @@ func (n *Node) manageWorkers() {
 				w.limit = n.runWorker(ctx, p, limit)
 			}()
 		}
+		// The second stage of each owned partition, while the input is not
+		// keyed by client.
+		two := twoStage(n.fsm.Config())
+		for id, w := range seconds {
+			p, ok := want[id]
+			select {
+			case <-w.done:
+				delete(seconds, id)
+				continue
+			default:
+			}
+			if !ok || p.Epoch != w.epoch || !two {
+				stop(w)
+				delete(seconds, id)
+			}
+		}
+		for id, p := range want {
+			if _, ok := seconds[id]; ok || !two || n.draining.Load() {
+				continue
+			}
+			ctx, cancel := context.WithCancel(n.ctx)
+			w := &worker{partition: id, epoch: p.Epoch, cancel: cancel, done: make(chan struct{})}
+			seconds[id] = w
+			n.runningWorkers.Add(1)
+			go func() {
+				defer n.runningWorkers.Add(-1)
+				defer close(w.done)
+				n.runByClient(ctx, p)
+			}()
+		}
 		n.metrics.ownedPartitions.Set(float64(len(workers)))
 	}
 }
@@ -122,6 +156,9 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 		// The client produces only dead letters, which must not hold
 		// the partition up (sendDeadLetters).
 		kgo.RecordDeliveryTimeout(deadLetterTimeout),
+		// Forwarded lines go to the partition pipeline.Target picks, the
+		// same on every node; dead letters to partition 0.
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProduceRequestTimeout(deadLetterTimeout),
 	}, n.cfg.KafkaOpts...)
 	cl, err := kgo.NewClient(opts...)
@@ -160,6 +197,21 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 	}
 	rules := n.fsm.Rules()
 	detector := detect.NewDetector(rules, p.Partition, dstate)
+	// The partition's watermark orders its events for detection; unless
+	// the input is keyed by client, the lines go on to the repartition
+	// topic and detection runs there (repart.go).
+	src := pipeline.Source{Partition: p.Partition, Clock: pipeline.NewClock(start.Watermark, int64(cfg.Lateness())), Detector: detector}
+	var fwd *forwarder
+	if twoStage(cfg) {
+		count := int32(len(n.State().Partitions))
+		if err := n.ensureRepart(ctx, count); err != nil {
+			lg.Warn("cannot prepare the repartition topic; retrying", "err", err)
+			sleepCtx(ctx, time.Second)
+			return limit
+		}
+		fwd = newForwarder(n.repartTopic(), p.Partition, count, n.fsm.Gen())
+		src.Forward = fwd.line
+	}
 
 	from := p.Committed
 	maxRecords := n.cfg.MaxBatchRecords
@@ -194,6 +246,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 	}()
 
 	var recs []*kgo.Record
+	var caughtUpSince time.Time // with nothing to read since (idleFor)
 	first, lastOffsetCommit := true, time.Now() // for at-least- and at-most-once
 	// Draining (a clean stop): cut no new batch; the deferred wait lets
 	// those in flight commit before the worker returns.
@@ -252,6 +305,16 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 			}
 		}
 		if len(recs) == 0 {
+			if fwd != nil && !fwd.idle && n.idleFor(&caughtUpSince, p.Partition, from) {
+				// Nothing more to read for a while: the second stages
+				// stop waiting for this partition until it forwards
+				// again.
+				fwd.marks(pipeline.KindIdle, from, src.Clock.Watermark)
+				if err := fwd.flush(wctx, cl); err != nil {
+					lg.Warn("forwarding failed; restarting from the committed offset", "err", err)
+					return limit
+				}
+			}
 			if n.cfg.Semantics == fsm.AtLeastOnce && !first && time.Since(lastOffsetCommit) >= n.cfg.OffsetCommitInterval {
 				// Idle: the offsets catch up with what was processed.
 				if !n.commitOffset(wctx, p, from, lg) {
@@ -261,6 +324,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 			}
 			continue
 		}
+		caughtUpSince = time.Time{}
 		if recs[0].Offset > from {
 			// A gap: transaction markers, or records deleted by retention
 			// while this worker lagged (the client then jumps to the log
@@ -276,8 +340,9 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 				return limit
 			}
 		}
-		if c := n.fsm.Config(); c != nil && (c.LogFormat != cfg.LogFormat || c.Rules != cfg.Rules) {
-			if c.Rules != cfg.Rules {
+		if c := n.fsm.Config(); c != nil && (c.LogFormat != cfg.LogFormat || c.Rules != cfg.Rules ||
+			c.InputKeyedByClient != cfg.InputKeyedByClient || c.Lateness() != cfg.Lateness()) {
+			if c.Rules != cfg.Rules || c.InputKeyedByClient != cfg.InputKeyedByClient || c.Lateness() != cfg.Lateness() {
 				return // new rules: restart from the FSM's state with them
 			}
 			if f, err := accesslog.Lookup(c.LogFormat); err == nil {
@@ -286,32 +351,29 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 			}
 		}
 		cut := time.Now()
-		b := fsm.Batch{Node: n.cfg.ID, Partition: p.Partition, Epoch: p.Epoch, From: from, Until: recs[len(recs)-1].Offset + 1,
-			Analytics: analytics.NewAggregate()}
+		// The pipeline's work (pipeline.Fold, Source): the same as
+		// warden analyze's.
+		b := pipeline.NewBatch(n.cfg.ID, p.Partition, p.Epoch, from)
+		b.Until = recs[len(recs)-1].Offset + 1
 		var dead []*kgo.Record
 		stamps := make([]int64, len(recs))
 		for i, r := range recs {
 			stamps[i] = r.Timestamp.UnixNano()
-			b.Digest.AddRecord(r.Partition, r.Offset, r.Value)
-			parsed, err := folder.Fold(b.Analytics, r.Value)
-			if err != nil {
-				if len(b.Malformed) == 2*fsm.MaxMalformedSample {
-					// Only the last MaxMalformedSample are kept: bound
-					// the memory of a batch of junk.
-					b.Malformed = append(b.Malformed[:0], b.Malformed[fsm.MaxMalformedSample:]...)
-				}
-				b.Malformed = append(b.Malformed, badRecord(r, err))
-				if n.cfg.DLQTopic != "" {
-					dead = append(dead, deadLetter(n.cfg.DLQTopic, r, err))
-				}
+			e, err := pipeline.Fold(folder, &b, r.Partition, r.Offset, r.Value)
+			if err != nil && n.cfg.DLQTopic != "" {
+				dead = append(dead, deadLetter(n.cfg.DLQTopic, r, err))
 			}
-			if parsed {
-				detector.Observe(folder.Entry(), r.Offset, r.Value)
+			if e != nil {
+				src.Observe(&b, e, r.Offset, r.Value)
 			}
 		}
-		b.Detect = detector.Flush()
-		if over := len(b.Malformed) - fsm.MaxMalformedSample; over > 0 {
-			b.Malformed = b.Malformed[over:]
+		src.Finish(&b)
+		if fwd != nil {
+			fwd.marks(pipeline.KindProgress, b.Until, src.Clock.Watermark)
+			if err := fwd.flush(wctx, cl); err != nil {
+				lg.Warn("forwarding failed; restarting from the committed offset", "err", err)
+				return limit
+			}
 		}
 		if n.cfg.Semantics == fsm.AtLeastOnce || n.cfg.Semantics == fsm.AtMostOnce {
 			if len(dead) > 0 && !n.sendDeadLetters(wctx, cl, dead, &dlq, lg) {
@@ -485,16 +547,6 @@ func (n *Node) awaitCommits(ctx context.Context, stop context.CancelFunc, inflig
 		case <-time.After(pause):
 		}
 	}
-}
-
-// badRecord is the FSM's sample entry for a record that did not parse.
-func badRecord(r *kgo.Record, err error) fsm.BadRecord {
-	line := r.Value
-	if len(line) > fsm.MaxBadLineBytes {
-		line = line[:fsm.MaxBadLineBytes]
-	}
-	return fsm.BadRecord{Partition: r.Partition, Offset: r.Offset, Reason: accesslog.Reason(err),
-		Line: strings.ToValidUTF8(string(line), "\uFFFD")}
 }
 
 // Dead-letter bounds. A copy's value is cut to deadLetterMaxValue and its

@@ -4,13 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +18,9 @@ import (
 	"github.com/wardenhq/warden/accesslog"
 	"github.com/wardenhq/warden/analytics"
 	"github.com/wardenhq/warden/detect"
+	"github.com/wardenhq/warden/fsm"
+	"github.com/wardenhq/warden/node"
+	"github.com/wardenhq/warden/pipeline"
 )
 
 func newAnalyzeCmd() *cobra.Command {
@@ -40,12 +41,13 @@ status table, top lists, requests per hour, alerts, decisions) or, with
 		},
 	}
 	fs := c.Flags()
-	fs.StringVar(&o.logFormat, "log-format", "", "a preset ("+strings.Join(accesslog.PresetNames, ", ")+"), json:FIELD=KEY,..., or an Apache LogFormat string; detected from the first lines when empty")
+	fs.StringVar(&o.logFormat, "log-format", "", "a preset ("+strings.Join(accesslog.PresetNames, ", ")+"), json:FIELD=KEY,..., or an Apache LogFormat string; when empty, each line in the first format that reads it, as an agent's default (the format detected from the first lines is reported)")
 	fs.BoolVar(&o.asJSON, "json", false, "print the document GET /v1/stats returns")
 	fs.StringVar(&o.from, "from", "", "only requests at or after this time (RFC 3339, or 2006-01-02[T15:04])")
 	fs.StringVar(&o.to, "to", "", "only requests before this time")
 	fs.IntVar(&o.top, "top", analytics.DefaultTop, "rows per top list; 0 for all")
-	fs.DurationVar(&o.retention, "retention", 0, "keep only this much event time back from the newest request; 0 keeps all")
+	fs.DurationVar(&o.retention, "retention", pipeline.AnalyzeRetention, "keep only this much event time back from the newest request; 0 keeps all")
+	fs.DurationVar(&o.maxLateness, "max-lateness", pipeline.MaxLateness, "events more than this older than the newest event before them are late: counted in the figures, left out of detection, as the cluster's --max-lateness (0: none is late)")
 	fs.IntVar(&o.workers, "workers", runtime.GOMAXPROCS(0), "parsing goroutines")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar or format report on stderr")
 	fs.StringVar(&o.doc, "doc", "stats", "with --json, which API document to print: stats (GET /v1/stats), alerts (GET /v1/alerts) or decisions (GET /v1/decisions?all=1)")
@@ -61,89 +63,122 @@ type analyzeFlags struct {
 	explain                             string
 	asJSON, quiet, simulate             bool
 	top, workers                        int
-	retention                           time.Duration
+	retention, maxLateness              time.Duration
 	allow                               *listFlag
 }
 
 func (o *analyzeFlags) run(files []string) error {
-	logFormat, asJSON, from, to, top, retention, workers, quiet, doc, rulesFile, allow :=
-		&o.logFormat, &o.asJSON, &o.from, &o.to, &o.top, &o.retention, &o.workers, &o.quiet, &o.doc, &o.rulesFile, o.allow.vals
 	var err error
-	q := analytics.Query{Top: *top}
-	if *top == 0 {
+	q := analytics.Query{Top: o.top}
+	if o.top == 0 {
 		q.Top = -1
-	} else if *top < 0 {
-		return fmt.Errorf("--top %d: want 0 (all) or more", *top)
+	} else if o.top < 0 {
+		return fmt.Errorf("--top %d: want 0 (all) or more", o.top)
 	}
-	if q.From, err = parseTimeFlag("from", *from); err != nil {
+	if q.From, err = parseTimeFlag("from", o.from); err != nil {
 		return err
 	}
-	if q.To, err = parseTimeFlag("to", *to); err != nil {
+	if q.To, err = parseTimeFlag("to", o.to); err != nil {
 		return err
 	}
 	if !q.From.IsZero() && !q.To.IsZero() && !q.To.After(q.From) {
-		return fmt.Errorf("--to %s is not after --from %s", *to, *from)
+		return fmt.Errorf("--to %s is not after --from %s", o.to, o.from)
 	}
-	cfg := analytics.Config{Retention: *retention}
-	if err := cfg.Validate(); err != nil {
+	if err := (analytics.Config{Retention: o.retention}).Validate(); err != nil {
 		return fmt.Errorf("--retention: %w", err)
 	}
-	if *doc != "stats" && *doc != "alerts" && *doc != "decisions" {
-		return fmt.Errorf("--doc %q: want stats, alerts or decisions", *doc)
+	if o.maxLateness < 0 {
+		return fmt.Errorf("--max-lateness %s: want 0 or more", o.maxLateness)
 	}
-	if *workers < 1 {
-		return fmt.Errorf("--workers %d: want 1 or more", *workers)
+	if o.doc != "stats" && o.doc != "alerts" && o.doc != "decisions" {
+		return fmt.Errorf("--doc %q: want stats, alerts or decisions", o.doc)
 	}
-
-	an := &analyzer{workers: *workers, showProgress: !*quiet && isTerminal(os.Stderr), showDetected: !*quiet}
-	if an.rules, err = loadRules(*rulesFile); err != nil {
+	if o.workers < 1 {
+		return fmt.Errorf("--workers %d: want 1 or more", o.workers)
+	}
+	rules, err := readRules(o.rulesFile)
+	if err != nil {
 		return err
 	}
+	if _, err := detect.ParseAllow(o.allow.vals); err != nil {
+		return fmt.Errorf("--allow: %w", err)
+	}
+	logFormat := o.logFormat
+	if logFormat == "" {
+		logFormat = pipeline.LogFormat
+	}
+	an := &analyzer{workers: o.workers, showProgress: !o.quiet && isTerminal(os.Stderr), showDetected: !o.quiet, detectFormat: o.logFormat == ""}
+	if an.format, err = accesslog.Lookup(logFormat); err != nil {
+		return fmt.Errorf("--log-format: %w", err)
+	}
+	// The files are one partition of a cluster configured by these flags;
+	// every batch goes through the FSM's apply (pipeline.Offline).
+	an.off, err = pipeline.NewOffline(fsm.Config{LogFormat: logFormat, Retention: o.retention.String(), Rules: rules,
+		Allow: o.allow.vals, Simulate: o.simulate, MaxLateness: lateness(o.maxLateness)})
+	if err != nil {
+		return err
+	}
+	an.rules = an.off.State.Rules()
 	// The stats document needs no detection: skip it then.
-	an.detect = !*asJSON || *doc != "stats" || o.explain != ""
-	an.detector = detect.NewDetector(an.rules, 0, nil)
-	an.detector.Offline = true
+	an.detect = !o.asJSON || o.doc != "stats" || o.explain != ""
+	an.src = pipeline.Source{Clock: pipeline.NewClock(0, int64(o.maxLateness))}
+	if an.detect {
+		an.src.Detector = detect.NewDetector(an.rules, 0, nil)
+		an.src.Detector.Offline = true // see pipeline/defaults.go
+	}
 	var explain *detect.Explainer
 	if o.explain != "" {
 		explain = &detect.Explainer{IP: o.explain, Rules: an.rules,
 			Parse: func(l []byte, e *accesslog.Entry) error { return an.format.Parse(l, e) }}
-		an.detector.Trace(o.explain, explain.Step)
+		an.src.Detector.Trace(o.explain, explain.Step)
 	}
-	an.book = detect.NewBook(detect.DefaultBookConfig())
-	an.book.Keep = -1 // one process over files: every alert
-	if err := an.book.SetConfig(detect.BookConfig{Allow: allow, MaxEscalation: 4, MaxBan: "720h", Simulate: o.simulate}); err != nil {
-		return fmt.Errorf("--allow: %w", err)
-	}
-	if *logFormat != "" {
-		if an.format, err = accesslog.Lookup(*logFormat); err != nil {
-			return fmt.Errorf("--log-format: %w", err)
-		}
-	}
-	store := analytics.NewStore(cfg)
 	for _, name := range files {
-		if err := an.file(name, store); err != nil {
+		if err := an.file(name); err != nil {
 			return err
 		}
 	}
+	book := an.off.State.Book
 	if explain != nil {
-		explain.Write(os.Stdout, an.book)
+		explain.Write(os.Stdout, book)
 		return nil
 	}
-	st := store.Stats(q)
-	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		switch *doc {
+	st := an.off.State.Analytics.Stats(q)
+	if o.asJSON {
+		switch o.doc {
 		case "alerts":
-			return enc.Encode(an.book.AlertsSince(q.From))
+			return node.WriteDoc(os.Stdout, book.AlertsSince(q.From))
 		case "decisions":
-			return enc.Encode(detect.DecisionViews(an.book.AllDecisions(), time.Now()))
+			return node.WriteDoc(os.Stdout, detect.DecisionViews(book.AllDecisions(), time.Now()))
 		}
-		return enc.Encode(st)
+		return node.WriteDoc(os.Stdout, st)
 	}
 	printReport(os.Stdout, files, an, st)
-	printDetections(os.Stdout, an.book)
+	printDetections(os.Stdout, book)
 	return nil
+}
+
+// lateness spells a max lateness as the cluster configuration does.
+func lateness(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return d.String()
+}
+
+// readRules reads the rule file (if any), checked over the built-in
+// scenarios; the configuration carries its YAML, as the cluster's does.
+func readRules(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--rules: %w", err)
+	}
+	if _, err := detect.Parse(detect.BuiltinYAML(), b); err != nil {
+		return "", fmt.Errorf("--rules %s: %w", path, err)
+	}
+	return string(b), nil
 }
 
 func parseTimeFlag(name, v string) (time.Time, error) {
@@ -158,26 +193,31 @@ func parseTimeFlag(name, v string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("--%s %q: want a time as 2026-11-27T10:00:00Z, 2026-11-27T10:00 or 2026-11-27", name, v)
 }
 
-// analyzer runs the pipeline over files: a reader cuts each input into
-// chunks of whole lines, and workers fold chunks into their own Aggregates,
-// which are merged at the end (the merge is order-independent).
+// analyzer drives the pipeline over files: a reader cuts each input into
+// chunks of whole lines; workers fold chunks (pipeline.Fold: figures,
+// malformed sample, digest) and evaluate the scenarios' filters, in any
+// order; a sequencer takes the chunks in input order, pours their events
+// into the source's detector (pipeline.Source) and commits each chunk as
+// one batch to the offline state.
 type analyzer struct {
 	format       *accesslog.Format
 	detected     string
+	detectFormat bool
 	workers      int
 	showProgress bool
 	showDetected bool
 
-	detect   bool
-	rules    *detect.Rules
-	detector *detect.Detector
-	book     *detect.Book
-	offset   int64 // line index over all inputs: the offline "offset"
+	detect bool
+	rules  *detect.Rules
+	src    pipeline.Source
+	off    *pipeline.Offline
+	offset int64 // line index over all inputs: the offline "offset"
 
 	mu       sync.Mutex
 	lines    int64
 	bad      []badLine
 	badCount int64
+	err      error // the first commit that failed
 }
 
 type badLine struct {
@@ -194,8 +234,11 @@ type chunk struct {
 	buf   []byte
 	first int64 // line number of the chunk's first line (in its file)
 	base  int64 // offset (line index over all inputs) of its first line
+	n     int64 // its lines
 	pool  *[]byte
-	// Filled by a worker: the chunk's requests as the detector sees them.
+	// Filled by a worker: the chunk's batch, and its requests as the
+	// detector sees them.
+	batch   fsm.Batch
 	events  []detect.Event
 	matches []detect.Match
 	ips     []byte
@@ -233,56 +276,59 @@ func openInput(name string) (io.ReadCloser, int64, error) {
 	return fh, size, nil
 }
 
-func (an *analyzer) file(name string, store *analytics.Store) error {
+// reportFormat detects the format of the file's first lines, for the
+// report (parsing goes on with the configured format).
+func (an *analyzer) reportFormat(name string, br *bufio.Reader) error {
+	head, _ := br.Peek(256 << 10)
+	var sample [][]byte
+	for len(head) > 0 && len(sample) < 100 {
+		l, rest, found := bytes.Cut(head, []byte{'\n'})
+		if !found && len(sample) > 0 {
+			break // a cut-off last line would not parse
+		}
+		if len(bytes.TrimSpace(l)) > 0 {
+			sample = append(sample, l)
+		}
+		head = rest
+	}
+	d, err := accesslog.Detect(sample)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	an.detected = fmt.Sprintf("%s: %s", name, d)
+	if an.showDetected {
+		fmt.Fprintln(os.Stderr, an.detected)
+	}
+	return nil
+}
+
+func (an *analyzer) file(name string) error {
 	in, size, err := openInput(name)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
 	br := bufio.NewReaderSize(in, chunkSize)
-	if an.format == nil {
-		head, _ := br.Peek(256 << 10)
-		var sample [][]byte
-		for len(head) > 0 && len(sample) < 100 {
-			l, rest, found := bytes.Cut(head, []byte{'\n'})
-			if !found && len(sample) > 0 {
-				break // a cut-off last line would not parse
-			}
-			if len(bytes.TrimSpace(l)) > 0 {
-				sample = append(sample, l)
-			}
-			head = rest
-		}
-		d, err := accesslog.Detect(sample)
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		an.format = d.Format
-		an.detected = fmt.Sprintf("%s: %s", name, d)
-		if an.showDetected {
-			fmt.Fprintln(os.Stderr, an.detected)
+	if an.detectFormat {
+		if err := an.reportFormat(name, br); err != nil {
+			return err
 		}
 	}
 
-	// Workers parse chunks in any order (figures merge in any order) and
-	// evaluate the scenarios' filters; the sequencer pours the events into
-	// the buckets in input order, which is all the detector needs in order.
 	todo := make(chan *chunk, an.workers*2)
 	done := make(chan *chunk, an.workers*2)
 	pool := sync.Pool{New: func() any { b := make([]byte, 0, chunkSize+64<<10); return &b }}
-	aggs := make([]*analytics.Aggregate, an.workers)
 	var wg sync.WaitGroup
-	for i := range aggs {
-		aggs[i] = analytics.NewAggregate()
+	for range an.workers {
 		wg.Add(1)
-		go func(a *analytics.Aggregate) {
+		go func() {
 			defer wg.Done()
 			folder := analytics.NewFolder(an.format)
 			for c := range todo {
-				an.foldChunk(name, folder, a, c)
+				an.foldChunk(name, folder, c)
 				done <- c
 			}
-		}(aggs[i])
+		}()
 	}
 	seqDone := make(chan struct{})
 	go func() {
@@ -298,12 +344,7 @@ func (an *analyzer) file(name string, store *analytics.Store) error {
 				}
 				delete(waiting, next)
 				next++
-				for i := range w.events {
-					an.detector.Pour(&w.events[i])
-				}
-				for _, a := range an.detector.TakeAlerts() {
-					an.book.AddAlert(a, an.rules.Scenario(a.Scenario))
-				}
+				an.commit(w)
 				if w.pool != nil {
 					*w.pool = w.buf[:0]
 					pool.Put(w.pool)
@@ -324,6 +365,7 @@ func (an *analyzer) file(name string, store *analytics.Store) error {
 		if len(buf) > 0 && buf[len(buf)-1] != '\n' {
 			n++
 		}
+		c.n = n
 		lineNo += n
 		an.offset += n
 		todo <- c
@@ -369,18 +411,31 @@ func (an *analyzer) file(name string, store *analytics.Store) error {
 	if readErr != nil {
 		return readErr
 	}
-	for _, a := range aggs {
-		if err := store.Merge(a); err != nil {
-			return err
-		}
-	}
-	return nil
+	return an.err
 }
 
-func (an *analyzer) foldChunk(name string, folder *analytics.Folder, a *analytics.Aggregate, c *chunk) {
+// commit takes one chunk, in input order: its events into the detector,
+// then the chunk as one batch into the offline state.
+func (an *analyzer) commit(c *chunk) {
+	if an.err != nil {
+		return
+	}
+	for i := range c.events {
+		an.src.Pour(&c.batch, &c.events[i])
+	}
+	an.src.Finish(&c.batch)
+	c.batch.Until = c.base + c.n
+	if err := an.off.Commit(&c.batch); err != nil {
+		an.err = err
+	}
+	c.batch = fsm.Batch{}
+}
+
+func (an *analyzer) foldChunk(name string, folder *analytics.Folder, c *chunk) {
 	buf := c.buf
 	no := c.first
 	off := c.base
+	c.batch = pipeline.NewBatch(pipeline.OfflineNode, 0, 0, c.base)
 	var lines int64
 	var ev detect.Event
 	for len(buf) > 0 {
@@ -394,7 +449,7 @@ func (an *analyzer) foldChunk(name string, folder *analytics.Folder, a *analytic
 		if len(line) > 0 && line[len(line)-1] == '\r' {
 			line = line[:len(line)-1]
 		}
-		parsed, err := folder.Fold(a, line)
+		e, err := pipeline.Fold(folder, &c.batch, 0, off, line)
 		if err != nil {
 			lines++
 			an.mu.Lock()
@@ -408,11 +463,10 @@ func (an *analyzer) foldChunk(name string, folder *analytics.Folder, a *analytic
 			}
 			an.mu.Unlock()
 		}
-		if parsed {
+		if e != nil {
 			lines++
 		}
-		if parsed && an.detect {
-			e := folder.Entry()
+		if e != nil && an.detect {
 			an.rules.Evaluate(e, line, off, &ev)
 			// The client address may live in the entry's scratch buffer
 			// (JSON lines): keep a copy with the chunk.
@@ -440,217 +494,4 @@ func (an *analyzer) foldChunk(name string, folder *analytics.Folder, a *analytic
 	an.mu.Lock()
 	an.lines += lines
 	an.mu.Unlock()
-}
-
-// printReport writes the terminal report.
-func printReport(w io.Writer, files []string, an *analyzer, st *analytics.Stats) {
-	fmt.Fprintf(w, "Warden analysis of %s (log format %s)\n\n", strings.Join(files, ", "), an.format.Name())
-	if st.From != "" {
-		fmt.Fprintf(w, "  Period       %s  to  %s\n", st.From, st.To)
-	}
-	fmt.Fprintf(w, "  Requests     %s", commas(st.Requests))
-	if st.Malformed > 0 {
-		fmt.Fprintf(w, "   (malformed lines: %s)", commas(st.Malformed))
-	}
-	fmt.Fprintln(w)
-	if st.ExpiredRequests > 0 {
-		fmt.Fprintf(w, "  Expired      %s requests before %s (outside --retention)\n", commas(st.ExpiredRequests), st.RetainedFrom)
-	}
-	fmt.Fprintf(w, "  Bandwidth    %s (%s bytes)\n", human(st.Bytes), commas(st.Bytes))
-	fmt.Fprintf(w, "  Unique IPs   %s (HyperLogLog estimate)\n", commas(int64(st.UniqueIPs)))
-	if l := st.LatencyMs; l != nil {
-		fmt.Fprintf(w, "  Latency ms   p50 %.1f   p90 %.1f   p99 %.1f   max %.1f\n", l.P50, l.P90, l.P99, l.Max)
-	} else {
-		fmt.Fprintf(w, "  Latency      not in this log format (add %%D to log it)\n")
-	}
-	fmt.Fprintf(w, "\n  Status       ")
-	for _, c := range []string{"1xx", "2xx", "3xx", "4xx", "5xx"} {
-		if n := st.StatusClass[c]; n > 0 {
-			fmt.Fprintf(w, "%s %s (%.1f%%)   ", c, commas(n), pct(n, st.Requests))
-		}
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "               ")
-	for i, k := range sortedKeys(st.Status) {
-		if i > 0 && i%6 == 0 {
-			fmt.Fprintf(w, "\n               ")
-		}
-		fmt.Fprintf(w, "%s %-9s", k, commas(st.Status[k]))
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "  Methods      ")
-	for _, k := range sortedKeys(st.Methods) {
-		fmt.Fprintf(w, "%s %s   ", k, commas(st.Methods[k]))
-	}
-	fmt.Fprintln(w)
-	for _, l := range []struct {
-		title string
-		rows  []analytics.KeyCount
-	}{{"Top paths", st.TopPaths}, {"Top 404 paths", st.Top404Paths}, {"Top client IPs", st.TopIPs},
-		{"Top user agents", st.TopUserAgents}, {"Top referrers", st.TopReferrers}} {
-		fmt.Fprintf(w, "\n  %s\n", l.title)
-		if len(l.rows) == 0 {
-			fmt.Fprintf(w, "    (none)\n")
-		}
-		for _, r := range l.rows {
-			k := r.Key
-			if len(k) > 90 {
-				k = k[:87] + "..."
-			}
-			fmt.Fprintf(w, "    %10s  %5.1f%%  %s\n", commas(r.Count), pct(r.Count, st.Requests), k)
-		}
-	}
-	printHours(w, st)
-	if an.badCount > 0 {
-		fmt.Fprintf(w, "\n  Malformed lines: %s; the first ones:\n", commas(an.badCount))
-		for _, b := range an.bad {
-			fmt.Fprintf(w, "    %s:%d: %s: %s\n", b.file, b.line, b.reason, b.text)
-		}
-	}
-}
-
-// printHours prints requests per hour with a bar each.
-func printHours(w io.Writer, st *analytics.Stats) {
-	type hour struct {
-		t       string
-		n, errs int64
-	}
-	var hours []hour
-	for _, p := range st.Series {
-		h := p.T[:13] + ":00"
-		if len(hours) == 0 || hours[len(hours)-1].t != h {
-			hours = append(hours, hour{t: h})
-		}
-		hours[len(hours)-1].n += p.Requests
-		hours[len(hours)-1].errs += p.StatusClass["5xx"]
-	}
-	if len(hours) == 0 {
-		return
-	}
-	var peak int64
-	for _, h := range hours {
-		peak = max(peak, h.n)
-	}
-	fmt.Fprintf(w, "\n  Requests per hour (UTC)\n")
-	const width = 40
-	for _, h := range hours {
-		n := int(float64(h.n) / float64(peak) * width)
-		if n == 0 && h.n > 0 {
-			n = 1
-		}
-		fmt.Fprintf(w, "    %s  %-*s %8s", strings.Replace(h.t, "T", " ", 1), width, strings.Repeat("█", n), commas(h.n))
-		if h.errs > 0 {
-			fmt.Fprintf(w, "  (5xx %s)", commas(h.errs))
-		}
-		fmt.Fprintln(w)
-	}
-}
-
-func sortedKeys(m map[string]int64) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-func pct(n, total int64) float64 {
-	if total == 0 {
-		return 0
-	}
-	return float64(n) * 100 / float64(total)
-}
-
-func commas(n int64) string {
-	s := fmt.Sprint(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
-func human(n int64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	f := float64(n)
-	i := 0
-	for f >= 1024 && i < len(units)-1 {
-		f /= 1024
-		i++
-	}
-	return fmt.Sprintf("%.1f %s", f, units[i])
-}
-
-// loadRules reads the rule file (if any) over the built-in scenarios.
-func loadRules(path string) (*detect.Rules, error) {
-	if path == "" {
-		return detect.Builtin()
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("--rules: %w", err)
-	}
-	r, err := detect.Parse(detect.BuiltinYAML(), b)
-	if err != nil {
-		return nil, fmt.Errorf("--rules %s: %w", path, err)
-	}
-	return r, nil
-}
-
-// printDetections writes the alerts and decisions part of the report.
-func printDetections(w io.Writer, b *detect.Book) {
-	alerts := b.AlertsSince(time.Time{})
-	fmt.Fprintf(w, "\n  Alerts: %d\n", len(alerts))
-	by := map[string]int{}
-	for _, a := range alerts {
-		by[a.Scenario]++
-	}
-	names := make([]string, 0, len(by))
-	for n := range by {
-		names = append(names, n)
-	}
-	sort.Slice(names, func(i, j int) bool {
-		return by[names[i]] > by[names[j]] || by[names[i]] == by[names[j]] && names[i] < names[j]
-	})
-	for _, n := range names {
-		fmt.Fprintf(w, "    %6d  %s\n", by[n], n)
-	}
-	const show = 20
-	if len(alerts) > 0 {
-		fmt.Fprintf(w, "\n    %-20s  %-30s  %-16s  %6s  %s\n", "LAST SEEN", "SCENARIO", "SOURCE", "EVENTS", "ID")
-		for i, a := range alerts {
-			if i == show {
-				fmt.Fprintf(w, "    ... %d more (warden analyze --json --doc alerts)\n", len(alerts)-show)
-				break
-			}
-			fmt.Fprintf(w, "    %-20s  %-30s  %-16s  %6d  %s\n", a.LastSeen, a.Scenario, a.SourceIP, a.Events, a.ID)
-		}
-	}
-	ds := b.AllDecisions()
-	fmt.Fprintf(w, "\n  Decisions: %d\n", len(ds))
-	if len(ds) > 0 {
-		fmt.Fprintf(w, "    %-5s  %-7s  %-18s  %-30s  %-20s  %s\n", "ID", "TYPE", "VALUE", "SCENARIO", "UNTIL", "")
-		for i, d := range ds {
-			if i == show {
-				fmt.Fprintf(w, "    ... %d more (warden analyze --json --doc decisions)\n", len(ds)-show)
-				break
-			}
-			state := "expired"
-			if d.Active(time.Now()) {
-				state = "active"
-			} else if d.Simulated {
-				state = "simulated"
-			}
-			fmt.Fprintf(w, "    %-5d  %-7s  %-18s  %-30s  %-20s  %s\n", d.ID, d.Type, d.Value, d.Scenario, time.Unix(0, d.Until).UTC().Format(time.RFC3339), state)
-		}
-	}
 }

@@ -126,6 +126,10 @@ type clusterSettings struct {
 	StartOffset string `yaml:"start-offset"`
 	// Simulate is --simulate.
 	Simulate bool `yaml:"simulate"`
+	// InputKeyedByClient is --input-keyed-by-client; MaxLateness
+	// --max-lateness.
+	InputKeyedByClient bool   `yaml:"input-keyed-by-client"`
+	MaxLateness        string `yaml:"max-lateness"`
 }
 
 func newConfigShowCmd() *cobra.Command {
@@ -226,7 +230,7 @@ func readClusterSettings(file string) (node.ConfigRequest, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cs); err != nil && !errors.Is(err, io.EOF) {
-		return req, &config.Error{File: file, Msg: "want the keys log-format, retention, rules-file or rules, allow, max-unpublished-alerts, start-offset, simulate: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+		return req, &config.Error{File: file, Msg: "want the keys log-format, retention, rules-file or rules, allow, max-unpublished-alerts, start-offset, simulate, input-keyed-by-client, max-lateness: " + strings.TrimPrefix(err.Error(), "yaml: ")}
 	}
 	if cs.Rules != "" && cs.RulesFile != "" {
 		return req, &config.Error{File: file, Msg: "give rules or rules-file, not both"}
@@ -249,7 +253,8 @@ func readClusterSettings(file string) (node.ConfigRequest, error) {
 		cs.Retention = "24h"
 	}
 	return node.ConfigRequest{LogFormat: cs.LogFormat, Retention: cs.Retention, Rules: cs.Rules, Allow: cs.Allow,
-		MaxUnpublishedAlerts: cs.MaxUnpublished, StartOffset: cs.StartOffset, Simulate: cs.Simulate}, nil
+		MaxUnpublishedAlerts: cs.MaxUnpublished, StartOffset: cs.StartOffset, Simulate: cs.Simulate,
+		InputKeyedByClient: cs.InputKeyedByClient, MaxLateness: cs.MaxLateness}, nil
 }
 
 // clusterDiff describes, line by line, what changes from a to b.
@@ -269,6 +274,8 @@ func clusterDiff(a, b fsm.Config) []string {
 	add("start-offset", a.StartOffset, b.StartOffset)
 	add("simulate", strconv.FormatBool(a.Simulate), strconv.FormatBool(b.Simulate))
 	add("max-unpublished-alerts", strconv.Itoa(a.MaxUnpublishedAlerts), strconv.Itoa(b.MaxUnpublishedAlerts))
+	add("input-keyed-by-client", strconv.FormatBool(a.InputKeyedByClient), strconv.FormatBool(b.InputKeyedByClient))
+	add("max-lateness", a.MaxLateness, b.MaxLateness)
 	return out
 }
 

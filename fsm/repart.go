@@ -1,0 +1,187 @@
+package fsm
+
+import (
+	"math"
+	"strings"
+	"time"
+
+	"github.com/wardenhq/warden/detect"
+)
+
+// Repartition: with input not keyed by client, the owner of partition p
+// also runs the second stage on partition p of the repartition topic
+// (`<topic>.by-client`), where the first stage forwards each parsed line
+// keyed by its client. The second stage's position and what it has taken
+// from each source partition live in Partition.ByClient, and move only
+// with its batches (Batch.Stage == StageByClient). See pipeline/DESIGN.md.
+
+// Stages of a batch.
+const (
+	// StageInput is a batch of the input topic: load figures, malformed
+	// records, and (input keyed by client) detection.
+	StageInput uint8 = 0
+	// StageByClient is a batch of the repartition topic: detection.
+	StageByClient uint8 = 1
+)
+
+// SourceMark is what the second stage of one partition has taken from one
+// source partition of the input.
+type SourceMark struct {
+	// Next: every line of the source below it was applied (or was not
+	// for this partition).
+	Next int64 `json:"next"`
+	// Covered: the first stage has forwarded every line of the source
+	// below it; Watermark is the source's watermark there.
+	Covered   int64 `json:"covered"`
+	Watermark int64 `json:"watermark"`
+	// Idle: the source said, at IdleAt, that it had nothing more; it holds
+	// no other source back until it sends past IdleAt.
+	Idle   bool  `json:"idle,omitempty"`
+	IdleAt int64 `json:"idle_at,omitempty"`
+}
+
+// ByClient is the second stage's record of one partition.
+type ByClient struct {
+	// Committed is the next offset of the repartition partition to read:
+	// every record below it was applied or is still held back (and then
+	// read again by a new owner; Marks say what it already took).
+	Committed int64 `json:"committed_offset"`
+	Commits   uint64 `json:"commits"`
+	// Gen is the replay generation the marks are for.
+	Gen uint64 `json:"gen"`
+	// Marks, by source partition; MaxTS the latest timestamp read (Unix
+	// ms), which tells how long a line has waited for idle sources.
+	Marks []SourceMark `json:"marks,omitempty"`
+	MaxTS int64        `json:"max_ts,omitempty"`
+	// Applied counts the lines that reached detection; Dropped the
+	// records dropped as repeats of a first-stage retry or of an older
+	// generation; Bad those without a valid origin.
+	Applied int64 `json:"applied"`
+	Dropped int64 `json:"dropped"`
+	Bad     int64 `json:"bad,omitempty"`
+	// OutOfOrder counts lines that came after lines ordered after them
+	// were applied: a source that was idle and came back with older
+	// events.
+	OutOfOrder int64 `json:"out_of_order,omitempty"`
+}
+
+// MarkUpdate sets the mark of one source.
+type MarkUpdate struct {
+	Source int32
+	Mark   SourceMark
+}
+
+// Lateness is the configuration's max lateness (0 when unset or invalid;
+// configure refuses invalid ones).
+func (c Config) Lateness() time.Duration {
+	if c.MaxLateness == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(c.MaxLateness)
+	if err != nil || d < 0 {
+		return 0
+	}
+	return d
+}
+
+// MergeCounts is what a second-stage batch's merge did (ByClient's counts).
+type MergeCounts struct {
+	Applied, Dropped, Bad, OutOfOrder int64
+}
+
+// applyByClient applies a second-stage batch: the same owner and epoch
+// rules as the input's batches, against the repartition partition's own
+// committed offset.
+func applyByClient(s *State, b Batch) error {
+	if b.Partition < 0 || int(b.Partition) >= len(s.Partitions) {
+		return ErrUnknownPartition
+	}
+	p := &s.Partitions[b.Partition]
+	bc := &p.ByClient
+	switch {
+	case p.Owner != b.Node:
+		return ErrNotOwner
+	case p.Epoch != b.Epoch:
+		return ErrFenced
+	case bc.Committed != b.From:
+		return ErrOffsetMismatch
+	case b.Until < b.From:
+		return ErrBadRange
+	case b.Gen != s.Gen:
+		return ErrFenced // forwarded under another replay generation
+	}
+	for _, u := range b.Marks {
+		if u.Source < 0 || u.Source >= MaxPartitions {
+			return ErrBadBatch
+		}
+	}
+	if bc.Gen != s.Gen {
+		bc.Gen, bc.Marks = s.Gen, nil
+	}
+	for _, u := range b.Marks {
+		for int32(len(bc.Marks)) <= u.Source {
+			bc.Marks = append(bc.Marks, SourceMark{Watermark: math.MinInt64})
+		}
+		bc.Marks[u.Source] = u.Mark
+	}
+	bc.Committed = b.Until
+	bc.MaxTS = max(bc.MaxTS, b.MaxTS)
+	bc.Commits++
+	bc.Applied += b.Merge.Applied
+	bc.Dropped += b.Merge.Dropped
+	bc.Bad += b.Merge.Bad
+	bc.OutOfOrder += b.Merge.OutOfOrder
+	applyDetect(s, b)
+	return nil
+}
+
+// ByClientStart returns, read together, partition p's record, a copy of its
+// detector state and the replay generation: a second stage resumes from
+// exactly that.
+func (f *FSM) ByClientStart(p int32) (Partition, *detect.PartitionState, uint64, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if p < 0 || int(p) >= len(f.state.Partitions) {
+		return Partition{}, nil, 0, false
+	}
+	var ds *detect.PartitionState
+	if st := f.state.Detect[p]; st != nil {
+		ds = st.Clone()
+	}
+	part := f.state.Partitions[p]
+	part.ByClient.Marks = append([]SourceMark(nil), part.ByClient.Marks...)
+	return part, ds, f.state.Gen, true
+}
+
+// Gen is the replay generation.
+func (f *FSM) Gen() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Gen
+}
+
+// ClientsInSeveralPartitions counts the clients whose detector state is in
+// more than one partition, and names one of them.
+func (f *FSM) ClientsInSeveralPartitions() (count int, example string) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	where := map[string]int32{}
+	several := map[string]bool{}
+	for p, st := range f.state.Detect {
+		for key := range st.Buckets {
+			_, src, _ := strings.Cut(key, "|")
+			src, _, _ = strings.Cut(src, "\x1f")
+			if q, ok := where[src]; ok && q != p {
+				several[src] = true
+			} else {
+				where[src] = p
+			}
+		}
+	}
+	for c := range several {
+		if example == "" || c < example {
+			example = c
+		}
+	}
+	return len(several), example
+}

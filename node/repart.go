@@ -1,0 +1,427 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/wardenhq/warden/accesslog"
+	"github.com/wardenhq/warden/detect"
+	"github.com/wardenhq/warden/fsm"
+	"github.com/wardenhq/warden/pipeline"
+)
+
+// The repartition stage. Unless the input is keyed by client, the first
+// stage (runWorker) forwards each parsed line, keyed by its client's
+// network, to the partition pipeline.Target picks of the repartition topic,
+// with its origin (source partition, offset, watermark) in a header, and
+// markers that say how far each source has forwarded; the second stage
+// (runByClient), run by the same owner for the same partition number,
+// merges what arrives back into key order, drops repeats, and detects.
+// See pipeline/DESIGN.md.
+
+// repartTopic is the repartition topic's name.
+func (n *Node) repartTopic() string {
+	if n.cfg.RepartitionTopic != "" {
+		return n.cfg.RepartitionTopic
+	}
+	return n.cfg.Topic + ".by-client"
+}
+
+// twoStage reports whether the cluster's configuration asks for the
+// repartition stage.
+func twoStage(c *fsm.Config) bool { return c != nil && !c.InputKeyedByClient }
+
+// ensureRepart makes the repartition topic exist with at least count
+// partitions (the input's, as the FSM knows them).
+func (n *Node) ensureRepart(ctx context.Context, count int32) error {
+	if n.repartReady.Load() >= int64(count) {
+		return nil
+	}
+	topic := n.repartTopic()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := n.admin.CreateTopic(ctx, count, -1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if errors.Is(err, kerr.TopicAlreadyExists) {
+		var have int32
+		td, lerr := n.admin.ListTopics(ctx, topic)
+		if lerr != nil {
+			return lerr
+		}
+		if d, ok := td[topic]; ok {
+			if d.Err != nil {
+				return d.Err
+			}
+			have = int32(len(d.Partitions))
+		}
+		err = nil
+		if have < count {
+			var cr []error
+			rs, uerr := n.admin.UpdatePartitions(ctx, int(count), topic)
+			for _, r := range rs {
+				cr = append(cr, r.Err)
+			}
+			err = errors.Join(append(cr, uerr)...)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("repartition topic %q: %w", topic, err)
+	}
+	n.repartReady.Store(int64(count))
+	return nil
+}
+
+// forwarder is the first stage's side of the repartition topic for one
+// input partition.
+type forwarder struct {
+	topic   string
+	source  int32
+	targets int32
+	gen     uint64
+	// last is what each target was last told of this source: the offset
+	// below which all was forwarded, and the watermark there.
+	last []struct{ covered, wm int64 }
+	idle bool // the last thing sent was an idle marker
+	recs []*kgo.Record
+}
+
+func newForwarder(topic string, source, targets int32, gen uint64) *forwarder {
+	f := &forwarder{topic: topic, source: source, targets: targets, gen: gen}
+	f.last = make([]struct{ covered, wm int64 }, targets)
+	for i := range f.last {
+		f.last[i].covered = -1
+	}
+	return f
+}
+
+// line forwards one parsed line of the source at offset, watermark wm.
+func (f *forwarder) line(e *accesslog.Entry, offset, wm int64, value []byte) {
+	key := []byte(detect.PartitionKey(string(e.Client)))
+	t := pipeline.Target(key, f.targets)
+	o := pipeline.Origin{Kind: pipeline.KindLine, Gen: f.gen, Source: f.source, Offset: offset, Watermark: wm}
+	f.recs = append(f.recs, &kgo.Record{Topic: f.topic, Partition: t, Key: key, Value: value,
+		Headers: []kgo.RecordHeader{{Key: pipeline.Header, Value: pipeline.AppendOrigin(nil, o)}}})
+	f.last[t].covered, f.last[t].wm = offset+1, wm
+}
+
+// marks adds a marker of kind to each target not yet told that every line
+// below covered was forwarded, with watermark wm (every target, for an
+// idle marker).
+func (f *forwarder) marks(kind byte, covered, wm int64) {
+	o := pipeline.Origin{Kind: kind, Gen: f.gen, Source: f.source, Offset: covered, Watermark: wm}
+	hdr := pipeline.AppendOrigin(nil, o)
+	for t := range f.targets {
+		if kind == pipeline.KindProgress && f.last[t].covered == covered && f.last[t].wm == wm {
+			continue
+		}
+		f.recs = append(f.recs, &kgo.Record{Topic: f.topic, Partition: t,
+			Headers: []kgo.RecordHeader{{Key: pipeline.Header, Value: hdr}}})
+		f.last[t].covered, f.last[t].wm = covered, wm
+	}
+	f.idle = kind == pipeline.KindIdle
+}
+
+// flush produces what was added and waits for every record's
+// acknowledgement: the batch commits only once its lines are on the
+// repartition topic, so a crash repeats them (the second stage drops the
+// repeats) and never loses them.
+func (f *forwarder) flush(ctx context.Context, cl *kgo.Client) error {
+	if len(f.recs) == 0 {
+		return nil
+	}
+	recs := f.recs
+	f.recs = nil
+	for _, r := range cl.ProduceSync(ctx, recs...) {
+		if r.Err != nil {
+			return fmt.Errorf("forward to %s: %w", f.topic, r.Err)
+		}
+	}
+	return nil
+}
+
+// runByClient is the second stage of partition p: it reads partition p of
+// the repartition topic from the FSM's position, merges, detects, and
+// commits [from, until) with the detector's delta and the sources' marks.
+func (n *Node) runByClient(ctx context.Context, p fsm.Partition) {
+	lg := n.log.With("subsystem", "by-client", "partition", p.Partition, "epoch", p.Epoch)
+	var cfg *fsm.Config
+	for cfg = n.fsm.Config(); cfg == nil; cfg = n.fsm.Config() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	format, err := accesslog.Lookup(cfg.LogFormat)
+	if err != nil {
+		lg.Error("log format in the cluster configuration does not compile", "log_format", cfg.LogFormat, "err", err)
+		return
+	}
+	state := n.State()
+	sources := int32(len(state.Partitions))
+	if err := n.ensureRepart(ctx, sources); err != nil {
+		lg.Warn("cannot prepare the repartition topic; retrying", "err", err)
+		sleepCtx(ctx, time.Second)
+		return
+	}
+	start, dstate, gen, ok := n.fsm.ByClientStart(p.Partition)
+	if !ok || start.Epoch != p.Epoch {
+		return
+	}
+	bc := start.ByClient
+	if bc.Gen != gen {
+		bc.Gen, bc.Marks = gen, nil
+	}
+	from := bc.Committed
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(n.cfg.Brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{n.repartTopic(): {p.Partition: kgo.NewOffset().At(from)}}),
+		kgo.FetchMaxWait(n.cfg.BatchInterval),
+		kgo.RetryBackoffFn(func(tries int) time.Duration { return min(100*time.Millisecond<<min(tries, 4), time.Second) }),
+		kgo.MetadataMinAge(250 * time.Millisecond),
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+	}, n.cfg.KafkaOpts...)...)
+	if err != nil {
+		lg.Error("kafka client", "err", err)
+		return
+	}
+	defer cl.Close()
+	merger := pipeline.NewMerger(bc, sources)
+	detector := detect.NewDetector(n.fsm.Rules(), p.Partition, dstate)
+	lg.Debug("second stage started", "from", from)
+
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	inflight := make(chan pendingBatch, maxInFlight)
+	waited := make(chan struct{})
+	go func() {
+		defer close(waited)
+		for pb := range inflight {
+			select {
+			case err := <-pb.done:
+				n.metrics.observeBatch(err)
+				if err != nil {
+					if wctx.Err() == nil {
+						lg.Info("second-stage batch not committed; re-reading position", "err", err)
+					}
+					stop()
+				}
+			case <-wctx.Done():
+			}
+		}
+	}()
+	defer func() {
+		close(inflight)
+		<-waited
+	}()
+
+	var entry accesslog.Entry
+	readPos := from
+	for wctx.Err() == nil && !n.draining.Load() {
+		deadline := time.Now().Add(n.cfg.BatchInterval)
+		read := 0
+		for read < n.cfg.MaxBatchRecords && time.Now().Before(deadline) {
+			pctx, cancel := context.WithDeadline(wctx, deadline)
+			fs := cl.PollRecords(pctx, n.cfg.MaxBatchRecords-read)
+			cancel()
+			var ferr error
+			fs.EachError(func(_ string, _ int32, err error) {
+				if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+					ferr = err
+				}
+			})
+			if ferr != nil {
+				lg.Warn("fetch error", "err", ferr)
+				if errors.Is(ferr, kerr.OffsetOutOfRange) {
+					sleepCtx(wctx, time.Second)
+					return
+				}
+			}
+			var aerr error
+			fs.EachRecord(func(r *kgo.Record) {
+				if aerr != nil || r.Offset < readPos {
+					return
+				}
+				read++
+				readPos = r.Offset + 1
+				var o pipeline.Origin
+				perr := pipeline.ErrBadOrigin
+				for _, h := range r.Headers {
+					if h.Key == pipeline.Header {
+						o, perr = pipeline.ParseOrigin(h.Value)
+					}
+				}
+				if aerr = merger.Add(r.Offset, r.Timestamp.UnixMilli(), o, r.Value, perr); aerr != nil {
+					return
+				}
+				for it, ok := merger.Next(); ok; it, ok = merger.Next() {
+					if format.Parse(it.Value, &entry) == nil {
+						detector.Observe(&entry, it.Offset, it.Value)
+					}
+				}
+			})
+			if aerr != nil {
+				lg.Info("records of a newer replay generation; waiting for the state to catch up")
+				sleepCtx(wctx, 500*time.Millisecond)
+				return
+			}
+			if wctx.Err() != nil {
+				return
+			}
+			if read > 0 && time.Until(deadline) < 3*n.cfg.BatchInterval/4 {
+				break
+			}
+		}
+		if c := n.fsm.Config(); c != nil && (c.LogFormat != cfg.LogFormat || c.Rules != cfg.Rules || !twoStage(c)) {
+			return // restart from the FSM's state with the new configuration
+		}
+		if read == 0 {
+			continue
+		}
+		until := readPos
+		if low, ok := merger.Low(); ok {
+			until = low
+		}
+		if src, mk, ok := merger.WaitingFor(); ok {
+			lg.Debug("second stage waiting", "for_partition", src, "mark", mk, "held", merger.Held(), "read", readPos)
+		}
+		d := detector.Flush()
+		if until == from && len(d.Buckets) == 0 && len(d.Alerts) == 0 && !merger.Changed() {
+			continue // nothing to commit yet
+		}
+		marks := merger.TakeMarks()
+		counts := merger.TakeCounts()
+		b := fsm.Batch{Node: n.cfg.ID, Partition: p.Partition, Epoch: p.Epoch, Stage: fsm.StageByClient, Gen: gen,
+			From: from, Until: until, Detect: d, Marks: marks, Merge: counts, MaxTS: merger.MaxTS()}
+		pb := pendingBatch{data: fsm.EncodeBatch(&b), done: make(chan error, 1)}
+		select {
+		case inflight <- pb:
+		case <-wctx.Done():
+			return
+		}
+		select {
+		case n.commitCh <- pb:
+		case <-wctx.Done():
+			return
+		}
+		from = until
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// idleFor reports whether the partition has been at its end (offset) for
+// idleAfter, since *since (set here when it first finds it there). Under
+// steady traffic a partition is never that long at its end, so the second
+// stages always wait for its lines and merge in the exact order; a quiet
+// partition holds them up by idleAfter at most.
+func (n *Node) idleFor(since *time.Time, partition int32, offset int64) bool {
+	if !n.caughtUp(partition, offset) {
+		*since = time.Time{}
+		return false
+	}
+	if since.IsZero() {
+		*since = time.Now()
+	}
+	return time.Since(*since) >= idleAfter(n.cfg.BatchInterval)
+}
+
+// idleAfter is how long a partition must be at its end before it says it
+// is idle: two batch intervals, and past pipeline.IdleHold, so that the
+// idle marker's own timestamp lets through the last lines it forwarded.
+func idleAfter(interval time.Duration) time.Duration {
+	return max(2*interval, pipeline.IdleHold*time.Millisecond+interval)
+}
+
+// caughtUp reports whether offset is at the partition's end, as the Kafka
+// watcher last saw it.
+func (n *Node) caughtUp(partition int32, offset int64) bool {
+	ends, ok := n.kafkaStat.endOffsets()
+	if !ok {
+		return false
+	}
+	end, known := ends[partition]
+	return known && end <= offset
+}
+
+// watchPlacement runs on every node while the input is declared keyed by
+// client: every 10 s it counts the clients whose detector state is in more
+// than one partition (the producer does not key by client after all, and
+// detection sees a share of each), exports the count and warns when it
+// rises from zero.
+func (n *Node) watchPlacement() {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	warned := false
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if c := n.fsm.Config(); c == nil || !c.InputKeyedByClient {
+			n.misplaced.Store(0)
+			warned = false
+			continue
+		}
+		count, example := n.fsm.ClientsInSeveralPartitions()
+		n.misplaced.Store(int64(count))
+		switch {
+		case count > 0 && !warned:
+			n.log.Warn("the input is declared keyed by client (--input-keyed-by-client), but clients appear in several partitions: detection sees only a share of their requests; key the producer by client (warden ship does), or let the cluster repartition (input-keyed-by-client: false)",
+				"clients", count, "example", example)
+			warned = true
+		case count == 0:
+			warned = false
+		}
+	}
+}
+
+// registerRepartMetrics exports the repartition stage's figures.
+func registerRepartMetrics(reg *prometheus.Registry, f *fsm.FSM, misplaced *atomic.Int64) {
+	sum := func(get func(p fsm.Partition) int64) func() float64 {
+		return func() float64 {
+			s, _ := f.View()
+			var t int64
+			for _, p := range s.Partitions {
+				t += get(p)
+			}
+			return float64(t)
+		}
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "warden_clients_in_several_partitions",
+			Help: "With --input-keyed-by-client: clients whose detector state is in more than one partition (the input is not keyed by client)."},
+			func() float64 { return float64(misplaced.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_late_events_total",
+			Help: "Events more than --max-lateness older than their partition's watermark: counted in the figures, left out of detection, cluster-wide."},
+			sum(func(p fsm.Partition) int64 { return p.Late })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_repartition_applied_total",
+			Help: "Lines the second stage took into detection, cluster-wide."},
+			sum(func(p fsm.Partition) int64 { return p.ByClient.Applied })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_repartition_dropped_total",
+			Help: "Repartition records dropped as repeats of a first-stage retry or of an older replay generation, cluster-wide."},
+			sum(func(p fsm.Partition) int64 { return p.ByClient.Dropped })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_repartition_bad_total",
+			Help: "Repartition records without a valid origin header (not written by Warden), dropped, cluster-wide."},
+			sum(func(p fsm.Partition) int64 { return p.ByClient.Bad })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_repartition_out_of_order_total",
+			Help: "Lines of a partition that was idle and came back with events older than lines already applied, cluster-wide."},
+			sum(func(p fsm.Partition) int64 { return p.ByClient.OutOfOrder })),
+	)
+}

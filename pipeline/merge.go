@@ -1,0 +1,283 @@
+package pipeline
+
+import (
+	"container/heap"
+	"errors"
+
+	"github.com/wardenhq/warden/fsm"
+)
+
+// Item is a forwarded line held by a Merger.
+type Item struct {
+	Origin
+	// At is its offset in the repartition partition, TS its Kafka
+	// timestamp there (Unix ms).
+	At    int64
+	TS    int64
+	Value []byte
+}
+
+// IdleHold is how long, in the repartition partition's own timestamps, a
+// line waits for sources that said they were idle: one that comes back
+// within it (a burst after a quiet spell reaches every partition within a
+// batch interval or two) still sends its lines in order. Timestamps are
+// part of the records, so every run over them decides the same.
+const IdleHold = 500 // ms
+
+// ErrNewerGeneration: a record forwarded under a replay generation this
+// node's state has not reached yet; the worker stops and starts again once
+// its state has caught up.
+var ErrNewerGeneration = errors.New("pipeline: record of a newer replay generation")
+
+// Merger is the second stage's order of one repartition partition: it
+// takes the records as they arrive (the sources' lines interleaved however
+// the first stage's workers happened to write them, repeats of a retried
+// first-stage batch included) and gives the lines back in key order,
+// each once. A line is given back only when no source can still send one
+// ordered before it: every source that is not idle has been heard of past
+// it (a line, or a marker, with a greater key).
+type Merger struct {
+	gen    uint64
+	marks  []fsm.SourceMark
+	queues []queue
+	heads  headHeap
+	dirty  map[int32]bool
+	maxTS  int64 // the latest timestamp read
+	// Counts since the Merger started (or since TakeCounts).
+	applied, dropped, bad, outOfOrder int64
+	last                              Key // the last key given back
+}
+
+type queue struct {
+	items []Item
+	pos   int // the head
+}
+
+func (q *queue) len() int      { return len(q.items) - q.pos }
+func (q *queue) head() *Item   { return &q.items[q.pos] }
+func (q *queue) tail() *Item   { return &q.items[len(q.items)-1] }
+func (q *queue) push(it Item)  { q.items = append(q.items, it) }
+func (q *queue) pop() (it Item) {
+	it = q.items[q.pos]
+	q.items[q.pos] = Item{}
+	q.pos++
+	if q.pos == len(q.items) {
+		q.items, q.pos = q.items[:0], 0
+	} else if q.pos > 1024 && q.pos*2 > len(q.items) {
+		n := copy(q.items, q.items[q.pos:])
+		q.items, q.pos = q.items[:n], 0
+	}
+	return it
+}
+
+// NewMerger resumes the merge of a partition at the FSM's state: its
+// generation and marks.
+func NewMerger(bc fsm.ByClient, sources int32) *Merger {
+	m := &Merger{gen: bc.Gen, dirty: map[int32]bool{}, last: Key{Watermark: NoWatermark}, maxTS: bc.MaxTS}
+	m.grow(sources)
+	copy(m.marks, bc.Marks)
+	return m
+}
+
+func (m *Merger) grow(n int32) {
+	for int32(len(m.marks)) < n {
+		m.marks = append(m.marks, fsm.SourceMark{Watermark: NoWatermark})
+		m.queues = append(m.queues, queue{})
+	}
+}
+
+// Add takes the record at offset at of the repartition partition, with its
+// timestamp (Unix ms) and the origin its header gave (err the header's
+// parse error).
+func (m *Merger) Add(at, ts int64, o Origin, value []byte, err error) error {
+	m.maxTS = max(m.maxTS, ts)
+	if err != nil || o.Source >= fsm.MaxPartitions {
+		m.bad++
+		return nil
+	}
+	switch {
+	case o.Gen < m.gen:
+		m.dropped++
+		return nil
+	case o.Gen > m.gen:
+		return ErrNewerGeneration
+	}
+	m.grow(o.Source + 1)
+	mk := &m.marks[o.Source]
+	q := &m.queues[o.Source]
+	if o.Kind != KindLine {
+		changed := false
+		if o.Offset > mk.Covered {
+			mk.Covered, changed = o.Offset, true
+		}
+		if o.Watermark > mk.Watermark {
+			mk.Watermark, changed = o.Watermark, true
+		}
+		switch {
+		case o.Kind == KindIdle && o.Offset >= mk.Covered && (!mk.Idle || mk.IdleAt != o.Offset):
+			mk.Idle, mk.IdleAt, changed = true, o.Offset, true
+		case o.Kind == KindProgress && mk.Idle && o.Offset > mk.IdleAt:
+			mk.Idle, mk.IdleAt, changed = false, 0, true
+		}
+		if changed {
+			m.dirty[o.Source] = true
+		}
+		return nil
+	}
+	if o.Offset < mk.Next || q.len() > 0 && o.Offset <= q.tail().Offset {
+		m.dropped++ // a repeat: already applied, or already held
+		return nil
+	}
+	// A line ordered before what was already given back can only come
+	// from a source that was idle: it goes next, and is counted.
+	if q.len() == 0 {
+		q.push(Item{Origin: o, At: at, TS: ts, Value: value})
+		heap.Push(&m.heads, headOf{key: o.Key(), src: o.Source})
+	} else {
+		q.push(Item{Origin: o, At: at, TS: ts, Value: value})
+	}
+	mk.Covered = max(mk.Covered, o.Offset+1)
+	mk.Watermark = max(mk.Watermark, o.Watermark)
+	if mk.Idle && o.Offset >= mk.IdleAt {
+		mk.Idle, mk.IdleAt = false, 0
+	}
+	m.dirty[o.Source] = true
+	return nil
+}
+
+// Next gives back the next line in key order, if no source can still send
+// one before it.
+func (m *Merger) Next() (Item, bool) {
+	if m.heads.Len() == 0 {
+		return Item{}, false
+	}
+	h := m.heads.items[0]
+	held := m.maxTS >= m.queues[h.src].head().TS+IdleHold
+	for s := range m.marks {
+		if int32(s) == h.src || m.queues[s].len() > 0 {
+			continue // a held line: the heap orders it
+		}
+		mk := &m.marks[s]
+		if mk.Idle {
+			if !held {
+				return Item{}, false
+			}
+			continue
+		}
+		// Source s sends nothing below (its watermark, s, Covered).
+		bound := Key{Watermark: mk.Watermark, Source: int32(s), Offset: mk.Covered}
+		if mk.Watermark == NoWatermark || !h.key.Less(bound) {
+			return Item{}, false
+		}
+	}
+	heap.Pop(&m.heads)
+	q := &m.queues[h.src]
+	it := q.pop()
+	if q.len() > 0 {
+		heap.Push(&m.heads, headOf{key: q.head().Key(), src: h.src})
+	}
+	mk := &m.marks[h.src]
+	mk.Next = it.Offset + 1
+	m.dirty[h.src] = true
+	m.applied++
+	if it.Key().Less(m.last) {
+		m.outOfOrder++
+	} else {
+		m.last = it.Key()
+	}
+	return it, true
+}
+
+// WaitingFor names a source the next line waits for, and its mark (ok
+// false when no line is held or none waits).
+func (m *Merger) WaitingFor() (src int32, mark fsm.SourceMark, ok bool) {
+	if m.heads.Len() == 0 {
+		return 0, fsm.SourceMark{}, false
+	}
+	h := m.heads.items[0]
+	held := m.maxTS >= m.queues[h.src].head().TS+IdleHold
+	for s := range m.marks {
+		if int32(s) == h.src || m.queues[s].len() > 0 {
+			continue
+		}
+		mk := m.marks[s]
+		if mk.Idle && held {
+			continue
+		}
+		bound := Key{Watermark: mk.Watermark, Source: int32(s), Offset: mk.Covered}
+		if mk.Idle || mk.Watermark == NoWatermark || !h.key.Less(bound) {
+			return int32(s), mk, true
+		}
+	}
+	return 0, fsm.SourceMark{}, false
+}
+
+// Held is the number of lines held back.
+func (m *Merger) Held() int {
+	n := 0
+	for i := range m.queues {
+		n += m.queues[i].len()
+	}
+	return n
+}
+
+// Low is the lowest repartition offset among the lines held back (ok false
+// when none is): where a new owner must read again from.
+func (m *Merger) Low() (int64, bool) {
+	low, ok := int64(0), false
+	for i := range m.queues {
+		if q := &m.queues[i]; q.len() > 0 && (!ok || q.head().At < low) {
+			low, ok = q.head().At, true
+		}
+	}
+	return low, ok
+}
+
+// Changed reports whether marks or counts changed since they were last
+// taken.
+func (m *Merger) Changed() bool {
+	return len(m.dirty) > 0 || m.applied != 0 || m.dropped != 0 || m.bad != 0 || m.outOfOrder != 0
+}
+
+// MaxTS is the latest timestamp read, which the state keeps with the
+// marks.
+func (m *Merger) MaxTS() int64 { return m.maxTS }
+
+// TakeMarks returns the marks changed since the last call, in source order.
+func (m *Merger) TakeMarks() []fsm.MarkUpdate {
+	if len(m.dirty) == 0 {
+		return nil
+	}
+	out := make([]fsm.MarkUpdate, 0, len(m.dirty))
+	for s := range m.marks {
+		if m.dirty[int32(s)] {
+			out = append(out, fsm.MarkUpdate{Source: int32(s), Mark: m.marks[s]})
+		}
+	}
+	clear(m.dirty)
+	return out
+}
+
+// TakeCounts returns and clears what the merge did since the last call.
+func (m *Merger) TakeCounts() fsm.MergeCounts {
+	c := fsm.MergeCounts{Applied: m.applied, Dropped: m.dropped, Bad: m.bad, OutOfOrder: m.outOfOrder}
+	m.applied, m.dropped, m.bad, m.outOfOrder = 0, 0, 0, 0
+	return c
+}
+
+type headOf struct {
+	key Key
+	src int32
+}
+
+type headHeap struct{ items []headOf }
+
+func (h headHeap) Len() int           { return len(h.items) }
+func (h headHeap) Less(i, j int) bool { return h.items[i].key.Less(h.items[j].key) }
+func (h headHeap) Swap(i, j int)      { h.items[i], h.items[j] = h.items[j], h.items[i] }
+func (h *headHeap) Push(x any)        { h.items = append(h.items, x.(headOf)) }
+func (h *headHeap) Pop() any {
+	x := h.items[len(h.items)-1]
+	h.items = h.items[:len(h.items)-1]
+	return x
+}

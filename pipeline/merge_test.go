@@ -1,0 +1,228 @@
+package pipeline
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/wardenhq/warden/fsm"
+)
+
+// srcLine is one line of a source partition bound for the target.
+type srcLine struct {
+	src    int32
+	offset int64
+	t      int64
+}
+
+// genSources makes nsrc sources of n events each, times mostly rising
+// with some disorder, and returns their lines with watermarks, and the
+// order a merge must give them back in.
+func genSources(r *rand.Rand, nsrc, n int) ([][]Origin, []Key) {
+	var all []Key
+	out := make([][]Origin, nsrc)
+	for s := range nsrc {
+		c := NewClock(NoWatermark, 0)
+		t := int64(1000)
+		var off int64
+		for range n {
+			off += 1 + r.Int64N(3) // a sparse share of the source
+			t += r.Int64N(5) - 1   // mostly forward, sometimes back
+			c.Observe(t)
+			o := Origin{Kind: KindLine, Source: int32(s), Offset: off, Watermark: c.Watermark}
+			out[s] = append(out[s], o)
+			all = append(all, o.Key())
+		}
+	}
+	slices.SortFunc(all, func(a, b Key) int {
+		if a.Less(b) {
+			return -1
+		}
+		if b.Less(a) {
+			return 1
+		}
+		return 0
+	})
+	return out, all
+}
+
+// arrivals interleaves the sources at random, as first-stage workers
+// would write them: each source's lines in order, a progress marker after
+// each run, some runs written twice (a retried batch), and an idle marker
+// at the end of each source.
+func arrivals(r *rand.Rand, srcs [][]Origin) []Origin {
+	pos := make([]int, len(srcs))
+	var out []Origin
+	for {
+		open := []int{}
+		for s := range srcs {
+			if pos[s] < len(srcs[s]) {
+				open = append(open, s)
+			}
+		}
+		if len(open) == 0 {
+			break
+		}
+		s := open[r.IntN(len(open))]
+		n := 1 + r.IntN(10)
+		end := min(pos[s]+n, len(srcs[s]))
+		run := srcs[s][pos[s]:end]
+		out = append(out, run...)
+		last := run[len(run)-1]
+		out = append(out, Origin{Kind: KindProgress, Source: int32(s), Offset: last.Offset + 1, Watermark: last.Watermark})
+		if r.IntN(4) == 0 { // a retry: the run again, from an earlier point
+			back := max(0, pos[s]-r.IntN(5))
+			out = append(out, srcs[s][back:end]...)
+		}
+		pos[s] = end
+	}
+	for s := range srcs {
+		last := srcs[s][len(srcs[s])-1]
+		out = append(out, Origin{Kind: KindIdle, Source: int32(s), Offset: last.Offset + 1, Watermark: last.Watermark})
+	}
+	return out
+}
+
+func drain(m *Merger, got *[]Key) {
+	for {
+		it, ok := m.Next()
+		if !ok {
+			return
+		}
+		*got = append(*got, it.Key())
+	}
+}
+
+// TestMerger_AnyInterleavingGivesKeyOrderOnce: however the sources'
+// writes interleave and repeat, the lines come back in key order, each
+// exactly once.
+func TestMerger_AnyInterleavingGivesKeyOrderOnce(t *testing.T) {
+	for seed := range uint64(50) {
+		r := rand.New(rand.NewPCG(seed, 7))
+		srcs, want := genSources(r, 1+r.IntN(6), 1+r.IntN(200))
+		m := NewMerger(fsm.ByClient{}, int32(len(srcs)))
+		var got []Key
+		for i, o := range arrivals(r, srcs) {
+			if err := m.Add(int64(i), int64(i)*1000, o, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			drain(m, &got)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("seed %d: got %d lines, want %d; first difference at %d", seed, len(got), len(want), firstDiff(got, want))
+		}
+		if c := m.TakeCounts(); c.OutOfOrder != 0 || c.Applied != int64(len(want)) {
+			t.Fatalf("seed %d: counts %+v", seed, c)
+		}
+	}
+}
+
+// TestMerger_RestartFromMarksGivesTheSameOrder: a new owner that resumes
+// from the committed state (marks and the lowest offset still held) and
+// reads again from there gives back exactly the lines the old one had
+// not, in the same order.
+func TestMerger_RestartFromMarksGivesTheSameOrder(t *testing.T) {
+	for seed := range uint64(50) {
+		r := rand.New(rand.NewPCG(seed, 11))
+		srcs, want := genSources(r, 2+r.IntN(5), 50+r.IntN(150))
+		in := arrivals(r, srcs)
+		cut := r.IntN(len(in))
+		m := NewMerger(fsm.ByClient{}, int32(len(srcs)))
+		var got []Key
+		for i := 0; i < cut; i++ {
+			_ = m.Add(int64(i), int64(i)*1000, in[i], nil, nil)
+			drain(m, &got)
+		}
+		// Commit: marks, and the offset to read again from.
+		bc := fsm.ByClient{Marks: make([]fsm.SourceMark, len(srcs)), MaxTS: m.MaxTS()}
+		for s := range bc.Marks {
+			bc.Marks[s].Watermark = NoWatermark
+		}
+		for _, u := range m.TakeMarks() {
+			bc.Marks[u.Source] = u.Mark
+		}
+		from := int64(cut)
+		if low, ok := m.Low(); ok {
+			from = low
+		}
+		m2 := NewMerger(bc, int32(len(srcs)))
+		for i := from; i < int64(len(in)); i++ {
+			_ = m2.Add(i, i*1000, in[i], nil, nil)
+			drain(m2, &got)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("seed %d (cut %d of %d, read again from %d): got %d lines, want %d; first difference at %d",
+				seed, cut, len(in), from, len(got), len(want), firstDiff(got, want))
+		}
+	}
+}
+
+// TestMerger_SilentSourceHoldsBackUntilIdle: a source never heard of holds
+// every line back; its idle marker lets them through; a line from a source
+// that was idle and comes back older is given back at once and counted.
+func TestMerger_SilentSourceHoldsBackUntilIdle(t *testing.T) {
+	m := NewMerger(fsm.ByClient{}, 2)
+	_ = m.Add(0, 0, Origin{Kind: KindLine, Source: 0, Offset: 0, Watermark: 100}, nil, nil)
+	if _, ok := m.Next(); ok {
+		t.Fatal("a line went before source 1 was heard of")
+	}
+	_ = m.Add(1, 100, Origin{Kind: KindIdle, Source: 1, Offset: 0, Watermark: NoWatermark}, nil, nil)
+	if _, ok := m.Next(); ok {
+		t.Fatal("a line passed an idle source before IdleHold")
+	}
+	// Any later record of the partition tells the time.
+	_ = m.Add(2, IdleHold, Origin{Kind: KindIdle, Source: 1, Offset: 0, Watermark: NoWatermark}, nil, nil)
+	if _, ok := m.Next(); !ok {
+		t.Fatal("an idle source still holds the line back after IdleHold")
+	}
+	_ = m.Add(3, IdleHold+1, Origin{Kind: KindLine, Source: 1, Offset: 0, Watermark: 50}, nil, nil)
+	if _, ok := m.Next(); !ok {
+		t.Fatal("the late source's line is held")
+	}
+	if c := m.TakeCounts(); c.OutOfOrder != 1 {
+		t.Fatalf("out of order %d, want 1", c.OutOfOrder)
+	}
+	// Source 1 is active again: source 0's next line waits for it.
+	_ = m.Add(4, 10*IdleHold, Origin{Kind: KindLine, Source: 0, Offset: 1, Watermark: 200}, nil, nil)
+	if _, ok := m.Next(); ok {
+		t.Fatal("source 1 came back but does not hold source 0 back")
+	}
+	// Older generation, newer generation, bad origin.
+	m2 := NewMerger(fsm.ByClient{Gen: 2}, 1)
+	_ = m2.Add(0, 0, Origin{Kind: KindLine, Gen: 1}, nil, nil)
+	if err := m2.Add(1, 0, Origin{Kind: KindLine, Gen: 3}, nil, nil); err != ErrNewerGeneration {
+		t.Fatalf("newer generation: %v", err)
+	}
+	_ = m2.Add(2, 0, Origin{}, nil, ErrBadOrigin)
+	if c := m2.TakeCounts(); c.Dropped != 1 || c.Bad != 1 || m2.Held() != 0 {
+		t.Fatalf("counts %+v, held %d", c, m2.Held())
+	}
+}
+
+func TestOrigin_RoundTripAndHostileBytes(t *testing.T) {
+	o := Origin{Kind: KindProgress, Gen: 3, Source: 11, Offset: 1 << 40, Watermark: -5}
+	got, err := ParseOrigin(AppendOrigin(nil, o))
+	if err != nil || got != o {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	good := AppendOrigin(nil, o)
+	for i := range good {
+		if _, err := ParseOrigin(good[:i]); err == nil {
+			t.Fatalf("prefix of %d bytes parsed", i)
+		}
+	}
+	for _, b := range [][]byte{nil, {2, 0}, {1, 9}, append(good, 0)} {
+		if _, err := ParseOrigin(b); err == nil {
+			t.Fatalf("%x parsed", b)
+		}
+	}
+}
+
+func firstDiff(a, b []Key) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}

@@ -1,0 +1,52 @@
+package pipeline
+
+import (
+	"fmt"
+
+	"github.com/wardenhq/warden/fsm"
+)
+
+// OfflineNode is the owner `warden analyze` commits its batches as.
+const OfflineNode = "analyze"
+
+// Offline is the replicated state of one process over files: a State with
+// one partition (the files, read in order), configured as a cluster would
+// be, to which `warden analyze` commits its batches through the FSM's own
+// encoding and apply. So its figures, alerts and decisions are the
+// cluster's by construction, not by a second implementation kept in step.
+type Offline struct {
+	State *fsm.State
+}
+
+// NewOffline returns the state for configuration c (see Defaults for what
+// differs from an agent's, and why).
+func NewOffline(c fsm.Config) (*Offline, error) {
+	s := fsm.NewState(OfflineNode)
+	if res := fsm.Apply(s, fsm.Command{Kind: fsm.KindConfigure, Config: &c}); res.Err != "" {
+		return nil, fmt.Errorf("%s", res.Err)
+	}
+	res := fsm.Apply(s, fsm.Command{Kind: fsm.KindAssign, Assign: &fsm.Assign{Partitions: 1, Moves: []fsm.Move{{Partition: 0, Owner: OfflineNode}}}})
+	if res.Err != "" {
+		return nil, fmt.Errorf("%s", res.Err)
+	}
+	// Nothing publishes alerts here, and a report wants all of them: the
+	// book keeps every alert rather than the latest MaxAlerts.
+	s.Book.Keep = -1
+	return &Offline{State: s}, nil
+}
+
+// Commit applies batch b (records [b.From, b.Until) of the files) as a
+// node's committer would: encoded, decoded from the bytes, applied.
+func (o *Offline) Commit(b *fsm.Batch) error {
+	p := o.State.Partitions[0]
+	b.Node, b.Partition, b.Epoch = OfflineNode, 0, p.Epoch
+	cmd, err := fsm.Decode(fsm.CommitEntry([][]byte{fsm.EncodeBatch(b)}))
+	if err != nil {
+		return err
+	}
+	res := fsm.Apply(o.State, cmd)
+	if len(res.Rejected) != 1 || res.Rejected[0] != "" {
+		return fmt.Errorf("batch [%d, %d) rejected: %v %s", b.From, b.Until, res.Rejected, res.Err)
+	}
+	return nil
+}
