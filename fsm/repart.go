@@ -45,7 +45,7 @@ type ByClient struct {
 	// Committed is the next offset of the repartition partition to read:
 	// every record below it was applied or is still held back (and then
 	// read again by a new owner; Marks say what it already took).
-	Committed int64 `json:"committed_offset"`
+	Committed int64  `json:"committed_offset"`
 	Commits   uint64 `json:"commits"`
 	// Gen is the replay generation the marks are for.
 	Gen uint64 `json:"gen"`

@@ -87,9 +87,9 @@ type Node struct {
 	repartReady atomic.Int64
 	// misplaced is the count watchPlacement last made.
 	misplaced atomic.Int64
-	kafkaStat      kafkaStatus
-	stall          stallWatch
-	deaths         deathWatch
+	kafkaStat kafkaStatus
+	stall     stallWatch
+	deaths    deathWatch
 }
 
 // nodeMeta is what each node tells the others through gossip.

@@ -246,7 +246,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 	}()
 
 	var recs []*kgo.Record
-	var caughtUpSince time.Time // with nothing to read since (idleFor)
+	var caughtUpSince time.Time                 // with nothing to read since (idleFor)
 	first, lastOffsetCommit := true, time.Now() // for at-least- and at-most-once
 	// Draining (a clean stop): cut no new batch; the deferred wait lets
 	// those in flight commit before the worker returns.

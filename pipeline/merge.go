@@ -53,10 +53,10 @@ type queue struct {
 	pos   int // the head
 }
 
-func (q *queue) len() int      { return len(q.items) - q.pos }
-func (q *queue) head() *Item   { return &q.items[q.pos] }
-func (q *queue) tail() *Item   { return &q.items[len(q.items)-1] }
-func (q *queue) push(it Item)  { q.items = append(q.items, it) }
+func (q *queue) len() int     { return len(q.items) - q.pos }
+func (q *queue) head() *Item  { return &q.items[q.pos] }
+func (q *queue) tail() *Item  { return &q.items[len(q.items)-1] }
+func (q *queue) push(it Item) { q.items = append(q.items, it) }
 func (q *queue) pop() (it Item) {
 	it = q.items[q.pos]
 	q.items[q.pos] = Item{}
