@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -169,8 +168,8 @@ func TestProcesses_ShipFollow_SIGKILLedRepeatedlyWhileFilesRotate(t *testing.T) 
 		return topicCount(t, c.broker, c.topic) >= int64(want)
 	})
 	time.Sleep(2 * time.Second) // anything more would be a duplicate
-	_ = ship.cmd.Process.Signal(syscall.SIGTERM)
-	<-ship.done
+	_ = ship.Cmd.Process.Signal(syscall.SIGTERM)
+	<-ship.Done()
 
 	recs := readTopic(t, c.broker, c.topic)
 	count := map[string]int{}
@@ -282,8 +281,8 @@ func TestProcesses_ShipFollow_BackpressureWhileKafkaIsDown(t *testing.T) {
 	waitFor(t, 20*time.Second, "the first lines shipped", func() bool { return topicCount(t, c.broker, c.topic) == 100 })
 
 	// The broker goes away (a clean stop keeps its data); lines keep coming.
-	_ = c.bproc.cmd.Process.Signal(syscall.SIGTERM)
-	<-c.bproc.done
+	_ = c.bproc.Cmd.Process.Signal(syscall.SIGTERM)
+	<-c.bproc.Done()
 	for i := 0; i < 30; i++ {
 		w.write(100)
 	}
@@ -309,25 +308,18 @@ func TestProcesses_ShipFollow_BackpressureWhileKafkaIsDown(t *testing.T) {
 
 	// A stop while reading waits for Kafka ends within --timeout; the
 	// lines not acknowledged are left to the next start.
-	_ = ship.cmd.Process.Signal(syscall.SIGTERM)
+	_ = ship.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-ship.done:
+	case <-ship.Done():
 	case <-time.After(15 * time.Second):
 		t.Fatal("ship did not stop on SIGTERM while Kafka was down")
 	}
-	if code := ship.cmd.ProcessState.ExitCode(); code != 0 {
+	if code := ship.Cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("ship exited %d on SIGTERM", code)
 	}
 	w.write(100)
 
-	c.bproc = startProc(t, c.dir, "broker", c.bproc.args...)
-	waitFor(t, 15*time.Second, "broker back", func() bool {
-		conn, err := net.DialTimeout("tcp", c.broker, 200*time.Millisecond)
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	})
+	c.startBroker() // on the same address and data dir, once it listens
 	ship = startProc(t, c.dir, "ship", args...)
 	want := int64(len(w.all))
 	waitFor(t, 60*time.Second, "every line shipped once Kafka is back", func() bool { return topicCount(t, c.broker, c.topic) >= want })
