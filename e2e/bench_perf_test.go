@@ -244,7 +244,7 @@ func BenchmarkFootprint(b *testing.B) {
 		c.waitOwned(12, 60*time.Second)
 		idleRSS := map[string]float64{}
 		for _, id := range ids {
-			idleRSS[id] = mib(peakRSS(c.agents[id].Cmd.Process.Pid))
+			idleRSS[id] = mib(peakRSS(c.agents[id].cmd.Process.Pid))
 		}
 
 		// One request per client: 10.a.b.c from a counter, spread evenly
@@ -263,7 +263,7 @@ func BenchmarkFootprint(b *testing.B) {
 		ingest := time.Since(start)
 		ingestRSS := map[string]float64{}
 		for _, id := range ids {
-			ingestRSS[id] = mib(peakRSS(c.agents[id].Cmd.Process.Pid))
+			ingestRSS[id] = mib(peakRSS(c.agents[id].cmd.Process.Pid))
 		}
 
 		saveHeapProfiles(c, ids, os.Getenv("WARDEN_BENCH_PROFILE"))
@@ -319,7 +319,7 @@ func BenchmarkFootprint(b *testing.B) {
 
 		rss := map[string]float64{}
 		for _, id := range append(ids, "n4") {
-			rss[id] = mib(peakRSS(c.agents[id].Cmd.Process.Pid))
+			rss[id] = mib(peakRSS(c.agents[id].cmd.Process.Pid))
 		}
 		rss["max"] = max(rss["n1"], rss["n2"], rss["n3"])
 		b.ReportMetric(rss["max"], "peak_rss_MiB")

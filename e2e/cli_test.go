@@ -269,15 +269,15 @@ func TestProcesses_CleanStopPrintsNoErrors(t *testing.T) {
 	c.waitApplied(p, 30*time.Second, "n1", "n2", "n3")
 	for _, id := range []string{"n2", "n1"} { // a follower or the leader, then another
 		a := c.agents[id]
-		if err := a.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
 		select {
-		case <-a.Done():
+		case <-a.done:
 		case <-time.After(20 * time.Second):
 			t.Fatalf("%s did not stop within 20s of SIGTERM", id)
 		}
-		if code := a.Cmd.ProcessState.ExitCode(); code != 0 {
+		if code := a.cmd.ProcessState.ExitCode(); code != 0 {
 			t.Errorf("%s exited %d after SIGTERM", id, code)
 		}
 		delete(c.agents, id)
@@ -457,11 +457,11 @@ func TestProcesses_GracefulDrainRejectsNothing(t *testing.T) {
 	before := rejected.Load()
 	a := c.agents["n2"]
 	sigAt := time.Now()
-	if err := a.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-a.Done():
+	case <-a.done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("n2 did not stop within 30s of SIGTERM")
 	}
@@ -484,7 +484,7 @@ func TestProcesses_GracefulDrainRejectsNothing(t *testing.T) {
 		}
 	}
 	t.Logf("drain of n2 (%d partitions): exit %d, %s after SIGTERM; longest pause of a moved partition %s",
-		len(moved), a.Cmd.ProcessState.ExitCode(), stoppedAfter.Round(10*time.Millisecond), worst.Round(10*time.Millisecond))
+		len(moved), a.cmd.ProcessState.ExitCode(), stoppedAfter.Round(10*time.Millisecond), worst.Round(10*time.Millisecond))
 	if worst > 5*time.Second {
 		t.Errorf("a moved partition paused %s", worst)
 	}

@@ -120,8 +120,8 @@ func TestProcesses_KcatTalksToTheEmbeddedBroker(t *testing.T) {
 		t.Fatalf("kcat read back %q, want %q", got, want)
 	}
 	// Records survive a broker restart on the same data dir.
-	_ = b.Cmd.Process.Signal(os.Interrupt)
-	<-b.Done()
+	_ = b.cmd.Process.Signal(os.Interrupt)
+	<-b.done
 	b = start()
 	defer b.kill()
 	waitFor(t, 15*time.Second, "broker back", func() bool {

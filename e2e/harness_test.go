@@ -59,8 +59,19 @@ func freeAddr(tb testing.TB) string {
 	return clustertest.MustFreeAddr(tb)
 }
 
-// proc is a running process (a warden command, or a peer program).
-type proc struct{ *clustertest.Proc }
+// proc is a running process (a warden command, or a peer program). cmd,
+// done and args are the clustertest.Proc's Cmd, Done() and Args under the
+// names the tests use.
+type proc struct {
+	*clustertest.Proc
+	cmd  *exec.Cmd
+	done <-chan struct{}
+	args []string
+}
+
+func newProc(p *clustertest.Proc) *proc {
+	return &proc{Proc: p, cmd: p.Cmd, done: p.Done(), args: p.Args}
+}
 
 func startProc(tb testing.TB, dir, name string, args ...string) *proc {
 	tb.Helper()
@@ -74,7 +85,7 @@ func startProcBin(tb testing.TB, bin, dir, name string, args ...string) *proc {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &proc{p}
+	return newProc(p)
 }
 
 // kill ends the process with SIGKILL and waits for it.
@@ -161,7 +172,7 @@ func (c *procCluster) startBroker() {
 	if err := c.cl.StartBroker(); err != nil {
 		c.tb.Fatal(err)
 	}
-	c.broker, c.bproc = c.cl.Broker(), &proc{c.cl.BrokerProc()}
+	c.broker, c.bproc = c.cl.Broker(), newProc(c.cl.BrokerProc())
 	if err := clustertest.WaitTCP(c.tb.Context(), c.broker, 15*time.Second); err != nil {
 		c.tb.Fatalf("broker up: %v", err)
 	}
@@ -220,7 +231,7 @@ func (c *procCluster) startAgentWith(id string, f clustertest.AgentFlags) {
 	if err := a.Start(bin, c.dir, f); err != nil {
 		c.tb.Fatal(err)
 	}
-	c.agents[id] = &agent{proc: &proc{a.Proc()}, agentSpec: c.specs[id]}
+	c.agents[id] = &agent{proc: newProc(a.Proc()), agentSpec: c.specs[id]}
 }
 
 // waitOwned waits until n1 reports all n partitions with an owner.

@@ -62,7 +62,7 @@ type cpuMeter struct {
 func newCPUMeter(procs map[string]*proc) *cpuMeter {
 	m := &cpuMeter{procs: procs, start: map[string]float64{}}
 	for name, p := range procs {
-		m.start[name] = cpuSeconds(p.Cmd.Process.Pid)
+		m.start[name] = cpuSeconds(p.cmd.Process.Pid)
 	}
 	return m
 }
@@ -71,7 +71,7 @@ func newCPUMeter(procs map[string]*proc) *cpuMeter {
 func (m *cpuMeter) used() map[string]float64 {
 	out := map[string]float64{}
 	for name, p := range m.procs {
-		out[name] = cpuSeconds(p.Cmd.Process.Pid) - m.start[name]
+		out[name] = cpuSeconds(p.cmd.Process.Pid) - m.start[name]
 	}
 	return out
 }

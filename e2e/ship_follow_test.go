@@ -168,8 +168,8 @@ func TestProcesses_ShipFollow_SIGKILLedRepeatedlyWhileFilesRotate(t *testing.T) 
 		return topicCount(t, c.broker, c.topic) >= int64(want)
 	})
 	time.Sleep(2 * time.Second) // anything more would be a duplicate
-	_ = ship.Cmd.Process.Signal(syscall.SIGTERM)
-	<-ship.Done()
+	_ = ship.cmd.Process.Signal(syscall.SIGTERM)
+	<-ship.done
 
 	recs := readTopic(t, c.broker, c.topic)
 	count := map[string]int{}
@@ -281,8 +281,8 @@ func TestProcesses_ShipFollow_BackpressureWhileKafkaIsDown(t *testing.T) {
 	waitFor(t, 20*time.Second, "the first lines shipped", func() bool { return topicCount(t, c.broker, c.topic) == 100 })
 
 	// The broker goes away (a clean stop keeps its data); lines keep coming.
-	_ = c.bproc.Cmd.Process.Signal(syscall.SIGTERM)
-	<-c.bproc.Done()
+	_ = c.bproc.cmd.Process.Signal(syscall.SIGTERM)
+	<-c.bproc.done
 	for i := 0; i < 30; i++ {
 		w.write(100)
 	}
@@ -308,13 +308,13 @@ func TestProcesses_ShipFollow_BackpressureWhileKafkaIsDown(t *testing.T) {
 
 	// A stop while reading waits for Kafka ends within --timeout; the
 	// lines not acknowledged are left to the next start.
-	_ = ship.Cmd.Process.Signal(syscall.SIGTERM)
+	_ = ship.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-ship.Done():
+	case <-ship.done:
 	case <-time.After(15 * time.Second):
 		t.Fatal("ship did not stop on SIGTERM while Kafka was down")
 	}
-	if code := ship.Cmd.ProcessState.ExitCode(); code != 0 {
+	if code := ship.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("ship exited %d on SIGTERM", code)
 	}
 	w.write(100)

@@ -206,11 +206,11 @@ http {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.p = &proc{p}
+	n.p = newProc(p)
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGQUIT)
 		select {
-		case <-n.p.Done():
+		case <-n.p.done:
 		case <-time.After(5 * time.Second):
 			n.p.kill()
 		}
