@@ -8,6 +8,8 @@ import (
 	"sort"
 	"syscall"
 	"time"
+
+	"github.com/wardenhq/warden/internal/clustertest"
 )
 
 // recoveryLimit is how long after a fault the checker waits for the
@@ -21,27 +23,27 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 	ev = &FaultEvent{Kind: st.Kind, Variant: st.Variant, HoldS: st.Hold.Seconds()}
 	done = make(chan struct{})
 	pick := rand.New(rand.NewPCG(st.Pick, st.Pick>>1))
-	leader := c.leader()
-	var live, followers []*agent
-	for _, a := range c.agents {
-		if a.alive() && !a.paused {
+	leader := c.Leader()
+	var live, followers []*clustertest.Agent
+	for _, a := range c.Agents() {
+		if _, up := a.Running(); up {
 			live = append(live, a)
-			if a.id != leader {
+			if a.ID != leader {
 				followers = append(followers, a)
 			}
 		}
 	}
-	one := func(from []*agent) []*agent {
+	one := func(from []*clustertest.Agent) []*clustertest.Agent {
 		if len(from) == 0 {
 			return nil
 		}
-		return []*agent{from[pick.IntN(len(from))]}
+		return []*clustertest.Agent{from[pick.IntN(len(from))]}
 	}
-	var targets []*agent
+	var targets []*clustertest.Agent
 	switch st.Variant {
 	case "leader":
-		if a := c.agent(leader); a != nil {
-			targets = []*agent{a}
+		if a := c.Agent(leader); a != nil {
+			targets = []*clustertest.Agent{a}
 		}
 	case "follower", "leave-rejoin":
 		targets = one(followers)
@@ -54,24 +56,24 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 			close(done)
 			return ev, done
 		}
-		targets = []*agent{a}
+		targets = []*clustertest.Agent{a}
 	case "majority":
-		shuffled := append([]*agent(nil), live...)
+		shuffled := append([]*clustertest.Agent(nil), live...)
 		pick.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 		targets = shuffled[:min(len(shuffled), c.cfg.Nodes/2+1)]
 	case "isolate-leader":
-		if a := c.agent(leader); a != nil {
-			targets = []*agent{a}
+		if a := c.Agent(leader); a != nil {
+			targets = []*clustertest.Agent{a}
 		}
 	case "halves":
-		shuffled := append([]*agent(nil), c.agents...)
+		shuffled := c.Agents()
 		pick.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 		targets = shuffled[:len(shuffled)/2]
 	case "one-way":
 		targets = one(live)
 	}
 	for _, a := range targets {
-		ev.Targets = append(ev.Targets, a.id)
+		ev.Targets = append(ev.Targets, a.ID)
 	}
 	if st.Kind != BrokerRestart && len(targets) == 0 {
 		ev.Note = "skipped: no node in that role (no leader?)"
@@ -84,7 +86,7 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 	snap := map[int32]pstate{}
 	victim := map[string]bool{}
 	for _, a := range targets {
-		victim[a.id] = true
+		victim[a.ID] = true
 	}
 	for p, s := range view {
 		if victim[s.owner] || st.Kind == BrokerRestart {
@@ -99,12 +101,12 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 	switch st.Kind {
 	case Kill, Wipe:
 		for _, a := range targets {
-			a.proc.stop(syscall.SIGKILL, time.Second)
-			w.forget(a.id)
+			a.Kill()
+			w.forget(a.ID)
 		}
 		if st.Kind == Wipe {
 			for _, a := range targets {
-				_ = os.RemoveAll(a.dataDir)
+				_ = os.RemoveAll(a.DataDir)
 			}
 		}
 		heal = func() {
@@ -114,13 +116,11 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 		}
 	case Pause:
 		for _, a := range targets {
-			a.proc.signal(syscall.SIGSTOP)
-			a.paused = true
+			a.Pause()
 		}
 		heal = func() {
 			for _, a := range targets {
-				a.proc.signal(syscall.SIGCONT)
-				a.paused = false
+				a.Resume()
 			}
 		}
 	case Churn:
@@ -135,20 +135,20 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 				// Leave: the newcomer's partitions go back to the others.
 				taken := 0
 				for _, s := range w.merged() {
-					if s.owner == a.id {
+					if s.owner == a.ID {
 						taken++
 					}
 				}
 				ev.Note = fmt.Sprintf("the newcomer took %d partitions, then left", taken)
-				a.proc.stop(syscall.SIGTERM, 10*time.Second)
-				w.forget(a.id)
-				c.retire(a)
+				a.Stop(syscall.SIGTERM, 10*time.Second)
+				w.forget(a.ID)
+				c.Remove(a)
 			}
 			break
 		}
 		for _, a := range targets {
-			a.proc.stop(syscall.SIGTERM, 10*time.Second) // a graceful leave
-			w.forget(a.id)
+			a.Stop(syscall.SIGTERM, 10*time.Second) // a graceful leave
+			w.forget(a.ID)
 		}
 		heal = func() {
 			for _, a := range targets {
@@ -156,24 +156,23 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 			}
 		}
 	case BrokerRestart:
-		c.bproc.stop(syscall.SIGTERM, 10*time.Second)
+		c.BrokerProc().Stop(syscall.SIGTERM, 10*time.Second)
 		heal = func() {
-			_ = c.startBroker()
-			_ = waitTCP(ctx, c.broker, 20*time.Second)
+			c.restartBroker(ctx)
 		}
 	case Partition:
 		var pairs [][2]string
 		others := map[string]bool{}
-		for _, a := range c.agents {
-			if !victim[a.id] {
-				others[a.ip] = true
+		for _, a := range c.Agents() {
+			if !victim[a.ID] {
+				others[a.IP] = true
 			}
 		}
 		for _, a := range targets {
 			for ip := range others {
-				pairs = append(pairs, [2]string{a.ip, ip})
+				pairs = append(pairs, [2]string{a.IP, ip})
 				if st.Variant != "one-way" {
-					pairs = append(pairs, [2]string{ip, a.ip})
+					pairs = append(pairs, [2]string{ip, a.IP})
 				}
 			}
 		}

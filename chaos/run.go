@@ -8,12 +8,12 @@ import (
 	"os"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/wardenhq/warden/detect"
+	"github.com/wardenhq/warden/internal/clustertest"
 	"github.com/wardenhq/warden/workload"
 )
 
@@ -155,16 +155,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	c := &cluster{cfg: cfg, dir: cfg.Dir, logf: cfg.Logf}
+	c := newCluster(cfg)
 	c.cut = &netCut{table: fmt.Sprintf("warden_chaos_%d", os.Getpid())}
 	defer c.cut.heal()
-	defer c.stopAll()
+	defer c.StopAll(5 * time.Second)
 	rep := &Report{Seed: cfg.Seed, Nodes: cfg.Nodes, Partitions: cfg.Partitions, Rate: cfg.Rate, Dir: cfg.Dir, Faults: []FaultEvent{},
 		Semantics: cfg.Semantics}
 	if err := c.start(ctx); err != nil {
 		return nil, err
 	}
-	cfg.Logf("cluster: broker %s, %d nodes on 127.0.0.11-%d; logs in %s", c.broker, cfg.Nodes, 10+cfg.Nodes, cfg.Dir)
+	cfg.Logf("cluster: broker %s, %d nodes on 127.0.0.11-%d; logs in %s", c.Broker(), cfg.Nodes, 10+cfg.Nodes, cfg.Dir)
 	if err := c.waitOwned(ctx, 60*time.Second); err != nil {
 		return nil, fmt.Errorf("cluster did not form: %w", err)
 	}
@@ -173,7 +173,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer watch.stop()
 
 	// The producer: a seeded workload at a steady rate.
-	prod, err := newProducer(c.broker, cfg.Topic, cfg.Seed, cfg.KafkaOpts)
+	prod, err := newProducer(c.Broker(), cfg.Topic, cfg.Seed, cfg.KafkaOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -299,25 +299,12 @@ type partitionsDoc []struct {
 
 // waitOwned waits until every partition has an owner.
 func (c *cluster) waitOwned(ctx context.Context, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		var parts partitionsDoc
-		if get(c.agents[0].httpAddr, "/v1/partitions", &parts) == nil && len(parts) == c.cfg.Partitions {
-			ok := true
-			for _, p := range parts {
-				ok = ok && p.Owner != ""
-			}
-			if ok {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+	first := c.Agents()[0]
+	err := clustertest.Poll(ctx, timeout, 200*time.Millisecond, func() bool { return clustertest.AllOwned(first.HTTP, c.cfg.Partitions) })
+	if errors.Is(err, clustertest.ErrTimeout) {
+		return fmt.Errorf("partitions not all owned after %s", timeout)
 	}
-	return fmt.Errorf("partitions not all owned after %s", timeout)
+	return err
 }
 
 // healAll removes every network cut, resumes paused nodes, restarts dead
@@ -325,20 +312,14 @@ func (c *cluster) waitOwned(ctx context.Context, timeout time.Duration) error {
 func (c *cluster) healAll(ctx context.Context) {
 	c.cut.pairs = nil
 	c.cut.heal()
-	if c.bproc != nil {
-		select {
-		case <-c.bproc.done:
-			_ = c.startBroker()
-			_ = waitTCP(ctx, c.broker, 20*time.Second)
-		default:
-		}
+	if p := c.BrokerProc(); p != nil && !p.Alive() {
+		c.restartBroker(ctx)
 	}
-	for _, a := range c.agents {
-		if a.paused && a.alive() {
-			a.proc.signal(syscall.SIGCONT)
-			a.paused = false
+	for _, a := range c.Agents() {
+		if a.Paused() && a.Alive() {
+			a.Resume()
 		}
-		if !a.alive() {
+		if !a.Alive() {
 			_ = c.startAgent(a)
 		}
 	}
@@ -351,24 +332,24 @@ func (c *cluster) settle(ctx context.Context, timeout time.Duration) (bool, map[
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
-		ends, err := endOffsets(ctx, c.broker, c.cfg.Topic, c.cfg.KafkaOpts...)
+		ends, err := clustertest.EndOffsets(ctx, c.Broker(), c.cfg.Topic, c.cfg.KafkaOpts...)
 		if err != nil {
 			last = err
 		} else {
 			ok := true
-			for _, a := range c.agents {
+			for _, a := range c.Agents() {
 				var parts partitionsDoc
-				if err := get(a.httpAddr, "/v1/partitions", &parts); err != nil {
-					ok, last = false, fmt.Errorf("%s: %v", a.id, err)
+				if err := get(a.HTTP, "/v1/partitions", &parts); err != nil {
+					ok, last = false, fmt.Errorf("%s: %v", a.ID, err)
 					break
 				}
 				if len(parts) != len(ends) {
-					ok, last = false, fmt.Errorf("%s knows %d partitions, the topic has %d", a.id, len(parts), len(ends))
+					ok, last = false, fmt.Errorf("%s knows %d partitions, the topic has %d", a.ID, len(parts), len(ends))
 					break
 				}
 				for _, p := range parts {
 					if p.Committed != ends[p.Partition] {
-						ok, last = false, fmt.Errorf("%s: partition %d committed %d of %d", a.id, p.Partition, p.Committed, ends[p.Partition])
+						ok, last = false, fmt.Errorf("%s: partition %d committed %d of %d", a.ID, p.Partition, p.Committed, ends[p.Partition])
 						break
 					}
 				}
@@ -386,7 +367,7 @@ func (c *cluster) settle(ctx context.Context, timeout time.Duration) (bool, map[
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-	ends, _ := endOffsets(ctx, c.broker, c.cfg.Topic, c.cfg.KafkaOpts...)
+	ends, _ := clustertest.EndOffsets(ctx, c.Broker(), c.cfg.Topic, c.cfg.KafkaOpts...)
 	return false, ends, last
 }
 

@@ -12,90 +12,23 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/wardenhq/warden/fsm"
+	"github.com/wardenhq/warden/internal/clustertest"
 )
-
-func endOffsets(ctx context.Context, broker, topic string, kopts ...kgo.Opt) (map[int32]int64, error) {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(broker)}, kopts...)...)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	if err := ends.Error(); err != nil {
-		return nil, err
-	}
-	out := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
-	return out, nil
-}
-
-// readTopic reads every record below the end offsets, per partition in
-// offset order.
-func readTopic(ctx context.Context, broker, topic string, ends map[int32]int64, committed bool, kopts []kgo.Opt) (map[int32][]*kgo.Record, error) {
-	opts := append([]kgo.Opt{kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, kopts...)
-	if committed {
-		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	out := map[int32][]*kgo.Record{}
-	var want, got int64
-	for _, e := range ends {
-		want += e
-	}
-	deadline := time.Now().Add(2 * time.Minute)
-	idle := 0
-	for time.Now().Before(deadline) {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		fs := cl.PollFetches(pctx)
-		cancel()
-		n := 0
-		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset < ends[r.Partition] {
-				out[r.Partition] = append(out[r.Partition], r)
-				got++
-				n++
-			}
-		})
-		// Read-committed reads may end before the end offset (markers,
-		// aborted records): stop after two empty polls.
-		if got >= want || (committed && n == 0 && idle > 0) {
-			break
-		}
-		if n == 0 {
-			idle++
-		}
-	}
-	if !committed && got < want {
-		return out, fmt.Errorf("read %d of %d records of %s", got, want, topic)
-	}
-	return out, nil
-}
 
 // verify runs the end checks against the settled cluster.
 func (c *cluster) verify(ctx context.Context, rep *Report) []Check {
 	var checks []Check
+	agents := c.Agents()
 	add := func(name string, ok bool, detail string, args ...any) {
 		checks = append(checks, Check{Name: name, OK: ok, Detail: fmt.Sprintf(detail, args...)})
 	}
-	ends, err := endOffsets(ctx, c.broker, c.cfg.Topic, c.cfg.KafkaOpts...)
+	ends, err := clustertest.EndOffsets(ctx, c.Broker(), c.cfg.Topic, c.cfg.KafkaOpts...)
 	if err != nil {
 		add("read back the topic", false, "%v", err)
 		return checks
 	}
-	recs, err := readTopic(ctx, c.broker, c.cfg.Topic, ends, false, c.cfg.KafkaOpts)
+	recs, err := clustertest.ReadTopic(ctx, c.Broker(), c.cfg.Topic, ends, false, c.cfg.KafkaOpts...)
 	if err != nil {
 		add("read back the topic", false, "%v", err)
 		return checks
@@ -112,22 +45,22 @@ func (c *cluster) verify(ctx context.Context, rep *Report) []Check {
 	// 1. Nothing lost, nothing applied twice, on every node.
 	var lost, dup []string
 	views := map[string]partitionsDoc{}
-	for _, a := range c.agents {
+	for _, a := range agents {
 		var parts partitionsDoc
-		if err := get(a.httpAddr, "/v1/partitions", &parts); err != nil {
-			add("every node answers", false, "%s: %v", a.id, err)
+		if err := get(a.HTTP, "/v1/partitions", &parts); err != nil {
+			add("every node answers", false, "%s: %v", a.ID, err)
 			return checks
 		}
-		views[a.id] = parts
+		views[a.ID] = parts
 		for _, p := range parts {
 			w := want[p.Partition]
 			switch {
 			case p.Records < w.Records:
-				lost = append(lost, fmt.Sprintf("%s p%d: %d of %d records applied", a.id, p.Partition, p.Records, w.Records))
+				lost = append(lost, fmt.Sprintf("%s p%d: %d of %d records applied", a.ID, p.Partition, p.Records, w.Records))
 			case p.Records > w.Records:
-				dup = append(dup, fmt.Sprintf("%s p%d: %d records applied, the topic holds %d", a.id, p.Partition, p.Records, w.Records))
+				dup = append(dup, fmt.Sprintf("%s p%d: %d records applied, the topic holds %d", a.ID, p.Partition, p.Records, w.Records))
 			case p.Digest != fmt.Sprintf("%016x", w.Sum) || p.Bytes != w.Bytes:
-				lost = append(lost, fmt.Sprintf("%s p%d: digest %s, the topic's %016x (records lost and others applied twice)", a.id, p.Partition, p.Digest, w.Sum))
+				lost = append(lost, fmt.Sprintf("%s p%d: digest %s, the topic's %016x (records lost and others applied twice)", a.ID, p.Partition, p.Digest, w.Sum))
 			}
 		}
 	}
@@ -137,7 +70,7 @@ func (c *cluster) verify(ctx context.Context, rep *Report) []Check {
 	}
 	// The counts, on the first node.
 	rep.PerPartition = map[int32]PartitionCount{}
-	for _, p := range views[c.agents[0].id] {
+	for _, p := range views[agents[0].ID] {
 		w := want[p.Partition].Records
 		pc := PartitionCount{LostRecords: max(0, w-p.Records), DuplicatedRecords: max(0, p.Records-w)}
 		rep.PerPartition[p.Partition] = pc
@@ -161,7 +94,7 @@ func (c *cluster) verify(ctx context.Context, rep *Report) []Check {
 
 	// 2. Offsets never went back; one node per (partition, epoch).
 	var hist []string
-	for _, p := range views[c.agents[0].id] {
+	for _, p := range views[agents[0].ID] {
 		owners := map[uint64]string{}
 		for i, h := range p.History {
 			if o, ok := owners[h.Epoch]; ok && o != h.Node {
@@ -185,30 +118,30 @@ func (c *cluster) verify(ctx context.Context, rep *Report) []Check {
 		orOK(hist, "every partition's runs of commits are contiguous, epochs only grow, each epoch has one committer"))
 
 	// 3. Every replica converged.
-	ref := c.agents[0]
+	ref := agents[0]
 	var diverged []string
-	refParts, _ := json.Marshal(stripLag(views[ref.id]))
-	refStats, err1 := getRaw(ref.httpAddr, "/v1/stats?top=0")
-	refAlerts, err2 := getRaw(ref.httpAddr, "/v1/alerts")
+	refParts, _ := json.Marshal(stripLag(views[ref.ID]))
+	refStats, err1 := getRaw(ref.HTTP, "/v1/stats?top=0")
+	refAlerts, err2 := getRaw(ref.HTTP, "/v1/alerts")
 	if err1 != nil || err2 != nil {
-		add("replicas converge", false, "%s: %v %v", ref.id, err1, err2)
+		add("replicas converge", false, "%s: %v %v", ref.ID, err1, err2)
 		return checks
 	}
-	for _, a := range c.agents[1:] {
-		parts, _ := json.Marshal(stripLag(views[a.id]))
-		stats, _ := getRaw(a.httpAddr, "/v1/stats?top=0")
-		alerts, _ := getRaw(a.httpAddr, "/v1/alerts")
+	for _, a := range agents[1:] {
+		parts, _ := json.Marshal(stripLag(views[a.ID]))
+		stats, _ := getRaw(a.HTTP, "/v1/stats?top=0")
+		alerts, _ := getRaw(a.HTTP, "/v1/alerts")
 		if !bytes.Equal(parts, refParts) {
-			diverged = append(diverged, a.id+": partitions differ from "+ref.id)
+			diverged = append(diverged, a.ID+": partitions differ from "+ref.ID)
 		}
 		if !bytes.Equal(stats, refStats) {
-			diverged = append(diverged, a.id+": /v1/stats differs from "+ref.id)
+			diverged = append(diverged, a.ID+": /v1/stats differs from "+ref.ID)
 		}
 		if !bytes.Equal(alerts, refAlerts) {
-			diverged = append(diverged, a.id+": /v1/alerts differs from "+ref.id)
+			diverged = append(diverged, a.ID+": /v1/alerts differs from "+ref.ID)
 		}
 	}
-	add("replicas converge", len(diverged) == 0, "%s", orOK(diverged, fmt.Sprintf("%d nodes serve identical partitions, stats and alerts", len(c.agents))))
+	add("replicas converge", len(diverged) == 0, "%s", orOK(diverged, fmt.Sprintf("%d nodes serve identical partitions, stats and alerts", len(agents))))
 	if c.cfg.Semantics != "exactly-once" {
 		// The results hold repeated or missing records by design: the
 		// oracle and the alerts topic are exactly-once checks.
@@ -228,7 +161,7 @@ func (c *cluster) verify(ctx context.Context, rep *Report) []Check {
 			file.WriteByte('\n')
 		}
 	}
-	path := filepath.Join(c.dir, "topic.log")
+	path := filepath.Join(c.Dir, "topic.log")
 	if err := os.WriteFile(path, file.Bytes(), 0o644); err != nil {
 		add("warden analyze oracle", false, "%v", err)
 		return checks
@@ -247,7 +180,7 @@ func (c *cluster) verify(ctx context.Context, rep *Report) []Check {
 	}
 	wantIDs, err1 := alertIDs(aout)
 	gotIDs, err2 := alertIDs(refAlerts)
-	raised := alertsTotal(ref.httpAddr)
+	raised := alertsTotal(ref.HTTP)
 	rep.Alerts = int(raised)
 	// The cluster serves its most recent alerts (at most detect.MaxAlerts):
 	// all of them must be analyze's, and the counts must match.
@@ -261,9 +194,9 @@ func (c *cluster) verify(ctx context.Context, rep *Report) []Check {
 	var dups []string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		aends, err := endOffsets(ctx, c.broker, c.cfg.Topic+".alerts", c.cfg.KafkaOpts...)
+		aends, err := clustertest.EndOffsets(ctx, c.Broker(), c.cfg.Topic+".alerts", c.cfg.KafkaOpts...)
 		if err == nil {
-			rs, _ := readTopic(ctx, c.broker, c.cfg.Topic+".alerts", aends, true, c.cfg.KafkaOpts)
+			rs, _ := clustertest.ReadTopic(ctx, c.Broker(), c.cfg.Topic+".alerts", aends, true, c.cfg.KafkaOpts...)
 			inTopic, dups = nil, nil
 			count := map[string]int{}
 			for _, list := range rs {

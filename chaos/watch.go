@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/wardenhq/warden/internal/clustertest"
 )
 
 // pstate is one partition as one node last reported it.
@@ -47,24 +49,19 @@ func (w *watcher) loop(ctx context.Context) {
 	defer close(w.done)
 	for ctx.Err() == nil {
 		var wg sync.WaitGroup
-		w.c.mu.Lock()
-		agents := append([]*agent(nil), w.c.agents...)
-		w.c.mu.Unlock()
-		for _, a := range agents {
-			w.c.mu.Lock()
-			alive, paused, inc := a.alive(), a.paused, a.incarnation
-			w.c.mu.Unlock()
-			if !alive || paused {
+		for _, a := range w.c.Agents() {
+			inc, up := a.Running()
+			if !up {
 				continue
 			}
 			wg.Add(1)
-			go func(a *agent, inc int) {
+			go func(a *clustertest.Agent, inc int) {
 				defer wg.Done()
 				var parts partitionsDoc
-				if get(a.httpAddr, "/v1/partitions", &parts) != nil {
+				if get(a.HTTP, "/v1/partitions", &parts) != nil {
 					return
 				}
-				w.observe(a.id, inc, parts)
+				w.observe(a.ID, inc, parts)
 			}(a, inc)
 		}
 		wg.Wait()

@@ -147,7 +147,7 @@ func BenchmarkLatency(b *testing.B) {
 			time.Sleep(latencyWarmup)
 			sentBefore, start := sent.Load(), time.Now()
 			before := scrapeLatencies(b, c, ids)
-			meter := newCPUMeter(map[string]*proc{"broker": c.bproc, "n1": c.agents["n1"], "n2": c.agents["n2"], "n3": c.agents["n3"]})
+			meter := newCPUMeter(map[string]*proc{"broker": c.bproc, "n1": c.agents["n1"].proc, "n2": c.agents["n2"].proc, "n3": c.agents["n3"].proc})
 			selfCPU := cpuSeconds(os.Getpid())
 			profiled := profileAgents(c, os.Getenv("WARDEN_BENCH_PROFILE"), 0, int(min(window/time.Second, 5)))
 			time.Sleep(window - time.Since(start))
@@ -300,7 +300,7 @@ func BenchmarkFootprint(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		c.specs["n4"] = agentSpec{id: "n4", dataDir: filepath.Join(c.dir, "n4"), raft: freeAddr(b), gossip: freeAddr(b), http: freeAddr(b)}
+		c.addAgent("n4")
 		joinStart := time.Now()
 		c.startAgent("n4", 3)
 		waitFor(b, 10*time.Minute, fmt.Sprintf("n4 at applied index %d with all %d records", leader.AppliedIndex, total), func() bool {

@@ -175,7 +175,7 @@ func BenchmarkClusterThroughput(b *testing.B) {
 		}
 		c.waitOwned(12, 60*time.Second)
 		formed := time.Now()
-		meter := newCPUMeter(map[string]*proc{"broker": c.bproc, "n1": c.agents["n1"], "n2": c.agents["n2"], "n3": c.agents["n3"]})
+		meter := newCPUMeter(map[string]*proc{"broker": c.bproc, "n1": c.agents["n1"].proc, "n2": c.agents["n2"].proc, "n3": c.agents["n3"].proc})
 		raftBefore, err := scrapeMetrics("http://" + c.specs["n1"].http + "/metrics")
 		if err != nil {
 			b.Fatal(err)

@@ -376,9 +376,10 @@ func TestProcesses_ReapedNodeRestartedFindsItsCluster(t *testing.T) {
 	// Past the time the others still gossip to a dead member (5 s).
 	time.Sleep(8 * time.Second)
 	s := c.specs["n3"]
-	c.agents["n3"] = startProc(t, c.dir, "n3", "agent", "--id", "n3", "--data-dir", s.dataDir, "--raft", s.raft, "--gossip", s.gossip,
-		"--http", s.http, "--brokers", c.broker, "--topic", c.topic, "--batch-interval", "50ms", "--reap-after", "5s", "--join", s.gossip,
-		"--raft-snapshot-entries", "1000000")
+	f := c.cl.Flags(c.cl.Agent("n3"))
+	f.BatchInterval, f.ReapAfter, f.Join = 50*time.Millisecond, 5*time.Second, []string{s.gossip}
+	f.Extra = []string{"--raft-snapshot-entries", "1000000"}
+	c.startAgentWith("n3", f)
 	waitFor(t, 30*time.Second, "n3 back in the cluster and ready", func() bool {
 		resp, err := httpClient.Get("http://" + s.http + "/readyz")
 		if err != nil {

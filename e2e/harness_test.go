@@ -1,31 +1,24 @@
 // Package e2e runs the real warden binary as separate OS processes: the
 // embedded broker and cluster agents, killed with SIGKILL, queried over
-// HTTP, fed through Kafka.
+// HTTP, fed through Kafka. The processes are internal/clustertest's; this
+// file gives them the short names the tests use.
 package e2e
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/wardenhq/warden/detect"
-	"github.com/wardenhq/warden/fsm"
+	"github.com/wardenhq/warden/internal/clustertest"
 	"github.com/wardenhq/warden/node"
-	"github.com/wardenhq/warden/transport"
 	"github.com/wardenhq/warden/workload"
 )
 
@@ -63,20 +56,21 @@ func wardenBin(tb testing.TB) string {
 // freeAddr returns a loopback address with a port free right now.
 func freeAddr(tb testing.TB) string {
 	tb.Helper()
-	port, err := transport.FreePort("127.0.0.1")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	return clustertest.MustFreeAddr(tb)
 }
 
-// proc is a running warden process.
+// proc is a running process (a warden command, or a peer program). cmd,
+// done and args are the clustertest.Proc's Cmd, Done() and Args under the
+// names the tests use.
 type proc struct {
-	name string
-	args []string
+	*clustertest.Proc
 	cmd  *exec.Cmd
-	log  *os.File
-	done chan struct{}
+	done <-chan struct{}
+	args []string
+}
+
+func newProc(p *clustertest.Proc) *proc {
+	return &proc{Proc: p, cmd: p.Cmd, done: p.Done(), args: p.Args}
 }
 
 func startProc(tb testing.TB, dir, name string, args ...string) *proc {
@@ -87,48 +81,42 @@ func startProc(tb testing.TB, dir, name string, args ...string) *proc {
 // startProcBin is startProc of another binary (a race-enabled build).
 func startProcBin(tb testing.TB, bin, dir, name string, args ...string) *proc {
 	tb.Helper()
-	f, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := clustertest.Start(bin, dir, name, args...)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	p := &proc{name: name, args: args, cmd: cmd, log: f, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	return p
+	return newProc(p)
 }
 
-func (p *proc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-	p.log.Close()
-}
+// kill ends the process with SIGKILL and waits for it.
+func (p *proc) kill() { p.Kill() }
 
-func (p *proc) alive() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
+func (p *proc) alive() bool { return p.Alive() }
 
 // agentSpec holds an agent's fixed addresses, so it can restart as itself.
 type agentSpec struct {
 	id, dataDir, raft, gossip, http string
 }
 
+func specOf(a *clustertest.Agent) agentSpec {
+	return agentSpec{id: a.ID, dataDir: a.DataDir, raft: a.Raft, gossip: a.Gossip, http: a.HTTP}
+}
+
+// agent is a started agent: its process and its addresses.
+type agent struct {
+	*proc
+	agentSpec
+}
+
 type procCluster struct {
 	tb     testing.TB
+	cl     *clustertest.Cluster
 	dir    string
 	broker string
 	topic  string
 	bproc  *proc
 	specs  map[string]agentSpec
-	agents map[string]*proc
+	agents map[string]*agent
 	// extra holds more agent flags per node id, set before the agents start.
 	extra map[string][]string
 	// bin, when set, is the binary the agents run (default: wardenBin).
@@ -153,14 +141,16 @@ func newProcClusterWith(tb testing.TB, nodes int, partitions int, extra map[stri
 func newProcClusterIdle(tb testing.TB, nodes int, partitions int, extra map[string][]string) *procCluster {
 	tb.Helper()
 	dir := tb.TempDir()
-	c := &procCluster{tb: tb, dir: dir, broker: freeAddr(tb), topic: "access-logs", specs: map[string]agentSpec{}, agents: map[string]*proc{}, extra: extra}
-	c.bproc = startProc(tb, dir, "broker", "broker", "--listen", c.broker, "--data-dir", filepath.Join(dir, "broker"),
-		"--topic", c.topic, "--partitions", strconv.Itoa(partitions))
+	c := &procCluster{tb: tb, dir: dir, topic: "access-logs", specs: map[string]agentSpec{}, agents: map[string]*agent{}, extra: extra}
+	c.cl = &clustertest.Cluster{Bin: wardenBin(tb), Dir: dir, Topic: c.topic, Partitions: partitions}
 	tb.Cleanup(func() {
 		for _, p := range c.agents {
 			p.kill()
 		}
-		c.bproc.kill()
+		if c.bproc != nil {
+			c.bproc.kill()
+		}
+		c.cl.KillAll()
 		if tb.Failed() {
 			for _, name := range append([]string{"broker"}, keys(c.specs)...) {
 				b, _ := os.ReadFile(filepath.Join(dir, name+".log"))
@@ -168,18 +158,35 @@ func newProcClusterIdle(tb testing.TB, nodes int, partitions int, extra map[stri
 			}
 		}
 	})
-	waitFor(tb, 15*time.Second, "broker up", func() bool {
-		conn, err := net.DialTimeout("tcp", c.broker, 200*time.Millisecond)
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	})
+	c.startBroker()
 	for i := 1; i <= nodes; i++ {
-		id := fmt.Sprintf("n%d", i)
-		c.specs[id] = agentSpec{id: id, dataDir: filepath.Join(dir, id), raft: freeAddr(tb), gossip: freeAddr(tb), http: freeAddr(tb)}
+		c.addAgent(fmt.Sprintf("n%d", i))
 	}
 	return c
+}
+
+// startBroker starts the broker, or restarts it on the same address and
+// data dir, and waits until it listens.
+func (c *procCluster) startBroker() {
+	c.tb.Helper()
+	if err := c.cl.StartBroker(); err != nil {
+		c.tb.Fatal(err)
+	}
+	c.broker, c.bproc = c.cl.Broker(), newProc(c.cl.BrokerProc())
+	if err := clustertest.WaitTCP(c.tb.Context(), c.broker, 15*time.Second); err != nil {
+		c.tb.Fatalf("broker up: %v", err)
+	}
+}
+
+// addAgent gives agent id its addresses and data dir, without starting it.
+func (c *procCluster) addAgent(id string) agentSpec {
+	c.tb.Helper()
+	a, err := c.cl.AddAgent(id, "127.0.0.1")
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	c.specs[id] = specOf(a)
+	return c.specs[id]
 }
 
 func keys(m map[string]agentSpec) []string {
@@ -197,39 +204,40 @@ func tail(b []byte, n int) []byte {
 	return b
 }
 
+// startAgent starts (or restarts) agent id; the first expect nodes
+// bootstrap together. n1 joins n2, every other node n1.
 func (c *procCluster) startAgent(id string, expect int) {
-	s := c.specs[id]
-	args := []string{"agent", "--id", id, "--data-dir", s.dataDir, "--raft", s.raft, "--gossip", s.gossip, "--http", s.http,
-		"--brokers", c.broker, "--topic", c.topic, "--bootstrap-expect", strconv.Itoa(expect), "--batch-interval", "50ms",
-		"--reap-after", "5s"}
+	c.tb.Helper()
+	f := c.cl.Flags(c.cl.Agent(id))
+	f.BootstrapExpect, f.BatchInterval, f.ReapAfter = expect, 50*time.Millisecond, 5*time.Second
 	if id != "n1" {
-		args = append(args, "--join", c.specs["n1"].gossip)
+		f.Join = []string{c.specs["n1"].gossip}
 	} else if len(c.specs) > 1 {
-		args = append(args, "--join", c.specs["n2"].gossip)
+		f.Join = []string{c.specs["n2"].gossip}
 	}
-	args = append(args, c.extra[id]...)
+	f.Extra = c.extra[id]
+	c.startAgentWith(id, f)
+}
+
+// startAgentWith starts (or restarts) agent id with the flags f, made from
+// c.cl.Flags.
+func (c *procCluster) startAgentWith(id string, f clustertest.AgentFlags) {
+	c.tb.Helper()
 	bin := c.bin
 	if bin == "" {
 		bin = wardenBin(c.tb)
 	}
-	c.agents[id] = startProcBin(c.tb, bin, c.dir, id, args...)
+	a := c.cl.Agent(id)
+	if err := a.Start(bin, c.dir, f); err != nil {
+		c.tb.Fatal(err)
+	}
+	c.agents[id] = &agent{proc: newProc(a.Proc()), agentSpec: c.specs[id]}
 }
 
 // waitOwned waits until n1 reports all n partitions with an owner.
 func (c *procCluster) waitOwned(n int, timeout time.Duration) {
 	c.tb.Helper()
-	waitFor(c.tb, timeout, fmt.Sprintf("all %d partitions owned", n), func() bool {
-		parts, err := c.partitions("n1")
-		if err != nil || len(parts) != n {
-			return false
-		}
-		for _, p := range parts {
-			if p.Owner == "" {
-				return false
-			}
-		}
-		return true
-	})
+	waitFor(c.tb, timeout, fmt.Sprintf("all %d partitions owned", n), func() bool { return clustertest.AllOwned(c.specs["n1"].http, n) })
 }
 
 // waitApplied waits until each node in ids holds exactly p's records.
@@ -260,143 +268,61 @@ func (c *procCluster) clusterInfo(id string) (node.ClusterInfo, error) {
 	return out, getJSON("http://"+c.specs[id].http+"/v1/cluster", &out)
 }
 
+// httpClient is the tests' client for requests getJSON does not make.
 var httpClient = &http.Client{Timeout: 2 * time.Second}
 
-func getJSON(url string, v any) error {
-	resp, err := httpClient.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
+// getJSON fetches url and decodes its JSON document into v; an answer
+// other than 200 is an error.
+func getJSON(url string, v any) error { return clustertest.GetJSON(url, v) }
 
+// waitFor polls cond until it holds, failing the test after timeout.
 func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	tb.Fatalf("timed out after %s waiting for %s", timeout, what)
+	clustertest.WaitFor(tb, timeout, what, cond)
 }
 
 // producer sends workload lines and keeps per-partition digests of what
 // Kafka acknowledged.
 type producer struct {
-	mu      sync.Mutex
-	cl      *kgo.Client
-	gen     *workload.Generator
-	digests map[int32]fsm.Digest
-	ends    map[int32]int64
-	err     error
+	*clustertest.Producer
+	gen *workload.Generator // a test may change its mix before producing
 }
 
 func newProducer(tb testing.TB, broker, topic string, seed uint64) *producer {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(2*time.Millisecond))
+	gen := workload.New(seed, 200, time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC))
+	p, err := clustertest.NewProducer(broker, topic, gen)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(cl.Close)
-	return &producer{cl: cl, gen: workload.New(seed, 200, time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)),
-		digests: map[int32]fsm.Digest{}, ends: map[int32]int64{}}
+	tb.Cleanup(p.Close)
+	return &producer{Producer: p, gen: gen}
 }
 
+// produce sends n lines and waits for their acknowledgements; a failure
+// shows in matches.
+func (p *producer) produce(n int) { _ = p.Produce(n) }
+
 // produceRaw sends one record as is (for lines that do not parse).
-func (p *producer) produceRaw(key, value string) {
-	res := p.cl.ProduceSync(context.Background(), &kgo.Record{Key: []byte(key), Value: []byte(value)})
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	r, err := res.First()
-	if err != nil {
-		p.err = err
-		return
-	}
-	d := p.digests[r.Partition]
-	d.AddRecord(r.Partition, r.Offset, r.Value)
-	p.digests[r.Partition] = d
-	p.ends[r.Partition] = max(p.ends[r.Partition], r.Offset+1)
-}
+func (p *producer) produceRaw(key, value string) { _ = p.ProduceRaw(key, value) }
 
 // readTopic reads every record of topic, per partition in offset order.
 func readTopic(tb testing.TB, broker, topic string) map[int32][]*kgo.Record {
 	tb.Helper()
-	adm, err := kgo.NewClient(kgo.SeedBrokers(broker))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ends, err := kadm.NewClient(adm).ListEndOffsets(context.Background(), topic)
-	adm.Close()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	want := map[int32]int64{}
-	var total int64
-	ends.Each(func(o kadm.ListedOffset) { want[o.Partition] = o.Offset; total += o.Offset })
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer cl.Close()
-	out := map[int32][]*kgo.Record{}
-	var got int64
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for got < total {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			tb.Fatalf("read %s: %d of %d records", topic, got, total)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset < want[r.Partition] {
-				out[r.Partition] = append(out[r.Partition], r)
-				got++
-			}
-		})
-	}
-	return out
-}
-
-func (p *producer) produce(n int) {
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		line, ip := p.gen.Line()
-		wg.Add(1)
-		p.cl.Produce(context.Background(), &kgo.Record{Key: []byte(detect.PartitionKey(ip)), Value: []byte(line)}, func(r *kgo.Record, err error) {
-			defer wg.Done()
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			if err != nil {
-				p.err = err
-				return
-			}
-			d := p.digests[r.Partition]
-			d.AddRecord(r.Partition, r.Offset, r.Value)
-			p.digests[r.Partition] = d
-			p.ends[r.Partition] = max(p.ends[r.Partition], r.Offset+1)
-		})
-	}
-	wg.Wait()
+	return clustertest.MustReadAll(tb, broker, topic)
 }
 
 // matches reports whether the partitions served over HTTP hold exactly the
 // producer's records, and says what differs when not.
 func (p *producer) matches(parts []node.PartitionInfo) (bool, string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.err != nil {
-		return false, "produce failed: " + p.err.Error()
+	digests, ends, err := p.Acked()
+	if err != nil {
+		return false, "produce failed: " + err.Error()
 	}
-	var diff bytes.Buffer
+	var diff strings.Builder
 	for _, part := range parts {
-		want := p.digests[part.Partition]
-		if part.Committed != p.ends[part.Partition] || part.Records != want.Records || part.Bytes != want.Bytes || part.Digest != node.FormatDigest(want.Sum) {
-			fmt.Fprintf(&diff, "p%d: committed %d/%d records %d/%d digest %s/%s; ", part.Partition, part.Committed, p.ends[part.Partition],
+		want := digests[part.Partition]
+		if part.Committed != ends[part.Partition] || part.Records != want.Records || part.Bytes != want.Bytes || part.Digest != node.FormatDigest(want.Sum) {
+			fmt.Fprintf(&diff, "p%d: committed %d/%d records %d/%d digest %s/%s; ", part.Partition, part.Committed, ends[part.Partition],
 				part.Records, want.Records, part.Digest, node.FormatDigest(want.Sum))
 		}
 	}

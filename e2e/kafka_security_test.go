@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardenhq/warden/internal/clustertest"
 	"github.com/wardenhq/warden/internal/testenv"
 	"github.com/wardenhq/warden/node"
 	"github.com/wardenhq/warden/transport"
@@ -86,10 +87,13 @@ func (k *secureKafka) kcat(t *testing.T, args ...string) ([]byte, error) {
 // startAgentProc starts one single-node agent with extra flags, killed at the end.
 func startAgentProc(t *testing.T, dir, id, brokerAddr string, extra ...string) (*proc, agentSpec) {
 	t.Helper()
-	s := agentSpec{id: id, dataDir: filepath.Join(dir, id), raft: freeAddr(t), gossip: freeAddr(t), http: freeAddr(t)}
-	args := append([]string{"agent", "--id", id, "--data-dir", s.dataDir, "--raft", s.raft, "--gossip", s.gossip, "--http", s.http,
-		"--brokers", brokerAddr, "--topic", "access-logs", "--batch-interval", "50ms", "--retention", "0"}, extra...)
-	p := startProc(t, dir, id, args...)
+	a, err := clustertest.NewAgent(id, "127.0.0.1", filepath.Join(dir, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := a.Flags(brokerAddr, "access-logs")
+	f.BatchInterval, f.Extra = 50*time.Millisecond, append([]string{"--retention", "0"}, extra...)
+	p := startProc(t, dir, id, f.Args()...)
 	t.Cleanup(func() {
 		if p.alive() {
 			p.kill()
@@ -101,7 +105,7 @@ func startAgentProc(t *testing.T, dir, id, brokerAddr string, extra ...string) (
 			t.Logf("---- broker.log (tail) ----\n%s", tail(b, 2000))
 		}
 	})
-	return p, s
+	return p, specOf(a)
 }
 
 // statsRequests reads the request count of /v1/stats at http (agents

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -320,14 +319,7 @@ func TestProcesses_ShipFollow_BackpressureWhileKafkaIsDown(t *testing.T) {
 	}
 	w.write(100)
 
-	c.bproc = startProc(t, c.dir, "broker", c.bproc.args...)
-	waitFor(t, 15*time.Second, "broker back", func() bool {
-		conn, err := net.DialTimeout("tcp", c.broker, 200*time.Millisecond)
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	})
+	c.startBroker() // on the same address and data dir, once it listens
 	ship = startProc(t, c.dir, "ship", args...)
 	want := int64(len(w.all))
 	waitFor(t, 60*time.Second, "every line shipped once Kafka is back", func() bool { return topicCount(t, c.broker, c.topic) >= want })

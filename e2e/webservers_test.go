@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardenhq/warden/internal/clustertest"
 	"github.com/wardenhq/warden/internal/testenv"
 )
 
@@ -201,11 +202,11 @@ http {
 	}
 	cmd := exec.Command(n.bin, "-p", dir, "-c", n.conf, "-e", filepath.Join(dir, "error.log"))
 	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
+	p, err := clustertest.Spawn("nginx", cmd, f)
+	if err != nil {
 		t.Fatal(err)
 	}
-	n.p = &proc{name: "nginx", cmd: cmd, log: f, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(n.p.done) }()
+	n.p = newProc(p)
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGQUIT)
 		select {

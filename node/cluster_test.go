@@ -5,22 +5,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/wardenhq/warden/broker"
-	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/fsm"
-	"github.com/wardenhq/warden/transport"
+	"github.com/wardenhq/warden/internal/clustertest"
 	"github.com/wardenhq/warden/workload"
 )
 
@@ -107,59 +102,24 @@ func (c *cluster) kill(id string) {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	clustertest.WaitFor(t, timeout, what, cond)
 }
 
 // producer sends workload lines and keeps the digest of what Kafka
 // acknowledged, per partition: the truth the cluster must match.
-type producer struct {
-	mu      sync.Mutex
-	cl      *kgo.Client
-	digests map[int32]fsm.Digest
-	ends    map[int32]int64
-	gen     *workload.Generator
-}
+type producer struct{ *clustertest.Producer }
 
 func newProducer(t *testing.T, addr, topic string, seed uint64) *producer {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(2*time.Millisecond))
+	p, err := clustertest.NewProducer(addr, topic, workload.New(seed, 300, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(cl.Close)
-	return &producer{cl: cl, digests: map[int32]fsm.Digest{}, ends: map[int32]int64{}, gen: workload.New(seed, 300, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))}
+	t.Cleanup(p.Close)
+	return &producer{p}
 }
 
 // produce sends n lines and waits for their acknowledgements.
-func (p *producer) produce(n int) error {
-	var wg sync.WaitGroup
-	var failed error
-	for i := 0; i < n; i++ {
-		line, ip := p.gen.Line()
-		wg.Add(1)
-		p.cl.Produce(context.Background(), &kgo.Record{Key: []byte(detect.PartitionKey(ip)), Value: []byte(line)}, func(r *kgo.Record, err error) {
-			defer wg.Done()
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			if err != nil {
-				failed = err
-				return
-			}
-			d := p.digests[r.Partition]
-			d.AddRecord(r.Partition, r.Offset, r.Value)
-			p.digests[r.Partition] = d
-			p.ends[r.Partition] = max(p.ends[r.Partition], r.Offset+1)
-		})
-	}
-	wg.Wait()
-	return failed
-}
+func (p *producer) produce(n int) error { return p.Produce(n) }
 
 func mustProduce(t *testing.T, p *producer, n int) {
 	t.Helper()
@@ -171,10 +131,9 @@ func mustProduce(t *testing.T, p *producer, n int) {
 // caughtUp reports whether n's replica has every partition committed to
 // the producer's end offsets.
 func (p *producer) caughtUp(n *Node) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	_, ends, _ := p.Acked()
 	s := n.State()
-	for part, end := range p.ends {
+	for part, end := range ends {
 		if int(part) >= len(s.Partitions) || s.Partitions[part].Committed < end {
 			return false
 		}
@@ -185,17 +144,16 @@ func (p *producer) caughtUp(n *Node) bool {
 // check compares every partition's digest on n with the producer's.
 func (p *producer) check(t *testing.T, n *Node) {
 	t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	digests, ends, _ := p.Acked()
 	s := n.State()
 	var total int64
 	for _, part := range s.Partitions {
-		want := p.digests[part.Partition]
+		want := digests[part.Partition]
 		if part.Digest != want {
 			t.Errorf("node %s partition %d: digest %+v, producer %+v (lost or duplicated records)", n.ID(), part.Partition, part.Digest, want)
 		}
-		if part.Committed != p.ends[part.Partition] {
-			t.Errorf("partition %d committed %d, end %d", part.Partition, part.Committed, p.ends[part.Partition])
+		if part.Committed != ends[part.Partition] {
+			t.Errorf("partition %d committed %d, end %d", part.Partition, part.Committed, ends[part.Partition])
 		}
 		total += part.Digest.Records
 	}
@@ -355,11 +313,7 @@ func TestCluster_RestartWithDataRejoinsAsItself(t *testing.T) {
 
 func TestNode_UnreachableBrokerIsNotReadyThenRecovers(t *testing.T) {
 	// A free port with nothing there yet; the broker starts on it later.
-	port, err := transport.FreePort("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	addr := clustertest.MustFreeAddr(t)
 	dir := t.TempDir()
 	cfg := DefaultConfig()
 	cfg.ID, cfg.DataDir, cfg.Topic, cfg.Brokers = "solo", filepath.Join(dir, "solo"), "logs", []string{addr}

@@ -22,23 +22,21 @@ func TestCommit_AtLeastOnceResultsGoAsBytes(t *testing.T) {
 	n := startOne(t, c)
 	mustProduce(t, p, 3000)
 	waitFor(t, 60*time.Second, "all records processed", func() bool {
-		p.mu.Lock()
-		defer p.mu.Unlock()
+		_, ends, _ := p.Acked()
 		s := n.State()
-		for part, end := range p.ends {
+		for part, end := range ends {
 			if int(part) >= len(s.Partitions) || s.Partitions[part].Processed < end {
 				return false
 			}
 		}
 		return true
 	})
-	p.mu.Lock()
+	digests, _, _ := p.Acked()
 	for _, part := range n.State().Partitions {
-		if part.Digest != p.digests[part.Partition] {
-			t.Errorf("partition %d: digest %+v, producer %+v", part.Partition, part.Digest, p.digests[part.Partition])
+		if part.Digest != digests[part.Partition] {
+			t.Errorf("partition %d: digest %+v, producer %+v", part.Partition, part.Digest, digests[part.Partition])
 		}
 	}
-	p.mu.Unlock()
 	if st := n.Stats(analytics.Query{}); st.Requests == 0 {
 		t.Error("no figures merged from the results")
 	}
