@@ -13,9 +13,11 @@ var benchLines = map[string]string{
 	`%a %{%Y-%m-%dT%H:%M:%S}t%{%z}t "%r" %>s %B %D "%{User-agent}i"`: `83.149.9.216 2015-05-17T10:05:03+0000 "GET /presentations/logstash-monitorama-2013/images/kibana-search.png HTTP/1.1" 200 203023 1234 "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/32.0.1700.77 Safari/537.36"`,
 }
 
-func benchFormat(b *testing.B, spec string) {
+func benchFormat(b *testing.B, spec string) { benchLine(b, spec, benchLines[spec]) }
+
+func benchLine(b *testing.B, spec, l string) {
 	f := mustLookup(b, spec)
-	line := []byte(benchLines[spec])
+	line := []byte(l)
 	var e Entry
 	b.SetBytes(int64(len(line)))
 	b.ReportAllocs()
@@ -37,3 +39,8 @@ func BenchmarkParseCustom(b *testing.B) {
 }
 
 func BenchmarkParseAuto(b *testing.B) { benchFormat(b, "auto") }
+
+// BenchmarkParseAutoJSON and BenchmarkParseAutoSyslog read a stream of
+// JSON or syslog+combined lines with auto.
+func BenchmarkParseAutoJSON(b *testing.B)   { benchLine(b, "auto", benchLines["json"]) }
+func BenchmarkParseAutoSyslog(b *testing.B) { benchLine(b, "auto", benchLines["syslog+combined"]) }

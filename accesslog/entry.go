@@ -81,12 +81,16 @@ type Entry struct {
 
 	scratch []byte   // unescaped JSON strings
 	client  [45]byte // Client when it is not spelled as logged (IPv6)
+	// auto is the candidate of the auto format that last read a line
+	// whole, plus one: the one it tries first (see parseAuto).
+	auto uint8
 }
 
-// Reset clears e for reuse, keeping its scratch buffer.
+// Reset clears e for reuse, keeping its scratch buffer and which format
+// the auto format tries first.
 func (e *Entry) Reset() {
 	s := e.scratch[:0]
-	*e = Entry{Duration: -1, scratch: s}
+	*e = Entry{Duration: -1, scratch: s, auto: e.auto}
 }
 
 // StatusClass returns "1xx".."5xx" for e.Status, or "" outside 100..599.

@@ -57,6 +57,9 @@ type Format struct {
 	// precedence when a format logs a value twice
 	hasA, hasFinal, hasB, hasVHost bool
 	auto                           []*Format // "auto": each line by the first of these that reads it
+	// autoCheck lists, for each candidate of auto, the candidates before
+	// it that may read whole a line it reads whole (see autoExcludes).
+	autoCheck [][]int
 	// MaxLine is the longest line accepted; longer ones are malformed.
 	MaxLine int
 }
@@ -107,7 +110,47 @@ func Auto() *Format {
 			f.auto = append(f.auto, c)
 		}
 	}
+	f.autoCheck = make([][]int, len(f.auto))
+	for p := range f.auto {
+		for q := range p {
+			if !autoExcludes(f.auto[q], f.auto[p]) {
+				f.autoCheck[p] = append(f.autoCheck[p], q)
+			}
+		}
+	}
 	return f
+}
+
+// clfFields is, for the presets auto tries, how many fields without a space
+// come before the time: %v:%p %h %l %u, %v %a - %u, or %h %l %u.
+var clfFields = map[string]int{"vhost_combined": 4, "nginx_vhost_combined": 4, "combined": 3, "combinedio": 3, "common": 3}
+
+// autoExcludes reports whether candidate q, tried before p, cannot read a
+// line whole when p reads it whole, so that a line p reads whole is p's.
+// The reasons (TestAutoPinned tries every pin on lines of every kind):
+//
+//  1. Behind the same prefix (or none), a format with 4 fields before the
+//     time never reads a line one with 3 reads: each field holds no space
+//     and ends at the next one, so the 4-field format's time starts after
+//     the 4th space, which is inside the other's time, before its zone
+//     ("+0000", "Z"), where no time starts ('[').
+//  2. Of combined, combinedio and common, an earlier one never reads whole
+//     what a later one reads whole: their fields up to the status are the
+//     same, so they read them alike; a whole combinedio line ends in a
+//     number, not in the quote that ends combined; a common line has no
+//     space after the status's field, where combined's %b needs ` "`.
+//  3. A line behind a syslog prefix starts with '<', a month or a year
+//     ("2026-"): not the '{' JSON needs, nor a client address, "-" or
+//     nothing, which combined, combinedio and common need first.
+//
+// Any other pair may read the same line whole (a "host:80 1.2.3.4 - - ..."
+// line is vhost_combined's and nginx_vhost_combined's), so q is tried.
+func autoExcludes(q, p *Format) bool {
+	kq, kp := clfFields[q.name], clfFields[p.name]
+	if q.syslog == p.syslog {
+		return kp == 3 && kq != 0 // reasons 1 and 2
+	}
+	return p.syslog && (q.name == "json" || kq == 3) // reason 3
 }
 
 // autoOrder puts the common case early: a failing candidate costs little

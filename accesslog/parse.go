@@ -22,16 +22,31 @@ func (f *Format) parse(line []byte, e *Entry) (int, error) {
 		return f.parseAuto(line, e)
 	}
 	e.Reset()
+	line, err := f.admit(line)
+	if err != nil {
+		return 0, err
+	}
+	return f.parseAdmitted(line, e)
+}
+
+// admit checks what holds of the line as a whole, whatever the format: it
+// is not empty (once the line end is cut), not too long, and clean.
+func (f *Format) admit(line []byte) ([]byte, error) {
 	line = trimEOL(line)
 	if len(line) == 0 {
-		return 0, ErrEmpty
+		return nil, ErrEmpty
 	}
 	if max := f.MaxLine; max > 0 && len(line) > max {
-		return 0, ErrTooLong
+		return nil, ErrTooLong
 	}
 	if !clean(line) {
-		return 0, ErrBadEncoding
+		return nil, ErrBadEncoding
 	}
+	return line, nil
+}
+
+// parseAdmitted parses a line admit accepted into e, which was Reset.
+func (f *Format) parseAdmitted(line []byte, e *Entry) (int, error) {
 	if f.syslog {
 		var ok bool
 		if line, ok = stripSyslog(line); !ok {
@@ -448,13 +463,35 @@ func stripSyslog(b []byte) ([]byte, bool) {
 	return rest, len(rest) > 0
 }
 
+// parseAuto reads line with the first candidate of f.auto that reads it
+// whole, else with the first that reads it with text left after the last
+// field; failing both, it returns the first candidate's error (a later
+// one's if the first only lacked a syslog prefix). The checks of the whole
+// line are made once, since they are the same for every candidate.
+//
+// A stream is mostly of one format, so e remembers the candidate that last
+// read a line whole (e.auto) and tries it first, with only the candidates
+// before it that could also read whole a line it reads whole (f.autoCheck):
+// if none does and it does, it is the one the full scan would choose.
+// Otherwise the full scan decides. Which candidate e remembers only changes
+// how many are tried, never the result.
 func (f *Format) parseAuto(line []byte, e *Entry) (int, error) {
+	e.Reset()
+	line, err := f.admit(line)
+	if err != nil {
+		return 0, err
+	}
+	if p := int(e.auto) - 1; p >= 0 && p < len(f.auto) && f.pinnedWins(p, line, e) {
+		return 0, nil
+	}
 	var firstErr error
 	fallback := -1
 	for i, c := range f.auto {
-		n, err := c.parse(line, e)
+		e.Reset()
+		n, err := c.parseAdmitted(line, e)
 		if err == nil {
 			if n == 0 {
+				e.auto = uint8(i + 1)
 				return 0, nil
 			}
 			if fallback < 0 {
@@ -465,12 +502,26 @@ func (f *Format) parseAuto(line []byte, e *Entry) (int, error) {
 		if firstErr == nil || firstErr == ErrNoSyslog {
 			firstErr = err
 		}
-		if err == ErrEmpty || err == ErrTooLong || err == ErrBadEncoding {
-			return 0, err
-		}
 	}
 	if fallback >= 0 {
-		return f.auto[fallback].parse(line, e)
+		// No candidate can be pinned for such lines: each one tries all.
+		e.Reset()
+		e.auto = 0
+		return f.auto[fallback].parseAdmitted(line, e)
 	}
 	return 0, firstErr
+}
+
+// pinnedWins reports whether candidate p reads line whole while none
+// before it that could does; then e holds p's reading.
+func (f *Format) pinnedWins(p int, line []byte, e *Entry) bool {
+	for _, q := range f.autoCheck[p] {
+		e.Reset()
+		if n, err := f.auto[q].parseAdmitted(line, e); err == nil && n == 0 {
+			return false
+		}
+	}
+	e.Reset()
+	n, err := f.auto[p].parseAdmitted(line, e)
+	return err == nil && n == 0
 }

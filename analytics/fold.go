@@ -12,7 +12,10 @@ const DefaultMaxSkew = time.Hour
 // Folder parses lines with one format and folds them into an Aggregate. It
 // is the one path from a raw line to figures, shared by the cluster's
 // workers and `warden analyze`, which is why they agree. A Folder is not safe
-// for concurrent use; use one per goroutine.
+// for concurrent use; use one per goroutine. With the auto format, the
+// Folder's Entry remembers which format read the last line and tries it
+// first (accesslog's parseAuto), so a partition's worker, with its own
+// Folder, pays one parse per line of a stream of one format.
 type Folder struct {
 	format *accesslog.Format
 	entry  accesslog.Entry

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wardenhq/warden/accesslog"
+	"github.com/wardenhq/warden/workload"
 )
 
 // TestFoldRefusesFutureLines: a line dated past the clock by more than
@@ -82,3 +83,33 @@ func TestFoldRefusesFutureLines(t *testing.T) {
 		t.Errorf("MaxSkew 0: %v %v", parsed, err)
 	}
 }
+
+// benchFold folds the workload's lines (5% attacks) with the format spec:
+// parsing and the load figures, what a worker does per line before the
+// detector.
+func benchFold(b *testing.B, spec string) {
+	format, err := accesslog.Lookup(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := workload.New(1, 5000, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
+	lines := make([][]byte, 10_000)
+	for i := range lines {
+		l, _ := g.Line()
+		lines[i] = []byte(l)
+	}
+	folder := NewFolder(format)
+	folder.MaxSkew = 0
+	a := NewAggregate()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := folder.Fold(a, lines[i%len(lines)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkFoldCombined(b *testing.B) { benchFold(b, "combined") }
+
+// BenchmarkFoldAuto is BenchmarkFoldCombined with --log-format auto.
+func BenchmarkFoldAuto(b *testing.B) { benchFold(b, "auto") }

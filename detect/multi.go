@@ -1,11 +1,17 @@
 package detect
 
-import "strings"
+import (
+	"encoding/binary"
+	"strings"
 
-// Substring filters of all scenarios are matched together: for each field,
-// one scan of the request's text finds every scenario whose list has a
-// pattern in it, instead of one scan per scenario. Rules with more than
-// maxMulti scenarios keep the per-scenario scans.
+	"github.com/coregx/ahocorasick"
+)
+
+// Substring filters of all scenarios are matched together: for each text a
+// filter looks at, one Aho-Corasick automaton holds every scenario's
+// patterns for it, so one pass over the text yields every pattern present,
+// and each pattern says which scenarios (by field) it serves. Rules with
+// more than maxMulti scenarios keep the per-scenario scans (matcher).
 const maxMulti = 256
 
 // scenarioSet is a set of scenario indexes.
@@ -30,30 +36,25 @@ const (
 // anyTexts are the texts fieldAny looks at.
 var anyTexts = []int{fieldURI, fieldUA, fieldReferer}
 
+// scanChunk is how much of a text is lowered at a time, in the request's
+// buffer: the automaton matches bytes as they are, so a text is matched in
+// ASCII lower case, as the patterns are stored.
+const scanChunk = 512
+
 // multi finds, in one pass over a text, the scenarios with a pattern in it,
-// for each field the text serves. Like matcher, it indexes patterns by their
-// first two bytes.
+// for each field the text serves.
 type multi struct {
-	patterns []string
-	sets     [][numFields]scenarioSet // by pattern
-	single   [256]*[numFields]scenarioSet
-	bits     [1024]uint64
-	slot     []uint16 // by first two bytes: 1 + index into cands, 0 for none
-	cands    [][]int32
+	patterns []string                 // lower case, by pattern id
+	sets     [][numFields]scenarioSet // by pattern id: who asked for it
+	ac       *ahocorasick.Automaton
+	maxLen   int
 }
 
-func newMulti() *multi { return &multi{slot: make([]uint16, 1<<16)} }
-
 func (m *multi) add(pattern string, field, scenario int) {
+	// Lowered as matcher lowers it: a pattern byte is compared with the
+	// text's byte in ASCII lower case.
 	p := strings.ToLower(pattern)
 	if p == "" {
-		return
-	}
-	if len(p) == 1 {
-		if m.single[p[0]] == nil {
-			m.single[p[0]] = &[numFields]scenarioSet{}
-		}
-		m.single[p[0]][field].add(scenario)
 		return
 	}
 	for i, q := range m.patterns {
@@ -62,40 +63,72 @@ func (m *multi) add(pattern string, field, scenario int) {
 			return
 		}
 	}
-	i := int32(len(m.patterns))
-	m.patterns = append(m.patterns, p)
 	var sets [numFields]scenarioSet
 	sets[field].add(scenario)
+	m.patterns = append(m.patterns, p)
 	m.sets = append(m.sets, sets)
-	k := uint16(p[0])<<8 | uint16(p[1])
-	m.bits[k>>6] |= 1 << (k & 63)
-	if m.slot[k] == 0 {
-		m.cands = append(m.cands, nil)
-		m.slot[k] = uint16(len(m.cands))
+	m.maxLen = max(m.maxLen, len(p))
+}
+
+// build compiles the automaton once every pattern is added.
+func (m *multi) build() error {
+	var used [256]bool
+	distinct := 0
+	for _, p := range m.patterns {
+		for i := 0; i < len(p); i++ {
+			if !used[p[i]] {
+				used[p[i]], distinct = true, distinct+1
+			}
+		}
 	}
-	m.cands[m.slot[k]-1] = append(m.cands[m.slot[k]-1], i)
+	// The library numbers byte classes in a byte: past 254 bytes in use
+	// the numbering would wrap, so such patterns get one class per byte.
+	ac, err := ahocorasick.NewBuilder().AddStrings(m.patterns).SetByteClasses(distinct < 255).Build()
+	if err != nil {
+		return err
+	}
+	m.ac = ac
+	return nil
 }
 
 // scan adds to out the scenarios with a pattern in text, by field,
-// ignoring ASCII case.
-func (m *multi) scan(text string, out *[numFields]scenarioSet) {
-	for i := 0; i < len(text); i++ {
-		c := lowerByte(text[i])
-		if s := m.single[c]; s != nil {
-			orAll(out, s)
+// ignoring ASCII case. buf is scratch of scanChunk bytes: the text is
+// lowered into it a chunk at a time, consecutive chunks overlapping by one
+// byte less than the longest pattern, so every occurrence lies whole in
+// some chunk (one found twice adds nothing).
+func (m *multi) scan(text string, out *[numFields]scenarioSet, buf []byte) {
+	if len(buf) < 2*m.maxLen {
+		buf = make([]byte, 2*m.maxLen) // patterns this long are rare
+	}
+	step := len(buf) - (m.maxLen - 1)
+	for start := 0; start < len(text); start += step {
+		end := min(start+len(buf), len(text))
+		b := buf[:end-start]
+		lowerInto(b, text[start:end])
+		for _, x := range m.ac.FindAllOverlapping(b) {
+			orAll(out, &m.sets[x.PatternID])
 		}
-		if i+1 == len(text) {
+		if end == len(text) {
 			break
 		}
-		k := uint16(c)<<8 | uint16(lowerByte(text[i+1]))
-		if m.bits[k>>6]&(1<<(k&63)) == 0 {
-			continue
-		}
-		for _, pi := range m.cands[m.slot[k]-1] {
-			if hasPrefixFold(text[i:], m.patterns[pi]) {
-				orAll(out, &m.sets[pi])
-			}
-		}
+	}
+}
+
+// lowerInto writes src into dst (as long) in ASCII lower case, eight
+// bytes at a time: a byte of a word is upper case if it is ASCII, at least
+// 'A' and not past 'Z', each tested in its high bit.
+func lowerInto(dst []byte, src string) {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	copy(dst, src)
+	i := 0
+	for ; i+8 <= len(dst); i += 8 {
+		w := binary.LittleEndian.Uint64(dst[i:])
+		h := w &^ highs
+		upper := (h + (0x80-'A')*ones) &^ (h + (0x80-'Z'-1)*ones) &^ w & highs
+		binary.LittleEndian.PutUint64(dst[i:], w|upper>>2)
+	}
+	for ; i < len(dst); i++ {
+		dst[i] = lowerByte(dst[i])
 	}
 }
 
@@ -127,12 +160,24 @@ func (rs *Rules) buildMulti() {
 			}
 			for _, t := range texts {
 				if ms[t] == nil {
-					ms[t] = newMulti()
+					ms[t] = &multi{}
 				}
 				for _, p := range m.all {
 					ms[t].add(p, f, i)
 				}
 			}
+		}
+	}
+	for i, m := range ms {
+		if m == nil {
+			continue
+		}
+		if len(m.patterns) == 0 {
+			ms[i] = nil // only empty patterns, which match nothing
+			continue
+		}
+		if m.build() != nil {
+			return // cannot happen with non-empty patterns; scan per scenario
 		}
 	}
 	rs.multi = ms[:]
@@ -159,7 +204,7 @@ func (r *request) hit(f int, s *Scenario) bool {
 		if r.scanned&(1<<t) == 0 {
 			r.scanned |= 1 << t
 			if m := r.multi[t]; m != nil {
-				m.scan(r.text(t), &r.hits)
+				m.scan(r.text(t), &r.hits, r.lower[:])
 			}
 		}
 	}

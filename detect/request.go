@@ -27,6 +27,8 @@ type request struct {
 	multi   []*multi
 	scanned uint8
 	hits    [numFields]scenarioSet // by field
+	// lower is scratch for a text lowered for the scan (multi.scan).
+	lower [scanChunk]byte
 }
 
 const (

@@ -1,0 +1,175 @@
+package detect
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wardenhq/warden/accesslog"
+	"github.com/wardenhq/warden/workload"
+)
+
+// sameHits wants the automata's verdict for every substring filter of
+// rules on e to be each scenario's own scan's (matcher), the per-scenario
+// path rules past maxMulti scenarios take.
+func sameHits(t *testing.T, rules *Rules, e *accesslog.Entry) {
+	t.Helper()
+	var req request
+	req.reset(e, rules)
+	for _, s := range rules.Scenarios {
+		for f, m := range s.substrings() {
+			if m == nil {
+				continue
+			}
+			if got, want := req.hit(f, s), m.match(req.text(f)); got != want {
+				t.Fatalf("%s, %s: automaton %v, own scan %v, on %s %q", s.Name, fieldNames[f], got, want, fieldNames[f], req.text(f))
+			}
+		}
+	}
+	// And whole verdicts: with the automata and without.
+	own := *rules
+	own.multi = nil
+	var a, b Event
+	rules.Evaluate(e, nil, 0, &a)
+	own.Evaluate(e, nil, 0, &b)
+	if fmt.Sprint(a.Matches) != fmt.Sprint(b.Matches) {
+		t.Fatalf("verdicts differ on %q %q %q: automaton %v, own scans %v", e.Path, e.Query, e.UserAgent, a.Matches, b.Matches)
+	}
+}
+
+// TestMultiMatchesOwnScans: on the corpora and the benchmark's workload,
+// the built-in rules' automata find what each scenario's own scan finds.
+func TestMultiMatchesOwnScans(t *testing.T) {
+	rules, err := Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rules.multi == nil {
+		t.Fatal("built-in rules are not indexed together")
+	}
+	f := accesslog.Auto()
+	var lines []string
+	files, _ := filepath.Glob("testdata/*/*.log")
+	for _, p := range files {
+		lines = append(lines, readLog(t, p)...)
+	}
+	g := workload.New(1, 5000, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
+	for range 20_000 {
+		l, _ := g.Line()
+		lines = append(lines, l)
+	}
+	n := 0
+	for _, l := range lines {
+		var e accesslog.Entry
+		if f.Parse([]byte(l), &e) != nil {
+			continue
+		}
+		sameHits(t, rules, &e)
+		n++
+	}
+	if n < 20_000 {
+		t.Fatalf("%d lines parsed", n)
+	}
+}
+
+// TestMultiMatchesOwnScansRandom: random pattern lists (one byte, upper
+// case, non-ASCII, overlapping, longer than a chunk) over random texts
+// made of their pieces.
+func TestMultiMatchesOwnScansRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	pieces := []string{"a", "ab", "abc", "b", "bc", "/", "/.", "../", "%2e", "É", "é", "K", "k", "\u212a", "<sc", "<script", "SELECT", "select ", "'", "\xff", " "}
+	word := func(maxLen int) string {
+		var b strings.Builder
+		for b.Len() < 1+r.IntN(maxLen) {
+			p := pieces[r.IntN(len(pieces))]
+			if r.IntN(3) == 0 {
+				p = strings.ToUpper(p)
+			}
+			b.WriteString(p)
+		}
+		return b.String()
+	}
+	list := func() string {
+		var ps []string
+		for range 1 + r.IntN(6) {
+			w := word(8)
+			if r.IntN(40) == 0 {
+				w = strings.Repeat(w, 300/len(w)+1) // past half a chunk
+			}
+			ps = append(ps, fmt.Sprintf("%q", w))
+		}
+		return "[" + strings.Join(ps, ", ") + "]"
+	}
+	keys := []string{"path_contains", "uri_contains", "raw_uri_contains", "query_contains", "ua_contains", "referer_contains", "any_contains"}
+	for round := range 40 {
+		var y strings.Builder
+		y.WriteString("scenarios:\n")
+		for i := range 1 + r.IntN(12) {
+			fmt.Fprintf(&y, "  - name: s%d\n    trigger: match\n    filter:\n", i)
+			for _, k := range keys {
+				if r.IntN(3) == 0 {
+					fmt.Fprintf(&y, "      %s: %s\n", k, list())
+				}
+			}
+		}
+		rules, err := Parse([]byte(y.String()), nil)
+		if err != nil {
+			if strings.Contains(err.Error(), "no scenario") {
+				continue
+			}
+			t.Fatalf("round %d: %v\n%s", round, err, y.String())
+		}
+		for range 200 {
+			path, query, ua, ref := "/"+word(30), word(20), word(60), word(20)
+			if r.IntN(10) == 0 {
+				ua = strings.Repeat(ua, 1200/len(ua)+1) // several chunks
+			}
+			e := accesslog.Entry{Client: []byte("192.0.2.1"), Path: []byte(path), Query: []byte(query), UserAgent: []byte(ua), Referer: []byte(ref), Status: 200, Method: []byte("GET")}
+			sameHits(t, rules, &e)
+		}
+	}
+}
+
+// TestMultiChunkBoundaries: a pattern is found at every offset of a text
+// scanned in several chunks, the longest pattern included.
+func TestMultiChunkBoundaries(t *testing.T) {
+	for _, long := range []int{40, 300} {
+		p := "q" + strings.Repeat("w", long-2) + "q"
+		rules, err := Parse([]byte(fmt.Sprintf("scenarios:\n  - name: s\n    trigger: match\n    filter:\n      ua_contains: [%q, ab]\n", p)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for off := 0; off < 3*scanChunk; off++ {
+			ua := strings.Repeat("x", off) + strings.ToUpper(p) + strings.Repeat("y", 3*scanChunk-off)
+			e := accesslog.Entry{Client: []byte("192.0.2.1"), Path: []byte("/"), UserAgent: []byte(ua)}
+			var req request
+			req.reset(&e, rules)
+			if !req.hit(fieldUA, rules.Scenarios[0]) {
+				t.Fatalf("pattern of %d bytes at offset %d not found", long, off)
+			}
+		}
+	}
+}
+
+// TestLowerInto: every byte, in every place of a word, lowers as
+// lowerByte lowers it.
+func TestLowerInto(t *testing.T) {
+	src := make([]byte, 0, 256+7)
+	for c := range 256 {
+		src = append(src, byte(c))
+	}
+	for shift := range 8 {
+		s := string(src[:256-shift])
+		got := make([]byte, len(s))
+		lowerInto(got, s)
+		for i := range got {
+			if got[i] != lowerByte(s[i]) {
+				t.Fatalf("byte %#x at %d: %#x", s[i], i, got[i])
+			}
+		}
+		src = append([]byte{'Q'}, src...)
+	}
+}
