@@ -34,7 +34,7 @@ func testLogger() *slog.Logger {
 
 // cluster is an in-process test cluster on one embedded broker.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	broker *broker.Broker
 	topic  string
@@ -44,7 +44,7 @@ type cluster struct {
 	configure func(*Config)
 }
 
-func newCluster(t *testing.T, partitions int32) *cluster {
+func newCluster(t testing.TB, partitions int32) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	bc := broker.DefaultConfig()
@@ -105,7 +105,7 @@ func (c *cluster) kill(id string) {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
