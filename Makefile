@@ -51,13 +51,15 @@ lint:
 demo: build
 	./$(BIN) demo
 
-## bench: benchmarks, and the failover figure (SIGKILL of real processes).
+## bench: benchmarks, the failover figure (SIGKILL of real processes) and the scale
+## simulation (20 nodes in one process, node/scale_test.go).
 bench: build
 	rm -f bench/results.json
 	$(GO) test -run '^$$' -bench . -benchmem ./accesslog ./analytics ./detect ./fsm ./partitioner
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench 'AnalyzeVsGoAccess|DetectVsFail2ban|ClusterThroughput' -benchtime 1x -timeout 30m ./e2e
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench 'Latency|Footprint' -benchtime 1x -timeout 30m ./e2e
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench Failover -benchtime 1x -timeout 30m ./e2e
+	$(GO) test -run '^$$' -bench ScaleSimulation -benchtime 1x -timeout 30m ./node
 	$(GO) run bench/table.go bench/results.json
 
 ## chaos: the long chaos tier: 5 agents, 10 minutes, 2,500 records/s, a fault every 5.5 s

@@ -90,6 +90,16 @@ func main() {
 		row("7", fmt.Sprintf("Raft at %s lines/s: entries/s, bytes/entry", f0(num(m, "at_lines_per_s"))),
 			fmt.Sprintf("%.1f /s, %s B (%.0f B/line)", num(m, "entries_per_s"), f0(num(m, "bytes_per_entry")), num(m, "bytes_per_line")), "", "", "", nil)
 	}
+	if m := bm["scale_simulation"]; m != nil {
+		iv := num(m, "batch_interval_s")
+		for _, e := range []struct{ key, what string }{{"join", "a node joins"}, {"death", "a node is killed"}} {
+			ev, _ := m[e.key].(map[string]any)
+			row("8", fmt.Sprintf("scale, %.0f nodes x %.0f partitions, %s: settle / moved (min) / longest gap", num(m, "nodes"), num(m, "partitions"), e.what),
+				fmt.Sprintf("%.2f s / %.0f (%.0f) / %.1f intervals", num(ev, "settle_s"), num(ev, "moved"), num(ev, "min_moves"), num(ev, "max_gap_intervals")),
+				fmt.Sprintf("%.0f records/s per partition, %.0f ms batches", num(m, "records_per_s_per_partition"), iv*1000), "",
+				"< 5 s / = min / <= 2", ev["settled"] == true && num(ev, "settle_s") < 5 && num(ev, "moved") == num(ev, "min_moves") && num(ev, "max_gap_intervals") <= 2)
+		}
+	}
 	tw.Flush()
 	fmt.Println()
 }

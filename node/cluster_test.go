@@ -29,7 +29,7 @@ func testLogger() *slog.Logger {
 
 // cluster is an in-process test cluster on one embedded broker.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	broker *broker.Broker
 	topic  string
@@ -39,7 +39,7 @@ type cluster struct {
 	configure func(*Config)
 }
 
-func newCluster(t *testing.T, partitions int32) *cluster {
+func newCluster(t testing.TB, partitions int32) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	bc := broker.DefaultConfig()
@@ -100,7 +100,7 @@ func (c *cluster) kill(id string) {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	clustertest.WaitFor(t, timeout, what, cond)
 }
