@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"reflect"
 	"runtime"
 	"sort"
 	"strconv"
@@ -547,7 +546,5 @@ func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
 // setInputKeyedByClient sets Config.InputKeyedByClient where the node has
 // it (one stage per partition: detection on the input's partitions).
 func setInputKeyedByClient(cfg *Config) {
-	if f := reflect.ValueOf(cfg).Elem().FieldByName("InputKeyedByClient"); f.IsValid() && f.Kind() == reflect.Bool {
-		f.SetBool(true)
-	}
+	cfg.InputKeyedByClient = true
 }
