@@ -13,7 +13,8 @@ RACE_PKGS := ./fsm ./transport ./partitioner ./broker ./node
 FUZZTIME ?= 200000x
 FUZZ_TARGETS := accesslog:FuzzCommon accesslog:FuzzCombined accesslog:FuzzVhostCombined accesslog:FuzzNginxCombined \
 	accesslog:FuzzJSON accesslog:FuzzSyslogCombined accesslog:FuzzCustom accesslog:FuzzAuto accesslog:FuzzDetect \
-	analytics:FuzzDecodeAggregate detect:FuzzDecodeDelta accesslog:FuzzClient detect:FuzzJNDILookup shipper:FuzzParseShipped
+	analytics:FuzzDecodeAggregate detect:FuzzDecodeDelta accesslog:FuzzClient detect:FuzzJNDILookup shipper:FuzzParseShipped \
+	pipeline:FuzzParseOrigin
 
 .PHONY: build test test-unit test-race test-e2e lint demo bench chaos clean
 
@@ -32,7 +33,7 @@ test: build
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m ./e2e
 
 ## test-unit: the unit tier (no processes of our own started, no fuzzing, no race detector).
-UNIT_PKGS := ./accesslog ./analytics ./backpressure ./dashboard ./detect ./shipper ./chaos ./fsm ./transport ./partitioner ./broker ./workload ./internal/... ./cmd/...
+UNIT_PKGS := ./accesslog ./analytics ./pipeline ./backpressure ./dashboard ./detect ./shipper ./chaos ./fsm ./transport ./partitioner ./broker ./workload ./internal/... ./cmd/...
 test-unit:
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 10m $(UNIT_PKGS)

@@ -62,6 +62,14 @@ func main() {
 			"bare franz-go consumer "+f0(num(m, "bare_lines_per_s")), fmt.Sprintf("%.2f", num(m, "ratio")), ">= 1,000,000 and >= 0.5",
 			num(m, "warden_lines_per_s") >= 1e6 && num(m, "ratio") >= 0.5)
 	}
+	if m := bm["cluster_throughput_keyed"]; m != nil {
+		row("3", "  input keyed by client (no repartition stage)", f0(num(m, "warden_lines_per_s")),
+			"bare franz-go consumer "+f0(num(m, "bare_lines_per_s")), fmt.Sprintf("%.2f", num(m, "ratio")), "", nil)
+	}
+	if m := bm["repartition_cost"]; m != nil {
+		row("3", "  repartition stage: rate with / without", fmt.Sprintf("%.2f", num(m, "ratio")),
+			fmt.Sprintf("%.2f vs %.2f agent CPU µs/line", num(m, "agent_cpu_us_per_line_with"), num(m, "agent_cpu_us_per_line_without")), "", "", nil)
+	}
 	if m := bm["latency"]; m != nil {
 		row("4", fmt.Sprintf("latency at %s lines/s, p50/p99/max", f0(num(m, "achieved_lines_per_s"))),
 			fmt.Sprintf("%.0f / %.0f / %.0f ms", num(m, "p50_ms"), num(m, "p99_ms"), num(m, "max_ms")),

@@ -144,94 +144,145 @@ func BenchmarkClusterThroughput(b *testing.B) {
 		fmt.Sscan(v, &total)
 	}
 	for b.Loop() {
-		c := newProcClusterIdle(b, 3, 12, benchAgentFlags())
-		// Pre-fill.
-		gen := workload.New(1, 5000, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
-		start := time.Now()
-		fillTopic(b, c, total, func(int) (string, string) {
-			line, ip := gen.Line()
-			return ip, line
-		})
-		fill := time.Since(start)
-
-		// The bare consumer.
-		bare, err := kgo.NewClient(kgo.SeedBrokers(c.broker), kgo.ConsumeTopics(c.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-			kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(8<<20))
-		if err != nil {
-			b.Fatal(err)
-		}
-		start = time.Now()
-		read := 0
-		for read < total {
-			fs := bare.PollFetches(context.Background())
-			read += fs.NumRecords()
-		}
-		bareTime := time.Since(start)
-		bare.Close()
-
-		// Warden: 3 agents, from formation until every partition committed.
-		for i := 1; i <= 3; i++ {
-			c.startAgent(fmt.Sprintf("n%d", i), 3)
-		}
-		c.waitOwned(12, 60*time.Second)
-		formed := time.Now()
-		meter := newCPUMeter(map[string]*proc{"broker": c.bproc, "n1": c.agents["n1"].proc, "n2": c.agents["n2"].proc, "n3": c.agents["n3"].proc})
-		raftBefore, err := scrapeMetrics("http://" + c.specs["n1"].http + "/metrics")
-		if err != nil {
-			b.Fatal(err)
-		}
-		profiled := profileAgents(c, os.Getenv("WARDEN_BENCH_PROFILE"), time.Second, 5)
-		waitFor(b, 30*time.Minute, "every record committed", func() bool {
-			n, err := committedTotal(c, "n1")
-			return err == nil && n >= int64(total)
-		})
-		wardenTime := time.Since(formed)
-		cpu := meter.used()
-		raftAfter, err := scrapeMetrics("http://" + c.specs["n1"].http + "/metrics")
-		if err != nil {
-			b.Fatal(err)
-		}
-		profiled.Wait()
-		entries := raftAfter["warden_raft_entries_applied_total"] - raftBefore["warden_raft_entries_applied_total"]
-		entryBytes := raftAfter["warden_raft_entry_bytes_applied_total"] - raftBefore["warden_raft_entry_bytes_applied_total"]
-		wr, br := float64(total)/wardenTime.Seconds(), float64(total)/bareTime.Seconds()
-		b.ReportMetric(wr, "warden_lines/s")
-		b.ReportMetric(br, "bare_consumer_lines/s")
-		b.ReportMetric(wr/br, "ratio")
-		fmt.Printf("\nCluster throughput, %d lines pre-filled in 12 partitions (fill took %.1fs):\n", total, fill.Seconds())
-		fmt.Printf("  %-52s %8.2f s  %12.0f lines/s\n", "bare franz-go consumer (no parsing, no commits)", bareTime.Seconds(), br)
-		fmt.Printf("  %-52s %8.2f s  %12.0f lines/s\n", "warden, 3 agents, exactly once (parse, count, detect)", wardenTime.Seconds(), wr)
-		fmt.Printf("  ratio: %.2f of the bare consumer's rate\n", wr/br)
-		cores := (cpu["broker"] + cpu["n1"] + cpu["n2"] + cpu["n3"]) / wardenTime.Seconds()
-		fmt.Printf("  CPU while draining: broker %.1fs, agents %.1fs %.1fs %.1fs (%.2f of %d cores)\n", cpu["broker"], cpu["n1"], cpu["n2"], cpu["n3"],
-			cores/float64(runtime.NumCPU()), runtime.NumCPU())
-		fmt.Printf("  Raft: %.0f entries applied, %.1f entries/s, %.0f bytes/entry, %.1f bytes/line\n\n", entries, entries/wardenTime.Seconds(),
-			entryBytes/max(entries, 1), entryBytes/float64(total))
-		clusterMaxRate = wr
-		saveResult(b, "cluster_throughput", map[string]any{
-			"lines":                 total,
-			"partitions":            12,
-			"agents":                3,
-			"warden_lines_per_s":    math.Round(wr),
-			"bare_lines_per_s":      math.Round(br),
-			"ratio":                 round2(wr / br),
-			"cpu_cores_used":        round2(cores),
-			"target_lines_per_s":    1_000_000,
-			"target_ratio":          0.5,
-			"agent_flags":           os.Getenv("WARDEN_BENCH_AGENT_FLAGS"),
-			"agent_cpu_us_per_line": round2((cpu["n1"] + cpu["n2"] + cpu["n3"]) / float64(total) * 1e6),
+		// Side by side in one run: the default pipeline (the repartition
+		// stage: every line forwarded to <topic>.by-client and detected
+		// there) and input declared keyed by client (one stage).
+		two := drainCluster(b, total, false)
+		one := drainCluster(b, total, true)
+		b.ReportMetric(two.wardenRate, "warden_lines/s")
+		b.ReportMetric(one.wardenRate, "warden_keyed_lines/s")
+		b.ReportMetric(two.bareRate, "bare_consumer_lines/s")
+		b.ReportMetric(two.wardenRate/two.bareRate, "ratio")
+		fmt.Printf("  repartition stage: %.0f lines/s with it, %.0f without (input keyed by client): %.2f of the rate without\n\n",
+			two.wardenRate, one.wardenRate, two.wardenRate/one.wardenRate)
+		clusterMaxRate = two.wardenRate
+		saveResult(b, "cluster_throughput", two.result(total))
+		saveResult(b, "cluster_throughput_keyed", one.result(total))
+		saveResult(b, "repartition_cost", map[string]any{
+			"with_lines_per_s":              math.Round(two.wardenRate),
+			"without_lines_per_s":           math.Round(one.wardenRate),
+			"ratio":                         round2(two.wardenRate / one.wardenRate),
+			"agent_cpu_us_per_line_with":    round2(two.agentCPU / float64(total) * 1e6),
+			"agent_cpu_us_per_line_without": round2(one.agentCPU / float64(total) * 1e6),
 		})
 		saveResult(b, "raft_economy", map[string]any{
-			"entries":         entries,
-			"entries_per_s":   round2(entries / wardenTime.Seconds()),
-			"bytes_per_entry": math.Round(entryBytes / max(entries, 1)),
-			"bytes_per_line":  round2(entryBytes / float64(total)),
-			"at_lines_per_s":  math.Round(wr),
+			"entries":              two.entries,
+			"entries_per_s":        round2(two.entries / two.wardenTime.Seconds()),
+			"bytes_per_entry":      math.Round(two.entryBytes / max(two.entries, 1)),
+			"bytes_per_line":       round2(two.entryBytes / float64(total)),
+			"at_lines_per_s":       math.Round(two.wardenRate),
+			"keyed_bytes_per_line": round2(one.entryBytes / float64(total)),
 		})
-		for _, id := range []string{"n1", "n2", "n3"} {
-			c.killAgent(id)
+	}
+}
+
+// drained is one cluster's drain of a pre-filled topic.
+type drained struct {
+	keyed                bool
+	wardenRate, bareRate float64
+	wardenTime           time.Duration
+	cores, agentCPU      float64
+	entries, entryBytes  float64
+}
+
+func (d drained) result(total int) map[string]any {
+	return map[string]any{
+		"lines":                 total,
+		"partitions":            12,
+		"agents":                3,
+		"input_keyed_by_client": d.keyed,
+		"warden_lines_per_s":    math.Round(d.wardenRate),
+		"bare_lines_per_s":      math.Round(d.bareRate),
+		"ratio":                 round2(d.wardenRate / d.bareRate),
+		"cpu_cores_used":        round2(d.cores),
+		"target_lines_per_s":    1_000_000,
+		"target_ratio":          0.5,
+		"agent_flags":           os.Getenv("WARDEN_BENCH_AGENT_FLAGS"),
+		"agent_cpu_us_per_line": round2(d.agentCPU / float64(total) * 1e6),
+	}
+}
+
+// drainCluster pre-fills a topic with total synthetic lines, reads it
+// with a bare franz-go consumer, then starts 3 agents and measures how
+// long they take, from formation, until every line is through the whole
+// pipeline (committed, and with the repartition stage also detected on).
+func drainCluster(b *testing.B, total int, keyed bool) drained {
+	flags := benchAgentFlags()
+	if keyed {
+		for id := range flags {
+			flags[id] = append(flags[id], "--input-keyed-by-client")
 		}
 	}
+	c := newProcClusterIdle(b, 3, 12, flags)
+	gen := workload.New(1, 5000, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
+	start := time.Now()
+	fillTopic(b, c, total, func(int) (string, string) {
+		line, ip := gen.Line()
+		return ip, line
+	})
+	fill := time.Since(start)
+
+	// The bare consumer.
+	bare, err := kgo.NewClient(kgo.SeedBrokers(c.broker), kgo.ConsumeTopics(c.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(8<<20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	start = time.Now()
+	read := 0
+	for read < total {
+		fs := bare.PollFetches(context.Background())
+		read += fs.NumRecords()
+	}
+	bareTime := time.Since(start)
+	bare.Close()
+
+	for i := 1; i <= 3; i++ {
+		c.startAgent(fmt.Sprintf("n%d", i), 3)
+	}
+	c.waitOwned(12, 60*time.Second)
+	formed := time.Now()
+	meter := newCPUMeter(map[string]*proc{"broker": c.bproc, "n1": c.agents["n1"].proc, "n2": c.agents["n2"].proc, "n3": c.agents["n3"].proc})
+	raftBefore, err := scrapeMetrics("http://" + c.specs["n1"].http + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	profiled := profileAgents(c, os.Getenv("WARDEN_BENCH_PROFILE"), time.Second, 5)
+	waitFor(b, 30*time.Minute, "every record through the pipeline", func() bool {
+		if keyed {
+			n, err := committedTotal(c, "n1")
+			return err == nil && n >= int64(total)
+		}
+		return c.applied(total)
+	})
+	d := drained{keyed: keyed, wardenTime: time.Since(formed), bareRate: float64(total) / bareTime.Seconds()}
+	cpu := meter.used()
+	raftAfter, err := scrapeMetrics("http://" + c.specs["n1"].http + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	profiled.Wait()
+	d.entries = raftAfter["warden_raft_entries_applied_total"] - raftBefore["warden_raft_entries_applied_total"]
+	d.entryBytes = raftAfter["warden_raft_entry_bytes_applied_total"] - raftBefore["warden_raft_entry_bytes_applied_total"]
+	d.wardenRate = float64(total) / d.wardenTime.Seconds()
+	d.agentCPU = cpu["n1"] + cpu["n2"] + cpu["n3"]
+	d.cores = (cpu["broker"] + d.agentCPU) / d.wardenTime.Seconds()
+	what := "warden, 3 agents, repartition stage (parse, count, forward, detect)"
+	if keyed {
+		what = "warden, 3 agents, input keyed by client (parse, count, detect)"
+	}
+	fmt.Printf("\nCluster throughput, %d lines pre-filled in 12 partitions (fill took %.1fs):\n", total, fill.Seconds())
+	fmt.Printf("  %-68s %8.2f s  %12.0f lines/s\n", "bare franz-go consumer (no parsing, no commits)", bareTime.Seconds(), d.bareRate)
+	fmt.Printf("  %-68s %8.2f s  %12.0f lines/s\n", what, d.wardenTime.Seconds(), d.wardenRate)
+	fmt.Printf("  ratio: %.2f of the bare consumer's rate\n", d.wardenRate/d.bareRate)
+	fmt.Printf("  CPU while draining: broker %.1fs, agents %.1fs %.1fs %.1fs (%.2f of %d cores)\n", cpu["broker"], cpu["n1"], cpu["n2"], cpu["n3"],
+		d.cores/float64(runtime.NumCPU()), runtime.NumCPU())
+	fmt.Printf("  Raft: %.0f entries applied, %.1f entries/s, %.0f bytes/entry, %.1f bytes/line\n\n", d.entries, d.entries/d.wardenTime.Seconds(),
+		d.entryBytes/max(d.entries, 1), d.entryBytes/float64(total))
+	for _, id := range []string{"n1", "n2", "n3"} {
+		c.killAgent(id)
+	}
+	return d
 }
 
 // benchAgentFlags are the agent flags of the performance benchmarks' nodes:

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -149,6 +150,23 @@ func TestRelease_BinaryHasNoTestFault(t *testing.T) {
 	fout, err := exec.Command("go", "tool", "nm", faultBin(t)).CombinedOutput()
 	if err != nil || !strings.Contains(string(fout), "fsm.testFault") {
 		t.Fatalf("the fault build lacks fsm.testFault (so this check proves nothing): %v", err)
+	}
+	// Nor the node's crash after forwarding: its switch is not even a
+	// string in the release binary.
+	rel, err := os.ReadFile(wardenBin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, err := os.ReadFile(faultBin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const crash = "crash-after-forward"
+	if bytes.Contains(rel, []byte(crash)) {
+		t.Errorf("the release binary can be told %q", crash)
+	}
+	if !bytes.Contains(fb, []byte(crash)) {
+		t.Fatalf("the fault build lacks %q (so this check proves nothing)", crash)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -97,33 +98,40 @@ func TestProcesses_AlertsDoNotDependOnPartitioning(t *testing.T) {
 	server := func(off int) func(int) string {
 		return func(i int) string { return fmt.Sprintf("web%d.example.net", (off+i)%3+1) }
 	}
+	kcatNoKeys := func(t *testing.T, c *procCluster, ls []string, _ int) {
+		p := writeLines(t, ls, nil)
+		// No key: librdkafka spreads the lines over every partition.
+		if out, err := exec.Command(kcat, "-P", "-b", c.broker, "-t", c.topic, "-X", "topic.partitioner=random", "-l", p).CombinedOutput(); err != nil {
+			t.Fatalf("kcat: %v\n%s", err, out)
+		}
+	}
 	modes := []struct {
 		name    string
+		flags   []string // for every agent
 		produce func(t *testing.T, c *procCluster, ls []string, off int)
+		// misled: the cluster is told the input is keyed by client when
+		// it is not: it must miss alerts, and say so.
+		misled bool
 	}{
-		{"ship keyed by client", func(t *testing.T, c *procCluster, ls []string, _ int) {
+		{"ship keyed by client", nil, func(t *testing.T, c *procCluster, ls []string, _ int) {
 			p := writeLines(t, ls, nil)
 			if out, err := exec.Command(wardenBin(t), "ship", "--brokers", c.broker, "--topic", c.topic, "--quiet", p).CombinedOutput(); err != nil {
 				t.Fatalf("ship: %v\n%s", err, out)
 			}
-		}},
-		{"kcat without keys", func(t *testing.T, c *procCluster, ls []string, _ int) {
-			p := writeLines(t, ls, nil)
-			// No key: librdkafka spreads the lines over every partition.
-			if out, err := exec.Command(kcat, "-P", "-b", c.broker, "-t", c.topic, "-X", "topic.partitioner=random", "-l", p).CombinedOutput(); err != nil {
-				t.Fatalf("kcat: %v\n%s", err, out)
-			}
-		}},
-		{"kcat keyed by web server", func(t *testing.T, c *procCluster, ls []string, off int) {
+		}, false},
+		{"kcat without keys", nil, kcatNoKeys, false},
+		{"kcat keyed by web server", nil, func(t *testing.T, c *procCluster, ls []string, off int) {
 			p := writeLines(t, ls, server(off))
 			if out, err := exec.Command(kcat, "-P", "-b", c.broker, "-t", c.topic, "-K", "\t", "-l", p).CombinedOutput(); err != nil {
 				t.Fatalf("kcat: %v\n%s", err, out)
 			}
-		}},
+		}, false},
+		{"kcat without keys, declared keyed by client", []string{"--input-keyed-by-client"}, kcatNoKeys, true},
 	}
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			c := newProcClusterIdle(t, 3, 12, nil)
+			extra := map[string][]string{"n1": m.flags, "n2": m.flags, "n3": m.flags}
+			c := newProcClusterIdle(t, 3, 12, extra)
 			for _, id := range []string{"n1", "n2", "n3"} {
 				c.startAgent(id, 3)
 			}
@@ -145,6 +153,30 @@ func TestProcesses_AlertsDoNotDependOnPartitioning(t *testing.T) {
 			c.killAgent("n2")
 			m.produce(t, c, lines[half:], half)
 			base := "http://" + c.specs["n1"].http
+			if m.misled {
+				// Detection per input partition sees a share of each
+				// attacker: alerts go missing, and the nodes say why.
+				waitFor(t, 60*time.Second, "every line counted", func() bool {
+					stats, _ := getRawURL(base + "/v1/stats?top=0")
+					return bytes.Equal(stats, wantStats)
+				})
+				time.Sleep(2 * time.Second) // the last batches' alerts
+				var misplaced float64
+				waitFor(t, 30*time.Second, "warden_clients_in_several_partitions above 0", func() bool {
+					misplaced = metricValue(base, "warden_clients_in_several_partitions")
+					return misplaced > 0
+				})
+				doc, err := getRawURL(base + "/v1/alerts")
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := alertPairs(t, doc)
+				if missing, _ := diffSets(want, got); len(missing) == 0 {
+					t.Errorf("declared keyed by client with lines spread over partitions, yet the cluster raised every pair analyze raises (%d)", len(got))
+				}
+				t.Logf("%s: %d (scenario, source) pairs of analyze's %d; %v clients seen in several partitions", m.name, len(got), len(want), misplaced)
+				return
+			}
 			var got []string
 			var stats []byte
 			deadline := time.Now().Add(90 * time.Second)
@@ -202,4 +234,21 @@ func diffSets(want, got []string) (missing, extra []string) {
 	}
 	sort.Strings(extra)
 	return missing, extra
+}
+
+// metricValue reads one unlabelled metric from a node's /metrics (-1 when
+// absent).
+func metricValue(base, name string) float64 {
+	b, err := getRawURL(base + "/metrics")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/wardenhq/warden/accesslog"
 	"github.com/wardenhq/warden/analytics"
 	"github.com/wardenhq/warden/detect"
+	"github.com/wardenhq/warden/pipeline"
 	"github.com/wardenhq/warden/transport"
 )
 
@@ -195,8 +196,8 @@ func DefaultConfig() Config {
 		ReapAfter:            30 * time.Second,
 		BatchInterval:        200 * time.Millisecond,
 		MaxBatchRecords:      40000,
-		LogFormat:            "auto",
-		Retention:            24 * time.Hour,
+		LogFormat:            pipeline.LogFormat, // shared with warden analyze: pipeline/defaults.go
+		Retention:            pipeline.Retention,
 		RaftHeartbeat:        300 * time.Millisecond,
 		SnapshotEntries:      1024,
 		TrailingLogs:         1024,

@@ -247,6 +247,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 
 	var recs []*kgo.Record
 	var caughtUpSince time.Time                 // with nothing to read since (idleFor)
+	forwarded := 0                              // batches forwarded (crashAfterForward)
 	first, lastOffsetCommit := true, time.Now() // for at-least- and at-most-once
 	// Draining (a clean stop): cut no new batch; the deferred wait lets
 	// those in flight commit before the worker returns.
@@ -374,6 +375,8 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 				lg.Warn("forwarding failed; restarting from the committed offset", "err", err)
 				return limit
 			}
+			forwarded++
+			n.crashAfterForward(forwarded)
 		}
 		if n.cfg.Semantics == fsm.AtLeastOnce || n.cfg.Semantics == fsm.AtMostOnce {
 			if len(dead) > 0 && !n.sendDeadLetters(wctx, cl, dead, &dlq, lg) {

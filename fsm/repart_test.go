@@ -1,0 +1,105 @@
+package fsm
+
+import (
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/wardenhq/warden/internal/wire"
+)
+
+// A second-stage batch is fenced like an input batch, but against the
+// repartition partition's own offset; its marks and counts apply with it,
+// and nothing of the input partition moves.
+func TestApply_ByClientBatches(t *testing.T) {
+	s := assigned(2, "a")
+	mark := SourceMark{Next: 7, Covered: 9, Watermark: 1e18}
+	ok := Batch{Node: "a", Partition: 1, Epoch: 1, Stage: StageByClient, From: 0, Until: 40,
+		Marks: []MarkUpdate{{Source: 3, Mark: mark}}, Merge: MergeCounts{Applied: 30, Dropped: 5}, MaxTS: 1234}
+	if err := commit(s, ok); err != nil {
+		t.Fatal(err)
+	}
+	p := s.Partitions[1]
+	if p.Committed != 0 || p.Commits != 0 || p.Digest != (Digest{}) {
+		t.Fatalf("input partition moved: %+v", p)
+	}
+	bc := p.ByClient
+	if bc.Committed != 40 || bc.Commits != 1 || bc.Applied != 30 || bc.Dropped != 5 || bc.MaxTS != 1234 || len(bc.Marks) != 4 {
+		t.Fatalf("by-client record %+v", bc)
+	}
+	if bc.Marks[3] != mark || bc.Marks[0].Watermark != math.MinInt64 {
+		t.Fatalf("marks %+v", bc.Marks)
+	}
+	for _, tt := range []struct {
+		name string
+		b    Batch
+		want error
+	}{
+		{"a repeat of the same range", ok, ErrOffsetMismatch},
+		{"another owner", Batch{Node: "b", Partition: 1, Epoch: 1, Stage: StageByClient, From: 40, Until: 50}, ErrNotOwner},
+		{"an old epoch", Batch{Node: "a", Partition: 1, Epoch: 0, Stage: StageByClient, From: 40, Until: 50}, ErrFenced},
+		{"another generation", Batch{Node: "a", Partition: 1, Epoch: 1, Stage: StageByClient, Gen: 1, From: 40, Until: 50}, ErrFenced},
+		{"backwards", Batch{Node: "a", Partition: 1, Epoch: 1, Stage: StageByClient, From: 40, Until: 39}, ErrBadRange},
+		{"a source past the table", Batch{Node: "a", Partition: 1, Epoch: 1, Stage: StageByClient, From: 40, Until: 50,
+			Marks: []MarkUpdate{{Source: MaxPartitions}}}, ErrBadBatch},
+	} {
+		if err := commit(s, tt.b); !errors.Is(err, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	if s.Partitions[1].ByClient.Committed != 40 {
+		t.Fatalf("a rejected batch moved the offset: %+v", s.Partitions[1].ByClient)
+	}
+	// A replay starts a new generation: the marks go, and only batches of
+	// the new generation apply.
+	res := Apply(s, Command{Kind: KindResetOffsets, ResetOffsets: &ResetOffsets{Replay: true,
+		Resets: []ResetBatch{{Partition: 0, Offset: 0}, {Partition: 1, Offset: 0}}}})
+	if res.Err != "" {
+		t.Fatal(res.Err)
+	}
+	if s.Gen != 1 || s.Partitions[1].ByClient.Marks != nil || s.Partitions[1].ByClient.Gen != 1 {
+		t.Fatalf("after a replay: gen %d, %+v", s.Gen, s.Partitions[1].ByClient)
+	}
+	next := Batch{Node: "a", Partition: 1, Epoch: 2, Stage: StageByClient, From: 40, Until: 45}
+	if err := commit(s, next); !errors.Is(err, ErrFenced) {
+		t.Fatalf("old generation after a replay: %v", err)
+	}
+	next.Gen = 1
+	if err := commit(s, next); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Entries written before the repartition stage (0xB1, batches without the
+// stage fields) still decode, as input batches.
+func TestDecode_CommitBeforeTheRepartitionStage(t *testing.T) {
+	s := assigned(1, "a")
+	b := wire.AppendString(nil, "a")
+	b = wire.AppendInt(b, 0)  // partition
+	b = wire.AppendUint(b, 1) // epoch
+	b = wire.AppendInt(b, 0)
+	b = wire.AppendInt(b, 10)
+	b = wire.AppendInt(b, 10)
+	b = wire.AppendInt(b, 100)
+	b = wire.AppendFixed64(b, 42)
+	b = wire.AppendBytes(b, nil)
+	b = wire.AppendBytes(b, nil)
+	b = wire.AppendUint(b, 0)
+	entry := append([]byte{binaryCommit}, wire.AppendUint(nil, 1)...)
+	entry = append(entry, b...)
+	cmd, err := Decode(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := Apply(s, cmd); res.Rejected[0] != "" {
+		t.Fatalf("rejected %v", res.Rejected)
+	}
+	if p := s.Partitions[0]; p.Committed != 10 || p.Digest.Sum != 42 {
+		t.Fatalf("partition %+v", p)
+	}
+	// The same bytes under the new leading byte lack the stage fields.
+	entry[0] = binaryCommit2
+	if _, err := Decode(entry); err == nil {
+		t.Fatal("a batch without its stage fields decoded under the new entry byte")
+	}
+}
