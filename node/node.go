@@ -6,24 +6,19 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"path/filepath"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.etcd.io/bbolt"
 
 	"github.com/wardenhq/warden/fsm"
 	"github.com/wardenhq/warden/transport"
@@ -90,96 +85,6 @@ type Node struct {
 	kafkaStat kafkaStatus
 	stall     stallWatch
 	deaths    deathWatch
-}
-
-// nodeMeta is what each node tells the others through gossip.
-type nodeMeta struct {
-	Raft string `json:"r"`
-	HTTP string `json:"h"`
-	// InCluster is true once the node holds Raft state: a node that sees a
-	// member in a cluster never bootstraps a new one.
-	InCluster bool `json:"c"`
-}
-
-type metaDelegate struct {
-	mu   sync.Mutex
-	meta nodeMeta
-}
-
-func (d *metaDelegate) NodeMeta(limit int) []byte {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	b, _ := json.Marshal(d.meta)
-	if len(b) > limit {
-		return nil
-	}
-	return b
-}
-func (d *metaDelegate) NotifyMsg([]byte)                           {}
-func (d *metaDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d *metaDelegate) LocalState(join bool) []byte                { return nil }
-func (d *metaDelegate) MergeRemoteState(buf []byte, join bool)     {}
-
-// eventDelegate wakes the reconciler on every gossip change and keeps its
-// own copy of the live members. memberlist calls it under its state lock, so
-// copying here is safe, whereas the nodes Members() returns are shared with
-// memberlist and change under the reader.
-type eventDelegate struct {
-	ch   chan struct{}
-	mu   sync.Mutex
-	live map[string]gossipMember
-	// left remembers nodes that said goodbye (as opposed to failing).
-	left map[string]bool
-}
-
-func (e *eventDelegate) signal() {
-	select {
-	case e.ch <- struct{}{}:
-	default:
-	}
-}
-
-func (e *eventDelegate) record(m *memberlist.Node) {
-	var meta nodeMeta
-	if err := json.Unmarshal(m.Meta, &meta); err != nil || meta.Raft == "" {
-		return
-	}
-	e.live[m.Name] = gossipMember{id: m.Name, gossip: m.Address(), meta: meta}
-}
-
-func (e *eventDelegate) NotifyJoin(m *memberlist.Node) {
-	e.mu.Lock()
-	delete(e.left, m.Name)
-	e.record(m)
-	e.mu.Unlock()
-	e.signal()
-}
-
-func (e *eventDelegate) NotifyLeave(m *memberlist.Node) {
-	e.mu.Lock()
-	delete(e.live, m.Name)
-	if m.State == memberlist.StateLeft {
-		e.left[m.Name] = true
-	}
-	e.mu.Unlock()
-	e.signal()
-}
-
-func (e *eventDelegate) NotifyUpdate(m *memberlist.Node) {
-	e.mu.Lock()
-	e.record(m)
-	e.mu.Unlock()
-	e.signal()
-}
-
-func (e *eventDelegate) leftNodes() map[string]bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make(map[string]bool, len(e.left))
-	for k := range e.left {
-		out[k] = true
-	}
-	return out
 }
 
 // Start brings a node up. It returns once its ports are open; joining,
@@ -300,197 +205,6 @@ func (n *Node) goRun(f func()) {
 		defer n.wg.Done()
 		f()
 	}()
-}
-
-func (n *Node) startRaft() (hasState bool, err error) {
-	cfg := n.cfg
-	hlog := hclog.New(&hclog.LoggerOptions{
-		Name:   "raft",
-		Level:  hclog.Info,
-		Output: transport.LogWriter(n.quietOnStop(n.log).With("subsystem", "raft")),
-	})
-	n.bolt, err = raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(cfg.DataDir, "raft.db"),
-		// The freelist is rebuilt at open instead of written at every
-		// commit (each commit is an fsync on the hot path), as Consul does.
-		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
-	})
-	if err != nil {
-		return false, fmt.Errorf("--data-dir %s: open raft log (is another node using it?): %w", cfg.DataDir, err)
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
-	if err != nil {
-		return false, fmt.Errorf("--data-dir %s: snapshots: %w", cfg.DataDir, err)
-	}
-	n.snaps = snaps
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  n.mux.RaftLayer(),
-		MaxPool: 3,
-		Timeout: 5 * time.Second,
-		Logger:  hlog,
-	})
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(cfg.ID)
-	rc.Logger = hlog
-	rc.HeartbeatTimeout = cfg.RaftHeartbeat
-	rc.ElectionTimeout = cfg.RaftHeartbeat
-	rc.LeaderLeaseTimeout = cfg.RaftHeartbeat / 2
-	rc.CommitTimeout = 5 * time.Millisecond
-	rc.SnapshotThreshold = uint64(cfg.SnapshotEntries)
-	rc.SnapshotInterval = 20 * time.Second
-	rc.TrailingLogs = uint64(cfg.TrailingLogs)
-	// Commit entries are large: at most 16 per AppendEntries message, so a
-	// follower catching up holds a bounded frame.
-	rc.MaxAppendEntries = 16
-	// A removed node (reaped, or re-added under a new address) must stay
-	// able to be added again, so it keeps its Raft running.
-	rc.ShutdownOnRemove = false
-	hasState, err = raft.HasExistingState(n.bolt, n.bolt, snaps)
-	if err != nil {
-		return false, fmt.Errorf("--data-dir %s: read raft state: %w", cfg.DataDir, err)
-	}
-	// The leader sends followers entries it has just written: a cache of
-	// the newest ones saves reading and decoding them back from BoltDB.
-	logs, err := raft.NewLogCache(16, n.bolt)
-	if err != nil {
-		return false, fmt.Errorf("start raft: %w", err)
-	}
-	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.bolt, snaps, trans)
-	if err != nil {
-		return false, fmt.Errorf("start raft: %w", err)
-	}
-	return hasState, nil
-}
-
-// gossipMember is a live gossip member with its metadata.
-type gossipMember struct {
-	id, gossip string
-	meta       nodeMeta
-}
-
-// gossipMembers returns the live members, sorted by id.
-func (n *Node) gossipMembers() []gossipMember {
-	n.gev.mu.Lock()
-	out := make([]gossipMember, 0, len(n.gev.live))
-	for _, m := range n.gev.live {
-		out = append(out, m)
-	}
-	n.gev.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
-	return out
-}
-
-// reconnect heals gossip after a network partition. Once both sides of a
-// cut have declared each other dead, memberlist on its own never talks to
-// the other side again; so every few seconds a node tries to join the
-// cluster members (as the FSM records them) that its gossip does not see
-// alive. A member that left or was removed is not in the FSM and is left
-// alone.
-func (n *Node) reconnect() {
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-time.After(3 * time.Second):
-		}
-		live := map[string]bool{}
-		for _, m := range n.gossipMembers() {
-			live[m.id] = true
-		}
-		var addrs []string
-		for _, m := range n.State().MemberList() {
-			if m.ID != n.cfg.ID && !live[m.ID] && m.GossipAddr != "" && m.Status != fsm.StatusLeft {
-				addrs = append(addrs, m.GossipAddr)
-			}
-		}
-		if len(addrs) > 0 {
-			if k, err := n.ml.Join(addrs); err == nil && k > 0 {
-				n.log.Info("reconnected to members gossip did not see", "subsystem", "gossip", "joined", k)
-			}
-		}
-	}
-}
-
-// bootstrapWhenReady forms the first cluster once BootstrapExpect nodes
-// see each other and none of them is already in a cluster. Every one of the
-// first nodes computes the same configuration from the same gossip view.
-func (n *Node) bootstrapWhenReady() {
-	expect := n.cfg.BootstrapExpect
-	if expect == 0 {
-		if len(n.cfg.Join) > 0 {
-			return // wait for the leader to add us
-		}
-		expect = 1
-	}
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if n.raft.Leader() != "" || n.inCluster() {
-			return
-		}
-		members := n.gossipMembers()
-		for _, m := range members {
-			if m.meta.InCluster && m.id != n.cfg.ID {
-				n.log.Info("a member is already in a cluster; waiting to be added", "subsystem", "raft", "member", m.id)
-				return
-			}
-		}
-		if len(members) < expect {
-			continue
-		}
-		var servers []raft.Server
-		for i, m := range members {
-			s := raft.Server{ID: raft.ServerID(m.id), Address: raft.ServerAddress(m.meta.Raft), Suffrage: raft.Voter}
-			if i >= n.cfg.Voters {
-				s.Suffrage = raft.Nonvoter
-			}
-			servers = append(servers, s)
-		}
-		err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
-		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-			n.log.Error("bootstrap failed", "subsystem", "raft", "err", err)
-			continue
-		}
-		n.log.Info("bootstrapped the cluster", "subsystem", "raft", "servers", len(servers))
-		return
-	}
-}
-
-func (n *Node) inCluster() bool {
-	f := n.raft.GetConfiguration()
-	if f.Error() != nil {
-		return false
-	}
-	return len(f.Configuration().Servers) > 0
-}
-
-// watchInCluster announces through gossip once this node holds Raft state.
-func (n *Node) watchInCluster() {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-t.C:
-		}
-		n.meta.mu.Lock()
-		already := n.meta.meta.InCluster
-		n.meta.mu.Unlock()
-		if already || !n.inCluster() {
-			continue
-		}
-		n.meta.mu.Lock()
-		n.meta.meta.InCluster = true
-		n.meta.mu.Unlock()
-		_ = n.ml.UpdateNode(time.Second)
-		return
-	}
 }
 
 // ID returns the node's id.
