@@ -52,11 +52,13 @@ lint:
 demo: build
 	./$(BIN) demo
 
-## bench: benchmarks, the failover figure (SIGKILL of real processes) and the scale
-## simulation (20 nodes in one process, node/scale_test.go).
+## bench: benchmarks, the failover figure (SIGKILL of real processes), the scale
+## simulation (20 nodes in one process, node/scale_test.go) and the scale-out projection
+## (owner vs replica CPU per line, pipeline/scaleout_test.go: 100 batches per mode).
 bench: build
 	rm -f bench/results.json
 	$(GO) test -run '^$$' -bench . -benchmem ./accesslog ./analytics ./detect ./fsm ./partitioner
+	$(GO) test -run '^$$' -bench ScaleOut -benchtime 100x ./pipeline
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench 'AnalyzeVsGoAccess|DetectVsFail2ban|ClusterThroughput' -benchtime 1x -timeout 30m ./e2e
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench 'Latency|Footprint' -benchtime 1x -timeout 30m ./e2e
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench Failover -benchtime 1x -timeout 30m ./e2e

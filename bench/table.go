@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -106,6 +108,43 @@ func main() {
 				fmt.Sprintf("%.2f s / %.0f (%.0f) / %.1f intervals", num(ev, "settle_s"), num(ev, "moved"), num(ev, "min_moves"), num(ev, "max_gap_intervals")),
 				fmt.Sprintf("%.0f records/s per partition, %.0f ms batches", num(m, "records_per_s_per_partition"), iv*1000), "",
 				"< 5 s / = min / <= 2", ev["settled"] == true && num(ev, "settle_s") < 5 && num(ev, "moved") == num(ev, "min_moves") && num(ev, "max_gap_intervals") <= 2)
+		}
+	}
+	if m := bm["scale_out"]; m != nil {
+		for _, e := range []struct{ key, what, owner string }{
+			{"keyed", "input keyed by client", "Fold, detect, encode"},
+			{"forwarded", "repartition stage", "stage 1 %s + stage 2 %s ns"},
+		} {
+			c, _ := m[e.key].(map[string]any)
+			if c == nil {
+				continue
+			}
+			owner := e.owner
+			if strings.Contains(owner, "%s") {
+				owner = fmt.Sprintf(owner, f0(num(c, "stage1_ns_per_line")), f0(num(c, "stage2_ns_per_line")))
+			}
+			row("9", fmt.Sprintf("scale-out, %s, %s-record batches: apply (every replica) / owner, ns/line", e.what, f0(num(m, "batch_records"))),
+				fmt.Sprintf("%s / %s", f0(num(c, "replica_ns_per_line")), f0(num(c, "owner_ns_per_line"))),
+				"owner: "+owner+"; Kafka fetch not included", fmt.Sprintf("%.3f", num(c, "replica_over_owner")),
+				fmt.Sprintf("<= %.2f", num(m, "target_ratio")), c["met_ratio"])
+			proj, _ := c["projection"].(map[string]any)
+			var rel []string
+			var names []string
+			var at20 float64
+			for _, n := range []int{1, 3, 5, 10, 20, 50} {
+				p, _ := proj[strconv.Itoa(n)].(map[string]any)
+				if p == nil {
+					continue
+				}
+				names = append(names, strconv.Itoa(n))
+				rel = append(rel, fmt.Sprintf("%.2f", num(p, "relative")))
+				if n == 20 {
+					at20 = num(p, "lines_per_s_per_core")
+				}
+			}
+			row("9", "  projected throughput / linear at "+strings.Join(names, ", ")+" nodes", strings.Join(rel, " / "),
+				fmt.Sprintf("20 nodes of 1 core: %s lines/s; never above 1/apply = %s", f0(at20), f0(1e9/num(c, "replica_ns_per_line"))), "",
+				fmt.Sprintf(">= %.2f at %.0f nodes", num(m, "target_relative"), num(m, "target_nodes")), c["met_20_nodes"])
 		}
 	}
 	tw.Flush()
