@@ -8,13 +8,6 @@ import (
 	"github.com/wardenhq/warden/fsm"
 )
 
-// srcLine is one line of a source partition bound for the target.
-type srcLine struct {
-	src    int32
-	offset int64
-	t      int64
-}
-
 // genSources makes nsrc sources of n events each, times mostly rising
 // with some disorder, and returns their lines with watermarks, and the
 // order a merge must give them back in.
