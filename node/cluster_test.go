@@ -243,8 +243,8 @@ func TestCluster_KillAndJoinKeepExactlyOnce(t *testing.T) {
 	if err := <-more; err != nil {
 		t.Fatalf("produce: %v", err)
 	}
-	waitFor(t, 60*time.Second, "all records committed", func() bool { return p.caughtUp(n1) })
-	waitFor(t, 60*time.Second, "all records committed on n4", func() bool { return p.caughtUp(n4) })
+	waitFor(t, 180*time.Second, "all records committed", func() bool { return p.caughtUp(n1) })
+	waitFor(t, 180*time.Second, "all records committed on n4", func() bool { return p.caughtUp(n4) })
 	p.check(t, n1)
 	p.check(t, n4)
 

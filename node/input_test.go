@@ -276,41 +276,63 @@ func TestNode_MissingDeadLetterTopicDoesNotStall(t *testing.T) {
 // TestNode_LargeBatchesAreCut: batches whose encoding passes the bound are
 // cut smaller (the worker restarts from the FSM's state), every batch in
 // the Raft log stays within the bound, and the records are still counted
-// exactly once.
+// exactly once: with detection on the input's partitions (input keyed by
+// client), and in the repartition stage, whose batches carry the detector
+// deltas then.
 func TestNode_LargeBatchesAreCut(t *testing.T) {
-	const bound = 48 << 10
-	c := newCluster(t, 1)
-	c.configure = func(cfg *Config) { cfg.maxBatchBytes = bound }
-	p := newProducer(t, c.broker.Addr(), c.topic, 7)
-	// Records wait in Kafka before the node starts: its first batch takes
-	// the most records it may (2,000), which encode to about 100 KB.
-	mustProduce(t, p, 6000)
-	n := startOne(t, c)
-	waitFor(t, 60*time.Second, "all records committed", func() bool { return p.caughtUp(n) })
-	p.check(t, n)
-
-	first, _ := n.bolt.FirstIndex()
-	last, _ := n.bolt.LastIndex()
-	batches := 0
-	for i := first; i <= last; i++ {
-		var l raft.Log
-		if err := n.bolt.GetLog(i, &l); err != nil {
-			t.Fatal(err)
-		}
-		cmd, err := fsm.Decode(l.Data)
-		if err != nil || cmd.Kind != fsm.KindCommit {
-			continue
-		}
-		for _, b := range cmd.Commit {
-			batches++
-			if size := len(fsm.EncodeBatch(&b)); size > bound {
-				t.Errorf("a batch of [%d, %d) encodes to %d bytes, past %d", b.From, b.Until, size, bound)
+	for _, keyed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("keyed=%v", keyed), func(t *testing.T) {
+			const bound = 48 << 10
+			c := newCluster(t, 1)
+			c.configure = func(cfg *Config) { cfg.maxBatchBytes, cfg.InputKeyedByClient = bound, keyed }
+			p := newProducer(t, c.broker.Addr(), c.topic, 7)
+			// Records wait in Kafka before the node starts: its first batch
+			// takes the most records it may (2,000), which encode to about
+			// 100 KB with their detector delta.
+			mustProduce(t, p, 6000)
+			n := startOne(t, c)
+			waitFor(t, 60*time.Second, "all records committed", func() bool { return p.caughtUp(n) })
+			p.check(t, n)
+			if !keyed {
+				waitFor(t, 60*time.Second, "every line detected on", func() bool {
+					return n.State().Partitions[0].ByClient.Applied == 6000
+				})
 			}
-		}
-	}
-	// 2,000 records a batch would make 3; they encode to about 100 KB each.
-	if s := n.State(); batches != int(s.Partitions[0].Commits) || batches <= 3 {
-		t.Errorf("%d batches in the log (%d commits); want more than 3", batches, s.Partitions[0].Commits)
+
+			first, _ := n.bolt.FirstIndex()
+			last, _ := n.bolt.LastIndex()
+			input, second := 0, 0
+			for i := first; i <= last; i++ {
+				var l raft.Log
+				if err := n.bolt.GetLog(i, &l); err != nil {
+					t.Fatal(err)
+				}
+				cmd, err := fsm.Decode(l.Data)
+				if err != nil || cmd.Kind != fsm.KindCommit {
+					continue
+				}
+				for _, b := range cmd.Commit {
+					if b.Stage == fsm.StageByClient {
+						second++
+					} else {
+						input++
+					}
+					if size := len(fsm.EncodeBatch(&b)); size > bound {
+						t.Errorf("a batch (stage %d) of [%d, %d) encodes to %d bytes, past %d", b.Stage, b.From, b.Until, size, bound)
+					}
+				}
+			}
+			s := n.State()
+			if input != int(s.Partitions[0].Commits) || second != int(s.Partitions[0].ByClient.Commits) {
+				t.Errorf("%d input and %d second-stage batches in the log; the state counts %d and %d", input, second,
+					s.Partitions[0].Commits, s.Partitions[0].ByClient.Commits)
+			}
+			// 2,000 records a batch would make 3; with their detector
+			// deltas they encode to about 100 KB each.
+			if detecting := map[bool]int{true: input, false: second}[keyed]; detecting <= 3 {
+				t.Errorf("%d batches carry the detector deltas; want more than 3", detecting)
+			}
+		})
 	}
 }
 

@@ -152,31 +152,37 @@ func (f *forwarder) flush(ctx context.Context, cl *kgo.Client) error {
 // runByClient is the second stage of partition p: it reads partition p of
 // the repartition topic from the FSM's position, merges, detects, and
 // commits [from, until) with the detector's delta and the sources' marks.
-func (n *Node) runByClient(ctx context.Context, p fsm.Partition) {
+// A batch takes at most limit lines (0: --max-batch-records); one that
+// encodes past the bound makes it return the smaller cap its successor
+// starts with, as the first stage does.
+func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (next int) {
 	lg := n.log.With("subsystem", "by-client", "partition", p.Partition, "epoch", p.Epoch)
+	if limit <= 0 || limit > n.cfg.MaxBatchRecords {
+		limit = n.cfg.MaxBatchRecords
+	}
 	var cfg *fsm.Config
 	for cfg = n.fsm.Config(); cfg == nil; cfg = n.fsm.Config() {
 		select {
 		case <-ctx.Done():
-			return
+			return limit
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	format, err := accesslog.Lookup(cfg.LogFormat)
 	if err != nil {
 		lg.Error("log format in the cluster configuration does not compile", "log_format", cfg.LogFormat, "err", err)
-		return
+		return limit
 	}
 	state := n.State()
 	sources := int32(len(state.Partitions))
 	if err := n.ensureRepart(ctx, sources); err != nil {
 		lg.Warn("cannot prepare the repartition topic; retrying", "err", err)
 		sleepCtx(ctx, time.Second)
-		return
+		return limit
 	}
 	start, dstate, gen, ok := n.fsm.ByClientStart(p.Partition)
 	if !ok || start.Epoch != p.Epoch {
-		return
+		return limit
 	}
 	bc := start.ByClient
 	if bc.Gen != gen {
@@ -193,7 +199,7 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition) {
 	}, n.cfg.KafkaOpts...)...)
 	if err != nil {
 		lg.Error("kafka client", "err", err)
-		return
+		return limit
 	}
 	defer cl.Close()
 	merger := pipeline.NewMerger(bc, sources)
@@ -230,9 +236,10 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition) {
 	for wctx.Err() == nil && !n.draining.Load() {
 		deadline := time.Now().Add(n.cfg.BatchInterval)
 		read := 0
-		for read < n.cfg.MaxBatchRecords && time.Now().Before(deadline) {
+		released := 0
+		for read < limit && time.Now().Before(deadline) {
 			pctx, cancel := context.WithDeadline(wctx, deadline)
-			fs := cl.PollRecords(pctx, n.cfg.MaxBatchRecords-read)
+			fs := cl.PollRecords(pctx, limit-read)
 			cancel()
 			var ferr error
 			fs.EachError(func(_ string, _ int32, err error) {
@@ -244,7 +251,7 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition) {
 				lg.Warn("fetch error", "err", ferr)
 				if errors.Is(ferr, kerr.OffsetOutOfRange) {
 					sleepCtx(wctx, time.Second)
-					return
+					return limit
 				}
 			}
 			var aerr error
@@ -261,22 +268,27 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition) {
 						o, perr = pipeline.ParseOrigin(h.Value)
 					}
 				}
-				if aerr = merger.Add(r.Offset, r.Timestamp.UnixMilli(), o, r.Value, perr); aerr != nil {
-					return
-				}
-				for it, ok := merger.Next(); ok; it, ok = merger.Next() {
-					if format.Parse(it.Value, &entry) == nil {
-						detector.Observe(&entry, it.Offset, it.Value)
-					}
-				}
+				aerr = merger.Add(r.Offset, r.Timestamp.UnixMilli(), o, r.Value, perr)
 			})
+			// The lines the merge lets through, up to the batch's cap
+			// (the rest stay held, and go in the next batch).
+			for released < limit {
+				it, ok := merger.Next()
+				if !ok {
+					break
+				}
+				released++
+				if format.Parse(it.Value, &entry) == nil {
+					detector.Observe(&entry, it.Offset, it.Value)
+				}
+			}
 			if aerr != nil {
 				lg.Info("records of a newer replay generation; waiting for the state to catch up")
 				sleepCtx(wctx, 500*time.Millisecond)
-				return
+				return limit
 			}
 			if wctx.Err() != nil {
-				return
+				return limit
 			}
 			if read > 0 && time.Until(deadline) < 3*n.cfg.BatchInterval/4 {
 				break
@@ -285,7 +297,7 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition) {
 		if c := n.fsm.Config(); c != nil && (c.LogFormat != cfg.LogFormat || c.Rules != cfg.Rules || !twoStage(c)) {
 			return // restart from the FSM's state with the new configuration
 		}
-		if read == 0 {
+		if read == 0 && released == 0 {
 			continue
 		}
 		until := readPos
@@ -303,19 +315,30 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition) {
 		counts := merger.TakeCounts()
 		b := fsm.Batch{Node: n.cfg.ID, Partition: p.Partition, Epoch: p.Epoch, Stage: fsm.StageByClient, Gen: gen,
 			From: from, Until: until, Detect: d, Marks: marks, Merge: counts, MaxTS: merger.MaxTS()}
-		pb := pendingBatch{data: fsm.EncodeBatch(&b), done: make(chan error, 1)}
+		data := fsm.EncodeBatch(&b)
+		if maxBytes := n.cfg.maxBatchBytes; len(data) > maxBytes && released > 1 {
+			next = max(1, min(released/2, released*(maxBytes/4)/len(data)))
+			lg.Info("second-stage batch too large for one commit; restarting with smaller batches",
+				"from", b.From, "lines", released, "bytes", len(data), "max_bytes", maxBytes, "next_lines", next)
+			return next
+		}
+		if released > 0 {
+			limit = batchLimit(limit, released, len(data), n.cfg.MaxBatchRecords, n.cfg.maxBatchBytes)
+		}
+		pb := pendingBatch{data: data, done: make(chan error, 1)}
 		select {
 		case inflight <- pb:
 		case <-wctx.Done():
-			return
+			return limit
 		}
 		select {
 		case n.commitCh <- pb:
 		case <-wctx.Done():
-			return
+			return limit
 		}
 		from = until
 	}
+	return limit
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -36,6 +36,7 @@ type worker struct {
 func (n *Node) manageWorkers() {
 	workers := map[int32]*worker{}
 	seconds := map[int32]*worker{} // the second stages (repart.go)
+	secondLimits := map[int32]int{}
 	limits := map[int32]int{}      // a returned worker's cap, for its successor
 	stop := func(w *worker) {
 		w.cancel()
@@ -103,12 +104,14 @@ func (n *Node) manageWorkers() {
 			select {
 			case <-w.done:
 				delete(seconds, id)
+				secondLimits[id] = w.limit
 				continue
 			default:
 			}
 			if !ok || p.Epoch != w.epoch || !two {
 				stop(w)
 				delete(seconds, id)
+				delete(secondLimits, id)
 			}
 		}
 		for id, p := range want {
@@ -118,11 +121,12 @@ func (n *Node) manageWorkers() {
 			ctx, cancel := context.WithCancel(n.ctx)
 			w := &worker{partition: id, epoch: p.Epoch, cancel: cancel, done: make(chan struct{})}
 			seconds[id] = w
+			limit := secondLimits[id]
 			n.runningWorkers.Add(1)
 			go func() {
 				defer n.runningWorkers.Add(-1)
 				defer close(w.done)
-				n.runByClient(ctx, p)
+				w.limit = n.runByClient(ctx, p, limit)
 			}()
 		}
 		n.metrics.ownedPartitions.Set(float64(len(workers)))
