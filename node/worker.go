@@ -37,7 +37,7 @@ func (n *Node) manageWorkers() {
 	workers := map[int32]*worker{}
 	seconds := map[int32]*worker{} // the second stages (repart.go)
 	secondLimits := map[int32]int{}
-	limits := map[int32]int{}      // a returned worker's cap, for its successor
+	limits := map[int32]int{} // a returned worker's cap, for its successor
 	stop := func(w *worker) {
 		w.cancel()
 		<-w.done
