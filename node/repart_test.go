@@ -44,7 +44,7 @@ func TestRepartition_ForgedRecordsChangeNothing(t *testing.T) {
 				for src := range int32(2) {
 					o := pipeline.Origin{Kind: pipeline.KindLine, Gen: n.fsm.Gen(), Source: src, Offset: 1 << 40, Watermark: time.Now().UnixNano()}
 					forged = append(forged, &kgo.Record{Topic: n.repartTopic(), Partition: target, Key: []byte("198.51.100.0/24"),
-						Value: []byte(`198.51.100.7 - - [01/Dec/2026:10:00:00 +0000] "GET /.env HTTP/1.1" 404 9 "-" "forger"`),
+						Value:   []byte(`198.51.100.7 - - [01/Dec/2026:10:00:00 +0000] "GET /.env HTTP/1.1" 404 9 "-" "forger"`),
 						Headers: []kgo.RecordHeader{{Key: pipeline.Header, Value: pipeline.AppendOrigin(nil, o)}}})
 				}
 			}
