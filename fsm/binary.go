@@ -19,7 +19,7 @@ import (
 //	       empty for none), m, bad record × m (partition, offset, reason, line),
 //	       stage, generation, watermark, late, k, mark × k (source, next,
 //	       covered, watermark, idle (0 or 1), idle at), merge counts (applied,
-//	       dropped, bad, out of order), latest timestamp
+//	       dropped, bad, out of order, lost), latest timestamp
 //
 // binaryCommit is the commit entry of releases before the repartition
 // stage: its batches end after the bad records (and are input batches).
@@ -83,7 +83,7 @@ func appendBatch(b []byte, bt *Batch) []byte {
 		b = wire.AppendInt(b, u.Mark.IdleAt)
 	}
 	m := bt.Merge
-	for _, v := range []int64{m.Applied, m.Dropped, m.Bad, m.OutOfOrder, bt.MaxTS} {
+	for _, v := range []int64{m.Applied, m.Dropped, m.Bad, m.OutOfOrder, m.Lost, bt.MaxTS} {
 		b = wire.AppendInt(b, v)
 	}
 	return b
@@ -180,9 +180,9 @@ func decodeBatch(r *wire.Reader, bt *Batch, ext bool) {
 				u.Source = int32(src)
 			}
 		}
-		bt.Merge = MergeCounts{Applied: r.Int(), Dropped: r.Int(), Bad: r.Int(), OutOfOrder: r.Int()}
+		bt.Merge = MergeCounts{Applied: r.Int(), Dropped: r.Int(), Bad: r.Int(), OutOfOrder: r.Int(), Lost: r.Int()}
 		bt.MaxTS = r.Int()
-		if stage > uint64(StageByClient) || bt.Late < 0 {
+		if m := bt.Merge; stage > uint64(StageByClient) || bt.Late < 0 || m.Applied < 0 || m.Dropped < 0 || m.Bad < 0 || m.OutOfOrder < 0 || m.Lost < 0 {
 			badExt = true
 		}
 		bt.Stage = uint8(min(stage, 255))

@@ -49,7 +49,7 @@ func rawBatch(b Batch, analyticsBytes, detectBytes []byte) []byte {
 	out = wire.AppendBytes(out, detectBytes)
 	out = wire.AppendUint(out, 0) // no bad records
 	// Stage, generation, watermark, late, no marks, the merge's counts.
-	for range 10 {
+	for range 11 {
 		out = wire.AppendUint(out, 0)
 	}
 	return out

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"time"
@@ -63,6 +64,8 @@ type ByClient struct {
 	// were applied: a source that was idle and came back with older
 	// events.
 	OutOfOrder int64 `json:"out_of_order,omitempty"`
+	// Lost counts the records deleted by retention before they were read.
+	Lost int64 `json:"lost,omitempty"`
 }
 
 // MarkUpdate sets the mark of one source.
@@ -87,6 +90,10 @@ func (c Config) Lateness() time.Duration {
 // MergeCounts is what a second-stage batch's merge did (ByClient's counts).
 type MergeCounts struct {
 	Applied, Dropped, Bad, OutOfOrder int64
+	// Lost is the records of the repartition partition deleted by
+	// retention before the second stage read them (a batch of its own,
+	// whose Watermark is the proposer's clock, Unix ns).
+	Lost int64
 }
 
 // applyByClient applies a second-stage batch: the same owner and epoch
@@ -105,7 +112,7 @@ func applyByClient(s *State, b Batch) error {
 		return ErrFenced
 	case bc.Committed != b.From:
 		return ErrOffsetMismatch
-	case b.Until < b.From:
+	case b.Until < b.From, b.Merge.Lost > b.Until-b.From:
 		return ErrBadRange
 	case b.Gen != s.Gen:
 		return ErrFenced // forwarded under another replay generation
@@ -131,6 +138,11 @@ func applyByClient(s *State, b Batch) error {
 	bc.Dropped += b.Merge.Dropped
 	bc.Bad += b.Merge.Bad
 	bc.OutOfOrder += b.Merge.OutOfOrder
+	if l := b.Merge.Lost; l > 0 {
+		bc.Lost += l
+		s.raiseOperatorAlert(OperatorAlert{At: b.Watermark, Kind: "repartition-records-lost-to-retention", Partition: b.Partition, Count: l,
+			Message: fmt.Sprintf("%d records of the repartition topic's partition %d were deleted by retention before detection read them: their lines were not detected on; raise the topic's retention", l, b.Partition)})
+	}
 	applyDetect(s, b)
 	return nil
 }

@@ -74,6 +74,7 @@ type ByClientInfo struct {
 	Dropped    int64  `json:"dropped"`
 	Bad        int64  `json:"bad"`
 	OutOfOrder int64  `json:"out_of_order"`
+	Lost       int64  `json:"lost"`
 }
 
 // FormatDigest renders a digest sum as the 16 hex digits the API shows.
@@ -237,7 +238,7 @@ func (n *Node) Partitions() []PartitionInfo {
 		if twoStage(s.Config) || p.ByClient.Commits > 0 {
 			bc := p.ByClient
 			pi.ByClient = &ByClientInfo{Topic: n.repartTopic(), Committed: bc.Committed, Commits: bc.Commits, Applied: bc.Applied,
-				Dropped: bc.Dropped, Bad: bc.Bad, OutOfOrder: bc.OutOfOrder}
+				Dropped: bc.Dropped, Bad: bc.Bad, OutOfOrder: bc.OutOfOrder, Lost: bc.Lost}
 		}
 		if end, ok := ends[p.Partition]; ok && reachable {
 			// The end offsets are polled; one older than the committed

@@ -2,8 +2,11 @@ package node
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -93,10 +96,11 @@ type forwarder struct {
 	last []struct{ covered, wm int64 }
 	idle bool // the last thing sent was an idle marker
 	recs []*kgo.Record
+	seal *pipeline.Sealer
 }
 
-func newForwarder(topic string, source, targets int32, gen uint64) *forwarder {
-	f := &forwarder{topic: topic, source: source, targets: targets, gen: gen}
+func newForwarder(topic string, source, targets int32, gen uint64, seal *pipeline.Sealer) *forwarder {
+	f := &forwarder{topic: topic, source: source, targets: targets, gen: gen, seal: seal}
 	f.last = make([]struct{ covered, wm int64 }, targets)
 	for i := range f.last {
 		f.last[i].covered = -1
@@ -109,8 +113,7 @@ func (f *forwarder) line(e *accesslog.Entry, offset, wm int64, value []byte) {
 	key := []byte(detect.PartitionKey(string(e.Client)))
 	t := pipeline.Target(key, f.targets)
 	o := pipeline.Origin{Kind: pipeline.KindLine, Gen: f.gen, Source: f.source, Offset: offset, Watermark: wm}
-	f.recs = append(f.recs, &kgo.Record{Topic: f.topic, Partition: t, Key: key, Value: value,
-		Headers: []kgo.RecordHeader{{Key: pipeline.Header, Value: pipeline.AppendOrigin(nil, o)}}})
+	f.recs = append(f.recs, &kgo.Record{Topic: f.topic, Partition: t, Key: key, Value: value, Headers: f.headers(o, key, value)})
 	f.last[t].covered, f.last[t].wm = offset+1, wm
 }
 
@@ -119,16 +122,39 @@ func (f *forwarder) line(e *accesslog.Entry, offset, wm int64, value []byte) {
 // idle marker).
 func (f *forwarder) marks(kind byte, covered, wm int64) {
 	o := pipeline.Origin{Kind: kind, Gen: f.gen, Source: f.source, Offset: covered, Watermark: wm}
-	hdr := pipeline.AppendOrigin(nil, o)
+	hdrs := f.headers(o, nil, nil)
 	for t := range f.targets {
 		if kind == pipeline.KindProgress && f.last[t].covered == covered && f.last[t].wm == wm {
 			continue
 		}
-		f.recs = append(f.recs, &kgo.Record{Topic: f.topic, Partition: t,
-			Headers: []kgo.RecordHeader{{Key: pipeline.Header, Value: hdr}}})
+		f.recs = append(f.recs, &kgo.Record{Topic: f.topic, Partition: t, Headers: hdrs})
 		f.last[t].covered, f.last[t].wm = covered, wm
 	}
 	f.idle = kind == pipeline.KindIdle
+}
+
+// headers are a forwarded record's: its origin, and its MAC when the
+// cluster has a key.
+func (f *forwarder) headers(o pipeline.Origin, key, value []byte) []kgo.RecordHeader {
+	hdr := pipeline.AppendOrigin(nil, o)
+	h := []kgo.RecordHeader{{Key: pipeline.Header, Value: hdr}}
+	if mac := f.seal.Seal(hdr, key, value); mac != nil {
+		h = append(h, kgo.RecordHeader{Key: pipeline.MACHeader, Value: mac})
+	}
+	return h
+}
+
+// repartSealer is the Sealer of this node's repartition records: keyed by
+// a key derived from the cluster key, none without one.
+func (n *Node) repartSealer() *pipeline.Sealer {
+	if len(n.cfg.ClusterKey) == 0 {
+		return nil
+	}
+	k, err := hkdf.Key(sha256.New, n.cfg.ClusterKey, nil, "warden repartition mac v1", 32)
+	if err != nil {
+		panic(err) // 32 bytes of sha256 are always there
+	}
+	return pipeline.NewSealer(k)
 }
 
 // flush produces what was added and waits for every record's
@@ -203,6 +229,7 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 	}
 	defer cl.Close()
 	merger := pipeline.NewMerger(bc, sources)
+	seal := n.repartSealer()
 	detector := detect.NewDetector(n.fsm.Rules(), p.Partition, dstate)
 	lg.Debug("second stage started", "from", from)
 
@@ -250,7 +277,7 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 			if ferr != nil {
 				lg.Warn("fetch error", "err", ferr)
 				if errors.Is(ferr, kerr.OffsetOutOfRange) {
-					sleepCtx(wctx, time.Second)
+					n.skipRepartLoss(wctx, p, from, lg)
 					return limit
 				}
 			}
@@ -262,11 +289,18 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 				read++
 				readPos = r.Offset + 1
 				var o pipeline.Origin
-				perr := pipeline.ErrBadOrigin
+				var hdr, mac []byte
 				for _, h := range r.Headers {
-					if h.Key == pipeline.Header {
-						o, perr = pipeline.ParseOrigin(h.Value)
+					switch h.Key {
+					case pipeline.Header:
+						hdr = h.Value
+					case pipeline.MACHeader:
+						mac = h.Value
 					}
+				}
+				perr := pipeline.ErrBadOrigin
+				if hdr != nil && seal.Check(mac, hdr, r.Key, r.Value) {
+					o, perr = pipeline.ParseOrigin(hdr)
 				}
 				aerr = merger.Add(r.Offset, r.Timestamp.UnixMilli(), o, r.Value, perr)
 			})
@@ -339,6 +373,46 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 		from = until
 	}
 	return limit
+}
+
+// skipRepartLoss is the second stage's answer to records of the
+// repartition topic deleted by retention before it read them: those lines
+// cannot reach detection any more. It moves the committed offset to the log
+// start in a batch of its own (the marks stay: later lines of each source
+// are still told from repeats), says so once at error level and raises an
+// operator alert through the same path as the input's losses. Raise the
+// repartition topic's retention above the longest the cluster may lag.
+func (n *Node) skipRepartLoss(ctx context.Context, p fsm.Partition, from int64, lg *slog.Logger) {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	starts, err := n.admin.ListStartOffsets(lctx, n.repartTopic())
+	cancel()
+	if err != nil {
+		lg.Warn("cannot read the repartition topic's log start; retrying", "err", err)
+		sleepCtx(ctx, time.Second)
+		return
+	}
+	o, ok := starts.Lookup(n.repartTopic(), p.Partition)
+	if !ok || o.Err != nil || o.Offset <= from {
+		sleepCtx(ctx, time.Second)
+		return
+	}
+	b := fsm.Batch{Node: n.cfg.ID, Partition: p.Partition, Epoch: p.Epoch, Stage: fsm.StageByClient, Gen: n.fsm.Gen(),
+		From: from, Until: o.Offset, Merge: fsm.MergeCounts{Lost: o.Offset - from}, Watermark: time.Now().UnixNano()}
+	pb := pendingBatch{data: fsm.EncodeBatch(&b), done: make(chan error, 1)}
+	select {
+	case n.commitCh <- pb:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case err = <-pb.done:
+	case <-ctx.Done():
+		return
+	}
+	if err == nil {
+		lg.Error("repartition records deleted by retention before detection read them: skipped, their lines are not detected on",
+			"topic", n.repartTopic(), "from", from, "until", o.Offset, "lost", o.Offset-from)
+	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

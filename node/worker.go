@@ -213,7 +213,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 			sleepCtx(ctx, time.Second)
 			return limit
 		}
-		fwd = newForwarder(n.repartTopic(), p.Partition, count, n.fsm.Gen())
+		fwd = newForwarder(n.repartTopic(), p.Partition, count, n.fsm.Gen(), n.repartSealer())
 		src.Forward = fwd.line
 	}
 

@@ -243,3 +243,30 @@ func FuzzParseOrigin(f *testing.F) {
 		}
 	})
 }
+
+func TestSealer_TamperingIsRefused(t *testing.T) {
+	s := NewSealer([]byte("k1k1k1k1k1k1k1k1k1k1k1k1k1k1k1k1"))
+	hdr := AppendOrigin(nil, Origin{Kind: KindLine, Source: 1, Offset: 5, Watermark: 7})
+	key, value := []byte("192.0.2.0/24"), []byte("line")
+	mac := s.Seal(hdr, key, value)
+	if !s.Check(mac, hdr, key, value) {
+		t.Fatal("a sealed record does not check")
+	}
+	other := AppendOrigin(nil, Origin{Kind: KindLine, Source: 1, Offset: 1 << 40, Watermark: 7})
+	for name, ok := range map[string]bool{
+		"another origin":   s.Check(mac, other, key, value),
+		"another value":    s.Check(mac, hdr, key, []byte("lime")),
+		"another key":      s.Check(mac, hdr, []byte("192.0.3.0/24"), value),
+		"no MAC":           s.Check(nil, hdr, key, value),
+		"another key's":    NewSealer([]byte("k2k2k2k2k2k2k2k2k2k2k2k2k2k2k2k2")).Check(mac, hdr, key, value),
+		"parts run across": s.Check(s.Seal(hdr, append(key, 'l'), []byte("ine")), hdr, key, value),
+	} {
+		if ok {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	var none *Sealer
+	if none.Seal(hdr, key, value) != nil || !none.Check(nil, hdr, key, value) {
+		t.Fatal("without a key, records are neither sealed nor refused")
+	}
+}

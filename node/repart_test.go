@@ -1,0 +1,89 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/wardenhq/warden/pipeline"
+)
+
+// TestRepartition_ForgedRecordsChangeNothing: with a cluster key, only
+// records sealed by a node count on the repartition topic. Anyone who can
+// write to Kafka can write there; a forged record with a well-formed origin
+// far ahead in a source partition would otherwise make the second stage
+// take every later real line of that source as a repeat and drop it (an
+// attacker's requests never reaching detection). Here the forgeries are
+// counted bad, and every real line still reaches detection once.
+func TestRepartition_ForgedRecordsChangeNothing(t *testing.T) {
+	for _, keyed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("cluster key %v", keyed), func(t *testing.T) {
+			c := newCluster(t, 2)
+			c.configure = func(cfg *Config) {
+				if keyed {
+					cfg.ClusterKey = clusterKey(1)
+				}
+			}
+			n := startOne(t, c)
+			p := newProducer(t, c.broker.Addr(), c.topic, 9)
+			mustProduce(t, p, 2000)
+			waitFor(t, 60*time.Second, "the first lines detected on", func() bool { return applied(n) == 2000 })
+
+			// Forge, on every partition of the repartition topic, a line
+			// from each source far past anything real.
+			cl, err := kgo.NewClient(kgo.SeedBrokers(c.broker.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			var forged []*kgo.Record
+			for target := range int32(2) {
+				for src := range int32(2) {
+					o := pipeline.Origin{Kind: pipeline.KindLine, Gen: n.fsm.Gen(), Source: src, Offset: 1 << 40, Watermark: time.Now().UnixNano()}
+					forged = append(forged, &kgo.Record{Topic: n.repartTopic(), Partition: target, Key: []byte("198.51.100.0/24"),
+						Value:   []byte(`198.51.100.7 - - [01/Dec/2026:10:00:00 +0000] "GET /.env HTTP/1.1" 404 9 "-" "forger"`),
+						Headers: []kgo.RecordHeader{{Key: pipeline.Header, Value: pipeline.AppendOrigin(nil, o)}}})
+				}
+			}
+			if err := cl.ProduceSync(context.Background(), forged...).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			mustProduce(t, p, 2000)
+			waitFor(t, 60*time.Second, "the input committed", func() bool { return p.caughtUp(n) })
+			if !keyed {
+				// Without a key nothing tells a forgery: real lines go
+				// missing. This is the attack the key closes (and why a
+				// node refuses a non-loopback address without one).
+				time.Sleep(3 * time.Second)
+				if got := applied(n); got >= 4000 {
+					t.Fatalf("without a key, %d lines applied: the forgeries hid nothing, so this test shows nothing", got)
+				}
+				return
+			}
+			waitFor(t, 60*time.Second, "every real line detected on", func() bool { return applied(n) == 4000 })
+			var bad int64
+			for _, part := range n.State().Partitions {
+				bad += part.ByClient.Bad
+			}
+			if bad != int64(len(forged)) {
+				t.Errorf("%d records counted bad, want the %d forgeries", bad, len(forged))
+			}
+			time.Sleep(500 * time.Millisecond)
+			if got := applied(n); got != 4000 {
+				t.Errorf("%d lines applied, want 4000", got)
+			}
+		})
+	}
+}
+
+// applied is the lines n's replica says reached the second stage's detection.
+func applied(n *Node) int64 {
+	var sum int64
+	for _, p := range n.State().Partitions {
+		sum += p.ByClient.Applied
+	}
+	return sum
+}
