@@ -29,8 +29,8 @@ func TestProcesses_FirstStageCrashAfterForwardRepeatsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("analyze: %v", err)
 	}
-	// Every agent inherits the fault; each node crashes once, on its third
-	// forwarded batch of a partition.
+	// Every agent inherits the fault; each node crashes once, on its first
+	// forwarded batch.
 	t.Setenv("WARDEN_TEST_FAULT", "crash-after-forward")
 	c := newProcClusterIdle(t, 3, 6, nil)
 	c.bin = bin

@@ -10,13 +10,13 @@ import (
 
 // crashAfterForward, in a binary built with the wardenfault tag and
 // $WARDEN_TEST_FAULT=crash-after-forward, kills this process with SIGKILL
-// once its first stage has forwarded a third batch of a partition to the
+// once its first stage has forwarded its first batch of a partition to the
 // repartition topic and before that batch commits: the window in which a
 // crash makes the next owner forward the same lines again. A file in the
 // data dir makes it happen once per node. It exists only for the tests that
 // show the second stage drops those repeats.
 func (n *Node) crashAfterForward(batches int) {
-	if os.Getenv("WARDEN_TEST_FAULT") != "crash-after-forward" || batches != 3 {
+	if os.Getenv("WARDEN_TEST_FAULT") != "crash-after-forward" || batches != 1 {
 		return
 	}
 	mark := filepath.Join(n.cfg.DataDir, "crashed-after-forward")
