@@ -7,7 +7,8 @@ import (
 )
 
 // Counts is an exact count per key. Lookups by []byte do not allocate, and a
-// key is copied once, when first seen.
+// key is copied once, when first seen. Keys are only ever appended, never
+// changed or removed: Store.Freeze shares them with a snapshot being written.
 type Counts struct {
 	idx  map[string]int32
 	keys []string

@@ -184,6 +184,9 @@ func (s *Store) UnmarshalJSON(data []byte) error {
 	s.newest, s.malformed = ws.Newest, ws.Malformed
 	s.expiredRequests, s.expiredBytes = ws.ExpiredRequests, ws.ExpiredBytes
 	for _, w := range ws.Windows {
+		if w == nil {
+			return fmt.Errorf("analytics snapshot: null window")
+		}
 		w.track()
 		s.windows[w.Start] = w
 	}

@@ -251,13 +251,20 @@ func (w *Window) UnmarshalJSON(data []byte) error {
 	}
 	w.Start, w.Requests, w.Bytes = ww.Start, ww.Requests, ww.Bytes
 	w.LatencyCount, w.LatencyMaxUs = ww.LatencyCount, ww.LatencyMaxUs
+	// Checked as the binary form's sketches are: a corrupt snapshot is an
+	// error, not a panic or a huge allocation.
 	if len(ww.Latency) > 0 {
-		w.latency = newSketch()
-		if err := w.latency.DecodeAndMergeWith(ww.Latency); err != nil {
-			return fmt.Errorf("decode latency sketch: %w", err)
+		lat, err := decodeLatency(ww.Latency)
+		if err != nil {
+			return err
 		}
+		w.latency = newSketch()
+		_ = w.latency.MergeWith(lat) // same mapping: cannot fail
 	}
 	if len(ww.IPs) > 0 {
+		if err := checkHLL(ww.IPs); err != nil {
+			return err
+		}
 		w.ips = newHLL()
 		if err := w.ips.UnmarshalBinary(ww.IPs); err != nil {
 			return fmt.Errorf("decode distinct clients: %w", err)

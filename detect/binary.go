@@ -19,23 +19,7 @@ func (d *Delta) AppendBinary(b []byte) []byte {
 	b = wire.AppendInt(b, d.Watermark)
 	b = wire.AppendUint(b, uint64(len(d.Buckets)))
 	for k, bk := range d.Buckets {
-		b = wire.AppendString(b, k)
-		if bk == nil {
-			b = append(b, 0)
-			continue
-		}
-		b = append(b, 1)
-		b = wire.AppendInt(b, int64(bk.Level))
-		b = wire.AppendInt(b, bk.LastLeak)
-		b = wire.AppendUint(b, uint64(len(bk.keys())))
-		for _, h := range bk.keys() {
-			b = wire.AppendFixed64(b, h)
-		}
-		b = wire.AppendInt(b, bk.FirstT)
-		b = wire.AppendInt(b, bk.FirstOff)
-		b = wire.AppendInt(b, bk.LastT)
-		b = wire.AppendInt(b, bk.Blackhole)
-		b = appendStrings(b, bk.samples())
+		b = appendBucket(b, k, bk)
 	}
 	b = wire.AppendUint(b, uint64(len(d.Alerts)))
 	for i := range d.Alerts {
@@ -52,6 +36,27 @@ func (d *Delta) AppendBinary(b []byte) []byte {
 		b = appendStrings(b, a.Samples)
 	}
 	return b
+}
+
+// appendBucket appends one bucket entry of a delta: its key, whether it is
+// present (nil is a removal), and the bucket.
+func appendBucket(b []byte, k string, bk *Bucket) []byte {
+	b = wire.AppendString(b, k)
+	if bk == nil {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = wire.AppendInt(b, int64(bk.Level))
+	b = wire.AppendInt(b, bk.LastLeak)
+	b = wire.AppendUint(b, uint64(len(bk.keys())))
+	for _, h := range bk.keys() {
+		b = wire.AppendFixed64(b, h)
+	}
+	b = wire.AppendInt(b, bk.FirstT)
+	b = wire.AppendInt(b, bk.FirstOff)
+	b = wire.AppendInt(b, bk.LastT)
+	b = wire.AppendInt(b, bk.Blackhole)
+	return appendStrings(b, bk.samples())
 }
 
 func appendStrings(b []byte, ss []string) []byte {
@@ -124,20 +129,20 @@ func (p *PartitionState) ApplyBinary(data []byte) ([]Alert, error) {
 
 // ApplyChecked folds a checked delta into p and returns its alerts. A
 // bucket p already has is overwritten in place, so the common case (a
-// client seen again) allocates nothing. It cannot fail.
+// client seen again) allocates nothing, except while a snapshot shares the
+// buckets (Freeze). It cannot fail.
 func (p *PartitionState) ApplyChecked(c CheckedDelta) []Alert {
 	if len(c.data) == 0 {
 		return nil
 	}
-	if p.Buckets == nil {
-		p.Buckets = map[string]*Bucket{}
-	}
+	p.writable()
 	_, watermark, alerts, _ := walkDelta(c.data, func(key []byte, b *Bucket) {
 		if b == nil {
 			delete(p.Buckets, string(key))
 			return
 		}
-		if old, ok := p.Buckets[string(key)]; ok {
+		// A bucket a snapshot being written shares is replaced instead.
+		if old, ok := p.Buckets[string(key)]; ok && p.frozen == 0 {
 			*old = *b
 			return
 		}

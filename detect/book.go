@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -138,6 +139,29 @@ func NewBook(cfg BookConfig) *Book {
 	b := &Book{Config: cfg, Decisions: map[int64]*Decision{}, Offenders: map[string][]int64{}, NextSeq: 1, NextID: 1}
 	b.allow, _ = ParseAllow(cfg.Allow)
 	return b
+}
+
+// Clone returns a copy of b that later changes to b leave as it is (for a
+// snapshot written while alerts go on arriving). Alerts are copied by
+// value and their samples shared: an alert in the book never changes. A
+// source's offender history is replaced, never changed in place, so the
+// lists are shared too.
+func (b *Book) Clone() *Book {
+	c := *b
+	c.Config.Allow = slices.Clone(b.Config.Allow)
+	c.allow = slices.Clone(b.allow)
+	c.Alerts = slices.Clone(b.Alerts)
+	c.Decisions = make(map[int64]*Decision, len(b.Decisions))
+	ds := make([]Decision, 0, len(b.Decisions))
+	for id, d := range b.Decisions {
+		ds = append(ds, *d)
+		c.Decisions[id] = &ds[len(ds)-1]
+	}
+	c.Offenders = make(map[string][]int64, len(b.Offenders))
+	for src, ts := range b.Offenders {
+		c.Offenders[src] = ts
+	}
+	return &c
 }
 
 // SetConfig changes the policy; later alerts follow it.

@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"sync"
@@ -212,15 +211,19 @@ func (f *FSM) AppliedIndex() uint64 {
 	return f.applied
 }
 
-// Snapshot implements raft.FSM.
+// Snapshot implements raft.FSM. Under the lock it only freezes the state
+// (fsm/snapshot.go); Persist encodes it while applies go on. The write
+// lock, as freezing marks the detector states shared.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	b, err := json.Marshal(f.state)
-	if err != nil {
-		return nil, fmt.Errorf("fsm: snapshot: %w", err)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	snap := freeze(f.state)
+	snap.release = func() {
+		f.mu.Lock()
+		snap.unshare()
+		f.mu.Unlock()
 	}
-	return snapshot(b), nil
+	return snap, nil
 }
 
 // Restore implements raft.FSM.
@@ -237,10 +240,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-// ReadSnapshot decodes a snapshot written by Snapshot.
+// ReadSnapshot decodes a snapshot written by Snapshot or WriteSnapshot, or
+// the JSON snapshot of an earlier release.
 func ReadSnapshot(r io.Reader) (*State, error) {
-	s := &State{}
-	if err := json.NewDecoder(r).Decode(s); err != nil {
+	s, err := readSnapshot(r)
+	if err != nil {
 		return nil, fmt.Errorf("fsm: restore: %w", err)
 	}
 	if s.Members == nil {
@@ -258,15 +262,3 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 	s.Book.Restore()
 	return s, nil
 }
-
-type snapshot []byte
-
-func (s snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s); err != nil {
-		_ = sink.Cancel()
-		return fmt.Errorf("fsm: persist snapshot: %w", err)
-	}
-	return sink.Close()
-}
-
-func (s snapshot) Release() {}
