@@ -169,8 +169,9 @@ func printStatus(w io.Writer, ci node.ClusterInfo, parts []node.PartitionInfo) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "TOPIC\tPARTITION\tOWNER\tEPOCH\tCOMMITTED-OFFSET\tLOG-END-OFFSET\tLAG\tRECORDS\tLOST\t")
-	var lag, records, lost int64
+	fmt.Fprintln(tw, "TOPIC\tPARTITION\tOWNER\tEPOCH\tCOMMITTED-OFFSET\tLOG-END-OFFSET\tLAG\tRECORDS\tLOST\tDETECTED\t")
+	var lag, records, lost, detected int64
+	twoStage := false
 	for _, p := range parts {
 		end, l := fmt.Sprint(p.LogEnd), fmt.Sprint(p.Lag)
 		if p.LogEnd < 0 {
@@ -184,10 +185,21 @@ func printStatus(w io.Writer, ci node.ClusterInfo, parts []node.PartitionInfo) {
 		}
 		records += p.Records
 		lost += p.Lost
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t\n", p.Topic, p.Partition, owner, p.Epoch, p.Committed, end, l, p.Records, p.Lost)
+		// DETECTED: the lines the repartition stage of this partition
+		// number took into detection ("-": detection on the input's
+		// partitions, input keyed by client).
+		det := "-"
+		if bc := p.ByClient; bc != nil {
+			det, twoStage = fmt.Sprint(bc.Applied), true
+			detected += bc.Applied
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%s\t\n", p.Topic, p.Partition, owner, p.Epoch, p.Committed, end, l, p.Records, p.Lost, det)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\n%d partitions, %d records applied, total lag %d", len(parts), records, lag)
+	if twoStage {
+		fmt.Fprintf(w, ", %d lines through the repartition stage into detection", detected)
+	}
 	if lost > 0 {
 		fmt.Fprintf(w, ", %d records LOST to retention (deleted before they were read)", lost)
 	}
