@@ -284,6 +284,12 @@ type partitionsDoc []struct {
 	Epoch     uint64 `json:"epoch"`
 	Committed int64  `json:"committed_offset"`
 	LogEnd    int64  `json:"log_end_offset"`
+	// ByClient is the repartition stage (absent with input keyed by
+	// client).
+	ByClient *struct {
+		Topic     string `json:"topic"`
+		Committed int64  `json:"committed_offset"`
+	} `json:"by_client"`
 	Records   int64  `json:"records"`
 	Bytes     int64  `json:"bytes"`
 	Digest    string `json:"digest"`
@@ -326,8 +332,9 @@ func (c *cluster) healAll(ctx context.Context) {
 }
 
 // settle waits until every node has applied every record in the topic
-// (committed offset equal to the end offset on every partition) and all
-// nodes agree; it returns the end offsets.
+// (committed offset equal to the end offset on every partition) and, with
+// the repartition stage, every record of the repartition topic (lines
+// reach detection there), and all nodes agree; it returns the end offsets.
 func (c *cluster) settle(ctx context.Context, timeout time.Duration) (bool, map[int32]int64, error) {
 	deadline := time.Now().Add(timeout)
 	var last error
@@ -351,6 +358,13 @@ func (c *cluster) settle(ctx context.Context, timeout time.Duration) (bool, map[
 					if p.Committed != ends[p.Partition] {
 						ok, last = false, fmt.Errorf("%s: partition %d committed %d of %d", a.ID, p.Partition, p.Committed, ends[p.Partition])
 						break
+					}
+					if bc := p.ByClient; bc != nil {
+						rends, err := clustertest.EndOffsets(ctx, c.Broker(), bc.Topic, c.cfg.KafkaOpts...)
+						if err != nil || bc.Committed != rends[p.Partition] {
+							ok, last = false, fmt.Errorf("%s: repartition partition %d committed %d of %d (%v)", a.ID, p.Partition, bc.Committed, rends[p.Partition], err)
+							break
+						}
 					}
 				}
 				if !ok {
