@@ -5,6 +5,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -247,9 +248,27 @@ func (c *procCluster) waitApplied(p *producer, timeout time.Duration, ids ...str
 		waitFor(c.tb, timeout, id+" applied every record", func() bool {
 			parts, err := c.partitions(id)
 			ok, _ := p.matches(parts)
-			return err == nil && ok
+			return err == nil && ok && c.detected(parts)
 		})
 	}
+}
+
+// detected reports whether the repartition stage of every partition has
+// read its topic to the end (lines reach detection there; true with input
+// keyed by client, which has no such stage).
+func (c *procCluster) detected(parts []node.PartitionInfo) bool {
+	for _, part := range parts {
+		if part.ByClient == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ends, err := clustertest.EndOffsets(ctx, c.broker, part.ByClient.Topic)
+		cancel()
+		if err != nil || part.ByClient.Committed != ends[part.Partition] {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *procCluster) killAgent(id string) {
