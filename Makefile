@@ -59,7 +59,7 @@ bench: build
 	rm -f bench/results.json
 	$(GO) test -run '^$$' -bench . -benchmem ./accesslog ./analytics ./detect ./fsm ./partitioner
 	$(GO) test -run '^$$' -bench ScaleOut -benchtime 100x ./pipeline
-	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench 'AnalyzeVsGoAccess|DetectVsFail2ban|ClusterThroughput' -benchtime 1x -timeout 30m ./e2e
+	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench 'AnalyzeVsGoAccess|DetectVsFail2ban|ClusterThroughput|SampleDrain' -benchtime 1x -timeout 30m ./e2e
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench 'Latency|Footprint' -benchtime 1x -timeout 30m ./e2e
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench Failover -benchtime 1x -timeout 30m ./e2e
 	$(GO) test -run '^$$' -bench ScaleSimulation -benchtime 1x -timeout 30m ./node
