@@ -54,6 +54,10 @@ func main() {
 		row("1", "offline analysis, lines/s", f0(num(m, "warden_lines_per_s")), "GoAccess "+f0(num(m, "goaccess_lines_per_s")),
 			fmt.Sprintf("%.1fx", num(m, "ratio")), ">= 25x", num(m, "ratio") >= 25)
 	}
+	if m := bm["analyze_vs_goaccess"]; m != nil && num(m, "full_lines_per_s") > 0 {
+		row("1", "  everything on (terminal report, all detection)", f0(num(m, "full_lines_per_s")), "GoAccess "+f0(num(m, "goaccess_lines_per_s")),
+			fmt.Sprintf("%.1fx", num(m, "full_ratio")), ">= 10x", num(m, "full_ratio") >= 10)
+	}
 	if m := bm["detect_vs_fail2ban"]; m != nil {
 		row("2", "detection, lines/s", f0(num(m, "warden_lines_per_s")),
 			fmt.Sprintf("fail2ban-regex (%.0f filters) %s", num(m, "fail2ban_filters"), f0(num(m, "fail2ban_lines_per_s"))),
@@ -63,6 +67,15 @@ func main() {
 		row("3", fmt.Sprintf("cluster throughput, %s lines, lines/s", f0(num(m, "lines"))), f0(num(m, "warden_lines_per_s")),
 			"bare franz-go consumer "+f0(num(m, "bare_lines_per_s")), fmt.Sprintf("%.2f", num(m, "ratio")), ">= 1,000,000 and >= 0.5",
 			num(m, "warden_lines_per_s") >= 1e6 && num(m, "ratio") >= 0.5)
+	}
+	if m := bm["sample_drain"]; m != nil {
+		row("3", fmt.Sprintf("real sample, %s lines, steady drain (10-90%%), lines/s", f0(num(m, "lines"))), f0(num(m, "warden_lines_per_s")),
+			"kcat "+f0(num(m, "kcat_lines_per_s")), fmt.Sprintf("%.2f", num(m, "ratio")), ">= 1,000,000 and >= 0.5",
+			num(m, "warden_lines_per_s") >= 1e6 && num(m, "ratio") >= 0.5)
+	}
+	if m := bm["sample_drain_keyed"]; m != nil {
+		row("3", "  input keyed by client (no repartition stage)", f0(num(m, "warden_lines_per_s")),
+			"kcat "+f0(num(m, "kcat_lines_per_s")), fmt.Sprintf("%.2f", num(m, "ratio")), "", nil)
 	}
 	if m := bm["cluster_throughput_keyed"]; m != nil {
 		row("3", "  input keyed by client (no repartition stage)", f0(num(m, "warden_lines_per_s")),
