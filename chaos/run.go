@@ -290,11 +290,11 @@ type partitionsDoc []struct {
 		Topic     string `json:"topic"`
 		Committed int64  `json:"committed_offset"`
 	} `json:"by_client"`
-	Records   int64  `json:"records"`
-	Bytes     int64  `json:"bytes"`
-	Digest    string `json:"digest"`
-	Commits   uint64 `json:"commits"`
-	History   []struct {
+	Records int64  `json:"records"`
+	Bytes   int64  `json:"bytes"`
+	Digest  string `json:"digest"`
+	Commits uint64 `json:"commits"`
+	History []struct {
 		Epoch   uint64 `json:"epoch"`
 		Node    string `json:"node"`
 		From    int64  `json:"from"`

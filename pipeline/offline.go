@@ -38,14 +38,28 @@ func NewOffline(c fsm.Config) (*Offline, error) {
 // Commit applies batch b (records [b.From, b.Until) of the files) as a
 // node's committer would: encoded, decoded from the bytes, applied.
 func (o *Offline) Commit(b *fsm.Batch) error {
-	p := o.State.Partitions[0]
-	b.Node, b.Partition, b.Epoch = OfflineNode, 0, p.Epoch
-	cmd, err := fsm.Decode(fsm.CommitEntry([][]byte{fsm.EncodeBatch(b)}))
+	cmd, err := o.Prepare(b)
 	if err != nil {
 		return err
 	}
+	return o.Apply(cmd)
+}
+
+// Prepare encodes batch b as the single batch of a commit entry and
+// decodes it back, checked, as every replica does: the part of a commit
+// that needs no state, so `warden analyze` runs it on its parsing
+// goroutines. The owner and epoch are the offline partition's, which never
+// change.
+func (o *Offline) Prepare(b *fsm.Batch) (fsm.Command, error) {
+	b.Node, b.Partition, b.Epoch = OfflineNode, 0, 1
+	return fsm.Decode(fsm.CommitEntry([][]byte{fsm.EncodeBatch(b)}))
+}
+
+// Apply applies a prepared commit, in the files' order.
+func (o *Offline) Apply(cmd fsm.Command) error {
 	res := fsm.Apply(o.State, cmd)
 	if len(res.Rejected) != 1 || res.Rejected[0] != "" {
+		b := cmd.Commit[0]
 		return fmt.Errorf("batch [%d, %d) rejected: %v %s", b.From, b.Until, res.Rejected, res.Err)
 	}
 	return nil

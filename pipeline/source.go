@@ -85,12 +85,17 @@ func (s *Source) Pour(b *fsm.Batch, ev *detect.Event) {
 // Finish closes batch b of the source: the malformed sample trimmed, the
 // watermark, and the detector's delta when the source detects.
 func (s *Source) Finish(b *fsm.Batch) {
-	if over := len(b.Malformed) - fsm.MaxMalformedSample; over > 0 {
-		b.Malformed = b.Malformed[over:]
-	}
+	Trim(b)
 	b.Watermark = s.Clock.Watermark
 	if s.Forward == nil && s.Detector != nil {
 		b.Detect = s.Detector.Flush()
+	}
+}
+
+// Trim keeps the last MaxMalformedSample of a batch's malformed records.
+func Trim(b *fsm.Batch) {
+	if over := len(b.Malformed) - fsm.MaxMalformedSample; over > 0 {
+		b.Malformed = b.Malformed[over:]
 	}
 }
 

@@ -236,15 +236,17 @@ type chunk struct {
 	base  int64 // offset (line index over all inputs) of its first line
 	n     int64 // its lines
 	pool  *[]byte
-	// Filled by a worker: the chunk's batch, and its requests as the
-	// detector sees them.
+	// Filled by a worker: the chunk's batch, prepared for the offline
+	// state, and its requests as the detector sees them.
 	batch   fsm.Batch
+	cmd     fsm.Command
+	prepErr error
 	events  []detect.Event
 	matches []detect.Match
 	ips     []byte
 }
 
-const chunkSize = 1 << 20
+const chunkSize = 8 << 20
 
 func openInput(name string) (io.ReadCloser, int64, error) {
 	if name == "-" {
@@ -414,21 +416,34 @@ func (an *analyzer) file(name string) error {
 	return an.err
 }
 
-// commit takes one chunk, in input order: its events into the detector,
-// then the chunk as one batch into the offline state.
+// commit takes one chunk, in input order, as the cluster's two stages take
+// a partition's records: the chunk's batch of figures (prepared by its
+// worker) into the offline state, then its events into the detector and
+// the detector's delta as the chunk's second-stage batch.
 func (an *analyzer) commit(c *chunk) {
 	if an.err != nil {
 		return
 	}
-	for i := range c.events {
-		an.src.Pour(&c.batch, &c.events[i])
+	if err := c.prepErr; err != nil {
+		an.err = err
+		return
 	}
-	an.src.Finish(&c.batch)
-	c.batch.Until = c.base + c.n
-	if err := an.off.Commit(&c.batch); err != nil {
+	if err := an.off.Apply(c.cmd); err != nil {
+		an.err = err
+		return
+	}
+	c.cmd, c.batch = fsm.Command{}, fsm.Batch{}
+	if !an.detect {
+		return
+	}
+	b := fsm.Batch{Stage: fsm.StageByClient, From: c.base, Until: c.base + c.n}
+	for i := range c.events {
+		an.src.Pour(&b, &c.events[i])
+	}
+	an.src.Finish(&b)
+	if err := an.off.Commit(&b); err != nil {
 		an.err = err
 	}
-	c.batch = fsm.Batch{}
 }
 
 func (an *analyzer) foldChunk(name string, folder *analytics.Folder, c *chunk) {
@@ -491,6 +506,9 @@ func (an *analyzer) foldChunk(name string, folder *analytics.Folder, c *chunk) {
 		ev.Matches = c.matches[mPos : mPos+k : mPos+k]
 		mPos += k
 	}
+	c.batch.Until = c.base + c.n
+	pipeline.Trim(&c.batch)
+	c.cmd, c.prepErr = an.off.Prepare(&c.batch)
 	an.mu.Lock()
 	an.lines += lines
 	an.mu.Unlock()
