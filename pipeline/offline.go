@@ -9,23 +9,32 @@ import (
 // OfflineNode is the owner `warden analyze` commits its batches as.
 const OfflineNode = "analyze"
 
-// Offline is the replicated state of one process over files: a State with
-// one partition (the files, read in order), configured as a cluster would
-// be, to which `warden analyze` commits its batches through the FSM's own
-// encoding and apply. So its figures, alerts and decisions are the
-// cluster's by construction, not by a second implementation kept in step.
+// Offline is the replicated state of one process over files: a State
+// configured as a cluster would be, to which `warden analyze` commits its
+// batches through the FSM's own encoding and apply, so that its figures,
+// alerts and decisions are the cluster's by construction, not by a second
+// implementation kept in step. The files are laid out as a round-robin
+// producer would lay them out over a topic: each parsing goroutine's chunks
+// are one partition, whose figures it folds into large batches of its own
+// (figures are sums: where a line went does not change them); detection
+// takes the files as one source, in order, as the second stage of
+// partition 0.
 type Offline struct {
 	State *fsm.State
 }
 
 // NewOffline returns the state for configuration c (see Defaults for what
 // differs from an agent's, and why).
-func NewOffline(c fsm.Config) (*Offline, error) {
+func NewOffline(c fsm.Config, partitions int32) (*Offline, error) {
 	s := fsm.NewState(OfflineNode)
 	if res := fsm.Apply(s, fsm.Command{Kind: fsm.KindConfigure, Config: &c}); res.Err != "" {
 		return nil, fmt.Errorf("%s", res.Err)
 	}
-	res := fsm.Apply(s, fsm.Command{Kind: fsm.KindAssign, Assign: &fsm.Assign{Partitions: 1, Moves: []fsm.Move{{Partition: 0, Owner: OfflineNode}}}})
+	a := &fsm.Assign{Partitions: max(1, partitions)}
+	for p := range a.Partitions {
+		a.Moves = append(a.Moves, fsm.Move{Partition: p, Owner: OfflineNode})
+	}
+	res := fsm.Apply(s, fsm.Command{Kind: fsm.KindAssign, Assign: a})
 	if res.Err != "" {
 		return nil, fmt.Errorf("%s", res.Err)
 	}
@@ -35,7 +44,7 @@ func NewOffline(c fsm.Config) (*Offline, error) {
 	return &Offline{State: s}, nil
 }
 
-// Commit applies batch b (records [b.From, b.Until) of the files) as a
+// Commit applies batch b (records [b.From, b.Until) of its partition) as a
 // node's committer would: encoded, decoded from the bytes, applied.
 func (o *Offline) Commit(b *fsm.Batch) error {
 	cmd, err := o.Prepare(b)
@@ -48,10 +57,10 @@ func (o *Offline) Commit(b *fsm.Batch) error {
 // Prepare encodes batch b as the single batch of a commit entry and
 // decodes it back, checked, as every replica does: the part of a commit
 // that needs no state, so `warden analyze` runs it on its parsing
-// goroutines. The owner and epoch are the offline partition's, which never
+// goroutines. The owner and epoch are the offline partitions', which never
 // change.
 func (o *Offline) Prepare(b *fsm.Batch) (fsm.Command, error) {
-	b.Node, b.Partition, b.Epoch = OfflineNode, 0, 1
+	b.Node, b.Epoch = OfflineNode, 1
 	return fsm.Decode(fsm.CommitEntry([][]byte{fsm.EncodeBatch(b)}))
 }
 

@@ -114,7 +114,8 @@ func (o *analyzeFlags) run(files []string) error {
 	// The files are one partition of a cluster configured by these flags;
 	// every batch goes through the FSM's apply (pipeline.Offline).
 	an.off, err = pipeline.NewOffline(fsm.Config{LogFormat: logFormat, Retention: o.retention.String(), Rules: rules,
-		Allow: o.allow.vals, Simulate: o.simulate, MaxLateness: lateness(o.maxLateness)})
+		Allow: o.allow.vals, Simulate: o.simulate, MaxLateness: lateness(o.maxLateness)}, int32(o.workers))
+	an.next = make([]int64, o.workers)
 	if err != nil {
 		return err
 	}
@@ -211,7 +212,9 @@ type analyzer struct {
 	rules  *detect.Rules
 	src    pipeline.Source
 	off    *pipeline.Offline
-	offset int64 // line index over all inputs: the offline "offset"
+	offMu  sync.Mutex // the offline state takes one commit at a time
+	offset int64      // line index over all inputs: detection's offset
+	next   []int64    // next offset of each worker's partition
 
 	mu       sync.Mutex
 	lines    int64
@@ -236,17 +239,13 @@ type chunk struct {
 	base  int64 // offset (line index over all inputs) of its first line
 	n     int64 // its lines
 	pool  *[]byte
-	// Filled by a worker: the chunk's batch, prepared for the offline
-	// state, and its requests as the detector sees them.
-	batch   fsm.Batch
-	cmd     fsm.Command
-	prepErr error
+	// Filled by a worker: the chunk's requests as the detector sees them.
 	events  []detect.Event
 	matches []detect.Match
 	ips     []byte
 }
 
-const chunkSize = 8 << 20
+const chunkSize = 4 << 20
 
 func openInput(name string) (io.ReadCloser, int64, error) {
 	if name == "-" {
@@ -321,15 +320,20 @@ func (an *analyzer) file(name string) error {
 	done := make(chan *chunk, an.workers*2)
 	pool := sync.Pool{New: func() any { b := make([]byte, 0, chunkSize+64<<10); return &b }}
 	var wg sync.WaitGroup
-	for range an.workers {
+	for w := range int32(an.workers) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			folder := analytics.NewFolder(an.format)
+			b := pipeline.NewBatch(pipeline.OfflineNode, w, 1, an.next[w])
 			for c := range todo {
-				an.foldChunk(name, folder, c)
+				an.foldChunk(name, folder, c, &b)
+				if b.Until-b.From >= flushLines {
+					an.flush(&b)
+				}
 				done <- c
 			}
+			an.flush(&b)
 		}()
 	}
 	seqDone := make(chan struct{})
@@ -416,23 +420,34 @@ func (an *analyzer) file(name string) error {
 	return an.err
 }
 
-// commit takes one chunk, in input order, as the cluster's two stages take
-// a partition's records: the chunk's batch of figures (prepared by its
-// worker) into the offline state, then its events into the detector and
-// the detector's delta as the chunk's second-stage batch.
+// flushLines is how many lines a worker folds into one batch of figures:
+// large batches share their keys, so each costs the state's merge less.
+const flushLines = 1 << 20
+
+// flush commits a worker's batch of figures (prepared on the worker, applied
+// under the state's lock) and starts the next one where it ended.
+func (an *analyzer) flush(b *fsm.Batch) {
+	p := b.Partition
+	if b.Until > b.From {
+		pipeline.Trim(b)
+		cmd, err := an.off.Prepare(b)
+		an.offMu.Lock()
+		if err == nil {
+			err = an.off.Apply(cmd)
+		}
+		if err != nil && an.err == nil {
+			an.err = err
+		}
+		an.offMu.Unlock()
+	}
+	an.next[p] = b.Until
+	*b = pipeline.NewBatch(pipeline.OfflineNode, p, 1, b.Until)
+}
+
+// commit takes one chunk's events, in input order, into the detector, and
+// commits the detector's delta as the chunk's batch of partition 0's second
+// stage: detection sees the files as one source, in order.
 func (an *analyzer) commit(c *chunk) {
-	if an.err != nil {
-		return
-	}
-	if err := c.prepErr; err != nil {
-		an.err = err
-		return
-	}
-	if err := an.off.Apply(c.cmd); err != nil {
-		an.err = err
-		return
-	}
-	c.cmd, c.batch = fsm.Command{}, fsm.Batch{}
 	if !an.detect {
 		return
 	}
@@ -441,16 +456,23 @@ func (an *analyzer) commit(c *chunk) {
 		an.src.Pour(&b, &c.events[i])
 	}
 	an.src.Finish(&b)
+	an.offMu.Lock()
+	defer an.offMu.Unlock()
+	if an.err != nil {
+		return
+	}
 	if err := an.off.Commit(&b); err != nil {
 		an.err = err
 	}
 }
 
-func (an *analyzer) foldChunk(name string, folder *analytics.Folder, c *chunk) {
+// foldChunk folds a chunk's lines into the worker's batch b (the worker's
+// partition, at its next offsets) and evaluates the scenarios' filters on
+// them for the sequencer (at the lines' offsets over all inputs).
+func (an *analyzer) foldChunk(name string, folder *analytics.Folder, c *chunk, b *fsm.Batch) {
 	buf := c.buf
 	no := c.first
 	off := c.base
-	c.batch = pipeline.NewBatch(pipeline.OfflineNode, 0, 0, c.base)
 	var lines int64
 	var ev detect.Event
 	for len(buf) > 0 {
@@ -464,7 +486,8 @@ func (an *analyzer) foldChunk(name string, folder *analytics.Folder, c *chunk) {
 		if len(line) > 0 && line[len(line)-1] == '\r' {
 			line = line[:len(line)-1]
 		}
-		e, err := pipeline.Fold(folder, &c.batch, 0, off, line)
+		e, err := pipeline.Fold(folder, b, b.Partition, b.Until, line)
+		b.Until++
 		if err != nil {
 			lines++
 			an.mu.Lock()
@@ -506,9 +529,6 @@ func (an *analyzer) foldChunk(name string, folder *analytics.Folder, c *chunk) {
 		ev.Matches = c.matches[mPos : mPos+k : mPos+k]
 		mPos += k
 	}
-	c.batch.Until = c.base + c.n
-	pipeline.Trim(&c.batch)
-	c.cmd, c.prepErr = an.off.Prepare(&c.batch)
 	an.mu.Lock()
 	an.lines += lines
 	an.mu.Unlock()
