@@ -80,19 +80,7 @@ func TestProcesses_AttackCorpusSameAlertsAsAnalyze(t *testing.T) {
 	if err := json.Unmarshal(out, &want); err != nil {
 		t.Fatal(err)
 	}
-	set := func(as []detect.Alert) []string {
-		seen := map[string]bool{}
-		var s []string
-		for _, a := range as {
-			k := a.Scenario + " " + a.SourceIP
-			if !seen[k] {
-				seen[k] = true
-				s = append(s, k)
-			}
-		}
-		sort.Strings(s)
-		return s
-	}
+	set := pairsOf
 	wantSet := set(want)
 	joined := strings.Join(wantSet, "\n")
 	for _, must := range []string{"http-range-probing 203.0.113.0/24", "http-range-probing 2001:db8:85a3:4::/64"} {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/internal/testenv"
 	"github.com/wardenhq/warden/workload"
 )
@@ -21,17 +22,19 @@ import (
 // pairs.
 func alertPairs(tb testing.TB, doc []byte) []string {
 	tb.Helper()
-	var as []struct {
-		Scenario string `json:"scenario"`
-		Source   string `json:"source_ip"`
-	}
+	var as []detect.Alert
 	if err := json.Unmarshal(doc, &as); err != nil {
 		tb.Fatalf("alerts document: %v\n%s", err, tail(doc, 500))
 	}
+	return pairsOf(as)
+}
+
+// pairsOf is the sorted distinct (scenario, source) pairs of alerts.
+func pairsOf(as []detect.Alert) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, a := range as {
-		p := a.Scenario + " " + a.Source
+		p := a.Scenario + " " + a.SourceIP
 		if !seen[p] {
 			seen[p] = true
 			out = append(out, p)

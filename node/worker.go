@@ -31,25 +31,15 @@ type worker struct {
 }
 
 // manageWorkers keeps exactly one worker per partition this node owns, at
-// the partition's current epoch. A partition whose owner and epoch do not
-// change keeps its worker untouched: rebalances pause only what moves.
+// the partition's current epoch, and, while the input is not keyed by
+// client, one second stage (repart.go) beside it. A partition whose owner
+// and epoch do not change keeps its workers untouched: rebalances pause
+// only what moves.
 func (n *Node) manageWorkers() {
-	workers := map[int32]*worker{}
-	seconds := map[int32]*worker{} // the second stages (repart.go)
-	secondLimits := map[int32]int{}
-	limits := map[int32]int{} // a returned worker's cap, for its successor
-	stop := func(w *worker) {
-		w.cancel()
-		<-w.done
-	}
-	defer func() {
-		for _, w := range workers {
-			stop(w)
-		}
-		for _, w := range seconds {
-			stop(w)
-		}
-	}()
+	first := newWorkerSet(n, n.runWorker)
+	second := newWorkerSet(n, n.runByClient)
+	defer first.stopAll()
+	defer second.stopAll()
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -66,70 +56,72 @@ func (n *Node) manageWorkers() {
 				want[p.Partition] = p
 			}
 		}
-		for id, w := range workers {
-			p, ok := want[id]
-			select {
-			case <-w.done:
-				delete(workers, id) // fenced or failed: restart below if still ours
-				limits[id] = w.limit
-				continue
-			default:
-			}
-			if !ok || p.Epoch != w.epoch {
-				stop(w)
-				delete(workers, id)
-				delete(limits, id)
-			}
+		first.reconcile(want, true)
+		second.reconcile(want, twoStage(state.Config))
+		n.metrics.ownedPartitions.Set(float64(len(first.running)))
+	}
+}
+
+// workerSet is one kind of worker (a stage) for the partitions this node
+// owns: run reads a partition from the FSM's position until fenced or
+// stopped, and returns the records cap its successor starts with.
+type workerSet struct {
+	n       *Node
+	run     func(ctx context.Context, p fsm.Partition, limit int) int
+	running map[int32]*worker
+	limits  map[int32]int // a returned worker's cap, for its successor
+}
+
+func newWorkerSet(n *Node, run func(context.Context, fsm.Partition, int) int) *workerSet {
+	return &workerSet{n: n, run: run, running: map[int32]*worker{}, limits: map[int32]int{}}
+}
+
+func (ws *workerSet) stop(w *worker) {
+	w.cancel()
+	<-w.done
+}
+
+func (ws *workerSet) stopAll() {
+	for _, w := range ws.running {
+		ws.stop(w)
+	}
+}
+
+// reconcile keeps one worker per partition of want at its epoch (none
+// when not enabled), restarting those that returned.
+func (ws *workerSet) reconcile(want map[int32]fsm.Partition, enabled bool) {
+	for id, w := range ws.running {
+		p, ok := want[id]
+		select {
+		case <-w.done:
+			delete(ws.running, id) // fenced or failed: restart below if still ours
+			ws.limits[id] = w.limit
+			continue
+		default:
 		}
-		for id, p := range want {
-			if _, ok := workers[id]; ok || n.draining.Load() {
-				continue
-			}
-			ctx, cancel := context.WithCancel(n.ctx)
-			w := &worker{partition: id, epoch: p.Epoch, cancel: cancel, done: make(chan struct{})}
-			workers[id] = w
-			limit := limits[id]
-			n.runningWorkers.Add(1)
-			go func() {
-				defer n.runningWorkers.Add(-1)
-				defer close(w.done)
-				w.limit = n.runWorker(ctx, p, limit)
-			}()
+		if !ok || p.Epoch != w.epoch || !enabled {
+			ws.stop(w)
+			delete(ws.running, id)
+			delete(ws.limits, id)
 		}
-		// The second stage of each owned partition, while the input is not
-		// keyed by client.
-		two := twoStage(n.fsm.Config())
-		for id, w := range seconds {
-			p, ok := want[id]
-			select {
-			case <-w.done:
-				delete(seconds, id)
-				secondLimits[id] = w.limit
-				continue
-			default:
-			}
-			if !ok || p.Epoch != w.epoch || !two {
-				stop(w)
-				delete(seconds, id)
-				delete(secondLimits, id)
-			}
+	}
+	if !enabled || ws.n.draining.Load() {
+		return
+	}
+	for id, p := range want {
+		if _, ok := ws.running[id]; ok {
+			continue
 		}
-		for id, p := range want {
-			if _, ok := seconds[id]; ok || !two || n.draining.Load() {
-				continue
-			}
-			ctx, cancel := context.WithCancel(n.ctx)
-			w := &worker{partition: id, epoch: p.Epoch, cancel: cancel, done: make(chan struct{})}
-			seconds[id] = w
-			limit := secondLimits[id]
-			n.runningWorkers.Add(1)
-			go func() {
-				defer n.runningWorkers.Add(-1)
-				defer close(w.done)
-				w.limit = n.runByClient(ctx, p, limit)
-			}()
-		}
-		n.metrics.ownedPartitions.Set(float64(len(workers)))
+		ctx, cancel := context.WithCancel(ws.n.ctx)
+		w := &worker{partition: id, epoch: p.Epoch, cancel: cancel, done: make(chan struct{})}
+		ws.running[id] = w
+		limit := ws.limits[id]
+		ws.n.runningWorkers.Add(1)
+		go func() {
+			defer ws.n.runningWorkers.Add(-1)
+			defer close(w.done)
+			w.limit = ws.run(ctx, p, limit)
+		}()
 	}
 }
 
