@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,6 +115,36 @@ func TestAnalyze_FormatsRangesAndInputs(t *testing.T) {
 		"Requests per hour (UTC)", "2026-11-27 10:00", "access.log:6: bad client: not a log line at all"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestAnalyze_MaxLatenessLeavesLateEventsOutOfDetection: a burst of probes
+// dated two hours before the lines logged ahead of it raises alerts as
+// usual, and none with --max-lateness 1h (the cluster's same setting),
+// while the load figures count every line either way.
+func TestAnalyze_MaxLatenessLeavesLateEventsOutOfDetection(t *testing.T) {
+	var b strings.Builder
+	for i := range 30 {
+		fmt.Fprintf(&b, "198.51.100.%d - - [01/Dec/2026:12:00:%02d +0000] \"GET /index.html HTTP/1.1\" 200 512 \"-\" \"Mozilla/5.0\"\n", i+1, i)
+	}
+	probes := []string{"/.env", "/.git/config", "/wp-config.php.bak", "/backup.sql", "/phpmyadmin/", "/server-status", "/config.json", "/.aws/credentials"}
+	for i := range 60 {
+		fmt.Fprintf(&b, "203.0.113.9 - - [01/Dec/2026:10:00:%02d +0000] \"GET %s%d HTTP/1.1\" 404 196 \"-\" \"Nikto/2.5.0\"\n", i, probes[i%len(probes)], i)
+	}
+	in := []byte(b.String())
+	on, _ := analyze(t, in, "--json", "--doc", "alerts", "-")
+	late, _ := analyze(t, in, "--json", "--doc", "alerts", "--max-lateness", "1h", "-")
+	if n := len(alertPairs(t, []byte(on))); n == 0 {
+		t.Fatal("the probes raised no alert without a max lateness: the test shows nothing")
+	}
+	if got := alertPairs(t, []byte(late)); len(got) != 0 {
+		t.Errorf("with --max-lateness 1h, late probes still raised %v", got)
+	}
+	for _, args := range [][]string{{"--json", "-"}, {"--json", "--max-lateness", "1h", "-"}} {
+		out, _ := analyze(t, in, args...)
+		if st := statsOf(t, out); st.Requests != 90 {
+			t.Errorf("%v: %d requests counted, want 90", args, st.Requests)
 		}
 	}
 }
