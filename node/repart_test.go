@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/wardenhq/warden/analytics"
 	"github.com/wardenhq/warden/pipeline"
 )
 
@@ -86,4 +87,39 @@ func applied(n *Node) int64 {
 		sum += p.ByClient.Applied
 	}
 	return sum
+}
+
+// TestRepartition_LateEventsCountedNotDetected: with the cluster's max
+// lateness, events more than it older than their partition's watermark are
+// counted late (in /v1/partitions' `late`), counted in the load figures, and
+// never reach the second stage's detection.
+func TestRepartition_LateEventsCountedNotDetected(t *testing.T) {
+	c := newCluster(t, 1)
+	c.configure = func(cfg *Config) { cfg.MaxLateness = time.Hour }
+	n := startOne(t, c)
+	now := time.Now().Add(-time.Minute)
+	var vals [][]byte
+	for i := range 30 {
+		vals = append(vals, clf(fmt.Sprintf("198.51.100.%d", i+1), now, "/"))
+	}
+	for i := range 20 {
+		vals = append(vals, clf("203.0.113.9", now.Add(-2*time.Hour), fmt.Sprintf("/.env%d", i)))
+	}
+	end := produceValues(t, c, vals...)
+	waitCommitted(t, n, end, 60*time.Second)
+	waitFor(t, 30*time.Second, "the on-time lines detected on", func() bool { return applied(n) == 30 })
+	p := n.State().Partitions[0]
+	if p.Late != 20 {
+		t.Errorf("late %d, want 20", p.Late)
+	}
+	if want := now.Truncate(time.Second).UnixNano(); p.Watermark != want {
+		t.Errorf("watermark %d, want %d", p.Watermark, want)
+	}
+	time.Sleep(time.Second)
+	if got := applied(n); got != 30 {
+		t.Errorf("%d lines reached detection, want the 30 on time", got)
+	}
+	if st := n.Stats(analytics.Query{}); st.Requests != 50 {
+		t.Errorf("%d requests in the figures, want 50", st.Requests)
+	}
 }
