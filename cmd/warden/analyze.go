@@ -122,21 +122,24 @@ func (o *analyzeFlags) run(files []string) error {
 	an.rules = an.off.State.Rules()
 	// The stats document needs no detection: skip it then.
 	an.detect = !o.asJSON || o.doc != "stats" || o.explain != ""
-	an.src = pipeline.Source{Clock: pipeline.NewClock(0, int64(o.maxLateness))}
-	if an.detect {
-		an.src.Detector = detect.NewDetector(an.rules, 0, nil)
-		an.src.Detector.Offline = true // see pipeline/defaults.go
-	}
+	an.clock = pipeline.NewClock(0, int64(o.maxLateness))
 	var explain *detect.Explainer
 	if o.explain != "" {
 		explain = &detect.Explainer{IP: o.explain, Rules: an.rules,
 			Parse: func(l []byte, e *accesslog.Entry) error { return an.format.Parse(l, e) }}
-		an.src.Detector.Trace(o.explain, explain.Step)
+	}
+	if an.detect {
+		an.startShards(int32(o.workers), explain)
 	}
 	for _, name := range files {
 		if err := an.file(name); err != nil {
+			an.stopShards()
 			return err
 		}
+	}
+	an.stopShards()
+	if an.err != nil {
+		return an.err
 	}
 	book := an.off.State.Book
 	if explain != nil {
@@ -196,10 +199,11 @@ func parseTimeFlag(name, v string) (time.Time, error) {
 
 // analyzer drives the pipeline over files: a reader cuts each input into
 // chunks of whole lines; workers fold chunks (pipeline.Fold: figures,
-// malformed sample, digest) and evaluate the scenarios' filters, in any
-// order; a sequencer takes the chunks in input order, pours their events
-// into the source's detector (pipeline.Source) and commits each chunk as
-// one batch to the offline state.
+// malformed sample, digest) into their own offline partition's batches and
+// evaluate the scenarios' filters, in any order; a sequencer takes the
+// chunks in input order, drops late events (the files' clock) and hands
+// each event to its client's detection shard; a committer commits the
+// shards' deltas chunk by chunk, in shard order (see shard).
 type analyzer struct {
 	format       *accesslog.Format
 	detected     string
@@ -210,7 +214,10 @@ type analyzer struct {
 
 	detect bool
 	rules  *detect.Rules
-	src    pipeline.Source
+	clock  pipeline.Clock // the files' watermark: one source, in order
+	shards []*shard
+	queue  chan queued // each chunk's shard results, in input order
+	queued sync.WaitGroup
 	off    *pipeline.Offline
 	offMu  sync.Mutex // the offline state takes one commit at a time
 	offset int64      // line index over all inputs: detection's offset
@@ -350,11 +357,17 @@ func (an *analyzer) file(name string) error {
 				}
 				delete(waiting, next)
 				next++
-				an.commit(w)
-				if w.pool != nil {
-					*w.pool = w.buf[:0]
-					pool.Put(w.pool)
+				release := func() {
+					if w.pool != nil {
+						*w.pool = w.buf[:0]
+						pool.Put(w.pool)
+					}
 				}
+				if !an.detect {
+					release()
+					continue
+				}
+				an.dispatch(w, release)
 			}
 		}
 	}()
@@ -444,26 +457,122 @@ func (an *analyzer) flush(b *fsm.Batch) {
 	*b = pipeline.NewBatch(pipeline.OfflineNode, p, 1, b.Until)
 }
 
-// commit takes one chunk's events, in input order, into the detector, and
-// commits the detector's delta as the chunk's batch of partition 0's second
-// stage: detection sees the files as one source, in order.
-func (an *analyzer) commit(c *chunk) {
-	if !an.detect {
+// Detection runs on shards, as the cluster's second stages do: each
+// client's network (detect.PartitionKey) belongs to one shard
+// (pipeline.Target), whose detector takes that client's events in input
+// order; each shard is partition s of the offline state, and its detector
+// deltas are that partition's second-stage batches, committed chunk by
+// chunk in shard order, so the alerts enter the book in the same order
+// every run.
+type shard struct {
+	id   int32
+	det  *detect.Detector
+	in   chan shardWork
+	next int64 // the next offset of the shard's second stage
+}
+
+type shardWork struct {
+	events []*detect.Event
+	done   chan shardDone
+}
+
+// queued is a chunk dispatched to the shards: their results, and what gives
+// the chunk's buffer back once they are all in.
+type queued struct {
+	outs    []chan shardDone
+	release func()
+}
+
+type shardDone struct {
+	batch fsm.Batch
+	ok    bool // events were taken: the batch is to be committed
+}
+
+// startShards starts k detectors and the committer of their batches.
+func (an *analyzer) startShards(k int32, explain *detect.Explainer) {
+	an.queue = make(chan queued, 4)
+	for id := range max(1, k) {
+		sh := &shard{id: id, det: detect.NewDetector(an.rules, id, nil), in: make(chan shardWork, 4)}
+		sh.det.Offline = true // see pipeline/defaults.go
+		if explain != nil {
+			sh.det.Trace(explain.IP, explain.Step) // the one shard that holds it
+		}
+		an.shards = append(an.shards, sh)
+		go sh.run()
+	}
+	an.queued.Add(1)
+	go func() {
+		defer an.queued.Done()
+		for q := range an.queue {
+			for _, out := range q.outs {
+				d := <-out
+				if !d.ok {
+					continue
+				}
+				an.offMu.Lock()
+				if an.err == nil {
+					if err := an.off.Commit(&d.batch); err != nil {
+						an.err = err
+					}
+				}
+				an.offMu.Unlock()
+			}
+			q.release()
+		}
+	}()
+}
+
+// stopShards waits until every dispatched chunk is committed.
+func (an *analyzer) stopShards() {
+	if an.queue == nil {
 		return
 	}
-	b := fsm.Batch{Stage: fsm.StageByClient, From: c.base, Until: c.base + c.n}
+	close(an.queue)
+	an.queued.Wait()
+	for _, sh := range an.shards {
+		close(sh.in)
+	}
+	an.queue = nil
+}
+
+func (sh *shard) run() {
+	for w := range sh.in {
+		if len(w.events) == 0 {
+			w.done <- shardDone{}
+			continue
+		}
+		for _, ev := range w.events {
+			sh.det.Pour(ev)
+		}
+		n := int64(len(w.events))
+		b := fsm.Batch{Stage: fsm.StageByClient, Partition: sh.id, From: sh.next, Until: sh.next + n, Detect: sh.det.Flush()}
+		sh.next += n
+		w.done <- shardDone{batch: b, ok: true}
+	}
+}
+
+// dispatch takes one chunk's events, in input order: the files' clock
+// says which are late (left out), the others go to their client's shard;
+// release runs once every shard is done with the chunk's lines.
+func (an *analyzer) dispatch(c *chunk, release func()) {
+	k := int32(len(an.shards))
+	per := make([][]*detect.Event, k)
 	for i := range c.events {
-		an.src.Pour(&b, &c.events[i])
+		ev := &c.events[i]
+		if an.clock.Observe(ev.Time) {
+			continue
+		}
+		s := pipeline.Target([]byte(detect.PartitionKey(string(ev.IP))), k)
+		per[s] = append(per[s], ev)
 	}
-	an.src.Finish(&b)
-	an.offMu.Lock()
-	defer an.offMu.Unlock()
-	if an.err != nil {
-		return
+	outs := make([]chan shardDone, k)
+	for s, sh := range an.shards {
+		outs[s] = make(chan shardDone, 1)
+		sh.in <- shardWork{events: per[s], done: outs[s]}
 	}
-	if err := an.off.Commit(&b); err != nil {
-		an.err = err
-	}
+	// The committer takes the chunk's results in shard order, then gives
+	// the chunk's buffer back.
+	an.queue <- queued{outs: outs, release: release}
 }
 
 // foldChunk folds a chunk's lines into the worker's batch b (the worker's
