@@ -299,6 +299,13 @@ func TestNode_LargeBatchesAreCut(t *testing.T) {
 				})
 			}
 
+			// The second stage may still commit (markers): count once it
+			// is quiet, the log and the state read at one applied index.
+			waitFor(t, 20*time.Second, "the second stage quiet", func() bool {
+				before := n.State().Partitions[0].ByClient.Commits
+				time.Sleep(300 * time.Millisecond)
+				return n.State().Partitions[0].ByClient.Commits == before
+			})
 			first, _ := n.bolt.FirstIndex()
 			last, _ := n.bolt.LastIndex()
 			input, second := 0, 0
