@@ -16,9 +16,10 @@ const OfflineNode = "analyze"
 // implementation kept in step. The files are laid out as a round-robin
 // producer would lay them out over a topic: each parsing goroutine's chunks
 // are one partition, whose figures it folds into large batches of its own
-// (figures are sums: where a line went does not change them); detection
-// takes the files as one source, in order, as the second stage of
-// partition 0.
+// (figures are sums: where a line went does not change them). Detection
+// takes the files as one source, in order (one clock), and shards it by
+// client network as the cluster's second stages do: shard s's detector
+// deltas are partition s's second-stage batches.
 type Offline struct {
 	State *fsm.State
 }
