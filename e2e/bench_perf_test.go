@@ -89,6 +89,8 @@ func BenchmarkLatency(b *testing.B) {
 	if from == "half of ClusterThroughput's rate" {
 		runs = append(runs, run{"latency_quarter_load", "a quarter of ClusterThroughput's rate", clusterMaxRate / 4})
 	}
+	// And at a fixed, moderate live rate (target p99 < 100 ms).
+	runs = append(runs, run{"latency_20k", "a fixed 20,000 lines/s", 20_000})
 	for b.Loop() {
 		for ri, r := range runs {
 			rate, from := r.rate, r.from
