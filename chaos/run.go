@@ -344,6 +344,7 @@ func (c *cluster) settle(ctx context.Context, timeout time.Duration) (bool, map[
 			last = err
 		} else {
 			ok := true
+			var rends map[int32]int64 // the repartition topic's, read once a round
 			for _, a := range c.Agents() {
 				var parts partitionsDoc
 				if err := get(a.HTTP, "/v1/partitions", &parts); err != nil {
@@ -360,7 +361,10 @@ func (c *cluster) settle(ctx context.Context, timeout time.Duration) (bool, map[
 						break
 					}
 					if bc := p.ByClient; bc != nil {
-						rends, err := clustertest.EndOffsets(ctx, c.Broker(), bc.Topic, c.cfg.KafkaOpts...)
+						var err error
+						if rends == nil {
+							rends, err = clustertest.EndOffsets(ctx, c.Broker(), bc.Topic, c.cfg.KafkaOpts...)
+						}
 						if err != nil || bc.Committed != rends[p.Partition] {
 							ok, last = false, fmt.Errorf("%s: repartition partition %d committed %d of %d (%v)", a.ID, p.Partition, bc.Committed, rends[p.Partition], err)
 							break

@@ -403,26 +403,41 @@ func applyAssign(s *State, a Assign) Result {
 	return Result{}
 }
 
+// fence finds batch b's partition and checks that b may apply there: its
+// proposer owns the partition at b's epoch, and b starts where its stage's
+// committed offset stands (the input's, or the repartition topic's).
+func fence(s *State, b *Batch) (*Partition, error) {
+	if b.Partition < 0 || int(b.Partition) >= len(s.Partitions) {
+		return nil, ErrUnknownPartition
+	}
+	p := &s.Partitions[b.Partition]
+	committed := p.Committed
+	if b.Stage == StageByClient {
+		committed = p.ByClient.Committed
+	}
+	switch {
+	case p.Owner != b.Node:
+		return nil, ErrNotOwner
+	case p.Epoch != b.Epoch:
+		return nil, ErrFenced
+	case committed != b.From:
+		return nil, ErrOffsetMismatch
+	case b.Until < b.From:
+		return nil, ErrBadRange
+	}
+	return p, nil
+}
+
 func applyBatch(s *State, b Batch) error {
 	if err := b.checked(); err != nil {
 		return err
 	}
+	p, err := fence(s, &b)
+	if err != nil {
+		return err
+	}
 	if b.Stage == StageByClient {
-		return applyByClient(s, b)
-	}
-	if b.Partition < 0 || int(b.Partition) >= len(s.Partitions) {
-		return ErrUnknownPartition
-	}
-	p := &s.Partitions[b.Partition]
-	switch {
-	case p.Owner != b.Node:
-		return ErrNotOwner
-	case p.Epoch != b.Epoch:
-		return ErrFenced
-	case p.Committed != b.From:
-		return ErrOffsetMismatch
-	case b.Until < b.From:
-		return ErrBadRange
+		return applyByClient(s, p, b)
 	}
 	switch faultAt(p) {
 	case "skip-commit": // lose the batch: offsets move, results do not

@@ -125,6 +125,12 @@ func (f *FSM) Rules() *detect.Rules {
 func (f *FSM) WorkerStart(p int32) (Partition, *detect.PartitionState, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	return f.workerStart(p)
+}
+
+// workerStart is WorkerStart under the read lock. The record is a copy:
+// apply changes the marks in place.
+func (f *FSM) workerStart(p int32) (Partition, *detect.PartitionState, bool) {
 	if p < 0 || int(p) >= len(f.state.Partitions) {
 		return Partition{}, nil, false
 	}
@@ -132,7 +138,9 @@ func (f *FSM) WorkerStart(p int32) (Partition, *detect.PartitionState, bool) {
 	if st := f.state.Detect[p]; st != nil {
 		ds = st.Clone()
 	}
-	return f.state.Partitions[p], ds, true
+	part := f.state.Partitions[p]
+	part.ByClient.Marks = append([]SourceMark(nil), part.ByClient.Marks...)
+	return part, ds, true
 }
 
 // UnpublishedAlerts returns how many alerts wait for the alerts topic and

@@ -96,23 +96,13 @@ type MergeCounts struct {
 	Lost int64
 }
 
-// applyByClient applies a second-stage batch: the same owner and epoch
-// rules as the input's batches, against the repartition partition's own
-// committed offset.
-func applyByClient(s *State, b Batch) error {
-	if b.Partition < 0 || int(b.Partition) >= len(s.Partitions) {
-		return ErrUnknownPartition
-	}
-	p := &s.Partitions[b.Partition]
+// applyByClient applies a second-stage batch of partition p, fenced by
+// apply like the input's batches (against the repartition partition's own
+// committed offset).
+func applyByClient(s *State, p *Partition, b Batch) error {
 	bc := &p.ByClient
 	switch {
-	case p.Owner != b.Node:
-		return ErrNotOwner
-	case p.Epoch != b.Epoch:
-		return ErrFenced
-	case bc.Committed != b.From:
-		return ErrOffsetMismatch
-	case b.Until < b.From, b.Merge.Lost > b.Until-b.From:
+	case b.Merge.Lost > b.Until-b.From:
 		return ErrBadRange
 	case b.Gen != s.Gen:
 		return ErrFenced // forwarded under another replay generation
@@ -153,16 +143,8 @@ func applyByClient(s *State, b Batch) error {
 func (f *FSM) ByClientStart(p int32) (Partition, *detect.PartitionState, uint64, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if p < 0 || int(p) >= len(f.state.Partitions) {
-		return Partition{}, nil, 0, false
-	}
-	var ds *detect.PartitionState
-	if st := f.state.Detect[p]; st != nil {
-		ds = st.Clone()
-	}
-	part := f.state.Partitions[p]
-	part.ByClient.Marks = append([]SourceMark(nil), part.ByClient.Marks...)
-	return part, ds, f.state.Gen, true
+	part, ds, ok := f.workerStart(p)
+	return part, ds, f.state.Gen, ok
 }
 
 // Gen is the replay generation.

@@ -491,34 +491,48 @@ func (n *Node) watchPlacement() {
 
 // registerRepartMetrics exports the repartition stage's figures.
 func registerRepartMetrics(reg *prometheus.Registry, f *fsm.FSM, misplaced *atomic.Int64) {
-	sum := func(get func(p fsm.Partition) int64) func() float64 {
-		return func() float64 {
-			s, _ := f.View()
-			var t int64
-			for _, p := range s.Partitions {
-				t += get(p)
-			}
-			return float64(t)
-		}
-	}
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "warden_clients_in_several_partitions",
 			Help: "With --input-keyed-by-client: clients whose detector state is in more than one partition (the input is not keyed by client)."},
 			func() float64 { return float64(misplaced.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_late_events_total",
-			Help: "Events more than --max-lateness older than their partition's watermark: counted in the figures, left out of detection, cluster-wide."},
-			sum(func(p fsm.Partition) int64 { return p.Late })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_repartition_applied_total",
-			Help: "Lines the second stage took into detection, cluster-wide."},
-			sum(func(p fsm.Partition) int64 { return p.ByClient.Applied })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_repartition_dropped_total",
-			Help: "Repartition records dropped as repeats of a first-stage retry or of an older replay generation, cluster-wide."},
-			sum(func(p fsm.Partition) int64 { return p.ByClient.Dropped })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_repartition_bad_total",
-			Help: "Repartition records without a valid origin header (not written by Warden), dropped, cluster-wide."},
-			sum(func(p fsm.Partition) int64 { return p.ByClient.Bad })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_repartition_out_of_order_total",
-			Help: "Lines of a partition that was idle and came back with events older than lines already applied, cluster-wide."},
-			sum(func(p fsm.Partition) int64 { return p.ByClient.OutOfOrder })),
-	)
+		repartCollector{f: f})
+}
+
+// repartCollector sums, at each scrape and from one view of the state, the
+// cluster-wide counters of every partition's stages.
+type repartCollector struct{ f *fsm.FSM }
+
+var repartCounters = []struct {
+	desc *prometheus.Desc
+	get  func(p fsm.Partition) int64
+}{
+	{prometheus.NewDesc("warden_late_events_total", "Events more than --max-lateness older than their partition's watermark: counted in the figures, left out of detection, cluster-wide.", nil, nil),
+		func(p fsm.Partition) int64 { return p.Late }},
+	{prometheus.NewDesc("warden_repartition_applied_total", "Lines the second stage took into detection, cluster-wide.", nil, nil),
+		func(p fsm.Partition) int64 { return p.ByClient.Applied }},
+	{prometheus.NewDesc("warden_repartition_dropped_total", "Repartition records dropped as repeats of a first-stage retry or of an older replay generation, cluster-wide.", nil, nil),
+		func(p fsm.Partition) int64 { return p.ByClient.Dropped }},
+	{prometheus.NewDesc("warden_repartition_bad_total", "Repartition records without a valid origin header or MAC (not written by this cluster), dropped, cluster-wide.", nil, nil),
+		func(p fsm.Partition) int64 { return p.ByClient.Bad }},
+	{prometheus.NewDesc("warden_repartition_out_of_order_total", "Lines of a partition that was idle and came back with events older than lines already applied, cluster-wide.", nil, nil),
+		func(p fsm.Partition) int64 { return p.ByClient.OutOfOrder }},
+	{prometheus.NewDesc("warden_repartition_lost_total", "Repartition records deleted by retention before the second stage read them, cluster-wide.", nil, nil),
+		func(p fsm.Partition) int64 { return p.ByClient.Lost }},
+}
+
+func (repartCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range repartCounters {
+		ch <- c.desc
+	}
+}
+
+func (rc repartCollector) Collect(ch chan<- prometheus.Metric) {
+	s, _ := rc.f.View()
+	for _, c := range repartCounters {
+		var t int64
+		for _, p := range s.Partitions {
+			t += c.get(p)
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(t))
+	}
 }
