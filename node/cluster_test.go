@@ -248,13 +248,29 @@ func TestCluster_KillAndJoinKeepExactlyOnce(t *testing.T) {
 	p.check(t, n1)
 	p.check(t, n4)
 
-	// Every live replica converges to the same state.
-	want := n1.State()
-	for id, n := range c.nodes {
-		waitFor(t, 10*time.Second, id+" converged", func() bool {
-			got := n.State()
-			return fmt.Sprint(got.Partitions) == fmt.Sprint(want.Partitions)
-		})
+	// Every live replica converges to the same state. The second stage
+	// may still be committing when the first has caught up, so the states
+	// are read afresh until all agree at one moment, not compared with one
+	// read taken before they settled (a lagging n1 would never be matched
+	// by a replica already past it).
+	var differ string
+	converged := func() bool {
+		want := n1.State().Partitions
+		for id, n := range c.nodes {
+			got := n.State().Partitions
+			for i := range want {
+				if i >= len(got) || fmt.Sprint(got[i]) != fmt.Sprint(want[i]) {
+					differ = fmt.Sprintf("%s differs from n1 on partition %d", id, i)
+					return false
+				}
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(30 * time.Second); !converged(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("replicas never converged: %s\nn1: %+v", differ, n1.State().Partitions)
+		}
 	}
 	// The dead node is reaped, and the recorded members say so.
 	waitFor(t, 20*time.Second, "victim reaped and n4 a voter", func() bool {
