@@ -60,6 +60,15 @@ func (f *Folder) Fold(a *Aggregate, line []byte) (bool, error) {
 	return true, nil
 }
 
+// Parse reads line as Fold does, folding nothing: the entry (valid until
+// the next Fold or Parse), or nil for a line Fold would not fold.
+func (f *Folder) Parse(line []byte) *accesslog.Entry {
+	if blank(line) || f.format.Parse(line, &f.entry) != nil || f.future(f.entry.Time) {
+		return nil
+	}
+	return &f.entry
+}
+
 // future reports whether t (Unix ns) is more than MaxSkew past Now.
 func (f *Folder) future(t int64) bool {
 	if f.MaxSkew <= 0 || t <= f.horizon {

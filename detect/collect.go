@@ -44,7 +44,10 @@ func (d *Detector) collect() {
 			}
 			if drained && b.Blackhole < limit && b.LastT < limit {
 				src.slots[k].b = nil
-				d.dirty[ip] = src
+				if _, ok := d.dirty[ip]; !ok {
+					d.dirty[ip] = src
+					d.pending += len(ip) + pendingPerSource
+				}
 				continue
 			}
 			live = true

@@ -23,6 +23,12 @@ type Detector struct {
 	watermark int64
 	dirty     map[string]*source
 	alerts    []Alert
+	// unsettled are the buckets that took a raw sample since the last
+	// TakeAlerts, Alerts or Flush: settled at the next, so that a dirty
+	// set kept across batches (Alerts) does not hold fetch buffers.
+	unsettled []*Bucket
+	// pending estimates the bytes of the next Flush's buckets (Pending).
+	pending int
 	ev        Event
 	// maxSources is MaxSources; the package's tests lower it.
 	maxSources int
@@ -96,7 +102,10 @@ func (d *Detector) Pour(ev *Event) {
 		if !ok {
 			src = d.source(string(ev.IP))
 		}
-		d.dirty[string(ev.IP)] = src
+		if _, ok := d.dirty[string(ev.IP)]; !ok {
+			d.dirty[string(ev.IP)] = src
+			d.pending += (len(ev.IP) + pendingPerSource) * len(ev.Matches)
+		}
 		for _, m := range ev.Matches {
 			s := d.rules.Scenarios[m.Scenario]
 			if m.Group == "" && s.GroupBy == "ip" && s.Scope == ScopeIP {
@@ -114,7 +123,10 @@ func (d *Detector) Pour(ev *Event) {
 			if gs == nil {
 				gs = d.source(key)
 			}
-			d.dirty[key] = gs
+			if _, ok := d.dirty[key]; !ok {
+				d.dirty[key] = gs
+				d.pending += len(key) + pendingPerSource
+			}
 			d.pour(gs, m, ev, who)
 		}
 	}
@@ -195,6 +207,7 @@ func (d *Detector) pour(src *source, m Match, ev *Event, ip string) {
 		}
 		x := b.extra()
 		x.Keys = append(x.Keys, m.Key)
+		d.pending += 8
 	}
 	if b.Level == 0 {
 		b.LastLeak, b.FirstT, b.FirstOff = t, t, ev.Offset
@@ -227,6 +240,10 @@ func (d *Detector) sample(s *Scenario, b *Bucket, ev *Event) {
 		line = line[:maxSampleBytes]
 	}
 	x := b.extra()
+	if len(x.raw) == 0 {
+		d.unsettled = append(d.unsettled, b)
+	}
+	d.pending += len(line)
 	if len(x.raw) == maxSamples {
 		x.raw = append(x.raw[:0], x.raw[1:]...)
 	}
@@ -255,6 +272,7 @@ func (d *Detector) overflow(s *Scenario, b *Bucket, ev *Event, source string, tr
 func (d *Detector) TakeAlerts() []Alert {
 	a := d.alerts
 	d.alerts = nil
+	d.unsettled = d.unsettled[:0]
 	for key, src := range d.dirty {
 		for _, sl := range src.slots {
 			if sl.b != nil {
@@ -266,11 +284,41 @@ func (d *Detector) TakeAlerts() []Alert {
 		}
 	}
 	d.dirty = map[string]*source{}
+	d.pending = 0
 	return a
+}
+
+// pendingPerSource is Pending's estimate of a changed bucket's bytes
+// besides its source's key: its fields and its scenario's name.
+const pendingPerSource = 48
+
+// Pending estimates the bytes the buckets of the next Flush encode to
+// (sources changed, their samples and distinct values, counted as they
+// come: an upper bound within a factor of a few). A stage that checkpoints
+// seldom flushes early when it grows, so that a checkpoint fits one Raft
+// entry.
+func (d *Detector) Pending() int { return d.pending }
+
+// Alerts returns a delta of the alerts raised since the last Alerts or
+// Flush and nothing else: no bucket, and no watermark (which must stay
+// with the buckets it goes with). The changed buckets stay dirty, so the
+// next Flush, a checkpoint, still carries every bucket changed since the
+// one before.
+func (d *Detector) Alerts() *Delta {
+	delta := &Delta{Partition: d.partition, Alerts: d.alerts}
+	d.alerts = nil
+	for _, b := range d.unsettled {
+		b.settle()
+	}
+	clear(d.unsettled)
+	d.unsettled = d.unsettled[:0]
+	return delta
 }
 
 // Flush returns the delta since the last Flush and starts a new one.
 func (d *Detector) Flush() *Delta {
+	clear(d.unsettled)
+	d.unsettled = d.unsettled[:0]
 	delta := &Delta{Partition: d.partition, Watermark: d.watermark, Alerts: d.alerts}
 	if len(d.dirty) > 0 {
 		delta.Buckets = map[string]*Bucket{}
@@ -289,6 +337,7 @@ func (d *Detector) Flush() *Delta {
 		}
 	}
 	d.dirty = map[string]*source{}
+	d.pending = 0
 	d.alerts = nil
 	return delta
 }

@@ -183,6 +183,11 @@ type Batch struct {
 	Marks []MarkUpdate `json:"marks,omitempty"`
 	Merge MergeCounts  `json:"merge,omitempty"`
 	MaxTS int64        `json:"max_ts,omitempty"`
+	// Checkpoint says Detect holds every bucket the detector changed
+	// since the partition's previous checkpoint, and its watermark: the
+	// FSM's detector state then stands after this batch (checkpoint.go).
+	// Otherwise Detect holds only alerts.
+	Checkpoint bool `json:"checkpoint,omitempty"`
 
 	// Set by decoding: Analytics and Detect in binary form, checked; why
 	// the batch's bytes were refused (ErrBadBatch), if they were.
@@ -239,7 +244,7 @@ func Encode(c Command) ([]byte, error) {
 // ready for Apply; a commit or results command in an older release's JSON
 // decodes as its binary form does.
 func Decode(b []byte) (Command, error) {
-	if len(b) > 0 && (b[0] == binaryCommit || b[0] == binaryResults || b[0] == binaryCommit2) {
+	if len(b) > 0 && (b[0] == binaryCommit || b[0] == binaryResults || b[0] == binaryCommit2 || b[0] == binaryCommit3 || b[0] == binaryResults3) {
 		return decodeBatches(b)
 	}
 	var c Command
@@ -307,6 +312,7 @@ func Apply(s *State, cmd Command) Result {
 		}
 		s.Partitions[p].Committed, s.Partitions[p].Processed = cmd.Reset.Offset, cmd.Reset.Offset
 		s.Partitions[p].Epoch++
+		unsetInputCheckpoint(&s.Partitions[p])
 		return Result{}
 	case KindConfigure:
 		if cmd.Config == nil {
@@ -459,6 +465,9 @@ func applyBatch(s *State, b Batch) error {
 	// Both checked whole at decoding: neither can fail midway.
 	s.Analytics.MergeChecked(b.analytics)
 	applyDetect(s, b)
+	if b.Checkpoint && len(b.detect.Bytes()) > 0 {
+		checkpointInput(p, &b)
+	}
 	if len(b.Malformed) > 0 {
 		s.Malformed = append(s.Malformed, b.Malformed...)
 		if over := len(s.Malformed) - MaxMalformedSample; over > 0 {

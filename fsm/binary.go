@@ -19,10 +19,14 @@ import (
 //	       empty for none), m, bad record × m (partition, offset, reason, line),
 //	       stage, generation, watermark, late, k, mark × k (source, next,
 //	       covered, watermark, idle (0 or 1), idle at), merge counts (applied,
-//	       dropped, bad, out of order, lost), latest timestamp
+//	       dropped, bad, out of order, lost), latest timestamp, flags
+//	       (bit 0: checkpoint)
 //
 // binaryCommit is the commit entry of releases before the repartition
 // stage: its batches end after the bad records (and are input batches).
+// binaryCommit2 and binaryResults are those of releases before detector
+// checkpoints: their batches end before the flags, and each carried its
+// detector delta whole (a checkpoint).
 //
 // Releases before binaryResults wrote results, and releases before
 // binaryCommit wrote commits, as JSON: Decode turns those into the binary
@@ -34,10 +38,15 @@ import (
 // entry still count; one that passed merges straight from the bytes and
 // cannot fail midway. A truncated or corrupt frame refuses the entry.
 const (
-	binaryCommit  byte = 0xB1
-	binaryResults byte = 0xB2
-	binaryCommit2 byte = 0xB3
+	binaryCommit   byte = 0xB1
+	binaryResults  byte = 0xB2
+	binaryCommit2  byte = 0xB3
+	binaryCommit3  byte = 0xB4
+	binaryResults3 byte = 0xB5
 )
+
+// flagCheckpoint is the batch flag of Batch.Checkpoint.
+const flagCheckpoint = 1
 
 func appendBatch(b []byte, bt *Batch) []byte {
 	b = wire.AppendString(b, bt.Node)
@@ -86,7 +95,11 @@ func appendBatch(b []byte, bt *Batch) []byte {
 	for _, v := range []int64{m.Applied, m.Dropped, m.Bad, m.OutOfOrder, m.Lost, bt.MaxTS} {
 		b = wire.AppendInt(b, v)
 	}
-	return b
+	flags := uint64(0)
+	if bt.Checkpoint {
+		flags |= flagCheckpoint
+	}
+	return wire.AppendUint(b, flags)
 }
 
 // appendSized appends what enc writes, preceded by its length. It reserves
@@ -119,7 +132,7 @@ func encodeBatches(c Command) []byte {
 func decodeBatches(data []byte) (Command, error) {
 	r := wire.NewReader(data[1:])
 	cmd := Command{Kind: KindCommit}
-	if data[0] == binaryResults {
+	if data[0] == binaryResults || data[0] == binaryResults3 {
 		cmd.Kind = KindResults
 		switch r.Uint() {
 		case 0:
@@ -132,8 +145,9 @@ func decodeBatches(data []byte) (Command, error) {
 	n := r.Count(8)
 	cmd.Commit = make([]Batch, n)
 	ext := data[0] != binaryCommit
+	flags := data[0] == binaryCommit3 || data[0] == binaryResults3
 	for i := range cmd.Commit {
-		decodeBatch(r, &cmd.Commit[i], ext)
+		decodeBatch(r, &cmd.Commit[i], ext, flags)
 	}
 	if err := r.Err(); err != nil {
 		return cmd, fmt.Errorf("fsm: decode command: %w", err)
@@ -147,7 +161,7 @@ func decodeBatches(data []byte) (Command, error) {
 // decodeBatch reads one batch and checks its analytics and detector delta
 // through to their ends, so that Apply either refuses it or applies all of
 // it. A frame error is left in r.
-func decodeBatch(r *wire.Reader, bt *Batch, ext bool) {
+func decodeBatch(r *wire.Reader, bt *Batch, ext, flags bool) {
 	bt.Node = r.String()
 	bt.Partition = int32(r.Int())
 	bt.Epoch = r.Uint()
@@ -186,6 +200,15 @@ func decodeBatch(r *wire.Reader, bt *Batch, ext bool) {
 			badExt = true
 		}
 		bt.Stage = uint8(min(stage, 255))
+	}
+	// Before the flags, every batch was a checkpoint.
+	bt.Checkpoint = true
+	if flags {
+		f := r.Uint()
+		bt.Checkpoint = f&flagCheckpoint != 0
+		if f&^flagCheckpoint != 0 {
+			badExt = true
+		}
 	}
 	if r.Err() != nil {
 		return
@@ -227,7 +250,7 @@ func EncodeBatch(b *Batch) []byte { return appendBatch(make([]byte, 0, 4096), b)
 // CommitEntry is the log entry of a commit of the batches encoded by
 // EncodeBatch, in order.
 func CommitEntry(batches [][]byte) []byte {
-	return batchEntry([]byte{binaryCommit2}, batches)
+	return batchEntry([]byte{binaryCommit3}, batches)
 }
 
 // ResultsEntry is the log entry of the results of the batches encoded by
@@ -238,7 +261,7 @@ func ResultsEntry(restart bool, batches [][]byte) []byte {
 	if restart {
 		flag = 1
 	}
-	return batchEntry(wire.AppendUint([]byte{binaryResults}, flag), batches)
+	return batchEntry(wire.AppendUint([]byte{binaryResults3}, flag), batches)
 }
 
 func batchEntry(head []byte, batches [][]byte) []byte {

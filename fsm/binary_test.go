@@ -52,7 +52,7 @@ func rawBatch(b Batch, analyticsBytes, detectBytes []byte) []byte {
 	for range 11 {
 		out = wire.AppendUint(out, 0)
 	}
-	return out
+	return wire.AppendUint(out, flagCheckpoint)
 }
 
 // snapshotOf is s as a snapshot holds it.

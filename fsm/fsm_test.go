@@ -429,7 +429,7 @@ func TestCommit_LegacyJSONEqualsBinary(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := map[Kind]byte{KindCommit: binaryCommit2, KindResults: binaryResults}[cmd.Kind]; data[0] != want {
+		if want := map[Kind]byte{KindCommit: binaryCommit3, KindResults: binaryResults3}[cmd.Kind]; data[0] != want {
 			t.Fatalf("%s encoded as %q", cmd.Kind, data[:1])
 		}
 		dec, err := Decode(data)

@@ -56,6 +56,7 @@ func applyLost(s *State, l LostRange) Result {
 	}
 	p.record(l.Node, l.From, l.Until)
 	p.Committed, p.Processed = l.Until, max(p.Processed, l.Until)
+	unsetInputCheckpoint(p)
 	p.Lost += l.Until - l.From
 	p.LostRanges = appendBounded(p.LostRanges, OffsetRange{From: l.From, Until: l.Until})
 	s.raiseOperatorAlert(OperatorAlert{At: l.At, Kind: "records-lost-to-retention", Partition: l.Partition, Count: l.Until - l.From,

@@ -134,6 +134,9 @@ func applyByClient(s *State, p *Partition, b Batch) error {
 			Message: fmt.Sprintf("%d records of the repartition topic's partition %d were deleted by retention before detection read them: their lines were not detected on; raise the topic's retention", l, b.Partition)})
 	}
 	applyDetect(s, b)
+	if b.Checkpoint {
+		checkpointByClient(p)
+	}
 	return nil
 }
 

@@ -109,6 +109,7 @@ func applyResetOffsets(s *State, r ResetOffsets) Result {
 		}
 		p.Committed, p.Processed = rb.Offset, rb.Offset
 		p.Epoch++
+		unsetInputCheckpoint(p)
 	}
 	return Result{}
 }

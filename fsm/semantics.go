@@ -98,5 +98,8 @@ func applyResults(s *State, b Batch, restart bool) error {
 	p = &s.Partitions[b.Partition]
 	p.Committed, p.History, p.Commits = committed, history, commits+1
 	p.Processed = b.Until
+	// The detector's state stands at Processed: every results batch
+	// carries its buckets.
+	p.Detector = Checkpoint{}
 	return nil
 }

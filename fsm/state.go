@@ -123,6 +123,9 @@ type Partition struct {
 	// ByClient is the second stage's record of this partition of the
 	// repartition topic (fsm/repart.go).
 	ByClient ByClient `json:"by_client"`
+	// Detector is where the partition's detector state stands
+	// (checkpoint.go).
+	Detector Checkpoint `json:"detector_checkpoint"`
 }
 
 // EpochRun is a run of commits by one node under one epoch: [From, Until).

@@ -56,6 +56,12 @@ type Config struct {
 	MaxBatchRecords int
 	// MaxRatePerPartition caps records per second per partition (0: none).
 	MaxRatePerPartition float64
+	// CheckpointInterval and CheckpointRecords bound how long and how many
+	// records a detecting worker goes between detector checkpoints
+	// (pipeline/checkpoint.go); 0 for the interval makes every batch a
+	// checkpoint.
+	CheckpointInterval time.Duration
+	CheckpointRecords  int
 
 	// LogFormat is how workers parse records: an accesslog preset, "auto"
 	// (each line by the first format that reads it), json:..., or an Apache
@@ -196,6 +202,8 @@ func DefaultConfig() Config {
 		ReapAfter:            30 * time.Second,
 		BatchInterval:        200 * time.Millisecond,
 		MaxBatchRecords:      40000,
+		CheckpointInterval:   pipeline.CheckpointInterval,
+		CheckpointRecords:    pipeline.CheckpointRecords,
 		LogFormat:            pipeline.LogFormat, // shared with warden analyze: pipeline/defaults.go
 		Retention:            pipeline.Retention,
 		RaftHeartbeat:        300 * time.Millisecond,
@@ -234,6 +242,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--batch-interval must be positive, got %s", c.BatchInterval)
 	case c.MaxBatchRecords <= 0:
 		return fmt.Errorf("--max-batch-records must be positive, got %d", c.MaxBatchRecords)
+	case c.CheckpointInterval < 0:
+		return fmt.Errorf("--checkpoint-interval must not be negative, got %s", c.CheckpointInterval)
+	case c.CheckpointRecords < 0:
+		return fmt.Errorf("--checkpoint-records must not be negative, got %d", c.CheckpointRecords)
 	case c.MaxRatePerPartition < 0:
 		return fmt.Errorf("--max-rate-per-partition must not be negative, got %g", c.MaxRatePerPartition)
 	case c.SnapshotEntries < 1:

@@ -24,7 +24,12 @@ import (
 func (c *cluster) startHTTP(id string, edit func(*Config)) *Node {
 	c.t.Helper()
 	n := c.startEdit(id, 0, edit)
-	waitFor(c.t, 15*time.Second, "a leader", func() bool { return n.Leader() != "" })
+	// The leader records itself as a member within a second of its
+	// election; until then the dashboard says it is joining.
+	waitFor(c.t, 15*time.Second, "a leader, recorded as a member", func() bool {
+		_, recorded := n.State().Members[id]
+		return n.Leader() != "" && recorded
+	})
 	return n
 }
 

@@ -37,6 +37,9 @@ type metrics struct {
 	// deadLettersDropped counts copies the dead-letter topic did not take.
 	deadLettersDropped prometheus.Counter
 	leaderChanges      prometheus.Counter
+	// detectorReplayed counts the records this node ran through
+	// detection again from a checkpoint (checkpoint.go).
+	detectorReplayed prometheus.Counter
 
 	// What this replica applied, and when (its own clock): the last
 	// commit of each partition and the last assignment that moved some.
@@ -94,6 +97,10 @@ func newMetrics(f *fsm.FSM) *metrics {
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "warden_dead_letters_total", Help: "Records that did not parse, sent by this node's workers to the dead-letter topic.",
 		}),
+		detectorReplayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warden_detector_replayed_records_total",
+			Help: "Records this node ran through detection again, from a partition's detector checkpoint up to its committed position, after taking the partition over.",
+		}),
 		deadLettersDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "warden_dead_letters_dropped_total", Help: "Records that did not parse and that the dead-letter topic did not take after bounded retries (missing topic, ACL denial, record refused); their partition went on.",
 		}),
@@ -142,7 +149,7 @@ func newMetrics(f *fsm.FSM) *metrics {
 	m.reg.MustRegister(m.commits, m.rejected, m.commitErrors, m.batchRecords, m.commitSeconds,
 		m.lag, m.ownedPartitions, m.applied, m.leaderChanges,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.reg.MustRegister(m.deadLettersDropped)
+	m.reg.MustRegister(m.deadLettersDropped, m.detectorReplayed)
 	return m
 }
 

@@ -231,6 +231,25 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 	merger := pipeline.NewMerger(bc, sources)
 	seal := n.repartSealer()
 	detector := detect.NewDetector(n.fsm.Rules(), p.Partition, dstate)
+	// The detector state stands at its last checkpoint: the lines applied
+	// since go through detection again first (checkpoint.go).
+	ck := start.Detector
+	resume := ck.Set && ck.Stage == fsm.StageByClient && ck.Gen == gen && start.ByClient.Gen == gen && ck.Offset <= from
+	replayed := 0
+	if resume {
+		t0 := time.Now()
+		replayed, err = n.replayByClient(ctx, p.Partition, ck, bc, sources, format, detector)
+		if ctx.Err() != nil {
+			return limit
+		}
+		if replayed > 0 || err != nil {
+			logReplay(lg, ck.Offset, replayed, time.Since(t0), err)
+		}
+		n.metrics.detectorReplayed.Add(float64(replayed))
+		detector.Alerts() // committed with the batches they came in
+	}
+	checkpoints := pipeline.NewCheckpoints(n.cfg.CheckpointInterval, n.cfg.CheckpointRecords, time.Now(), !resume)
+	checkpoints.Add(replayed)
 	lg.Debug("second stage started", "from", from)
 
 	wctx, stop := context.WithCancel(ctx)
@@ -288,20 +307,7 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 				}
 				read++
 				readPos = r.Offset + 1
-				var o pipeline.Origin
-				var hdr, mac []byte
-				for _, h := range r.Headers {
-					switch h.Key {
-					case pipeline.Header:
-						hdr = h.Value
-					case pipeline.MACHeader:
-						mac = h.Value
-					}
-				}
-				perr := pipeline.ErrBadOrigin
-				if hdr != nil && seal.Check(mac, hdr, r.Key, r.Value) {
-					o, perr = pipeline.ParseOrigin(hdr)
-				}
+				o, perr := originOf(r, seal)
 				aerr = merger.Add(r.Offset, r.Timestamp.UnixMilli(), o, r.Value, perr)
 			})
 			// The lines the merge lets through, up to the batch's cap
@@ -341,14 +347,17 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 		if src, mk, ok := merger.WaitingFor(); ok {
 			lg.Debug("second stage waiting", "for_partition", src, "mark", mk, "held", merger.Held(), "read", readPos)
 		}
-		d := detector.Flush()
-		if until == from && len(d.Buckets) == 0 && len(d.Alerts) == 0 && !merger.Changed() {
+		checkpoints.Add(released)
+		b := fsm.Batch{Node: n.cfg.ID, Partition: p.Partition, Epoch: p.Epoch, Stage: fsm.StageByClient, Gen: gen,
+			From: from, Until: until}
+		checkpoints.Close(&b, detector, time.Now())
+		if d := b.Detect; until == from && len(d.Buckets) == 0 && len(d.Alerts) == 0 && !merger.Changed() {
+			if b.Checkpoint {
+				checkpoints.Force() // still owed: none went
+			}
 			continue // nothing to commit yet
 		}
-		marks := merger.TakeMarks()
-		counts := merger.TakeCounts()
-		b := fsm.Batch{Node: n.cfg.ID, Partition: p.Partition, Epoch: p.Epoch, Stage: fsm.StageByClient, Gen: gen,
-			From: from, Until: until, Detect: d, Marks: marks, Merge: counts, MaxTS: merger.MaxTS()}
+		b.Marks, b.Merge, b.MaxTS = merger.TakeMarks(), merger.TakeCounts(), merger.MaxTS()
 		data := fsm.EncodeBatch(&b)
 		if maxBytes := n.cfg.maxBatchBytes; len(data) > maxBytes && released > 1 {
 			next = max(1, min(released/2, released*(maxBytes/4)/len(data)))
@@ -373,6 +382,24 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 		from = until
 	}
 	return limit
+}
+
+// originOf reads a repartition record's origin, if its header is there and
+// sealed by the cluster's key (when there is one).
+func originOf(r *kgo.Record, seal *pipeline.Sealer) (pipeline.Origin, error) {
+	var hdr, mac []byte
+	for _, h := range r.Headers {
+		switch h.Key {
+		case pipeline.Header:
+			hdr = h.Value
+		case pipeline.MACHeader:
+			mac = h.Value
+		}
+	}
+	if hdr == nil || !seal.Check(mac, hdr, r.Key, r.Value) {
+		return pipeline.Origin{}, pipeline.ErrBadOrigin
+	}
+	return pipeline.ParseOrigin(hdr)
 }
 
 // skipRepartLoss is the second stage's answer to records of the

@@ -208,6 +208,29 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 		fwd = newForwarder(n.repartTopic(), p.Partition, count, n.fsm.Gen(), n.repartSealer())
 		src.Forward = fwd.line
 	}
+	// Detecting here (input keyed by client), exactly once: the detector
+	// checkpoints every so often, and resumes from its last checkpoint by
+	// running the records since through detection again (checkpoint.go).
+	var checkpoints *pipeline.Checkpoints
+	if fwd == nil && n.cfg.Semantics == fsm.ExactlyOnce {
+		ck := start.Detector
+		resume := ck.Set && ck.Stage == fsm.StageInput && ck.Offset <= start.Committed
+		replayed := 0
+		if resume && ck.Offset < start.Committed {
+			t0 := time.Now()
+			src.Clock = pipeline.NewClock(ck.Watermark, int64(cfg.Lateness()))
+			replayed, err = n.replayInput(ctx, p.Partition, ck.Offset, start.Committed, folder, &src)
+			if ctx.Err() != nil {
+				return limit
+			}
+			logReplay(lg, ck.Offset, replayed, time.Since(t0), err)
+			n.metrics.detectorReplayed.Add(float64(replayed))
+			detector.Alerts() // committed with the batches they came in
+			src.Clock = pipeline.NewClock(start.Watermark, int64(cfg.Lateness()))
+		}
+		checkpoints = pipeline.NewCheckpoints(n.cfg.CheckpointInterval, n.cfg.CheckpointRecords, time.Now(), !resume)
+		checkpoints.Add(replayed)
+	}
 
 	from := p.Committed
 	maxRecords := n.cfg.MaxBatchRecords
@@ -364,7 +387,10 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 				src.Observe(&b, e, r.Offset, r.Value)
 			}
 		}
-		src.Finish(&b)
+		if checkpoints != nil {
+			checkpoints.Add(len(recs))
+		}
+		src.Finish(&b, checkpoints)
 		if fwd != nil {
 			fwd.marks(pipeline.KindProgress, b.Until, src.Clock.Watermark)
 			if err := fwd.flush(wctx, cl); err != nil {

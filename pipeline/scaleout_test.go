@@ -1,6 +1,7 @@
 package pipeline_test
 
 import (
+	"math"
 	"os"
 	"strconv"
 	"testing"
@@ -165,6 +166,15 @@ func runScaleOut(b *testing.B, keyed bool) scaleOutCost {
 		b.Fatal(err)
 	}
 	merger := pipeline.NewMerger(fsm.ByClient{}, 1)
+	// Checkpoints as an agent takes them (pipeline/checkpoint.go), by
+	// records and bytes: these batches go far faster than a partition's
+	// live traffic, so the interval (a bound for light traffic) is left
+	// out. WARDEN_BENCH_SCALEOUT_CHECKPOINT=0 makes every batch a
+	// checkpoint, as before checkpoints.
+	checkpoints := pipeline.NewCheckpoints(time.Duration(math.MaxInt64), pipeline.CheckpointRecords, time.Now(), true)
+	if os.Getenv("WARDEN_BENCH_SCALEOUT_CHECKPOINT") == "0" {
+		checkpoints.Interval = 0
+	}
 	var entry accesslog.Entry
 	var from, at, bcFrom int64 // input offset, repartition offset, second stage's committed
 
@@ -184,7 +194,10 @@ func runScaleOut(b *testing.B, keyed bool) scaleOutCost {
 				src.Observe(&bt, e, from+int64(i), v)
 			}
 		}
-		src.Finish(&bt)
+		if keyed {
+			checkpoints.Add(len(lines))
+		}
+		src.Finish(&bt, checkpoints)
 		data := [][]byte{fsm.EncodeBatch(&bt)}
 		from = bt.Until
 		t1 := time.Now()
@@ -213,7 +226,9 @@ func runScaleOut(b *testing.B, keyed bool) scaleOutCost {
 				until = low
 			}
 			b2 := fsm.Batch{Node: scaleOutOwner, Partition: 0, Epoch: epoch, Stage: fsm.StageByClient,
-				From: bcFrom, Until: until, Detect: detector.Flush(), Marks: merger.TakeMarks(), Merge: merger.TakeCounts(), MaxTS: merger.MaxTS()}
+				From: bcFrom, Until: until, Marks: merger.TakeMarks(), Merge: merger.TakeCounts(), MaxTS: merger.MaxTS()}
+			checkpoints.Add(len(fwd))
+			checkpoints.Close(&b2, detector, time.Now())
 			data = append(data, fsm.EncodeBatch(&b2))
 			bcFrom = until
 		}

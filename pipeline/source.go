@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"strings"
+	"time"
 
 	"github.com/wardenhq/warden/accesslog"
 	"github.com/wardenhq/warden/analytics"
@@ -83,13 +84,30 @@ func (s *Source) Pour(b *fsm.Batch, ev *detect.Event) {
 }
 
 // Finish closes batch b of the source: the malformed sample trimmed, the
-// watermark, and the detector's delta when the source detects.
-func (s *Source) Finish(b *fsm.Batch) {
+// watermark, and the detector's delta when the source detects: a
+// checkpoint if cp says one is due (every batch is one for a nil cp).
+func (s *Source) Finish(b *fsm.Batch, cp *Checkpoints) {
 	Trim(b)
 	b.Watermark = s.Clock.Watermark
 	if s.Forward == nil && s.Detector != nil {
-		b.Detect = s.Detector.Flush()
+		if cp == nil {
+			b.Detect, b.Checkpoint = s.Detector.Flush(), true
+			return
+		}
+		cp.Close(b, s.Detector, time.Now())
 	}
+}
+
+// Replay runs the next parsed event of the source through its clock and
+// detector as Observe does, for a record already committed: a new owner
+// bringing the detector from its checkpoint up to the committed offset.
+// What it raises was committed with the record's batch.
+func (s *Source) Replay(e *accesslog.Entry, offset int64, value []byte) {
+	if s.Clock.Observe(e.Time) || s.Detector == nil {
+		return
+	}
+	s.Detector.Rules().Evaluate(e, value, offset, &s.ev)
+	s.Detector.Pour(&s.ev)
 }
 
 // Trim keeps the last MaxMalformedSample of a batch's malformed records.

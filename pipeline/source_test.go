@@ -30,7 +30,7 @@ func TestSource_LateEventsAreCountedAndLeftOut(t *testing.T) {
 		for i, s := range times {
 			src.Observe(&b, &accesslog.Entry{Time: base + s*int64(time.Second)}, int64(i), nil)
 		}
-		src.Finish(&b)
+		src.Finish(&b, nil)
 		if b.Late != tt.late || len(got) != len(tt.forwarded) {
 			t.Fatalf("max lateness %s: late %d, forwarded %v; want %d and %v", tt.lateness, b.Late, got, tt.late, tt.forwarded)
 		}

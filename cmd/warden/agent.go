@@ -176,6 +176,8 @@ the cluster together; later ones --join any member.`,
 	fs.DurationVar(&cfg.StallAfter, "stall-after", cfg.StallAfter, "a member whose partitions have records waiting and no commit for this long gets none for a while (they move to the others); 0: never")
 	fs.DurationVar(&cfg.BatchInterval, "batch-interval", cfg.BatchInterval, "longest time a worker gathers records before committing a batch")
 	fs.IntVar(&cfg.MaxBatchRecords, "max-batch-records", cfg.MaxBatchRecords, "most records in one batch")
+	fs.DurationVar(&cfg.CheckpointInterval, "checkpoint-interval", cfg.CheckpointInterval, "longest time between two checkpoints of a partition's detector state into Raft (between them batches carry only their alerts; a new owner runs the records since the last checkpoint through detection again); 0 makes every batch a checkpoint")
+	fs.IntVar(&cfg.CheckpointRecords, "checkpoint-records", cfg.CheckpointRecords, "most records of a partition between two detector checkpoints: bounds what a new owner runs through detection again (0: no bound)")
 	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cfg.MaxClockSkew, "lines dated more than this past the node's clock are malformed (reason: future time); negative: no check")
 	fs.Float64Var(&cfg.MaxRatePerPartition, "max-rate-per-partition", 0, "records per second cap per partition (0: none)")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "how to parse records: auto (each line by the first format that reads it), a preset ("+strings.Join(accesslog.PresetNames, ", ")+"), json:FIELD=KEY,..., or an Apache LogFormat string; a cluster setting (see --config-version)")

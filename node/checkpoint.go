@@ -1,0 +1,190 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/wardenhq/warden/accesslog"
+	"github.com/wardenhq/warden/analytics"
+	"github.com/wardenhq/warden/detect"
+	"github.com/wardenhq/warden/fsm"
+	"github.com/wardenhq/warden/pipeline"
+)
+
+// A detecting worker starts from its partition's detector checkpoint
+// (fsm/checkpoint.go), which stands behind the committed position: before
+// it commits anything it reads the records since the checkpoint again and
+// runs them through detection, keeping what they raise to itself (their
+// alerts were committed with their batches). Those are at most
+// --checkpoint-records records, or --checkpoint-interval of them.
+
+// replayTimeout bounds a replay. Past it (or on a fetch error: records
+// deleted by retention) the worker goes on from what it has replayed and
+// says so: detection misses what was not replayed, offsets and figures
+// miss nothing.
+const replayTimeout = 30 * time.Second
+
+// replayClient reads partition of topic from offset from, for a replay.
+func (n *Node) replayClient(topic string, partition int32, from int64) (*kgo.Client, error) {
+	return kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(n.cfg.Brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(from)}}),
+		kgo.FetchMaxWait(250 * time.Millisecond),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RetryBackoffFn(func(tries int) time.Duration { return min(100*time.Millisecond<<min(tries, 4), time.Second) }),
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+	}, n.cfg.KafkaOpts...)...)
+}
+
+// replayPoll polls cl once and hands each record to each; it reports the
+// partition's high watermark (-1 when the fetch did not say) and the first
+// fetch error.
+func replayPoll(ctx context.Context, cl *kgo.Client, each func(*kgo.Record)) (int64, error) {
+	fs := cl.PollRecords(ctx, 10000)
+	if err := ctx.Err(); err != nil {
+		return -1, err
+	}
+	var ferr error
+	fs.EachError(func(_ string, _ int32, err error) {
+		if ferr == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			ferr = err
+		}
+	})
+	hw := int64(-1)
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		hw = max(hw, p.HighWatermark)
+		for _, r := range p.Records {
+			each(r)
+		}
+	})
+	return hw, ferr
+}
+
+// replayInput brings src's detector from the checkpoint at from up to the
+// committed offset until: every record between runs through the source's
+// clock and detector as it did before (pipeline.Source.Replay), parsed as
+// folder parses. It returns the records replayed.
+func (n *Node) replayInput(ctx context.Context, partition int32, from, until int64, folder *analytics.Folder, src *pipeline.Source) (int, error) {
+	cl, err := n.replayClient(n.cfg.Topic, partition, from)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, replayTimeout)
+	defer cancel()
+	replayed, next := 0, from
+	for next < until {
+		got := 0
+		hw, err := replayPoll(ctx, cl, func(r *kgo.Record) {
+			if r.Offset < next {
+				return
+			}
+			got++
+			if r.Offset >= until {
+				next = until // past the committed offset: done
+				return
+			}
+			next = r.Offset + 1
+			if e := folder.Parse(r.Value); e != nil {
+				src.Replay(e, r.Offset, r.Value)
+			}
+			replayed++
+		})
+		if err != nil {
+			return replayed, err
+		}
+		if got == 0 && hw >= 0 && hw <= until {
+			break // the rest below the committed offset is transaction markers
+		}
+	}
+	return replayed, nil
+}
+
+// replayByClient brings a second stage's detector from its checkpoint ck
+// up to what the committed marks cur say was applied: it merges the
+// repartition partition again from the checkpoint's offset and marks, as
+// the stage did, and pours every line the merge gives back that cur counts
+// as applied (a source offset below its mark's next), until every source
+// has reached its mark.
+func (n *Node) replayByClient(ctx context.Context, partition int32, ck fsm.Checkpoint, cur fsm.ByClient, sources int32,
+	format *accesslog.Format, detector *detect.Detector) (int, error) {
+	next := func(marks []fsm.SourceMark, s int32) int64 {
+		if int(s) < len(marks) {
+			return marks[s].Next
+		}
+		return 0
+	}
+	behind := map[int32]bool{}
+	for s := range max(int32(len(cur.Marks)), sources) {
+		if next(ck.Marks, s) < next(cur.Marks, s) {
+			behind[s] = true
+		}
+	}
+	if len(behind) == 0 {
+		return 0, nil
+	}
+	cl, err := n.replayClient(n.repartTopic(), partition, ck.Offset)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, replayTimeout)
+	defer cancel()
+	merger := pipeline.NewMerger(fsm.ByClient{Committed: ck.Offset, Marks: ck.Marks, MaxTS: ck.MaxTS, Gen: ck.Gen}, sources)
+	seal := n.repartSealer()
+	var entry accesslog.Entry
+	replayed, readPos := 0, ck.Offset
+	var aerr error
+	for len(behind) > 0 {
+		got := 0
+		hw, err := replayPoll(ctx, cl, func(r *kgo.Record) {
+			if aerr != nil || r.Offset < readPos || len(behind) == 0 {
+				return
+			}
+			got++
+			readPos = r.Offset + 1
+			o, perr := originOf(r, seal)
+			if aerr = merger.Add(r.Offset, r.Timestamp.UnixMilli(), o, r.Value, perr); aerr != nil {
+				return
+			}
+			// Given back after each record, as the stage's batches are cut
+			// wherever its polls end.
+			for it, ok := merger.Next(); ok; it, ok = merger.Next() {
+				if it.Offset >= next(cur.Marks, it.Source) {
+					continue // not applied before: the stage itself takes it again
+				}
+				if format.Parse(it.Value, &entry) == nil {
+					detector.Observe(&entry, it.Offset, it.Value)
+				}
+				replayed++
+				if it.Offset+1 >= next(cur.Marks, it.Source) {
+					delete(behind, it.Source)
+				}
+			}
+		})
+		switch {
+		case aerr != nil:
+			return replayed, aerr
+		case err != nil:
+			return replayed, err
+		case got == 0 && hw >= 0 && readPos >= hw:
+			return replayed, fmt.Errorf("the repartition partition ends at %d with %d sources short of their committed marks", hw, len(behind))
+		}
+	}
+	return replayed, nil
+}
+
+// logReplay says how a replay went.
+func logReplay(lg *slog.Logger, from int64, replayed int, took time.Duration, err error) {
+	if err != nil {
+		lg.Warn("detector replay from its checkpoint incomplete; detection goes on without the records not replayed",
+			"from", from, "replayed", replayed, "err", err)
+		return
+	}
+	lg.Debug("detector replayed from its checkpoint", "from", from, "records", replayed, "took", took)
+}
