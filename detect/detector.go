@@ -29,7 +29,7 @@ type Detector struct {
 	unsettled []*Bucket
 	// pending estimates the bytes of the next Flush's buckets (Pending).
 	pending int
-	ev        Event
+	ev      Event
 	// maxSources is MaxSources; the package's tests lower it.
 	maxSources int
 	// trace, when set, is told of each pour of traceIP's requests.
