@@ -63,6 +63,18 @@ type PartitionInfo struct {
 	// ByClient is the second stage of this partition number, while the
 	// input is not keyed by client.
 	ByClient *ByClientInfo `json:"by_client,omitempty"`
+	// Checkpoint is where the partition's detector state in Raft stands
+	// (absent: at the detecting stage's committed offset).
+	Checkpoint *CheckpointInfo `json:"detector_checkpoint,omitempty"`
+}
+
+// CheckpointInfo is a partition's detector checkpoint in GET
+// /v1/partitions: the topic partition the detecting stage reads and the
+// offset its state stands at. A new owner runs the records from there to
+// the stage's committed offset through detection again.
+type CheckpointInfo struct {
+	Topic  string `json:"topic"`
+	Offset int64  `json:"offset"`
 }
 
 // ByClientInfo is the second stage of one partition in GET /v1/partitions.
@@ -239,6 +251,13 @@ func (n *Node) Partitions() []PartitionInfo {
 			bc := p.ByClient
 			pi.ByClient = &ByClientInfo{Topic: n.repartTopic(), Committed: bc.Committed, Commits: bc.Commits, Applied: bc.Applied,
 				Dropped: bc.Dropped, Bad: bc.Bad, OutOfOrder: bc.OutOfOrder, Lost: bc.Lost}
+		}
+		if ck := p.Detector; ck.Set {
+			topic := s.Topic
+			if ck.Stage == fsm.StageByClient {
+				topic = n.repartTopic()
+			}
+			pi.Checkpoint = &CheckpointInfo{Topic: topic, Offset: ck.Offset}
 		}
 		if end, ok := ends[p.Partition]; ok && reachable {
 			// The end offsets are polled; one older than the committed
