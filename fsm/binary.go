@@ -20,7 +20,8 @@ import (
 //	       stage, generation, watermark, late, k, mark × k (source, next,
 //	       covered, watermark, idle (0 or 1), idle at), merge counts (applied,
 //	       dropped, bad, out of order, lost), latest timestamp, flags
-//	       (bit 0: checkpoint)
+//	       (bit 0: checkpoint; bit 1: the analytics bytes are zstd-compressed,
+//	       compress.go)
 //
 // binaryCommit is the commit entry of releases before the repartition
 // stage: its batches end after the bad records (and are input batches).
@@ -57,11 +58,12 @@ func appendBatch(b []byte, bt *Batch) []byte {
 	b = wire.AppendInt(b, bt.Digest.Records)
 	b = wire.AppendInt(b, bt.Digest.Bytes)
 	b = wire.AppendFixed64(b, bt.Digest.Sum)
+	figures := bt.analytics.Bytes()
 	if bt.Analytics != nil {
-		b = appendSized(b, bt.Analytics.AppendBinary)
-	} else {
-		b = wire.AppendBytes(b, bt.analytics.Bytes())
+		figures = bt.Analytics.AppendBinary(make([]byte, 0, 4096))
 	}
+	figures, compressed := compressFigures(figures)
+	b = wire.AppendBytes(b, figures)
 	if bt.Detect != nil {
 		b = appendSized(b, bt.Detect.AppendBinary)
 	} else {
@@ -98,6 +100,9 @@ func appendBatch(b []byte, bt *Batch) []byte {
 	flags := uint64(0)
 	if bt.Checkpoint {
 		flags |= flagCheckpoint
+	}
+	if compressed {
+		flags |= flagAnalyticsZstd
 	}
 	return wire.AppendUint(b, flags)
 }
@@ -203,10 +208,11 @@ func decodeBatch(r *wire.Reader, bt *Batch, ext, flags bool) {
 	}
 	// Before the flags, every batch was a checkpoint.
 	bt.Checkpoint = true
+	zstdFigures := false
 	if flags {
 		f := r.Uint()
-		bt.Checkpoint = f&flagCheckpoint != 0
-		if f&^flagCheckpoint != 0 {
+		bt.Checkpoint, zstdFigures = f&flagCheckpoint != 0, f&flagAnalyticsZstd != 0
+		if f&^(flagCheckpoint|flagAnalyticsZstd) != 0 {
 			badExt = true
 		}
 	}
@@ -218,6 +224,13 @@ func decodeBatch(r *wire.Reader, bt *Batch, ext, flags bool) {
 		return
 	}
 	bt.decoded = true
+	if zstdFigures {
+		var err error
+		if a, err = decompressFigures(a); err != nil {
+			bt.bad = fmt.Errorf("%w: %w", ErrBadBatch, err)
+			return
+		}
+	}
 	if len(a) > 0 {
 		c, err := analytics.CheckAggregate(a)
 		if err != nil {

@@ -88,7 +88,7 @@ func TestCheckpoint_EntriesBeforeCheckpointsAreCheckpoints(t *testing.T) {
 	}
 
 	unknown := append([]byte{binaryCommit3, 1}, data[:len(data)-1]...)
-	unknown = append(unknown, 2)
+	unknown = append(unknown, 4)
 	cmd, err = Decode(unknown)
 	if err != nil {
 		t.Fatal(err)
