@@ -49,7 +49,7 @@ const (
 // flagCheckpoint is the batch flag of Batch.Checkpoint.
 const flagCheckpoint = 1
 
-func appendBatch(b []byte, bt *Batch) []byte {
+func appendBatch(b []byte, bt *Batch, compress bool) []byte {
 	b = wire.AppendString(b, bt.Node)
 	b = wire.AppendInt(b, int64(bt.Partition))
 	b = wire.AppendUint(b, bt.Epoch)
@@ -62,7 +62,10 @@ func appendBatch(b []byte, bt *Batch) []byte {
 	if bt.Analytics != nil {
 		figures = bt.Analytics.AppendBinary(make([]byte, 0, 4096))
 	}
-	figures, compressed := compressFigures(figures)
+	compressed := false
+	if compress {
+		figures, compressed = compressFigures(figures)
+	}
 	b = wire.AppendBytes(b, figures)
 	if bt.Detect != nil {
 		b = appendSized(b, bt.Detect.AppendBinary)
@@ -258,7 +261,12 @@ func decodeLegacy(c Command) (Command, error) {
 // EncodeBatch is one batch in the binary form of a commit entry. Workers
 // encode their own batches, in parallel; CommitEntry joins them. A decoded
 // batch encodes to the bytes it was decoded from.
-func EncodeBatch(b *Batch) []byte { return appendBatch(make([]byte, 0, 4096), b) }
+func EncodeBatch(b *Batch) []byte { return appendBatch(make([]byte, 0, 4096), b, true) }
+
+// EncodeLocalBatch is EncodeBatch for a batch that never goes through
+// Raft (warden analyze's): its figures are not compressed, which would
+// only cost time.
+func EncodeLocalBatch(b *Batch) []byte { return appendBatch(make([]byte, 0, 4096), b, false) }
 
 // CommitEntry is the log entry of a commit of the batches encoded by
 // EncodeBatch, in order.

@@ -62,7 +62,7 @@ func (o *Offline) Commit(b *fsm.Batch) error {
 // change.
 func (o *Offline) Prepare(b *fsm.Batch) (fsm.Command, error) {
 	b.Node, b.Epoch = OfflineNode, 1
-	return fsm.Decode(fsm.CommitEntry([][]byte{fsm.EncodeBatch(b)}))
+	return fsm.Decode(fsm.CommitEntry([][]byte{fsm.EncodeLocalBatch(b)}))
 }
 
 // Apply applies a prepared commit, in the files' order.
