@@ -272,6 +272,7 @@ func (d *Detector) overflow(s *Scenario, b *Bucket, ev *Event, source string, tr
 func (d *Detector) TakeAlerts() []Alert {
 	a := d.alerts
 	d.alerts = nil
+	clear(d.unsettled)
 	d.unsettled = d.unsettled[:0]
 	for key, src := range d.dirty {
 		for _, sl := range src.slots {
