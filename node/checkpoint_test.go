@@ -76,6 +76,7 @@ func TestCheckpoint_NewOwnerReplaysSinceTheCheckpoint(t *testing.T) {
 			if ck := target.Detector; !ck.Set || ck.Offset > committedOf(target, keyed)/4 {
 				t.Fatalf("partition %d: checkpoint at %d, committed %d: the test needs the checkpoint far behind", attacked, ck.Offset, committedOf(target, keyed))
 			}
+			ckBefore := target.Detector.Offset
 			c.kill(victim)
 			if victim == "n1" {
 				n1 = c.nodes["n2"] // read from a survivor
@@ -103,6 +104,11 @@ func TestCheckpoint_NewOwnerReplaysSinceTheCheckpoint(t *testing.T) {
 				missing, extra := diffIDs(want, got)
 				t.Fatalf("alerts differ from one detector per partition: %d, want %d; missing %d %v, extra %d %v",
 					len(got), len(want), len(missing), head(missing), len(extra), head(extra))
+			}
+			// The successor's first batch after its replay was a checkpoint:
+			// a successor of its own would not replay the same records.
+			if ck := n1.State().Partitions[attacked].Detector; ck.Offset <= ckBefore {
+				t.Errorf("partition %d: checkpoint still at %d after the replay (was %d)", attacked, ck.Offset, ckBefore)
 			}
 			if n := testCounter(t, c, "warden_detector_replayed_records_total"); n == 0 {
 				t.Error("no node replayed a record from a checkpoint")

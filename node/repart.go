@@ -248,7 +248,10 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 		n.metrics.detectorReplayed.Add(float64(replayed))
 		detector.Alerts() // committed with the batches they came in
 	}
-	checkpoints := pipeline.NewCheckpoints(n.cfg.CheckpointInterval, n.cfg.CheckpointRecords, time.Now(), !resume)
+	// A replay makes the first batch a checkpoint: a worker restarted
+	// again (a commit lost to a change of leader restarts it) then replays
+	// only what came since, not the same records again.
+	checkpoints := pipeline.NewCheckpoints(n.cfg.CheckpointInterval, n.cfg.CheckpointRecords, time.Now(), !resume || replayed > 0)
 	checkpoints.Add(replayed)
 	lg.Debug("second stage started", "from", from)
 

@@ -228,7 +228,8 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 			detector.Alerts() // committed with the batches they came in
 			src.Clock = pipeline.NewClock(start.Watermark, int64(cfg.Lateness()))
 		}
-		checkpoints = pipeline.NewCheckpoints(n.cfg.CheckpointInterval, n.cfg.CheckpointRecords, time.Now(), !resume)
+		// After a replay the first batch is a checkpoint (runByClient).
+		checkpoints = pipeline.NewCheckpoints(n.cfg.CheckpointInterval, n.cfg.CheckpointRecords, time.Now(), !resume || replayed > 0)
 		checkpoints.Add(replayed)
 	}
 

@@ -17,7 +17,7 @@ import (
 // the records since the last checkpoint through detection again before it
 // commits, at most CheckpointRecords of them per partition.
 const (
-	CheckpointInterval = 5 * time.Second
+	CheckpointInterval = 2 * time.Second
 	CheckpointRecords  = 200_000
 	CheckpointBytes    = 1 << 20
 )
