@@ -33,7 +33,7 @@ func (n *Node) commitLoop() {
 	// Rounds are at least minRound apart: each is a Raft entry, written
 	// with an fsync on every voter, so under light traffic the batches of
 	// a few milliseconds go together rather than one entry each.
-	minRound := n.cfg.BatchInterval / 4
+	minRound := n.cfg.BatchInterval / 8
 	var last time.Time
 	for {
 		var group []pendingBatch

@@ -316,12 +316,12 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 				return
 			}
 			// With nothing of ours waiting for a commit, a batch goes after
-			// a quarter of the interval: low latency when traffic is light,
-			// without a flood of tiny batches (each costs a detector flush,
-			// a delta and its apply on every node) at moderate rates. Under
+			// an eighth of the interval: low latency when traffic is light,
+			// without a flood of tiny batches (each costs a Raft entry and
+			// its apply on every node) at moderate rates. Under
 			// load, batches grow while earlier ones commit, up to the
 			// interval or the cap.
-			if len(recs) > 0 && pending.Load() == 0 && time.Since(start) >= n.cfg.BatchInterval/4 {
+			if len(recs) > 0 && pending.Load() == 0 && time.Since(start) >= n.cfg.BatchInterval/8 {
 				break
 			}
 		}
