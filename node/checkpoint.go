@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/wardenhq/warden/accesslog"
@@ -23,11 +24,30 @@ import (
 // alerts were committed with their batches). Those are at most
 // --checkpoint-records records, or --checkpoint-interval of them.
 
-// replayTimeout bounds a replay. Past it (or on a fetch error: records
-// deleted by retention) the worker goes on from what it has replayed and
-// says so: detection misses what was not replayed, offsets and figures
-// miss nothing.
+// replayTimeout bounds a replay. Past it (or when the records are gone:
+// deleted by retention, or a merge that cannot reach its marks) the worker
+// goes on from what it has replayed and says so: detection misses what was
+// not replayed, offsets and figures miss nothing. Any other error (the
+// broker unreachable, a fetch that failed) is transient: the worker stops
+// and its successor replays again (replayRetry), since going on from half a
+// replay would detect on a state the run never had.
 const replayTimeout = 30 * time.Second
+
+// replayEmptyPolls is how many polls in a row must find the partition
+// read to its end before a replay believes it: a broker that has just
+// restarted may answer before it serves the records.
+const replayEmptyPolls = 3
+
+// errReplayShort: the repartition partition ends before the merge reaches
+// the committed marks.
+var errReplayShort = errors.New("the merge does not reach the committed marks")
+
+// replayRetry says whether a replay that ended with err must be tried
+// again by a new worker rather than gone on from.
+func replayRetry(err error) bool {
+	return err != nil && !errors.Is(err, kerr.OffsetOutOfRange) && !errors.Is(err, errReplayShort) &&
+		!errors.Is(err, context.DeadlineExceeded)
+}
 
 // replayClient reads partition of topic from offset from, for a replay.
 func (n *Node) replayClient(topic string, partition int32, from int64) (*kgo.Client, error) {
@@ -57,7 +77,9 @@ func replayPoll(ctx context.Context, cl *kgo.Client, each func(*kgo.Record)) (in
 	})
 	hw := int64(-1)
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
-		hw = max(hw, p.HighWatermark)
+		if p.Err == nil {
+			hw = max(hw, p.HighWatermark)
+		}
 		for _, r := range p.Records {
 			each(r)
 		}
@@ -77,7 +99,7 @@ func (n *Node) replayInput(ctx context.Context, partition int32, from, until int
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, replayTimeout)
 	defer cancel()
-	replayed, next := 0, from
+	replayed, next, empty := 0, from, 0
 	for next < until {
 		got := 0
 		hw, err := replayPoll(ctx, cl, func(r *kgo.Record) {
@@ -98,7 +120,9 @@ func (n *Node) replayInput(ctx context.Context, partition int32, from, until int
 		if err != nil {
 			return replayed, err
 		}
-		if got == 0 && hw >= 0 && hw <= until {
+		if got > 0 || hw < 0 || hw > until {
+			empty = 0
+		} else if empty++; empty == replayEmptyPolls {
 			break // the rest below the committed offset is transaction markers
 		}
 	}
@@ -138,7 +162,7 @@ func (n *Node) replayByClient(ctx context.Context, partition int32, ck fsm.Check
 	merger := pipeline.NewMerger(fsm.ByClient{Committed: ck.Offset, Marks: ck.Marks, MaxTS: ck.MaxTS, Gen: ck.Gen}, sources)
 	seal := n.repartSealer()
 	var entry accesslog.Entry
-	replayed, readPos := 0, ck.Offset
+	replayed, readPos, empty := 0, ck.Offset, 0
 	var aerr error
 	for len(behind) > 0 {
 		got := 0
@@ -172,8 +196,12 @@ func (n *Node) replayByClient(ctx context.Context, partition int32, ck fsm.Check
 			return replayed, aerr
 		case err != nil:
 			return replayed, err
-		case got == 0 && hw >= 0 && readPos >= hw:
-			return replayed, fmt.Errorf("the repartition partition ends at %d with %d sources short of their committed marks", hw, len(behind))
+		case got > 0 || hw < 0 || readPos < hw:
+			empty = 0
+		case empty < replayEmptyPolls-1:
+			empty++
+		default:
+			return replayed, fmt.Errorf("%w: the repartition partition ends at %d with %d sources short", errReplayShort, hw, len(behind))
 		}
 	}
 	return replayed, nil

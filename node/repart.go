@@ -242,6 +242,11 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 		if ctx.Err() != nil {
 			return limit
 		}
+		if replayRetry(err) {
+			lg.Info("detector replay from its checkpoint failed; retrying", "from", ck.Offset, "replayed", replayed, "err", err)
+			sleepCtx(ctx, 500*time.Millisecond)
+			return limit
+		}
 		if replayed > 0 || err != nil {
 			logReplay(lg, ck.Offset, replayed, time.Since(t0), err)
 		}

@@ -223,6 +223,11 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 			if ctx.Err() != nil {
 				return limit
 			}
+			if replayRetry(err) {
+				lg.Info("detector replay from its checkpoint failed; retrying", "from", ck.Offset, "replayed", replayed, "err", err)
+				sleepCtx(ctx, 500*time.Millisecond)
+				return limit
+			}
 			logReplay(lg, ck.Offset, replayed, time.Since(t0), err)
 			n.metrics.detectorReplayed.Add(float64(replayed))
 			detector.Alerts() // committed with the batches they came in
