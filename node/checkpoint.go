@@ -207,12 +207,26 @@ func (n *Node) replayByClient(ctx context.Context, partition int32, ck fsm.Check
 	return replayed, nil
 }
 
-// logReplay says how a replay went.
-func logReplay(lg *slog.Logger, from int64, replayed int, took time.Duration, err error) {
-	if err != nil {
+// endReplay closes a replay from the checkpoint at from, begun at t0, that
+// ended with err, and says whether the worker goes on: not when its context
+// ended, nor when the replay must be tried again (replayRetry, after a
+// pause). Going on, the alerts the replay raised are dropped: they were
+// committed with the batches the records came in.
+func (n *Node) endReplay(ctx context.Context, lg *slog.Logger, detector *detect.Detector, from int64, replayed int, t0 time.Time, err error) bool {
+	switch {
+	case ctx.Err() != nil:
+		return false
+	case replayRetry(err):
+		lg.Info("detector replay from its checkpoint failed; retrying", "from", from, "replayed", replayed, "err", err)
+		sleepCtx(ctx, 500*time.Millisecond)
+		return false
+	case err != nil:
 		lg.Warn("detector replay from its checkpoint incomplete; detection goes on without the records not replayed",
 			"from", from, "replayed", replayed, "err", err)
-		return
+	case replayed > 0:
+		lg.Debug("detector replayed from its checkpoint", "from", from, "records", replayed, "took", time.Since(t0))
 	}
-	lg.Debug("detector replayed from its checkpoint", "from", from, "records", replayed, "took", took)
+	n.metrics.detectorReplayed.Add(float64(replayed))
+	detector.Alerts()
+	return true
 }

@@ -239,19 +239,9 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 	if resume {
 		t0 := time.Now()
 		replayed, err = n.replayByClient(ctx, p.Partition, ck, bc, sources, format, detector)
-		if ctx.Err() != nil {
+		if !n.endReplay(ctx, lg, detector, ck.Offset, replayed, t0, err) {
 			return limit
 		}
-		if replayRetry(err) {
-			lg.Info("detector replay from its checkpoint failed; retrying", "from", ck.Offset, "replayed", replayed, "err", err)
-			sleepCtx(ctx, 500*time.Millisecond)
-			return limit
-		}
-		if replayed > 0 || err != nil {
-			logReplay(lg, ck.Offset, replayed, time.Since(t0), err)
-		}
-		n.metrics.detectorReplayed.Add(float64(replayed))
-		detector.Alerts() // committed with the batches they came in
 	}
 	// A replay makes the first batch a checkpoint: a worker restarted
 	// again (a commit lost to a change of leader restarts it) then replays

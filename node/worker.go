@@ -220,17 +220,9 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 			t0 := time.Now()
 			src.Clock = pipeline.NewClock(ck.Watermark, int64(cfg.Lateness()))
 			replayed, err = n.replayInput(ctx, p.Partition, ck.Offset, start.Committed, folder, &src)
-			if ctx.Err() != nil {
+			if !n.endReplay(ctx, lg, detector, ck.Offset, replayed, t0, err) {
 				return limit
 			}
-			if replayRetry(err) {
-				lg.Info("detector replay from its checkpoint failed; retrying", "from", ck.Offset, "replayed", replayed, "err", err)
-				sleepCtx(ctx, 500*time.Millisecond)
-				return limit
-			}
-			logReplay(lg, ck.Offset, replayed, time.Since(t0), err)
-			n.metrics.detectorReplayed.Add(float64(replayed))
-			detector.Alerts() // committed with the batches they came in
 			src.Clock = pipeline.NewClock(start.Watermark, int64(cfg.Lateness()))
 		}
 		// After a replay the first batch is a checkpoint (runByClient).
