@@ -1,6 +1,9 @@
 package detect
 
 import (
+	"bytes"
+	"github.com/wardenhq/warden/internal/testenv"
+	"os"
 	"testing"
 	"time"
 
@@ -59,5 +62,37 @@ func BenchmarkObserve(b *testing.B) {
 		if i%10_000 == 9_999 {
 			d.Flush()
 		}
+	}
+}
+
+// BenchmarkEvaluateReal runs every built-in scenario's filter on the lines
+// of the elastic sample (real traffic), one line per op.
+func BenchmarkEvaluateReal(b *testing.B) {
+	rules, err := Builtin()
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := accesslog.Lookup("combined")
+	if err != nil {
+		b.Fatal(err)
+	}
+	src, err := os.ReadFile(testenv.Data(b, "elastic-apache/apache_logs"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var lines [][]byte
+	var es []accesslog.Entry
+	for _, l := range bytes.Split(src, []byte("\n")) {
+		var e accesslog.Entry
+		if f.Parse(l, &e) == nil {
+			lines, es = append(lines, l), append(es, e)
+		}
+	}
+	var ev Event
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		j := i % len(lines)
+		rules.Evaluate(&es[j], lines[j], int64(i), &ev)
 	}
 }

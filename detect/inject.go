@@ -146,10 +146,32 @@ func isSQLi(value string) (bool, string) {
 			return true, "libinjection fingerprint " + fp + " (quote escapes removed)"
 		}
 	}
-	if m := sqlSignatures.FindString(low); m != "" {
-		return true, "signature " + strings.Join(strings.Fields(m), " ")
+	if mayBeSignature(low) {
+		if m := sqlSignatures.FindString(low); m != "" {
+			return true, "signature " + strings.Join(strings.Fields(m), " ")
+		}
 	}
 	return false, ""
+}
+
+// signatureWords holds, for each alternative of sqlSignatures, a literal
+// it cannot match without ("sleep" stands for pg_sleep too): a value with
+// none of them is not run through the expression, which would cost more
+// than the rest of the analysis.
+var signatureWords = []string{"waitfor", "extractvalue", "updatexml", "sleep", "dbms_pipe", "benchmark", "union"}
+
+// mayBeSignature reports whether the lower-case value low holds ';' or one
+// of signatureWords.
+func mayBeSignature(low string) bool {
+	if strings.IndexByte(low, ';') >= 0 {
+		return true
+	}
+	for _, w := range signatureWords {
+		if strings.Contains(low, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // prose reports whether a lower-case value libinjection takes for SQL reads

@@ -159,3 +159,37 @@ func FuzzInjection(f *testing.F) {
 		stripComments(v)
 	})
 }
+
+// TestSQLSignatures_PrefilterHidesNoMatch: every alternative of
+// sqlSignatures matches its sample, and mayBeSignature lets each through;
+// a value without any of the words is one the expression cannot match.
+func TestSQLSignatures_PrefilterHidesNoMatch(t *testing.T) {
+	samples := []string{
+		`1 waitfor delay '0:0:5'`, `1 waitfor time "1`,
+		`and extractvalue(1,concat(0x7e,version()))`, `updatexml (1,1,1)`,
+		`1;select pg_sleep(5)`, `dbms_pipe.receive_message(('a'),5)`,
+		`benchmark(5000000,md5(1))`, `1 and sleep(5)`, `1' or sleep (3)`, `x)sleep(1`,
+		`1 union select null,null`, `1 union all select @@version`, `-1 union distinct select concat(1)`,
+		`1; drop table users`, `1;shutdown`, `a ;  exec xp_cmdshell`,
+	}
+	for _, s := range samples {
+		if sqlSignatures.FindString(s) == "" {
+			t.Errorf("%q: sqlSignatures does not match its sample", s)
+		}
+		if !mayBeSignature(s) {
+			t.Errorf("%q: matches sqlSignatures but mayBeSignature turns it away", s)
+		}
+	}
+	// Mutations of each sample with the words spelled otherwise must match
+	// neither, or the prefilter would hide what the expression finds.
+	for _, s := range samples {
+		m := strings.NewReplacer(";", ",", "waitfor", "wait for", "extractvalue", "extract", "updatexml", "update",
+			"sleep", "slp", "dbms_pipe", "dbms", "benchmark", "bench", "union", "onion").Replace(s)
+		if mayBeSignature(m) {
+			t.Errorf("%q: mayBeSignature lets through a value with none of the words", m)
+		}
+		if got := sqlSignatures.FindString(m); got != "" {
+			t.Errorf("%q: sqlSignatures matches %q with none of signatureWords: add its literal to them", m, got)
+		}
+	}
+}

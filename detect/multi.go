@@ -96,7 +96,14 @@ func (m *multi) build() error {
 // lowered into it a chunk at a time, consecutive chunks overlapping by one
 // byte less than the longest pattern, so every occurrence lies whole in
 // some chunk (one found twice adds nothing).
-func (m *multi) scan(text string, out *[numFields]scenarioSet, buf []byte) {
+//
+// split is where the text's path ends, for the URI text, which also serves
+// the path's and the query's patterns (path + "?" + query): a pattern of
+// the path counts only wholly before split, one of the query only wholly
+// after the '?'; for other texts split is -1. The URI text holds the raw
+// URI's patterns too, which count only when raw says the raw URI is the
+// same text (nothing in it was escaped).
+func (m *multi) scan(text string, split int, raw bool, out *[numFields]scenarioSet, buf []byte) {
 	if len(buf) < 2*m.maxLen {
 		buf = make([]byte, 2*m.maxLen) // patterns this long are rare
 	}
@@ -106,7 +113,18 @@ func (m *multi) scan(text string, out *[numFields]scenarioSet, buf []byte) {
 		b := buf[:end-start]
 		lowerInto(b, text[start:end])
 		for _, x := range m.ac.FindAllOverlapping(b) {
-			orAll(out, &m.sets[x.PatternID])
+			sets := &m.sets[x.PatternID]
+			if split < 0 {
+				orAll(out, sets)
+				continue
+			}
+			for f := range out {
+				switch {
+				case f == fieldPath && start+x.End > split, f == fieldQuery && start+x.Start <= split, f == fieldRawURI && !raw:
+					continue
+				}
+				out[f].or(&sets[f])
+			}
 		}
 		if end == len(text) {
 			break
@@ -151,7 +169,10 @@ func (rs *Rules) buildMulti() {
 			if m == nil {
 				continue
 			}
-			texts := []int{f}
+			texts := []int{scanText(f)}
+			if f == fieldRawURI {
+				texts = append(texts, fieldURI)
+			}
 			if f == fieldAny {
 				if strings.Contains(strings.Join(m.all, ""), "\n") {
 					return // matched against the joined text only
@@ -195,7 +216,10 @@ func (r *request) hit(f int, s *Scenario) bool {
 	if r.multi == nil {
 		return s.substrings()[f].match(r.text(f))
 	}
-	one := [1]int{f}
+	one := [1]int{scanText(f)}
+	if f == fieldRawURI && r.rawIsURI() {
+		one[0] = fieldURI
+	}
 	ts := one[:]
 	if f == fieldAny {
 		ts = anyTexts
@@ -204,11 +228,32 @@ func (r *request) hit(f int, s *Scenario) bool {
 		if r.scanned&(1<<t) == 0 {
 			r.scanned |= 1 << t
 			if m := r.multi[t]; m != nil {
-				m.scan(r.text(t), &r.hits, r.lower[:])
+				split, raw := -1, false
+				if t == fieldURI {
+					split, raw = len(r.Path()), r.rawIsURI()
+				}
+				m.scan(r.text(t), split, raw, &r.hits, r.lower[:])
 			}
 		}
 	}
 	return r.hits[f].has(s.index)
+}
+
+// scanText is the text whose scan serves field f: the path's and the
+// query's patterns are looked for in one pass over the URI (the path, '?'
+// and the query), which the URI's own patterns need anyway.
+func scanText(f int) int {
+	if f == fieldPath || f == fieldQuery {
+		return fieldURI
+	}
+	return f
+}
+
+// rawIsURI reports whether the raw URI is the decoded one: nothing in the
+// path or the query was escaped, so the URI's scan serves the raw URI's
+// patterns as well.
+func (r *request) rawIsURI() bool {
+	return r.Path() == string(r.e.Path) && r.Query() == string(r.e.Query)
 }
 
 // text is the request's text for field f.

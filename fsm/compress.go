@@ -34,7 +34,11 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder) {
 		var err error
 		// EncodeAll and DecodeAll are safe for concurrent use: one of
 		// each serves every worker and the FSM.
-		if zstdEnc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1)); err != nil {
+		// A 1 MiB window (8 MiB at this level by default) and the
+		// encoder's low-memory mode: figures are mostly well under a
+		// MiB, and the default's history buffers held 16 MB per agent.
+		if zstdEnc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(1<<20), zstd.WithLowerEncoderMem(true)); err != nil {
 			panic(err)
 		}
 		if zstdDec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxFigureBytes)); err != nil {
