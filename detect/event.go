@@ -22,6 +22,10 @@ type Event struct {
 	Offset  int64
 	Line    []byte
 	Matches []Match
+
+	// memo is Evaluate's memory of recent texts' scans, kept with the
+	// event a caller reuses from line to line (so one per goroutine).
+	memo *scanMemo
 }
 
 // Evaluate runs every scenario's filter on e (the line at offset) and fills
@@ -34,6 +38,12 @@ func (r *Rules) Evaluate(e *accesslog.Entry, line []byte, offset int64, ev *Even
 	}
 	var req request
 	req.reset(e, r)
+	if r.multi != nil {
+		if ev.memo == nil || ev.memo.rules != r {
+			ev.memo = &scanMemo{rules: r}
+		}
+		req.memo = ev.memo
+	}
 	r.match(&req, func(i int, s *Scenario) {
 		m := Match{Scenario: i}
 		if s.Distinct != "" {

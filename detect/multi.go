@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"strings"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/coregx/ahocorasick"
 )
 
@@ -228,6 +230,10 @@ func (r *request) hit(f int, s *Scenario) bool {
 		if r.scanned&(1<<t) == 0 {
 			r.scanned |= 1 << t
 			if m := r.multi[t]; m != nil {
+				if r.memo != nil && (t == fieldUA || t == fieldReferer) {
+					r.memo.scan(r, m, t)
+					continue
+				}
 				split, raw := -1, false
 				if t == fieldURI {
 					split, raw = len(r.Path()), r.rawIsURI()
@@ -273,4 +279,42 @@ func (r *request) text(f int) string {
 		return r.Referer()
 	}
 	return r.All()
+}
+
+// Real traffic repeats its user agents and referers: a few hundred
+// browsers' strings and a site's own pages make most of them. A scanMemo
+// keeps, for the latest texts seen in each of memoSlots slots (by hash of
+// the text as logged), the scenarios the scan found in it, so a repeated
+// text costs a hash and a comparison instead of decoding, lowering and a
+// pass of the automaton. The text is compared whole, so a collision costs
+// a scan, never a wrong verdict.
+const memoSlots = 512
+
+type scanMemo struct {
+	rules *Rules // whose automata the results are of
+	slots [memoSlots]memoSlot
+}
+
+type memoSlot struct {
+	hash  uint64
+	field uint8
+	text  string
+	found [numFields]scenarioSet
+}
+
+// scan adds to r.hits what m's scan of r's text t finds, from the memo
+// when the same text was scanned last in its slot.
+func (mm *scanMemo) scan(r *request, m *multi, t int) {
+	logged := r.e.UserAgent
+	if t == fieldReferer {
+		logged = r.e.Referer
+	}
+	h := xxhash.Sum64(logged) ^ uint64(t)
+	sl := &mm.slots[h%memoSlots]
+	if sl.hash != h || int(sl.field) != t || sl.text != string(logged) {
+		sl.hash, sl.field, sl.text = h, uint8(t), string(logged)
+		sl.found = [numFields]scenarioSet{}
+		m.scan(r.text(t), -1, false, &sl.found, r.lower[:])
+	}
+	orAll(&r.hits, &sl.found)
 }

@@ -173,3 +173,70 @@ func TestLowerInto(t *testing.T) {
 		src = append([]byte{'Q'}, src...)
 	}
 }
+
+// TestScanMemo_SameVerdictsAsFreshScans: an event reused over many lines
+// (whose memo answers repeated user agents and referers, and whose slots
+// are taken over by others) gives every line the verdict a fresh event
+// gives it, on the corpora, the workload and user agents that differ from
+// each other in one byte or in case.
+func TestScanMemo_SameVerdictsAsFreshScans(t *testing.T) {
+	rules, err := Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := accesslog.Auto()
+	var lines []string
+	files, _ := filepath.Glob("testdata/*/*.log")
+	for _, p := range files {
+		lines = append(lines, readLog(t, p)...)
+	}
+	g := workload.New(1, 5000, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
+	for range 20_000 {
+		l, _ := g.Line()
+		lines = append(lines, l)
+	}
+	// The same user agent with and without an attack in it, and in other
+	// case: a memo keyed loosely would hand one the other's verdict.
+	for _, ua := range []string{"sqlmap/1.7", "SQLMAP/1.7", "sqlmap/1.8", "Mozilla/5.0", "nikto", "Nikto", "() { :; }; /bin/bash", "() { :; }; /bin/bas"} {
+		for range 3 {
+			lines = append(lines, fmt.Sprintf(`192.0.2.7 - - [01/Nov/2026:00:00:00 +0000] "GET /index.html HTTP/1.1" 200 5 "http://x/" %q`, ua))
+		}
+	}
+	// Many distinct agents, some of them scanners', so that slots are
+	// taken over by texts with other verdicts.
+	for i := range 4000 {
+		ua := fmt.Sprintf("agent-%d", i)
+		if i%5 == 0 {
+			ua = fmt.Sprintf("sqlmap/%d", i)
+		}
+		lines = append(lines, fmt.Sprintf(`192.0.2.8 - - [01/Nov/2026:00:00:00 +0000] "GET /a HTTP/1.1" 200 5 "-" %q`, ua))
+	}
+	var reused Event
+	hitsSeen, n := 0, 0
+	for _, l := range lines {
+		var e accesslog.Entry
+		if f.Parse([]byte(l), &e) != nil {
+			continue
+		}
+		var fresh Event
+		rules.Evaluate(&e, nil, 0, &fresh)
+		rules.Evaluate(&e, nil, 0, &reused)
+		if got, want := fmt.Sprint(reused.Matches), fmt.Sprint(fresh.Matches); got != want {
+			t.Fatalf("line %q: reused event %s, fresh %s", l, got, want)
+		}
+		hitsSeen += len(fresh.Matches)
+		n++
+	}
+	if n < 20_000 || hitsSeen == 0 {
+		t.Fatalf("%d lines, %d matches: the test saw too little", n, hitsSeen)
+	}
+	used := 0
+	for _, sl := range reused.memo.slots {
+		if sl.text != "" {
+			used++
+		}
+	}
+	if used < memoSlots*3/4 {
+		t.Fatalf("%d of %d memo slots used: the memo was not exercised", used, memoSlots)
+	}
+}

@@ -29,6 +29,9 @@ type request struct {
 	hits    [numFields]scenarioSet // by field
 	// lower is scratch for a text lowered for the scan (multi.scan).
 	lower [scanChunk]byte
+	// memo remembers the scans of recent user agents and referers
+	// (nil: none kept).
+	memo *scanMemo
 }
 
 const (
@@ -50,7 +53,7 @@ const (
 )
 
 func (r *request) reset(e *accesslog.Entry, rs *Rules) {
-	r.e, r.have, r.multi, r.scanned, r.done = e, 0, rs.multi, 0, 0
+	r.e, r.have, r.multi, r.scanned, r.done, r.memo = e, 0, rs.multi, 0, 0, nil
 	r.hits = [numFields]scenarioSet{}
 }
 

@@ -333,8 +333,11 @@ func (an *analyzer) file(name string) error {
 			defer wg.Done()
 			folder := analytics.NewFolder(an.format)
 			b := pipeline.NewBatch(pipeline.OfflineNode, w, 1, an.next[w])
+			// One event for the worker's lines: Evaluate keeps its
+			// memory of recent texts with it.
+			var ev detect.Event
 			for c := range todo {
-				an.foldChunk(name, folder, c, &b)
+				an.foldChunk(name, folder, c, &b, &ev)
 				if b.Until-b.From >= flushLines {
 					an.flush(&b)
 				}
@@ -578,12 +581,11 @@ func (an *analyzer) dispatch(c *chunk, release func()) {
 // foldChunk folds a chunk's lines into the worker's batch b (the worker's
 // partition, at its next offsets) and evaluates the scenarios' filters on
 // them for the sequencer (at the lines' offsets over all inputs).
-func (an *analyzer) foldChunk(name string, folder *analytics.Folder, c *chunk, b *fsm.Batch) {
+func (an *analyzer) foldChunk(name string, folder *analytics.Folder, c *chunk, b *fsm.Batch, ev *detect.Event) {
 	buf := c.buf
 	no := c.first
 	off := c.base
 	var lines int64
-	var ev detect.Event
 	for len(buf) > 0 {
 		i := bytes.IndexByte(buf, '\n')
 		var line []byte
@@ -614,7 +616,7 @@ func (an *analyzer) foldChunk(name string, folder *analytics.Folder, c *chunk, b
 			lines++
 		}
 		if e != nil && an.detect {
-			an.rules.Evaluate(e, line, off, &ev)
+			an.rules.Evaluate(e, line, off, ev)
 			// The client address may live in the entry's scratch buffer
 			// (JSON lines): keep a copy with the chunk.
 			start := len(c.ips)
