@@ -299,7 +299,11 @@ func (r *request) inject() {
 	}
 	r.done |= doneInject
 	e := r.e
-	r.injectQuery("query", e.Query)
+	if r.memo != nil && len(e.Query) > 0 {
+		r.memo.injectQuery(r)
+	} else {
+		r.injectQuery("query", e.Query)
+	}
 	if r.sqliOK && r.xssOK {
 		return
 	}

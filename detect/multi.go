@@ -291,8 +291,37 @@ func (r *request) text(f int) string {
 const memoSlots = 512
 
 type scanMemo struct {
-	rules *Rules // whose automata the results are of
-	slots [memoSlots]memoSlot
+	rules   *Rules // whose automata the results are of
+	slots   [memoSlots]memoSlot
+	queries [queryMemoSlots]queryMemoSlot
+}
+
+// queryMemoSlots is how many raw query strings the memo keeps the
+// injection analysis of: a site's queries repeat too (a search, a page
+// number, a feed's flavour), and their analysis is the costliest one a
+// benign request gets.
+const queryMemoSlots = 256
+
+type queryMemoSlot struct {
+	hash          uint64
+	text          string
+	sqliOK, xssOK bool
+	sqliF, xssF   Finding
+}
+
+// injectQuery does r.injectQuery("query", r.e.Query) for a request none
+// of whose analyses has run yet, from the memo when the same raw query
+// was analysed last in its slot: the findings depend on nothing else.
+func (mm *scanMemo) injectQuery(r *request) {
+	q := r.e.Query
+	h := xxhash.Sum64(q)
+	sl := &mm.queries[h%queryMemoSlots]
+	if sl.hash != h || sl.text != string(q) {
+		r.injectQuery("query", q)
+		*sl = queryMemoSlot{hash: h, text: string(q), sqliOK: r.sqliOK, xssOK: r.xssOK, sqliF: r.sqliF, xssF: r.xssF}
+		return
+	}
+	r.sqliOK, r.xssOK, r.sqliF, r.xssF = sl.sqliOK, sl.xssOK, sl.sqliF, sl.xssF
 }
 
 type memoSlot struct {

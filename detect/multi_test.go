@@ -210,6 +210,15 @@ func TestScanMemo_SameVerdictsAsFreshScans(t *testing.T) {
 			ua = fmt.Sprintf("sqlmap/%d", i)
 		}
 		lines = append(lines, fmt.Sprintf(`192.0.2.8 - - [01/Nov/2026:00:00:00 +0000] "GET /a HTTP/1.1" 200 5 "-" %q`, ua))
+		// And queries, some of them injections, repeated and not.
+		q := fmt.Sprintf("id=%d", i%700)
+		switch i % 7 {
+		case 0:
+			q = fmt.Sprintf("id=%d%%27%%20union%%20select%%20null,null--", i%300)
+		case 1:
+			q = fmt.Sprintf("q=%%3Cscript%%3Ealert(%d)%%3C/script%%3E", i%300)
+		}
+		lines = append(lines, fmt.Sprintf(`192.0.2.9 - - [01/Nov/2026:00:00:00 +0000] "GET /s?%s HTTP/1.1" 200 5 "-" "agent"`, q))
 	}
 	var reused Event
 	hitsSeen, n := 0, 0
@@ -235,6 +244,15 @@ func TestScanMemo_SameVerdictsAsFreshScans(t *testing.T) {
 		if sl.text != "" {
 			used++
 		}
+	}
+	queries := 0
+	for _, sl := range reused.memo.queries {
+		if sl.text != "" {
+			queries++
+		}
+	}
+	if queries < queryMemoSlots*3/4 {
+		t.Fatalf("%d of %d query memo slots used: the memo was not exercised", queries, queryMemoSlots)
 	}
 	if used < memoSlots*3/4 {
 		t.Fatalf("%d of %d memo slots used: the memo was not exercised", used, memoSlots)
