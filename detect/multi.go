@@ -1,7 +1,9 @@
 package detect
 
 import (
+	"bytes"
 	"encoding/binary"
+	"math/bits"
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
@@ -230,7 +232,7 @@ func (r *request) hit(f int, s *Scenario) bool {
 		if r.scanned&(1<<t) == 0 {
 			r.scanned |= 1 << t
 			if m := r.multi[t]; m != nil {
-				if r.memo != nil && (t == fieldUA || t == fieldReferer) {
+				if r.memo != nil && (t == fieldUA || t == fieldReferer || t == fieldURI) {
 					r.memo.scan(r, m, t)
 					continue
 				}
@@ -255,11 +257,14 @@ func scanText(f int) int {
 	return f
 }
 
-// rawIsURI reports whether the raw URI is the decoded one: nothing in the
-// path or the query was escaped, so the URI's scan serves the raw URI's
-// patterns as well.
+// rawIsURI reports whether the raw URI is the decoded one, so that the
+// URI's scan serves the raw URI's patterns as well: nothing in the path or
+// the query can have been escaped (no '%', and no '+' in the query, which
+// decodes as a space). It looks at the raw bytes only, so a memo keyed by
+// them holds; a text with a '%' that decodes to itself is scanned twice,
+// never wrongly.
 func (r *request) rawIsURI() bool {
-	return r.Path() == string(r.e.Path) && r.Query() == string(r.e.Query)
+	return bytes.IndexByte(r.e.Path, '%') < 0 && bytes.IndexByte(r.e.Query, '%') < 0 && bytes.IndexByte(r.e.Query, '+') < 0
 }
 
 // text is the request's text for field f.
@@ -292,9 +297,15 @@ const memoSlots = 512
 
 type scanMemo struct {
 	rules   *Rules // whose automata the results are of
-	slots   [memoSlots]memoSlot
+	slots   [memoSlots]memoSlot    // user agents and referers
+	uris    [uriMemoSlots]memoSlot // paths and queries
 	queries [queryMemoSlots]queryMemoSlot
 }
+
+// uriMemoSlots is how many URIs the memo keeps, apart from the user
+// agents and referers: a site has more distinct paths than browsers, and
+// in one table they would push each other out.
+const uriMemoSlots = 1024
 
 // queryMemoSlots is how many raw query strings the memo keeps the
 // injection analysis of: a site's queries repeat too (a search, a page
@@ -327,23 +338,38 @@ func (mm *scanMemo) injectQuery(r *request) {
 type memoSlot struct {
 	hash  uint64
 	field uint8
-	text  string
+	text  string // as logged: the user agent, the referer or the path
+	query string // the URI's query, as logged
 	found [numFields]scenarioSet
 }
 
-// scan adds to r.hits what m's scan of r's text t finds, from the memo
-// when the same text was scanned last in its slot.
+// scan adds to r.hits what m's scan of r's text t (the URI, the user agent
+// or the referer) finds, from the memo when the same text was scanned last
+// in its slot. The URI's scan is a function of the path and the query as
+// logged: its text, its split and whether it serves the raw URI too.
 func (mm *scanMemo) scan(r *request, m *multi, t int) {
-	logged := r.e.UserAgent
-	if t == fieldReferer {
+	var logged, query []byte
+	switch t {
+	case fieldUA:
+		logged = r.e.UserAgent
+	case fieldReferer:
 		logged = r.e.Referer
+	default:
+		logged, query = r.e.Path, r.e.Query
 	}
-	h := xxhash.Sum64(logged) ^ uint64(t)
+	h := xxhash.Sum64(logged) ^ bits.RotateLeft64(xxhash.Sum64(query), 29) ^ uint64(t)
 	sl := &mm.slots[h%memoSlots]
-	if sl.hash != h || int(sl.field) != t || sl.text != string(logged) {
-		sl.hash, sl.field, sl.text = h, uint8(t), string(logged)
+	if t == fieldURI {
+		sl = &mm.uris[h%uriMemoSlots]
+	}
+	if sl.hash != h || int(sl.field) != t || sl.text != string(logged) || sl.query != string(query) {
+		sl.hash, sl.field, sl.text, sl.query = h, uint8(t), string(logged), string(query)
 		sl.found = [numFields]scenarioSet{}
-		m.scan(r.text(t), -1, false, &sl.found, r.lower[:])
+		split, raw := -1, false
+		if t == fieldURI {
+			split, raw = len(r.Path()), r.rawIsURI()
+		}
+		m.scan(r.text(t), split, raw, &sl.found, r.lower[:])
 	}
 	orAll(&r.hits, &sl.found)
 }
