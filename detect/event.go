@@ -24,9 +24,16 @@ type Event struct {
 	Matches []Match
 
 	// memo is Evaluate's memory of recent texts' scans, kept with the
-	// event a caller reuses from line to line (so one per goroutine).
-	memo *scanMemo
+	// event a caller reuses from line to line (so one per goroutine),
+	// made once the event has seen memoAfter lines: a quiet partition's
+	// event never holds one.
+	memo  *scanMemo
+	lines int
 }
+
+// memoAfter is how many lines an event evaluates before it keeps a memo
+// (about 450 KB).
+const memoAfter = 4096
 
 // Evaluate runs every scenario's filter on e (the line at offset) and fills
 // ev; it reports whether any scenario matched. It keeps no state, so it may
@@ -39,9 +46,13 @@ func (r *Rules) Evaluate(e *accesslog.Entry, line []byte, offset int64, ev *Even
 	var req request
 	req.reset(e, r)
 	if r.multi != nil {
-		if ev.memo == nil || ev.memo.rules != r {
+		if ev.memo != nil && ev.memo.rules != r {
+			ev.memo, ev.lines = nil, 0 // the rules changed
+		}
+		if ev.memo == nil && ev.lines >= memoAfter {
 			ev.memo = &scanMemo{rules: r}
 		}
+		ev.lines++
 		req.memo = ev.memo
 	}
 	r.match(&req, func(i int, s *Scenario) {

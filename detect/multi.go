@@ -296,7 +296,7 @@ func (r *request) text(f int) string {
 const memoSlots = 512
 
 type scanMemo struct {
-	rules   *Rules // whose automata the results are of
+	rules   *Rules                 // whose automata the results are of
 	slots   [memoSlots]memoSlot    // user agents and referers
 	uris    [uriMemoSlots]memoSlot // paths and queries
 	queries [queryMemoSlots]queryMemoSlot

@@ -235,6 +235,9 @@ func TestScanMemo_SameVerdictsAsFreshScans(t *testing.T) {
 		}
 		hitsSeen += len(fresh.Matches)
 		n++
+		if n < memoAfter && reused.memo != nil {
+			t.Fatalf("a memo after %d lines: a quiet partition's event should hold none", n)
+		}
 	}
 	if n < 20_000 || hitsSeen == 0 {
 		t.Fatalf("%d lines, %d matches: the test saw too little", n, hitsSeen)
