@@ -40,6 +40,22 @@ func sameHits(t *testing.T, rules *Rules, e *accesslog.Entry) {
 	}
 }
 
+// corpusAndWorkload is the lines of the corpora and 20,000 of the
+// benchmark's workload.
+func corpusAndWorkload(t *testing.T) []string {
+	var lines []string
+	files, _ := filepath.Glob("testdata/*/*.log")
+	for _, p := range files {
+		lines = append(lines, readLog(t, p)...)
+	}
+	g := workload.New(1, 5000, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
+	for range 20_000 {
+		l, _ := g.Line()
+		lines = append(lines, l)
+	}
+	return lines
+}
+
 // TestMultiMatchesOwnScans: on the corpora and the benchmark's workload,
 // the built-in rules' automata find what each scenario's own scan finds.
 func TestMultiMatchesOwnScans(t *testing.T) {
@@ -51,16 +67,7 @@ func TestMultiMatchesOwnScans(t *testing.T) {
 		t.Fatal("built-in rules are not indexed together")
 	}
 	f := accesslog.Auto()
-	var lines []string
-	files, _ := filepath.Glob("testdata/*/*.log")
-	for _, p := range files {
-		lines = append(lines, readLog(t, p)...)
-	}
-	g := workload.New(1, 5000, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
-	for range 20_000 {
-		l, _ := g.Line()
-		lines = append(lines, l)
-	}
+	lines := corpusAndWorkload(t)
 	n := 0
 	for _, l := range lines {
 		var e accesslog.Entry
@@ -185,16 +192,7 @@ func TestScanMemo_SameVerdictsAsFreshScans(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := accesslog.Auto()
-	var lines []string
-	files, _ := filepath.Glob("testdata/*/*.log")
-	for _, p := range files {
-		lines = append(lines, readLog(t, p)...)
-	}
-	g := workload.New(1, 5000, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
-	for range 20_000 {
-		l, _ := g.Line()
-		lines = append(lines, l)
-	}
+	lines := corpusAndWorkload(t)
 	// The same user agent with and without an attack in it, and in other
 	// case: a memo keyed loosely would hand one the other's verdict.
 	for _, ua := range []string{"sqlmap/1.7", "SQLMAP/1.7", "sqlmap/1.8", "Mozilla/5.0", "nikto", "Nikto", "() { :; }; /bin/bash", "() { :; }; /bin/bas"} {
