@@ -2,12 +2,12 @@ package detect
 
 import (
 	"bytes"
-	"github.com/wardenhq/warden/internal/testenv"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/wardenhq/warden/accesslog"
+	"github.com/wardenhq/warden/internal/testenv"
 	"github.com/wardenhq/warden/workload"
 )
 
@@ -32,11 +32,17 @@ func benchLines(b *testing.B, n int) ([][]byte, []accesslog.Entry) {
 
 // BenchmarkEvaluate runs every built-in scenario's filter on one line.
 func BenchmarkEvaluate(b *testing.B) {
+	lines, es := benchLines(b, 10_000)
+	benchEvaluate(b, lines, es)
+}
+
+// benchEvaluate evaluates the built-in scenarios on the lines in turn,
+// one per op, with one event as a worker keeps it.
+func benchEvaluate(b *testing.B, lines [][]byte, es []accesslog.Entry) {
 	rules, err := Builtin()
 	if err != nil {
 		b.Fatal(err)
 	}
-	lines, es := benchLines(b, 10_000)
 	var ev Event
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -68,10 +74,6 @@ func BenchmarkObserve(b *testing.B) {
 // BenchmarkEvaluateReal runs every built-in scenario's filter on the lines
 // of the elastic sample (real traffic), one line per op.
 func BenchmarkEvaluateReal(b *testing.B) {
-	rules, err := Builtin()
-	if err != nil {
-		b.Fatal(err)
-	}
 	f, err := accesslog.Lookup("combined")
 	if err != nil {
 		b.Fatal(err)
@@ -88,11 +90,5 @@ func BenchmarkEvaluateReal(b *testing.B) {
 			lines, es = append(lines, l), append(es, e)
 		}
 	}
-	var ev Event
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		j := i % len(lines)
-		rules.Evaluate(&es[j], lines[j], int64(i), &ev)
-	}
+	benchEvaluate(b, lines, es)
 }

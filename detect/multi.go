@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
-
 	"github.com/coregx/ahocorasick"
 )
 
@@ -236,15 +235,21 @@ func (r *request) hit(f int, s *Scenario) bool {
 					r.memo.scan(r, m, t)
 					continue
 				}
-				split, raw := -1, false
-				if t == fieldURI {
-					split, raw = len(r.Path()), r.rawIsURI()
-				}
-				m.scan(r.text(t), split, raw, &r.hits, r.lower[:])
+				r.scan(m, t, &r.hits)
 			}
 		}
 	}
 	return r.hits[f].has(s.index)
+}
+
+// scan adds to out what m finds in the request's text t, the URI's split
+// at its path and serving the raw URI when that is the same text.
+func (r *request) scan(m *multi, t int, out *[numFields]scenarioSet) {
+	split, raw := -1, false
+	if t == fieldURI {
+		split, raw = len(r.Path()), r.rawIsURI()
+	}
+	m.scan(r.text(t), split, raw, out, r.lower[:])
 }
 
 // scanText is the text whose scan serves field f: the path's and the
@@ -365,11 +370,7 @@ func (mm *scanMemo) scan(r *request, m *multi, t int) {
 	if sl.hash != h || int(sl.field) != t || sl.text != string(logged) || sl.query != string(query) {
 		sl.hash, sl.field, sl.text, sl.query = h, uint8(t), string(logged), string(query)
 		sl.found = [numFields]scenarioSet{}
-		split, raw := -1, false
-		if t == fieldURI {
-			split, raw = len(r.Path()), r.rawIsURI()
-		}
-		m.scan(r.text(t), split, raw, &sl.found, r.lower[:])
+		r.scan(m, t, &sl.found)
 	}
 	orAll(&r.hits, &sl.found)
 }
