@@ -36,8 +36,10 @@ type Event struct {
 const memoAfter = 4096
 
 // Evaluate runs every scenario's filter on e (the line at offset) and fills
-// ev; it reports whether any scenario matched. It keeps no state, so it may
-// run concurrently on many lines; Pour must then see the events in order.
+// ev; it reports whether any scenario matched. It reads no detector state,
+// so it may run concurrently on many lines, each goroutine with its own
+// event (ev carries a memo of recent scans that changes no verdict); Pour
+// must then see the events in order.
 func (r *Rules) Evaluate(e *accesslog.Entry, line []byte, offset int64, ev *Event) bool {
 	ev.Matches = ev.Matches[:0]
 	if len(e.Client) == 0 {
