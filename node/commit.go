@@ -132,7 +132,18 @@ func (n *Node) applyLocal(ctx context.Context, data []byte) (fsm.Result, error) 
 		timeout = time.Until(dl)
 	}
 	f := n.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
+	// A future Raft took in but never answered before it shut down (an
+	// entry queued as the node was killed) would block Error for ever,
+	// and the node's stop with it: a stopping node stops waiting.
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-n.ctx.Done():
+		return fsm.Result{}, ErrStopped
+	}
+	if err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return fsm.Result{}, fmt.Errorf("%w: %v", ErrNoLeader, err)
 		}
