@@ -112,9 +112,9 @@ func (w *Window) counts() [windowCounts]*Counts {
 }
 
 func (c *Counts) appendBinary(b []byte) []byte {
-	b = wire.AppendUint(b, uint64(len(c.keys)))
-	for i, k := range c.keys {
-		b = wire.AppendString(b, k)
+	b = wire.AppendUint(b, uint64(len(c.ends)))
+	for i := range c.ends {
+		b = wire.AppendBytes(b, c.key(i))
 		b = wire.AppendInt(b, c.n[i])
 	}
 	return b

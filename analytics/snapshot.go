@@ -62,7 +62,7 @@ func (w *Window) allCounts() [windowCounts + 3]*Counts {
 // length stops before anything appended later) and a copy of its counts.
 // It has no index: it is for encoding only.
 func (c *Counts) frozen() Counts {
-	return Counts{keys: c.keys[:len(c.keys):len(c.keys)], n: slices.Clone(c.n)}
+	return Counts{data: c.data[:len(c.data):len(c.data)], ends: c.ends[:len(c.ends):len(c.ends)], n: slices.Clone(c.n)}
 }
 
 // AppendBinary appends the frozen Store's binary form to b. Windows come

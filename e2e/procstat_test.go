@@ -40,17 +40,30 @@ func cpuSeconds(pid int) float64 {
 
 // peakRSS is the process's peak resident set size (VmHWM) in bytes.
 func peakRSS(pid int) int64 {
+	return procStatusKB(pid, "VmHWM:") << 10
+}
+
+// procStatusKB reads the field of /proc/pid/status that starts with
+// prefix, in kB (0 if it cannot be read).
+func procStatusKB(pid int, prefix string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
+			return kb
 		}
 	}
 	return 0
+}
+
+// fileBackedRSS returns how much of process pid's resident memory is
+// file-backed now (RssFile: mapped files, such as BoltDB's Raft log), in
+// bytes, or 0 if it cannot be read.
+func fileBackedRSS(pid int) int64 {
+	return procStatusKB(pid, "RssFile:") << 10
 }
 
 // cpuMeter reads the CPU time of a set of processes at two points.

@@ -358,3 +358,22 @@ func TestBatchLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestReuseRecords_KeepsNoRecord checks that a worker's emptied batch
+// keeps none of the previous batch's records in its backing array (each
+// would keep its fetch's decompressed bytes alive while the worker idles).
+func TestReuseRecords_KeepsNoRecord(t *testing.T) {
+	recs := make([]*kgo.Record, 0, 8)
+	for range 5 {
+		recs = append(recs, &kgo.Record{Value: []byte("line")})
+	}
+	recs = reuseRecords(recs[:2]) // a shorter batch came last
+	if len(recs) != 0 || cap(recs) != 8 {
+		t.Fatalf("len %d cap %d, want 0 and the same array", len(recs), cap(recs))
+	}
+	for i, r := range recs[:cap(recs)] {
+		if r != nil {
+			t.Fatalf("slot %d still holds a record", i)
+		}
+	}
+}

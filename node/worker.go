@@ -125,6 +125,15 @@ func (ws *workerSet) reconcile(want map[int32]fsm.Partition, enabled bool) {
 	}
 }
 
+// reuseRecords empties recs for the next batch and lets the previous
+// batch's records go: a record kept, even past the slice's length, keeps
+// its whole fetch (the decompressed batch its value points into) from the
+// collector while the worker waits for more.
+func reuseRecords(recs []*kgo.Record) []*kgo.Record {
+	clear(recs[:cap(recs)])
+	return recs[:0]
+}
+
 // runWorker reads partition p from its committed offset, cuts batches and
 // commits them through Raft. It returns when fenced (the manager decides
 // whether to start again) or stopped, or to cut a batch too large for one
@@ -270,7 +279,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 	// those in flight commit before the worker returns.
 	for wctx.Err() == nil && !n.draining.Load() {
 		start := time.Now()
-		recs = recs[:0]
+		recs = reuseRecords(recs)
 		// The rate allowed now: the cap, or less while the estimator says
 		// the pipeline cannot keep up.
 		rate := pace.rate()

@@ -65,6 +65,7 @@ func (q *queue) pop() (it Item) {
 		q.items, q.pos = q.items[:0], 0
 	} else if q.pos > 1024 && q.pos*2 > len(q.items) {
 		n := copy(q.items, q.items[q.pos:])
+		clear(q.items[n:]) // the moved items' old places: they would keep their lines' fetches
 		q.items, q.pos = q.items[:n], 0
 	}
 	return it

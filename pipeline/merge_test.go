@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -268,5 +269,27 @@ func TestSealer_TamperingIsRefused(t *testing.T) {
 	var none *Sealer
 	if none.Seal(hdr, key, value) != nil || !none.Check(nil, hdr, key, value) {
 		t.Fatal("without a key, records are neither sealed nor refused")
+	}
+}
+
+// TestQueue_PoppedItemsKeepNoLines checks that a queue keeps no line it
+// gave back, in its backing array either: a line aliases the fetch it came
+// in, which a kept line would keep from the collector.
+func TestQueue_PoppedItemsKeepNoLines(t *testing.T) {
+	var q queue
+	for i := range 5000 {
+		q.push(Item{Value: []byte(fmt.Sprint("line ", i))})
+	}
+	for range 3000 { // past the compaction: more than 1,024, more than half
+		q.pop()
+	}
+	if q.len() != 2000 {
+		t.Fatalf("%d items left, want 2000", q.len())
+	}
+	for i, it := range q.items[:cap(q.items)] {
+		held := i >= q.pos && i < len(q.items)
+		if !held && it.Value != nil {
+			t.Fatalf("slot %d of %d (%d held from %d) still holds %q", i, cap(q.items), q.len(), q.pos, it.Value)
+		}
 	}
 }

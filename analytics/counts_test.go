@@ -1,0 +1,111 @@
+package analytics
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// TestCounts_SameAsAMap adds random keys (the empty one, short ones that
+// repeat, long ones) with random counts and checks every way of reading a
+// Counts against a map and the order keys were first seen.
+func TestCounts_SameAsAMap(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 11))
+	want := map[string]int64{}
+	var order []string
+	var c, merged Counts
+	for range 200_000 {
+		var k string
+		switch r.IntN(4) {
+		case 0:
+			k = fmt.Sprintf("10.%d.%d", r.IntN(300), r.IntN(256))
+		case 1:
+			k = string(make([]byte, r.IntN(3))) // "", "\x00", "\x00\x00"
+		case 2:
+			k = fmt.Sprintf("/p/%0*d", r.IntN(260), r.IntN(50))
+		default:
+			k = fmt.Sprintf("agent %d", r.IntN(20_000))
+		}
+		n := int64(r.IntN(1000)) - 10
+		if _, ok := want[k]; !ok {
+			order = append(order, k)
+		}
+		want[k] += n
+		if r.IntN(2) == 0 {
+			c.Add([]byte(k), n)
+		} else {
+			c.AddString(k, n)
+		}
+	}
+	merged.AddString("only in merged", 5)
+	merged.Merge(&c)
+	if c.Len() != len(want) {
+		t.Fatalf("Len %d, want %d", c.Len(), len(want))
+	}
+	var got []string
+	c.Each(func(k string, n int64) {
+		got = append(got, k)
+		if n != want[k] {
+			t.Fatalf("Each: %q counts %d, want %d", k, n, want[k])
+		}
+	})
+	if !slices.Equal(got, order) {
+		t.Fatalf("Each is not in insertion order")
+	}
+	for k, n := range want {
+		if c.Get(k) != n || merged.Get(k) != n {
+			t.Fatalf("Get(%q) = %d, merged %d, want %d", k, c.Get(k), merged.Get(k), n)
+		}
+	}
+	if c.Get("never added") != 0 || merged.Get("only in merged") != 5 || merged.Len() != len(want)+1 {
+		t.Fatalf("a key not added counts %d; merged's own key %d, merged Len %d", c.Get("never added"), merged.Get("only in merged"), merged.Len())
+	}
+}
+
+// TestCounts_SameTagDifferentKeys gives keys one hash, so that they share
+// a tag and a probe chain: each must still find its own count.
+func TestCounts_SameTagDifferentKeys(t *testing.T) {
+	var c Counts
+	const h = 0xABCD_1234_0000_0003
+	keys := []string{"a", "b", "", "ab", "ba"} // 5 keys: the index does not grow past 8 slots
+	for i, k := range keys {
+		if !add(&c, k, h, int64(i+1)) {
+			t.Fatalf("%q reported as known", k)
+		}
+	}
+	for i, k := range keys {
+		if add(&c, k, h, 10) {
+			t.Fatalf("%q reported as new", k)
+		}
+		if _, j := find(&c, k, h); j != i || c.n[j] != int64(i+11) {
+			t.Fatalf("%q found at %d with %d, want %d with %d", k, j, c.n[max(j, 0)], i, i+11)
+		}
+	}
+	if _, j := find(&c, "abc", h); j != -1 {
+		t.Fatalf("an absent key found at %d", j)
+	}
+}
+
+// TestCounts_FrozenKeepsItsState checks that a frozen copy reads the keys
+// and counts of its moment while the Counts goes on growing.
+func TestCounts_FrozenKeepsItsState(t *testing.T) {
+	var c Counts
+	for i := range 100 {
+		c.AddString(fmt.Sprint("k", i), int64(i))
+	}
+	f := c.frozen()
+	for i := range 10_000 {
+		c.AddString(fmt.Sprint("k", i), 1000)
+	}
+	if f.Len() != 100 {
+		t.Fatalf("frozen Len %d, want 100", f.Len())
+	}
+	i := 0
+	f.Each(func(k string, n int64) {
+		if k != fmt.Sprint("k", i) || n != int64(i) {
+			t.Fatalf("frozen key %d: %q %d", i, k, n)
+		}
+		i++
+	})
+}
