@@ -13,6 +13,8 @@ type Aggregate struct {
 	Windows   map[int64]*Window
 	Malformed int64
 	last      *Window
+	// spare holds windows emptied by Reset, for Add to use again.
+	spare []*Window
 }
 
 // NewAggregate returns an empty Aggregate.
@@ -38,12 +40,37 @@ func (a *Aggregate) Add(e *accesslog.Entry) {
 	if w == nil || w.Start != start {
 		w = a.Windows[start]
 		if w == nil {
-			w = newWindow(start)
+			if n := len(a.spare); n > 0 {
+				w, a.spare = a.spare[n-1], a.spare[:n-1]
+				w.Start = start
+			} else {
+				w = newWindow(start)
+			}
 			a.Windows[start] = w
 		}
 		a.last = w
 	}
 	w.add(e)
+}
+
+// maxSpareWindows bounds the windows Reset keeps for reuse: a batch spans
+// a minute or two of event time, rarely more.
+const maxSpareWindows = 4
+
+// Reset empties a for the figures of more records, keeping the memory its
+// windows' counts grew (a worker folds batch after batch into one
+// Aggregate, encoding each before the next). The keys of a's counts are
+// written over: nothing read from a before (a string from Each or Top, a
+// window merged elsewhere) may be used after.
+func (a *Aggregate) Reset() {
+	for start, w := range a.Windows {
+		if len(a.spare) < maxSpareWindows {
+			w.reset()
+			a.spare = append(a.spare, w)
+		}
+		delete(a.Windows, start)
+	}
+	a.Malformed, a.last = 0, nil
 }
 
 // AddMalformed counts one line that did not parse.

@@ -18,7 +18,8 @@ import (
 // 35 bytes per key for a client address and nothing for the collector to
 // trace, where a map of strings took 98 and a pointer per key
 // (BenchmarkCountsInsert). The strings Each and Top give alias the packed
-// bytes, which are never written twice.
+// bytes, which are never written twice, unless an Aggregate nobody reads
+// any more is Reset for reuse.
 //
 // One Counts holds at most 4 GiB of key bytes (a minute of 16 million
 // distinct keys of the longest length kept); a key past that is counted
@@ -187,6 +188,13 @@ func (c *Counts) keyString(i int) string {
 		return ""
 	}
 	return unsafe.String(&k[0], len(k))
+}
+
+// reset empties c, keeping its memory; the keys are written over, so this
+// is only for a Counts whose keys nobody else holds (Aggregate.Reset).
+func (c *Counts) reset() {
+	c.data, c.ends, c.n = c.data[:0], c.ends[:0], c.n[:0]
+	clear(c.table)
 }
 
 // Get returns the count of k.

@@ -109,3 +109,30 @@ func TestCounts_FrozenKeepsItsState(t *testing.T) {
 		i++
 	})
 }
+
+// TestAggregate_ResetEncodesAsNew folds batches of entries into one
+// Aggregate, reset between them, and into a new Aggregate each: both
+// must encode to the same bytes, whatever the previous batch held.
+func TestAggregate_ResetEncodesAsNew(t *testing.T) {
+	es := entries(5, 6000, 7)
+	reused := NewAggregate()
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < len(es); {
+		n := 1 + r.IntN(1500)
+		batch := es[i:min(i+n, len(es))]
+		i += n
+		fresh := NewAggregate()
+		reused.Reset()
+		for j := range batch {
+			fresh.Add(&batch[j])
+			reused.Add(&batch[j])
+		}
+		if r.IntN(3) == 0 {
+			fresh.AddMalformed()
+			reused.AddMalformed()
+		}
+		if got, want := reused.AppendBinary(nil), fresh.AppendBinary(nil); !slices.Equal(got, want) {
+			t.Fatalf("batch at %d (%d entries): a reset Aggregate encodes %d bytes unlike a new one's %d", i-n, len(batch), len(got), len(want))
+		}
+	}
+}

@@ -55,6 +55,16 @@ type Window struct {
 
 func newWindow(start int64) *Window { return &Window{Start: start} }
 
+// reset empties w, keeping its counts' memory (Aggregate.Reset).
+func (w *Window) reset() {
+	for _, c := range w.allCounts() {
+		c.reset()
+	}
+	*w = Window{Status: w.Status, Methods: w.Methods, Paths: w.Paths, NotFound: w.NotFound, Clients: w.Clients,
+		UserAgents: w.UserAgents, Referrers: w.Referrers, VHosts: w.VHosts, VHostBytes: w.VHostBytes, VHostClass: w.VHostClass,
+		keyBuf: w.keyBuf}
+}
+
 var knownMethods = map[string]string{}
 
 func init() {

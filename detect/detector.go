@@ -66,7 +66,7 @@ func NewDetector(rules *Rules, partition int32, state *PartitionState) *Detector
 func (d *Detector) source(ip string) *source {
 	src := d.sources[ip]
 	if src == nil {
-		src = &source{}
+		src = &source{key: ip}
 		d.sources[ip] = src
 	}
 	return src
@@ -102,14 +102,14 @@ func (d *Detector) Pour(ev *Event) {
 		if !ok {
 			src = d.source(string(ev.IP))
 		}
-		if _, ok := d.dirty[string(ev.IP)]; !ok {
-			d.dirty[string(ev.IP)] = src
+		if _, ok := d.dirty[src.key]; !ok {
+			d.dirty[src.key] = src
 			d.pending += (len(ev.IP) + pendingPerSource) * len(ev.Matches)
 		}
 		for _, m := range ev.Matches {
 			s := d.rules.Scenarios[m.Scenario]
 			if m.Group == "" && s.GroupBy == "ip" && s.Scope == ScopeIP {
-				d.pour(src, m, ev, string(ev.IP))
+				d.pour(src, m, ev, src.key)
 				continue
 			}
 			// A network's bucket lives under its CIDR; one grouped on
@@ -117,7 +117,7 @@ func (d *Detector) Pour(ev *Event) {
 			// partition and IP.
 			key, who := m.Group, m.Group
 			if s.Scope != ScopeRange {
-				key, who = string(ev.IP)+groupSep+m.Group, string(ev.IP)
+				key, who = src.key+groupSep+m.Group, src.key
 			}
 			gs := d.sources[key]
 			if gs == nil {

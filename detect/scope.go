@@ -23,23 +23,34 @@ import (
 // have no range: behind them are a site's own proxies and networks, or a
 // carrier's customers by the thousand, never one party to ban whole.
 func RangeOf(client string) string {
-	a, err := netip.ParseAddr(client)
-	if err != nil || a.Zone() != "" {
+	p, ok := rangeOf(client)
+	if !ok {
 		return ""
 	}
+	return p.String()
+}
+
+// rangeOf is RangeOf's network, and whether client has one.
+func rangeOf(client string) (netip.Prefix, bool) {
+	a, err := netip.ParseAddr(client)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, false
+	}
+	return rangeOfAddr(a)
+}
+
+// rangeOfAddr is rangeOf of a parsed address without a zone.
+func rangeOfAddr(a netip.Addr) (netip.Prefix, bool) {
 	a = a.Unmap()
 	if a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsUnspecified() || a.IsMulticast() || cgnat.Contains(a) {
-		return ""
+		return netip.Prefix{}, false
 	}
 	bits := RangeBitsV6
 	if a.Is4() {
 		bits = RangeBitsV4
 	}
 	p, err := a.Prefix(bits)
-	if err != nil {
-		return ""
-	}
-	return p.String()
+	return p, err == nil
 }
 
 // cgnat is the shared address space of carrier-grade NAT (RFC 6598).
@@ -55,6 +66,55 @@ func PartitionKey(client string) string {
 		return r
 	}
 	return client
+}
+
+// AppendPartitionKey appends PartitionKey(client) to dst, without
+// allocating (the repartition stage keys every line with it).
+func AppendPartitionKey(dst, client []byte) []byte {
+	var p netip.Prefix
+	ok := false
+	if a, is4 := parseIPv4(client); is4 {
+		p, ok = rangeOfAddr(a)
+	} else {
+		p, ok = rangeOf(string(client)) // IPv6: the parser keeps a zone, so this copies
+	}
+	if ok {
+		return p.AppendTo(dst)
+	}
+	return append(dst, client...)
+}
+
+// parseIPv4 parses dotted-decimal IPv4 as netip.ParseAddr does (four
+// fields of 0 to 255, no leading zero), without copying b; anything else
+// is not IPv4 here (the caller asks netip).
+func parseIPv4(b []byte) (netip.Addr, bool) {
+	var out [4]byte
+	field, i := 0, 0
+	for field < 4 {
+		start, v := i, 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			v = v*10 + int(b[i]-'0')
+			i++
+			if i-start > 3 || v > 255 {
+				return netip.Addr{}, false
+			}
+		}
+		if i == start || i-start > 1 && b[start] == '0' {
+			return netip.Addr{}, false
+		}
+		out[field] = byte(v)
+		field++
+		if field < 4 {
+			if i >= len(b) || b[i] != '.' {
+				return netip.Addr{}, false
+			}
+			i++
+		}
+	}
+	if i != len(b) {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(out), true
 }
 
 // scopeOf is the scope of an alert from its source: a CIDR is a range.

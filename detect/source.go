@@ -6,6 +6,10 @@ package detect
 // source is one client's buckets: one slot per scenario it has touched
 // since the last Flush (most clients touch one or two of the scenarios).
 type source struct {
+	// key is the source's key in the detector's maps (the same string):
+	// pouring and marking it dirty reuse it instead of converting the
+	// event's bytes again.
+	key   string
 	slots []slot
 }
 

@@ -97,6 +97,43 @@ type forwarder struct {
 	idle bool // the last thing sent was an idle marker
 	recs []*kgo.Record
 	seal *pipeline.Sealer
+	// slab, hdrs and arena hold the next flush's records, their headers,
+	// and their keys' and origins' bytes, a chunk at a time: a few
+	// allocations a flush instead of several a line. Nothing in them is
+	// written twice; a full chunk is left to the records that point into
+	// it, and a flush starts new chunks.
+	slab  []kgo.Record
+	hdrs  []kgo.RecordHeader
+	arena []byte
+}
+
+// forwardChunk is how many records (and twice as many headers) a chunk of
+// the forwarder holds; forwardArena how many bytes of keys and origins.
+const (
+	forwardChunk = 512
+	forwardArena = 32 << 10
+)
+
+// record returns a zeroed record from the slab.
+func (f *forwarder) record() *kgo.Record {
+	if len(f.slab) == cap(f.slab) {
+		f.slab = make([]kgo.Record, 0, forwardChunk)
+	}
+	f.slab = f.slab[:len(f.slab)+1]
+	return &f.slab[len(f.slab)-1]
+}
+
+// room makes the arena hold n more bytes without moving what it holds.
+func (f *forwarder) room(n int) {
+	if cap(f.arena)-len(f.arena) < n {
+		f.arena = make([]byte, 0, max(forwardArena, n))
+	}
+}
+
+// sealed returns b[from:], the arena's newest bytes, as a slice nothing
+// appends to.
+func (f *forwarder) sealed(from int) []byte {
+	return f.arena[from:len(f.arena):len(f.arena)]
 }
 
 func newForwarder(topic string, source, targets int32, gen uint64, seal *pipeline.Sealer) *forwarder {
@@ -110,10 +147,15 @@ func newForwarder(topic string, source, targets int32, gen uint64, seal *pipelin
 
 // line forwards one parsed line of the source at offset, watermark wm.
 func (f *forwarder) line(e *accesslog.Entry, offset, wm int64, value []byte) {
-	key := []byte(detect.PartitionKey(string(e.Client)))
+	f.room(len(e.Client) + 64) // the key: the client, or its network's CIDR
+	from := len(f.arena)
+	f.arena = detect.AppendPartitionKey(f.arena, e.Client)
+	key := f.sealed(from)
 	t := pipeline.Target(key, f.targets)
 	o := pipeline.Origin{Kind: pipeline.KindLine, Gen: f.gen, Source: f.source, Offset: offset, Watermark: wm}
-	f.recs = append(f.recs, &kgo.Record{Topic: f.topic, Partition: t, Key: key, Value: value, Headers: f.headers(o, key, value)})
+	r := f.record()
+	*r = kgo.Record{Topic: f.topic, Partition: t, Key: key, Value: value, Headers: f.headers(o, key, value)}
+	f.recs = append(f.recs, r)
 	f.last[t].covered, f.last[t].wm = offset+1, wm
 }
 
@@ -127,7 +169,9 @@ func (f *forwarder) marks(kind byte, covered, wm int64) {
 		if kind == pipeline.KindProgress && f.last[t].covered == covered && f.last[t].wm == wm {
 			continue
 		}
-		f.recs = append(f.recs, &kgo.Record{Topic: f.topic, Partition: t, Headers: hdrs})
+		r := f.record()
+		*r = kgo.Record{Topic: f.topic, Partition: t, Headers: hdrs}
+		f.recs = append(f.recs, r)
 		f.last[t].covered, f.last[t].wm = covered, wm
 	}
 	f.idle = kind == pipeline.KindIdle
@@ -136,12 +180,19 @@ func (f *forwarder) marks(kind byte, covered, wm int64) {
 // headers are a forwarded record's: its origin, and its MAC when the
 // cluster has a key.
 func (f *forwarder) headers(o pipeline.Origin, key, value []byte) []kgo.RecordHeader {
-	hdr := pipeline.AppendOrigin(nil, o)
-	h := []kgo.RecordHeader{{Key: pipeline.Header, Value: hdr}}
-	if mac := f.seal.Seal(hdr, key, value); mac != nil {
-		h = append(h, kgo.RecordHeader{Key: pipeline.MACHeader, Value: mac})
+	f.room(pipeline.MaxOriginBytes)
+	from := len(f.arena)
+	f.arena = pipeline.AppendOrigin(f.arena, o)
+	hdr := f.sealed(from)
+	if cap(f.hdrs)-len(f.hdrs) < 2 {
+		f.hdrs = make([]kgo.RecordHeader, 0, 2*forwardChunk)
 	}
-	return h
+	at := len(f.hdrs)
+	f.hdrs = append(f.hdrs, kgo.RecordHeader{Key: pipeline.Header, Value: hdr})
+	if mac := f.seal.Seal(hdr, key, value); mac != nil {
+		f.hdrs = append(f.hdrs, kgo.RecordHeader{Key: pipeline.MACHeader, Value: mac})
+	}
+	return f.hdrs[at:len(f.hdrs):len(f.hdrs)]
 }
 
 // repartSealer is the Sealer of this node's repartition records: keyed by
@@ -166,7 +217,7 @@ func (f *forwarder) flush(ctx context.Context, cl *kgo.Client) error {
 		return nil
 	}
 	recs := f.recs
-	f.recs = nil
+	f.recs, f.slab, f.hdrs, f.arena = nil, nil, nil, nil
 	for _, r := range cl.ProduceSync(ctx, recs...) {
 		if r.Err != nil {
 			return fmt.Errorf("forward to %s: %w", f.topic, r.Err)

@@ -8,7 +8,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/wardenhq/warden/accesslog"
 	"github.com/wardenhq/warden/analytics"
+	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/pipeline"
 )
 
@@ -121,5 +123,46 @@ func TestRepartition_LateEventsCountedNotDetected(t *testing.T) {
 	}
 	if st := n.Stats(analytics.Query{}); st.Requests != 50 {
 		t.Errorf("%d requests in the figures, want 50", st.Requests)
+	}
+}
+
+// TestForwarder_RecordsKeepTheirOwnBytes forwards more lines than one
+// chunk of the forwarder holds, from many clients, then markers: every
+// record must keep its own key and origin, as if each had been allocated
+// on its own.
+func TestForwarder_RecordsKeepTheirOwnBytes(t *testing.T) {
+	f := newForwarder("t.by-client", 3, 12, 7, nil)
+	const lines = 3*forwardChunk + 17
+	for i := range lines {
+		e := accesslog.Entry{Client: fmt.Appendf(nil, "198.%d.%d.%d", i%7, i/250%250, i%250)}
+		if i%5 == 0 {
+			e.Client = fmt.Appendf(nil, "2001:db8:%x::1", i)
+		}
+		f.line(&e, int64(i), int64(1000+i), fmt.Appendf(nil, "line %d", i))
+	}
+	f.marks(pipeline.KindProgress, lines, 99)
+	if len(f.recs) < lines+1 {
+		t.Fatalf("%d records for %d lines and markers", len(f.recs), lines)
+	}
+	for i, r := range f.recs {
+		o, err := pipeline.ParseOrigin(r.Headers[0].Value)
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if i >= lines {
+			if o.Kind != pipeline.KindProgress || o.Offset != lines || r.Key != nil {
+				t.Fatalf("marker %d: %+v key %q", i, o, r.Key)
+			}
+			continue
+		}
+		client := fmt.Sprintf("198.%d.%d.%d", i%7, i/250%250, i%250)
+		if i%5 == 0 {
+			client = fmt.Sprintf("2001:db8:%x::1", i)
+		}
+		if string(r.Key) != detect.PartitionKey(client) || string(r.Value) != fmt.Sprint("line ", i) ||
+			o.Kind != pipeline.KindLine || o.Offset != int64(i) || o.Watermark != int64(1000+i) || o.Source != 3 || o.Gen != 7 ||
+			r.Partition != pipeline.Target(r.Key, 12) {
+			t.Fatalf("record %d: key %q value %q origin %+v partition %d; want the key of %s", i, r.Key, r.Value, o, r.Partition, client)
+		}
 	}
 }

@@ -272,6 +272,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 	}()
 
 	var recs []*kgo.Record
+	var spare *analytics.Aggregate              // the last batch's, encoded: reused
 	var caughtUpSince time.Time                 // with nothing to read since (idleFor)
 	forwarded := 0                              // batches forwarded (crashAfterForward)
 	first, lastOffsetCommit := true, time.Now() // for at-least- and at-most-once
@@ -381,6 +382,12 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 		// The pipeline's work (pipeline.Fold, Source): the same as
 		// warden analyze's.
 		b := pipeline.NewBatch(n.cfg.ID, p.Partition, p.Epoch, from)
+		if spare != nil {
+			// The previous batch is encoded: its figures' memory folds
+			// this one.
+			spare.Reset()
+			b.Analytics, spare = spare, nil
+		}
 		b.Until = recs[len(recs)-1].Offset + 1
 		var dead []*kgo.Record
 		stamps := make([]int64, len(recs))
@@ -425,6 +432,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 			continue
 		}
 		data := fsm.EncodeBatch(&b)
+		spare = b.Analytics
 		if maxBytes := n.cfg.maxBatchBytes; len(data) > maxBytes && len(recs) > 1 {
 			// The detector has taken these records in and cannot give
 			// them back: a successor restarts from the FSM's state

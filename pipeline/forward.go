@@ -41,6 +41,9 @@ func (o Origin) Key() Key { return Key{Watermark: o.Watermark, Source: o.Source,
 
 const originVersion = 1
 
+// MaxOriginBytes is the longest header value AppendOrigin writes.
+const MaxOriginBytes = 2 + 3*binary.MaxVarintLen64 + binary.MaxVarintLen32
+
 // AppendOrigin appends the header value of o to b.
 func AppendOrigin(b []byte, o Origin) []byte {
 	b = append(b, originVersion, o.Kind)

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -209,6 +210,10 @@ func TestOrigin_RoundTripAndHostileBytes(t *testing.T) {
 		if _, err := ParseOrigin(b); err == nil {
 			t.Fatalf("%x parsed", b)
 		}
+	}
+	longest := Origin{Kind: 255, Gen: math.MaxUint64, Source: -1, Offset: math.MinInt64, Watermark: math.MinInt64}
+	if n := len(AppendOrigin(nil, longest)); n > MaxOriginBytes {
+		t.Fatalf("an origin of %d bytes, more than MaxOriginBytes (%d)", n, MaxOriginBytes)
 	}
 }
 

@@ -151,14 +151,20 @@ func runScaleOut(b *testing.B, keyed bool) scaleOutCost {
 	detector := detect.NewDetector(state.Rules(), 0, nil)
 	src := pipeline.Source{Partition: 0, Clock: pipeline.NewClock(pipeline.NoWatermark, 0)}
 	var fwd []forwardedLine
+	var arena []byte // the forwarded keys and origins of one batch
 	if keyed {
 		src.Detector = detector
 	} else {
 		src.Forward = func(e *accesslog.Entry, offset, wm int64, value []byte) {
-			key := []byte(detect.PartitionKey(string(e.Client)))
+			// Keys and origins in one arena, as the forwarder's chunks.
+			from := len(arena)
+			arena = detect.AppendPartitionKey(arena, e.Client)
+			key := arena[from:len(arena):len(arena)]
 			o := pipeline.Origin{Kind: pipeline.KindLine, Source: 0, Offset: offset, Watermark: wm}
+			from = len(arena)
+			arena = pipeline.AppendOrigin(arena, o)
 			fwd = append(fwd, forwardedLine{key: key, target: pipeline.Target(key, scaleOutTargets), value: value,
-				header: pipeline.AppendOrigin(nil, o), ts: e.Time / 1e6})
+				header: arena[from:len(arena):len(arena)], ts: e.Time / 1e6})
 		}
 	}
 	stage2Format, err := accesslog.Lookup(cfg.LogFormat)
@@ -180,14 +186,19 @@ func runScaleOut(b *testing.B, keyed bool) scaleOutCost {
 
 	g := workload.New(1, c.clients, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
 	lines := make([][]byte, c.batch)
+	var spare *analytics.Aggregate
 	batch := func(timed bool) {
 		for i := range lines {
 			l, _ := g.Line()
 			lines[i] = []byte(l)
 		}
-		fwd = fwd[:0]
+		fwd, arena = fwd[:0], nil
 		t0 := time.Now()
 		bt := pipeline.NewBatch(scaleOutOwner, 0, epoch, from)
+		if spare != nil { // as the worker does: the encoded batch's figures fold the next
+			spare.Reset()
+			bt.Analytics = spare
+		}
 		bt.Until = from + int64(len(lines))
 		for i, v := range lines {
 			if e, _ := pipeline.Fold(folder, &bt, 0, from+int64(i), v); e != nil {
@@ -199,6 +210,7 @@ func runScaleOut(b *testing.B, keyed bool) scaleOutCost {
 		}
 		src.Finish(&bt, checkpoints)
 		data := [][]byte{fsm.EncodeBatch(&bt)}
+		spare = bt.Analytics
 		from = bt.Until
 		t1 := time.Now()
 		if !keyed {
