@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/wardenhq/warden/accesslog"
 )
 
 // TestCounts_SameAsAMap adds random keys (the empty one, short ones that
@@ -133,6 +135,34 @@ func TestAggregate_ResetEncodesAsNew(t *testing.T) {
 		}
 		if got, want := reused.AppendBinary(nil), fresh.AppendBinary(nil); !slices.Equal(got, want) {
 			t.Fatalf("batch at %d (%d entries): a reset Aggregate encodes %d bytes unlike a new one's %d", i-n, len(batch), len(got), len(want))
+		}
+	}
+}
+
+// TestFrozen_SizeHintHoldsTheEncoding checks that a snapshot's buffer,
+// sized by SizeHint, holds the Store's encoding without growing, and is
+// not far larger.
+func TestFrozen_SizeHintHoldsTheEncoding(t *testing.T) {
+	for _, n := range []int{0, 50, 20_000} {
+		s := NewStore(DefaultConfig())
+		if n > 0 {
+			a := NewAggregate()
+			for _, e := range entries(9, n, 30) {
+				a.Add(&e)
+			}
+			for i := range n { // many distinct clients, as a busy site has
+				e := accesslog.Entry{Time: base.UnixNano() + int64(i)*1e9, Client: fmt.Appendf(nil, "10.%d.%d.%d", i>>16&255, i>>8&255, i&255),
+					Path: fmt.Appendf(nil, "/item/%d", i), Status: 200, Duration: int64(i % 5000)}
+				a.Add(&e)
+			}
+			if err := s.Merge(a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f := s.Freeze()
+		hint, got := f.SizeHint(), len(f.AppendBinary(nil))
+		if got > hint || hint > 2*got+64<<10 {
+			t.Fatalf("%d entries: encoding of %d bytes, hint %d", n, got, hint)
 		}
 	}
 }

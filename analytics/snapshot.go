@@ -76,20 +76,20 @@ func (f Frozen) AppendBinary(b []byte) []byte {
 	b = wire.AppendInt(b, s.expiredRequests)
 	b = wire.AppendInt(b, s.expiredBytes)
 	a := Aggregate{Windows: s.windows}
-	return appendSized(b, a.AppendBinary)
+	return wire.AppendSized(b, a.AppendBinary)
 }
 
-// appendSized appends what enc writes, preceded by its length: the
-// aggregate is encoded once, into b, then moved after its length.
-func appendSized(b []byte, enc func([]byte) []byte) []byte {
-	at := len(b)
-	b = enc(b)
-	n := len(b) - at
-	hdr := wire.AppendUint(nil, uint64(n))
-	b = append(b, hdr...)
-	copy(b[at+len(hdr):], b[at:at+n])
-	copy(b[at:], hdr)
-	return b
+// SizeHint is about the length of AppendBinary's form, a little more
+// rather than less: a buffer of that capacity holds it without growing.
+func (f Frozen) SizeHint() int {
+	n := 64
+	for _, w := range f.s.windows {
+		n += 64 + denseHLLBytes + 8<<10 // sums, the distinct-client sketch, a latency sketch's bins
+		for _, c := range w.allCounts() {
+			n += len(c.data) + 12*len(c.ends) // a key's length and count: 12 bytes at most for any real count
+		}
+	}
+	return n
 }
 
 // DecodeStore reads what Frozen.AppendBinary wrote. Corrupt bytes are

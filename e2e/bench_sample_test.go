@@ -6,7 +6,9 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,7 +23,8 @@ import (
 // the same topic to its end in the same run: the rate between 10% and 90%
 // of the records, read from /v1/partitions every 100 ms (committed offsets;
 // with the repartition stage, the lines it took into detection), with and
-// without the repartition stage.
+// without the repartition stage. $WARDEN_BENCH_PROFILE names a folder for
+// the agents' CPU profiles of the drain's first 2 s (a subfolder per mode).
 func BenchmarkSampleDrain(b *testing.B) {
 	total := 2_000_000
 	if v := os.Getenv("WARDEN_BENCH_SAMPLE_RECORDS"); v != "" {
@@ -66,6 +69,16 @@ func BenchmarkSampleDrain(b *testing.B) {
 				c.startAgent(fmt.Sprintf("n%d", i), 3)
 			}
 			c.waitOwned(12, 60*time.Second)
+			what := "repartition stage"
+			if keyed {
+				what = "input keyed by client"
+			}
+			var profiled *sync.WaitGroup
+			if dir := os.Getenv("WARDEN_BENCH_PROFILE"); dir != "" {
+				profiled = profileAgents(c, filepath.Join(dir, strings.ReplaceAll(what, " ", "-")), 0, 2)
+			} else {
+				profiled = profileAgents(c, "", 0, 0)
+			}
 			progress := func() int64 {
 				parts, err := c.partitions("n1")
 				if err != nil {
@@ -99,10 +112,7 @@ func BenchmarkSampleDrain(b *testing.B) {
 			}
 			rate := 0.8 * float64(total) / t90.Sub(t10).Seconds()
 			kcatRate := float64(total) / kcatTime.Seconds()
-			what := "repartition stage"
-			if keyed {
-				what = "input keyed by client"
-			}
+			profiled.Wait()
 			fmt.Printf("\nReal sample, %d lines in 12 partitions, %s: 10%%-90%% at %.0f lines/s; kcat %.0f lines/s (%.2f s); ratio %.2f\n",
 				total, what, rate, kcatRate, kcatTime.Seconds(), rate/kcatRate)
 			res[keyed] = map[string]any{

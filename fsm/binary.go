@@ -68,7 +68,7 @@ func appendBatch(b []byte, bt *Batch, compress bool) []byte {
 	}
 	b = wire.AppendBytes(b, figures)
 	if bt.Detect != nil {
-		b = appendSized(b, bt.Detect.AppendBinary)
+		b = wire.AppendSized(b, bt.Detect.AppendBinary)
 	} else {
 		b = wire.AppendBytes(b, bt.detect.Bytes())
 	}
@@ -108,20 +108,6 @@ func appendBatch(b []byte, bt *Batch, compress bool) []byte {
 		flags |= flagAnalyticsZstd
 	}
 	return wire.AppendUint(b, flags)
-}
-
-// appendSized appends what enc writes, preceded by its length. It reserves
-// the largest length prefix, then moves the body back if fewer bytes do.
-func appendSized(b []byte, enc func([]byte) []byte) []byte {
-	const reserve = 5 // a uvarint of up to 2^35
-	at := len(b)
-	b = append(b, make([]byte, reserve)...)
-	b = enc(b)
-	n := len(b) - at - reserve
-	hdr := wire.AppendUint(nil, uint64(n))
-	copy(b[at:], hdr)
-	copy(b[at+len(hdr):], b[at+reserve:])
-	return b[:at+len(hdr)+n]
 }
 
 // encodeBatches is the binary entry of a commit or results command.

@@ -90,23 +90,17 @@ func (f *frozen) writeTo(w io.Writer) error {
 		return err
 	}
 	_, _ = bw.Write(wire.AppendBytes(nil, rest))
-	buf := lengthFirst(f.analytics.AppendBinary(nil))
+	// One buffer, sized for the load figures up front (the bulk: growing
+	// it by doubling would allocate twice their size), then reused for
+	// each partition's detector state.
+	buf := wire.AppendSized(make([]byte, 0, f.analytics.SizeHint()), f.analytics.AppendBinary)
 	_, _ = bw.Write(buf)
 	_, _ = bw.Write(wire.AppendUint(nil, uint64(len(f.detect))))
 	for _, d := range f.detect {
-		buf = lengthFirst(d.AppendBinary(buf[:0]))
+		buf = wire.AppendSized(buf[:0], d.AppendBinary)
 		_, _ = bw.Write(buf)
 	}
 	return bw.Flush()
-}
-
-// lengthFirst puts b's length in front of it, in place.
-func lengthFirst(b []byte) []byte {
-	hdr := wire.AppendUint(nil, uint64(len(b)))
-	b = append(b, hdr...)
-	copy(b[len(hdr):], b[:len(b)-len(hdr)])
-	copy(b, hdr)
-	return b
 }
 
 // Persist implements raft.FSMSnapshot: it encodes the frozen state, under

@@ -30,6 +30,21 @@ func AppendString(b []byte, v string) []byte {
 	return append(b, v...)
 }
 
+// AppendSized appends what enc appends, preceded by its length, as
+// AppendBytes would write it, without a second buffer: it reserves the
+// longest length prefix, then moves the body back if a shorter one does.
+func AppendSized(b []byte, enc func([]byte) []byte) []byte {
+	const reserve = 5 // a uvarint of up to 2^35
+	at := len(b)
+	b = append(b, make([]byte, reserve)...)
+	b = enc(b)
+	n := len(b) - at - reserve
+	hdr := binary.AppendUvarint(nil, uint64(n))
+	copy(b[at:], hdr)
+	copy(b[at+len(hdr):], b[at+reserve:])
+	return b[:at+len(hdr)+n]
+}
+
 // AppendFixed64 appends v as 8 little-endian bytes (hashes, which varints
 // would make longer).
 func AppendFixed64(b []byte, v uint64) []byte { return binary.LittleEndian.AppendUint64(b, v) }

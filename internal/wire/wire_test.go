@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"math"
 	"testing"
 )
@@ -54,5 +55,21 @@ func TestTruncatedAndHugeLengths(t *testing.T) {
 	// Errors stick.
 	if r.Int() != 0 || r.Fixed64() != 0 || r.Err() == nil {
 		t.Fatal("error did not stick")
+	}
+}
+
+// TestAppendSized_AsAppendBytes checks that AppendSized writes what
+// AppendBytes writes, for bodies on both sides of each prefix length.
+func TestAppendSized_AsAppendBytes(t *testing.T) {
+	for _, n := range []int{0, 1, 127, 128, 16383, 16384, 2097151, 2097152} {
+		body := make([]byte, n)
+		for i := range body {
+			body[i] = byte(i * 7)
+		}
+		prefix := []byte("before")
+		got := AppendSized(append([]byte(nil), prefix...), func(b []byte) []byte { return append(b, body...) })
+		if want := AppendBytes(append([]byte(nil), prefix...), body); !bytes.Equal(got, want) {
+			t.Fatalf("body of %d bytes: %d bytes written, AppendBytes writes %d", n, len(got), len(want))
+		}
 	}
 }
