@@ -20,8 +20,8 @@ import (
 //	       stage, generation, watermark, late, k, mark × k (source, next,
 //	       covered, watermark, idle (0 or 1), idle at), merge counts (applied,
 //	       dropped, bad, out of order, lost), latest timestamp, flags
-//	       (bit 0: checkpoint; bit 1: the analytics bytes are zstd-compressed,
-//	       compress.go)
+//	       (bit 0: checkpoint; bit 1: the analytics bytes are zstd-compressed;
+//	       bit 2: the detector delta is, compress.go)
 //
 // binaryCommit is the commit entry of releases before the repartition
 // stage: its batches end after the bad records (and are input batches).
@@ -67,11 +67,15 @@ func appendBatch(b []byte, bt *Batch, compress bool) []byte {
 		figures, compressed = compressFigures(figures)
 	}
 	b = wire.AppendBytes(b, figures)
+	delta := bt.detect.Bytes()
 	if bt.Detect != nil {
-		b = wire.AppendSized(b, bt.Detect.AppendBinary)
-	} else {
-		b = wire.AppendBytes(b, bt.detect.Bytes())
+		delta = bt.Detect.AppendBinary(nil)
 	}
+	deltaZstd := false
+	if compress {
+		delta, deltaZstd = compressFigures(delta)
+	}
+	b = wire.AppendBytes(b, delta)
 	b = wire.AppendUint(b, uint64(len(bt.Malformed)))
 	for _, m := range bt.Malformed {
 		b = wire.AppendInt(b, int64(m.Partition))
@@ -106,6 +110,9 @@ func appendBatch(b []byte, bt *Batch, compress bool) []byte {
 	}
 	if compressed {
 		flags |= flagAnalyticsZstd
+	}
+	if deltaZstd {
+		flags |= flagDetectZstd
 	}
 	return wire.AppendUint(b, flags)
 }
@@ -197,11 +204,11 @@ func decodeBatch(r *wire.Reader, bt *Batch, ext, flags bool) {
 	}
 	// Before the flags, every batch was a checkpoint.
 	bt.Checkpoint = true
-	zstdFigures := false
+	zstdFigures, zstdDelta := false, false
 	if flags {
 		f := r.Uint()
-		bt.Checkpoint, zstdFigures = f&flagCheckpoint != 0, f&flagAnalyticsZstd != 0
-		if f&^(flagCheckpoint|flagAnalyticsZstd) != 0 {
+		bt.Checkpoint, zstdFigures, zstdDelta = f&flagCheckpoint != 0, f&flagAnalyticsZstd != 0, f&flagDetectZstd != 0
+		if f&^(flagCheckpoint|flagAnalyticsZstd|flagDetectZstd) != 0 {
 			badExt = true
 		}
 	}
@@ -227,6 +234,13 @@ func decodeBatch(r *wire.Reader, bt *Batch, ext, flags bool) {
 			return
 		}
 		bt.analytics = c
+	}
+	if zstdDelta {
+		var err error
+		if d, err = decompressFigures(d); err != nil {
+			bt.bad = fmt.Errorf("%w: %w", ErrBadBatch, err)
+			return
+		}
 	}
 	if len(d) > 0 {
 		c, err := detect.CheckDelta(d)

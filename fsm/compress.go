@@ -13,10 +13,15 @@ import (
 // voter and into each one's log. So a batch's figures past compressMin
 // bytes go zstd-compressed, flagged flagAnalyticsZstd: zstd's default
 // level, 3.6x smaller for about 0.1 µs a line on the owner (the fastest
-// level: 2.8x for 0.08 µs), 0.02 µs for each replica to decompress. Detector deltas are small since checkpoints and stay
-// as they are.
+// level: 2.8x for 0.08 µs), 0.02 µs for each replica to decompress.
+//
+// Detector deltas past compressMin go the same way, flagged
+// flagDetectZstd: a batch's alerts (each with its sample lines) and a
+// checkpoint's buckets were two thirds of the bytes left (10 of 15 a line
+// in BenchmarkScaleOut), and compress about 4x.
 const (
 	flagAnalyticsZstd = 2
+	flagDetectZstd    = 4
 	compressMin       = 1 << 10
 	// maxFigureBytes bounds what a batch's compressed figures may expand
 	// to: a batch is at most 4 MiB encoded, and figures compress 3x or so.
