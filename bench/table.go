@@ -115,8 +115,9 @@ func main() {
 		row("6", "  joining node restore time", fmt.Sprintf("%.2f s (%v)", num(m, "restore_seconds"), m["restore_via"]), "", "", "", nil)
 	}
 	if m := bm["raft_economy"]; m != nil {
-		row("7", fmt.Sprintf("Raft at %s lines/s: entries/s, bytes/entry", f0(num(m, "at_lines_per_s"))),
-			fmt.Sprintf("%.1f /s, %s B (%.0f B/line)", num(m, "entries_per_s"), f0(num(m, "bytes_per_entry")), num(m, "bytes_per_line")), "", "", "", nil)
+		row("7", fmt.Sprintf("Raft at %s lines/s: entries/s, bytes/entry (bytes/line)", f0(num(m, "at_lines_per_s"))),
+			fmt.Sprintf("%.1f /s, %s B (%.1f B/line)", num(m, "entries_per_s"), f0(num(m, "bytes_per_entry")), num(m, "bytes_per_line")),
+			fmt.Sprintf("keyed %.1f B/line", num(m, "keyed_bytes_per_line")), "", "<= 4 B/line", num(m, "bytes_per_line") <= 4)
 	}
 	if m := bm["scale_simulation"]; m != nil {
 		iv := num(m, "batch_interval_s")
