@@ -282,13 +282,14 @@ func TestNode_MissingDeadLetterTopicDoesNotStall(t *testing.T) {
 func TestNode_LargeBatchesAreCut(t *testing.T) {
 	for _, keyed := range []bool{true, false} {
 		t.Run(fmt.Sprintf("keyed=%v", keyed), func(t *testing.T) {
-			const bound = 48 << 10
+			const bound = 12 << 10
 			c := newCluster(t, 1)
 			c.configure = func(cfg *Config) { cfg.maxBatchBytes, cfg.InputKeyedByClient = bound, keyed }
 			p := newProducer(t, c.broker.Addr(), c.topic, 7)
 			// Records wait in Kafka before the node starts: its first batch
 			// takes the most records it may (2,000), which encode to about
-			// 100 KB with their detector delta.
+			// 24 KB with their detector delta, a checkpoint of every bucket
+			// (compressed; the batches after it, 2-6 KB).
 			mustProduce(t, p, 6000)
 			n := startOne(t, c)
 			waitFor(t, 60*time.Second, "all records committed", func() bool { return p.caughtUp(n) })
@@ -334,8 +335,8 @@ func TestNode_LargeBatchesAreCut(t *testing.T) {
 				t.Errorf("%d input and %d second-stage batches in the log; the state counts %d and %d", input, second,
 					s.Partitions[0].Commits, s.Partitions[0].ByClient.Commits)
 			}
-			// 2,000 records a batch would make 3; with their detector
-			// deltas they encode to about 100 KB each.
+			// 2,000 records a batch would make 3; the first, twice the
+			// bound, is cut.
 			if detecting := map[bool]int{true: input, false: second}[keyed]; detecting <= 3 {
 				t.Errorf("%d batches carry the detector deltas; want more than 3", detecting)
 			}
