@@ -1,12 +1,15 @@
 package analytics
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/wardenhq/warden/accesslog"
+	"github.com/wardenhq/warden/internal/testenv"
 	"github.com/wardenhq/warden/workload"
 )
 
@@ -88,15 +91,30 @@ func TestFoldRefusesFutureLines(t *testing.T) {
 // parsing and the load figures, what a worker does per line before the
 // detector.
 func benchFold(b *testing.B, spec string) {
-	format, err := accesslog.Lookup(spec)
-	if err != nil {
-		b.Fatal(err)
-	}
 	g := workload.New(1, 5000, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
 	lines := make([][]byte, 10_000)
 	for i := range lines {
 		l, _ := g.Line()
 		lines[i] = []byte(l)
+	}
+	foldLines(b, spec, lines)
+}
+
+// BenchmarkFoldReal is BenchmarkFoldCombined on the elastic sample's
+// lines: a site's clients, agents and referers repeat from one line to the
+// next (a page and its assets), the workload's do not.
+func BenchmarkFoldReal(b *testing.B) {
+	src, err := os.ReadFile(testenv.Data(b, "elastic-apache/apache_logs"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	foldLines(b, "combined", bytes.Split(bytes.TrimRight(src, "\n"), []byte("\n")))
+}
+
+func foldLines(b *testing.B, spec string, lines [][]byte) {
+	format, err := accesslog.Lookup(spec)
+	if err != nil {
+		b.Fatal(err)
 	}
 	folder := NewFolder(format)
 	folder.MaxSkew = 0
