@@ -18,6 +18,20 @@ import (
 // goroutines, each with its own Folder and Batch, whose figures merge.
 func Fold(f *analytics.Folder, b *fsm.Batch, partition int32, offset int64, value []byte) (*accesslog.Entry, error) {
 	b.Digest.AddRecord(partition, offset, value)
+	return fold(f, b, partition, offset, value)
+}
+
+// FoldOffline is Fold for `warden analyze`'s batches: their digest counts
+// the records and bytes but leaves out the records' hash, the cluster's
+// check that every replica applied the same records, which a file read in
+// one process never needs (it cost 4% of analyze's CPU).
+func FoldOffline(f *analytics.Folder, b *fsm.Batch, partition int32, offset int64, value []byte) (*accesslog.Entry, error) {
+	b.Digest.Records++
+	b.Digest.Bytes += int64(len(value))
+	return fold(f, b, partition, offset, value)
+}
+
+func fold(f *analytics.Folder, b *fsm.Batch, partition int32, offset int64, value []byte) (*accesslog.Entry, error) {
 	parsed, err := f.Fold(b.Analytics, value)
 	if err != nil {
 		if len(b.Malformed) == 2*fsm.MaxMalformedSample {

@@ -198,7 +198,7 @@ func parseTimeFlag(name, v string) (time.Time, error) {
 }
 
 // analyzer drives the pipeline over files: a reader cuts each input into
-// chunks of whole lines; workers fold chunks (pipeline.Fold: figures,
+// chunks of whole lines; workers fold chunks (pipeline.FoldOffline: figures,
 // malformed sample, digest) into their own offline partition's batches and
 // evaluate the scenarios' filters, in any order; a sequencer takes the
 // chunks in input order, drops late events (the files' clock) and hands
@@ -597,7 +597,7 @@ func (an *analyzer) foldChunk(name string, folder *analytics.Folder, c *chunk, b
 		if len(line) > 0 && line[len(line)-1] == '\r' {
 			line = line[:len(line)-1]
 		}
-		e, err := pipeline.Fold(folder, b, b.Partition, b.Until, line)
+		e, err := pipeline.FoldOffline(folder, b, b.Partition, b.Until, line)
 		b.Until++
 		if err != nil {
 			lines++
