@@ -120,9 +120,10 @@ func deleteDecision(t *testing.T, n *Node, id int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("DELETE %d: %s", id, resp.Status)
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("DELETE %d: %s %s", id, resp.Status, b)
 	}
 }
 
@@ -363,8 +364,19 @@ func TestBouncer_DeletionReachesBouncerAfterNodeKill(t *testing.T) {
 	c.configure = func(cfg *Config) { cfg.BouncerKeys, cfg.AdminToken = []string{"key-1"}, "boss" }
 	n1 := c.start("n1", 3)
 	n2 := c.start("n2", 3, n1.GossipAddr())
-	c.start("n3", 3, n1.GossipAddr())
-	waitFor(t, 20*time.Second, "a leader", func() bool { return n1.Leader() != "" && n2.Leader() != "" })
+	n3 := c.start("n3", 3, n1.GossipAddr())
+	// A settled cluster: three voters, one leader every node agrees on
+	// (writes while n3 joins can meet an election and answer 503).
+	waitFor(t, 20*time.Second, "three voters and one leader", func() bool {
+		voters := 0
+		for _, m := range n1.ClusterInfo().Members {
+			if m.Voter {
+				voters++
+			}
+		}
+		l := n1.Leader()
+		return voters == 3 && l != "" && n2.Leader() == l && n3.Leader() == l
+	})
 	gone := addDecision(t, n1, "192.0.2.1", "4h")
 	addDecision(t, n1, "192.0.2.2", "4h")
 	b := newBouncer(t, n1, "key-1", "crowdsec-firewall-bouncer/v0.0.31")
