@@ -15,8 +15,8 @@ import (
 //
 // The keys are packed: their bytes one after another in one slice, where
 // each ends, and an open-addressing index of their positions. That is about
-// 35 bytes per key for a client address and nothing for the collector to
-// trace, where a map of strings took 98 and a pointer per key
+// 43 bytes per key for a client address and nothing for the collector to
+// trace, where a map of strings took 98 and two pointers per key
 // (BenchmarkCountsInsert). The strings Each and Top give alias the packed
 // bytes, which are never written twice, unless an Aggregate nobody reads
 // any more is Reset for reuse.
@@ -30,7 +30,8 @@ type Counts struct {
 	n    []int64
 	// table holds, per key, its hash's top 32 bits and its index + 1
 	// (0: an empty slot), probed linearly from the hash's low bits; at
-	// most three quarters of it is used.
+	// most three quarters of it is used. It is nil up to smallCounts keys
+	// (and for a frozen copy), which are scanned instead.
 	table []uint64
 	// last is the index + 1 of the key counted last (0: none): logs
 	// repeat a client, its agent and its referer line after line (a page
@@ -46,6 +47,14 @@ var countsSeed = maphash.MakeSeed()
 // Add adds n to key k.
 func (c *Counts) Add(k []byte, n int64) { c.addNew(k, n) }
 
+// AddString adds n to key k.
+func (c *Counts) AddString(k string, n int64) { c.addNew(stringBytes(k), n) }
+
+// stringBytes is s's bytes, for reading only: a Counts copies a key's bytes
+// when it keeps them, so a string key needs no copy of its own to be looked
+// up.
+func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
 // addNew adds n to key k and reports whether k was new.
 func (c *Counts) addNew(k []byte, n int64) bool {
 	if len(c.data)+len(k) > math.MaxUint32 {
@@ -56,109 +65,65 @@ func (c *Counts) addNew(k []byte, n int64) bool {
 		return false
 	}
 	if c.table == nil {
-		if done, isNew := addSmall(c, k, n); done {
-			return isNew
+		if i := c.scan(k); i >= 0 {
+			c.n[i] += n
+			c.last = int32(i + 1)
+			return false
 		}
+		c.push(k, n)
+		if len(c.ends) > smallCounts {
+			c.grow()
+		}
+		return true
 	}
-	return add(c, k, maphash.Bytes(countsSeed, k), n)
+	return c.addHashed(k, maphash.Bytes(countsSeed, k), n)
 }
 
-// AddString adds n to key k.
-func (c *Counts) AddString(k string, n int64) {
-	if len(c.data)+len(k) > math.MaxUint32 {
-		k = ""
-	}
-	if i := int(c.last) - 1; i >= 0 && string(c.key(i)) == k {
-		c.n[i] += n
-		return
-	}
-	if c.table == nil {
-		if done, _ := addSmall(c, k, n); done {
-			return
-		}
-	}
-	add(c, k, maphash.String(countsSeed, k), n)
-}
-
-// smallCounts is how many keys a Counts holds before it has an index:
-// comparing a few short keys (statuses, methods) costs less than hashing.
-const smallCounts = 8
-
-// addSmall adds n to k in a Counts without an index, unless k is new and
-// the Counts full (done false): it then needs its index.
-func addSmall[K string | []byte](c *Counts, k K, n int64) (done, isNew bool) {
-	if i := scan(c, k); i >= 0 {
+// addHashed is addNew in a Counts with an index, k hashed to h.
+func (c *Counts) addHashed(k []byte, h uint64, n int64) bool {
+	slot, i := c.find(k, h)
+	if i >= 0 {
 		c.n[i] += n
 		c.last = int32(i + 1)
-		return true, false
+		return false
 	}
-	if len(c.ends) >= smallCounts {
-		return false, false
+	c.push(k, n)
+	if (len(c.ends)+1)*4 > len(c.table)*3 {
+		c.grow() // places the new key too
+	} else {
+		c.table[slot] = h&^0xFFFFFFFF | uint64(len(c.ends))
 	}
-	push(c, k, n)
-	return true, true
-}
-
-// scan finds k by comparing it with every key: the length, then the last
-// byte (where numbered and similar keys differ), then the rest.
-func scan[K string | []byte](c *Counts, k K) int {
-	if len(k) == 0 {
-		return scanEmpty(c)
-	}
-	last := k[len(k)-1]
-	from := uint32(0)
-	for i, end := range c.ends {
-		if int(end-from) == len(k) && c.data[end-1] == last && string(c.data[from:end]) == string(k) {
-			return i
-		}
-		from = end
-	}
-	return -1
-}
-
-// scanEmpty finds the empty key.
-func scanEmpty(c *Counts) int {
-	from := uint32(0)
-	for i, end := range c.ends {
-		if end == from {
-			return i
-		}
-		from = end
-	}
-	return -1
+	return true
 }
 
 // push appends k, a new key, with count n.
-func push[K string | []byte](c *Counts, k K, n int64) {
+func (c *Counts) push(k []byte, n int64) {
 	c.data = append(c.data, k...)
 	c.ends = append(c.ends, uint32(len(c.data)))
 	c.n = append(c.n, n)
 	c.last = int32(len(c.ends))
 }
 
-// add adds n to key k, whose hash is h, and reports whether k was new.
-func add[K string | []byte](c *Counts, k K, h uint64, n int64) bool {
-	slot, i := find(c, k, h)
-	if i >= 0 {
-		c.n[i] += n
-		c.last = int32(i + 1)
-		return false
+// smallCounts is how many keys a Counts holds before it has an index:
+// comparing a few short keys (statuses, methods) costs less than hashing.
+const smallCounts = 8
+
+// scan finds k by comparing it with every key: the length, then the last
+// byte (where numbered and similar keys differ), then the rest.
+func (c *Counts) scan(k []byte) int {
+	from := uint32(0)
+	for i, end := range c.ends {
+		if int(end-from) == len(k) && (len(k) == 0 || c.data[end-1] == k[len(k)-1]) && string(c.data[from:end]) == string(k) {
+			return i
+		}
+		from = end
 	}
-	if (len(c.ends)+1)*4 > len(c.table)*3 {
-		c.grow()
-		slot, _ = find(c, k, h)
-	}
-	push(c, k, n)
-	c.table[slot] = h&^0xFFFFFFFF | uint64(len(c.ends))
-	return true
+	return -1
 }
 
-// find returns the index of k (hashed to h), or -1 and the free slot where
-// it goes (none without an index).
-func find[K string | []byte](c *Counts, k K, h uint64) (slot, i int) {
-	if len(c.table) == 0 {
-		return 0, scan(c, k)
-	}
+// find returns the index of k (hashed to h) in the index, or -1 and the
+// free slot where it goes.
+func (c *Counts) find(k []byte, h uint64) (slot, i int) {
 	mask := len(c.table) - 1
 	for s := int(h) & mask; ; s = (s + 1) & mask {
 		e := c.table[s]
@@ -175,7 +140,7 @@ func find[K string | []byte](c *Counts, k K, h uint64) (slot, i int) {
 
 // grow doubles the index (or starts it) and places every key again.
 func (c *Counts) grow() {
-	size := max(16, 2*len(c.table))
+	size := max(4*smallCounts, 2*len(c.table))
 	c.table = make([]uint64, size)
 	mask := size - 1
 	for i := range c.ends {
@@ -215,16 +180,17 @@ func (c *Counts) reset() {
 
 // Get returns the count of k.
 func (c *Counts) Get(k string) int64 {
+	kb := stringBytes(k)
+	i := -1
 	if c.table == nil {
-		if i := scan(c, k); i >= 0 {
-			return c.n[i]
-		}
+		i = c.scan(kb)
+	} else {
+		_, i = c.find(kb, maphash.Bytes(countsSeed, kb))
+	}
+	if i < 0 {
 		return 0
 	}
-	if _, i := find(c, k, maphash.String(countsSeed, k)); i >= 0 {
-		return c.n[i]
-	}
-	return 0
+	return c.n[i]
 }
 
 // Len is the number of distinct keys.
