@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -73,12 +72,11 @@ func BenchmarkSampleDrain(b *testing.B) {
 			if keyed {
 				what = "input keyed by client"
 			}
-			var profiled *sync.WaitGroup
-			if dir := os.Getenv("WARDEN_BENCH_PROFILE"); dir != "" {
-				profiled = profileAgents(c, filepath.Join(dir, strings.ReplaceAll(what, " ", "-")), 0, 2)
-			} else {
-				profiled = profileAgents(c, "", 0, 0)
+			dir := os.Getenv("WARDEN_BENCH_PROFILE")
+			if dir != "" {
+				dir = filepath.Join(dir, strings.ReplaceAll(what, " ", "-"))
 			}
+			profiled := profileAgents(c, dir, 0, 2) // none without a folder
 			progress := func() int64 {
 				parts, err := c.partitions("n1")
 				if err != nil {

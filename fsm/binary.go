@@ -64,18 +64,22 @@ func appendBatch(b []byte, bt *Batch, compress bool) []byte {
 	}
 	compressed := false
 	if compress {
-		figures, compressed = compressFigures(figures)
+		figures, compressed = compressPart(figures)
 	}
 	b = wire.AppendBytes(b, figures)
-	delta := bt.detect.Bytes()
-	if bt.Detect != nil {
-		delta = bt.Detect.AppendBinary(nil)
-	}
 	deltaZstd := false
-	if compress {
-		delta, deltaZstd = compressFigures(delta)
+	if bt.Detect != nil && !compress {
+		b = wire.AppendSized(b, bt.Detect.AppendBinary)
+	} else {
+		delta := bt.detect.Bytes()
+		if bt.Detect != nil {
+			delta = bt.Detect.AppendBinary(nil)
+		}
+		if compress {
+			delta, deltaZstd = compressPart(delta)
+		}
+		b = wire.AppendBytes(b, delta)
 	}
-	b = wire.AppendBytes(b, delta)
 	b = wire.AppendUint(b, uint64(len(bt.Malformed)))
 	for _, m := range bt.Malformed {
 		b = wire.AppendInt(b, int64(m.Partition))
@@ -222,7 +226,7 @@ func decodeBatch(r *wire.Reader, bt *Batch, ext, flags bool) {
 	bt.decoded = true
 	if zstdFigures {
 		var err error
-		if a, err = decompressFigures(a); err != nil {
+		if a, err = decompressPart(a); err != nil {
 			bt.bad = fmt.Errorf("%w: %w", ErrBadBatch, err)
 			return
 		}
@@ -237,7 +241,7 @@ func decodeBatch(r *wire.Reader, bt *Batch, ext, flags bool) {
 	}
 	if zstdDelta {
 		var err error
-		if d, err = decompressFigures(d); err != nil {
+		if d, err = decompressPart(d); err != nil {
 			bt.bad = fmt.Errorf("%w: %w", ErrBadBatch, err)
 			return
 		}

@@ -23,8 +23,8 @@ const (
 	flagAnalyticsZstd = 2
 	flagDetectZstd    = 4
 	compressMin       = 1 << 10
-	// maxFigureBytes bounds what a batch's compressed figures may expand
-	// to: a batch is at most 4 MiB encoded, and figures compress 3x or so.
+	// maxFigureBytes bounds what a batch's compressed figures or delta
+	// may expand to: a batch is at most 4 MiB encoded, and figures compress 3x or so.
 	maxFigureBytes = 64 << 20
 )
 
@@ -53,9 +53,9 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder) {
 	return zstdEnc, zstdDec
 }
 
-// compressFigures returns data compressed, or data itself and false when it
-// is too small to gain.
-func compressFigures(data []byte) ([]byte, bool) {
+// compressPart returns a batch's figures or detector delta compressed, or
+// data itself and false when it is too small to gain.
+func compressPart(data []byte) ([]byte, bool) {
 	if len(data) < compressMin {
 		return data, false
 	}
@@ -67,13 +67,13 @@ func compressFigures(data []byte) ([]byte, bool) {
 	return out, true
 }
 
-// decompressFigures reverses compressFigures, refusing what expands past
+// decompressPart reverses compressPart, refusing what expands past
 // maxFigureBytes.
-func decompressFigures(data []byte) ([]byte, error) {
+func decompressPart(data []byte) ([]byte, error) {
 	_, dec := zstdCodecs()
 	out, err := dec.DecodeAll(data, nil)
 	if err != nil {
-		return nil, fmt.Errorf("figures do not decompress: %w", err)
+		return nil, fmt.Errorf("compressed part does not decompress: %w", err)
 	}
 	return out, nil
 }

@@ -381,13 +381,9 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 		cut := time.Now()
 		// The pipeline's work (pipeline.Fold, Source): the same as
 		// warden analyze's.
-		b := pipeline.NewBatch(n.cfg.ID, p.Partition, p.Epoch, from)
-		if spare != nil {
-			// The previous batch is encoded: its figures' memory folds
-			// this one.
-			spare.Reset()
-			b.Analytics, spare = spare, nil
-		}
+		// The previous batch is encoded: its figures' memory folds this one.
+		b := pipeline.NextBatch(n.cfg.ID, p.Partition, p.Epoch, from, spare)
+		spare = nil
 		b.Until = recs[len(recs)-1].Offset + 1
 		var dead []*kgo.Record
 		stamps := make([]int64, len(recs))

@@ -194,11 +194,7 @@ func runScaleOut(b *testing.B, keyed bool) scaleOutCost {
 		}
 		fwd, arena = fwd[:0], nil
 		t0 := time.Now()
-		bt := pipeline.NewBatch(scaleOutOwner, 0, epoch, from)
-		if spare != nil { // as the worker does: the encoded batch's figures fold the next
-			spare.Reset()
-			bt.Analytics = spare
-		}
+		bt := pipeline.NextBatch(scaleOutOwner, 0, epoch, from, spare) // as the worker: the encoded batch's figures fold the next
 		bt.Until = from + int64(len(lines))
 		for i, v := range lines {
 			if e, _ := pipeline.Fold(folder, &bt, 0, from+int64(i), v); e != nil {

@@ -133,5 +133,17 @@ func Trim(b *fsm.Batch) {
 
 // NewBatch is an empty batch of partition p's records [from, ...).
 func NewBatch(node string, p int32, epoch uint64, from int64) fsm.Batch {
-	return fsm.Batch{Node: node, Partition: p, Epoch: epoch, From: from, Until: from, Analytics: analytics.NewAggregate()}
+	return NextBatch(node, p, epoch, from, nil)
+}
+
+// NextBatch is NewBatch folding its figures into prev, reset, when prev is
+// not nil: the figures of the worker's previous batch, once encoded, keep
+// the memory their counts grew (analytics.Aggregate.Reset).
+func NextBatch(node string, p int32, epoch uint64, from int64, prev *analytics.Aggregate) fsm.Batch {
+	if prev != nil {
+		prev.Reset()
+	} else {
+		prev = analytics.NewAggregate()
+	}
+	return fsm.Batch{Node: node, Partition: p, Epoch: epoch, From: from, Until: from, Analytics: prev}
 }
