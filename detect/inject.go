@@ -312,7 +312,7 @@ func (r *request) inject() {
 		seen |= headerClass[c]
 	}
 	if seen&(clPathSQLi|clXSS|clEsc) != 0 {
-		r.checkValue(strings.TrimLeft(r.injPath(), "/"), "path", &pathSQLiBytes)
+		r.checkValue(strings.TrimLeft(r.injPath(), "/"), place{where: "path"}, &pathSQLiBytes)
 	}
 	if r.sqliOK && r.xssOK {
 		return
@@ -341,26 +341,49 @@ func (r *request) inject() {
 	}
 	if hasPrefixFoldBytes(ref, "http://") || hasPrefixFoldBytes(ref, "https://") {
 		if i := bytes.IndexByte(ref, '?'); i >= 0 {
-			r.injectQuery("referer", ref[i+1:])
+			if r.memo != nil {
+				r.memo.injectRefererQuery(r, ref[i+1:])
+			} else {
+				r.injectQuery("referer", ref[i+1:])
+			}
 		}
 		return
 	}
 	if worthAsking(ref, &sqliBytes, true) {
-		r.checkValue(normalise(string(ref), true), "referer", &sqliBytes)
+		r.checkValue(normalise(string(ref), true), place{where: "referer"}, &sqliBytes)
 	}
+}
+
+// place is where in the request a value was read, named only when a
+// finding needs it: most values of most queries find nothing, and their
+// names would be strings made for nothing.
+type place struct {
+	where         string // "path", "referer", "query", ...
+	param         []byte // a query's parameter, when the value is one
+	inQuery, name bool   // the value is a parameter's (name: its name)
+}
+
+func (p place) String() string {
+	switch {
+	case !p.inQuery:
+		return p.where
+	case p.name:
+		return p.where + " parameter name"
+	}
+	return p.where + " parameter " + clip(string(p.param), 40)
 }
 
 // checkValue runs the analyses still without a finding on one decoded
 // value (SQL only if it holds a byte of sqlSet).
-func (r *request) checkValue(v, where string, sqlSet *[256]bool) {
+func (r *request) checkValue(v string, at place, sqlSet *[256]bool) {
 	if !r.sqliOK && hasAny(v, sqlSet) {
 		if ok, why := isSQLi(v); ok {
-			r.sqliF, r.sqliOK = Finding{Kind: "sqli", Where: where, Why: why, Value: v}, true
+			r.sqliF, r.sqliOK = Finding{Kind: "sqli", Where: at.String(), Why: why, Value: v}, true
 		}
 	}
 	if !r.xssOK && (hasAny(v, &xssBytes) || strings.IndexByte(v, ':') >= 0) {
 		if ok, why := isXSS(v); ok {
-			r.xssF, r.xssOK = Finding{Kind: "xss", Where: where, Why: why, Value: v}, true
+			r.xssF, r.xssOK = Finding{Kind: "xss", Where: at.String(), Why: why, Value: v}, true
 		}
 	}
 }
@@ -372,11 +395,7 @@ func (r *request) injectQuery(where string, raw []byte) {
 			if len(t) == 0 || !worthAsking(t, &sqliBytes, true) {
 				continue
 			}
-			w := where + " parameter name"
-			if k == 0 {
-				w = where + " parameter " + clip(string(name), 40)
-			}
-			r.checkValue(normalise(string(t), true), w, &sqliBytes)
+			r.checkValue(normalise(string(t), true), place{where: where, param: name, inQuery: true, name: k == 1}, &sqliBytes)
 		}
 		return r.sqliOK && r.xssOK
 	})

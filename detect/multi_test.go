@@ -217,6 +217,21 @@ func TestScanMemo_SameVerdictsAsFreshScans(t *testing.T) {
 			q = fmt.Sprintf("q=%%3Cscript%%3Ealert(%d)%%3C/script%%3E", i%300)
 		}
 		lines = append(lines, fmt.Sprintf(`192.0.2.9 - - [01/Nov/2026:00:00:00 +0000] "GET /s?%s HTTP/1.1" 200 5 "-" "agent"`, q))
+		// Referers with queries (more distinct than the memo's slots),
+		// some of them injections of either kind, on requests whose own
+		// query finds the same kind, the other or nothing: the request's
+		// own finding must come first, the referer's fill what is left.
+		rq := fmt.Sprintf("q=page+%d&lang=en", i%3500)
+		switch i % 5 {
+		case 0:
+			rq = fmt.Sprintf("ref=%d&q=1%%27%%20or%%201%%3D1--", i%400)
+		case 1:
+			rq = fmt.Sprintf("q=%%3Cscript%%3Ealert(%d)%%3C/script%%3E&id=1'%%20union%%20select%%201--", i%400)
+		case 2:
+			rq = fmt.Sprintf("q=%%3Cimg%%20src=x%%20onerror=alert(%d)%%3E", i%400)
+		}
+		own := []string{"id=3", "id=1%27%20union%20select%20null--", "q=%3Cscript%3Ealert(1)%3C/script%3E"}[i%3]
+		lines = append(lines, fmt.Sprintf(`192.0.2.10 - - [01/Nov/2026:00:00:00 +0000] "GET /r?%s HTTP/1.1" 200 5 "https://search.example/s?%s" "agent"`, own, rq))
 	}
 	var reused Event
 	hitsSeen, n := 0, 0
@@ -251,6 +266,15 @@ func TestScanMemo_SameVerdictsAsFreshScans(t *testing.T) {
 		if sl.text != "" {
 			queries++
 		}
+	}
+	refQueries := 0
+	for _, sl := range reused.memo.refQueries {
+		if sl.text != "" {
+			refQueries++
+		}
+	}
+	if refQueries < refQueryMemoSlots*3/4 {
+		t.Fatalf("%d of %d referer query memo slots used: the memo was not exercised", refQueries, refQueryMemoSlots)
 	}
 	if queries < queryMemoSlots*3/4 {
 		t.Fatalf("%d of %d query memo slots used: the memo was not exercised", queries, queryMemoSlots)

@@ -209,6 +209,7 @@ type analyzer struct {
 	detected     string
 	detectFormat bool
 	workers      int
+	key          []byte // dispatch's scratch: a client's partition key
 	showProgress bool
 	showDetected bool
 
@@ -326,6 +327,9 @@ func (an *analyzer) file(name string) error {
 	todo := make(chan *chunk, an.workers*2)
 	done := make(chan *chunk, an.workers*2)
 	pool := sync.Pool{New: func() any { b := make([]byte, 0, chunkSize+64<<10); return &b }}
+	// Chunks go back to a pool with the slices their detection filled,
+	// so that the next chunk's events do not grow them again.
+	chunks := sync.Pool{New: func() any { return new(chunk) }}
 	var wg sync.WaitGroup
 	for w := range int32(an.workers) {
 		wg.Add(1)
@@ -365,6 +369,9 @@ func (an *analyzer) file(name string) error {
 						*w.pool = w.buf[:0]
 						pool.Put(w.pool)
 					}
+					clear(w.events) // they alias the buffer given back
+					*w = chunk{events: w.events[:0], matches: w.matches[:0], ips: w.ips[:0]}
+					chunks.Put(w)
 				}
 				if !an.detect {
 					release()
@@ -381,7 +388,8 @@ func (an *analyzer) file(name string) error {
 	var readErr error
 	seq := 0
 	send := func(buf []byte, bp *[]byte) {
-		c := &chunk{seq: seq, buf: buf, first: lineNo + 1, base: an.offset, pool: bp}
+		c := chunks.Get().(*chunk)
+		c.seq, c.buf, c.first, c.base, c.pool = seq, buf, lineNo+1, an.offset, bp
 		seq++
 		n := int64(bytes.Count(buf, []byte{'\n'}))
 		if len(buf) > 0 && buf[len(buf)-1] != '\n' {
@@ -565,7 +573,8 @@ func (an *analyzer) dispatch(c *chunk, release func()) {
 		if an.clock.Observe(ev.Time) {
 			continue
 		}
-		s := pipeline.Target([]byte(detect.PartitionKey(string(ev.IP))), k)
+		an.key = detect.AppendPartitionKey(an.key[:0], ev.IP)
+		s := pipeline.Target(an.key, k)
 		per[s] = append(per[s], ev)
 	}
 	outs := make([]chan shardDone, k)
@@ -586,6 +595,9 @@ func (an *analyzer) foldChunk(name string, folder *analytics.Folder, c *chunk, b
 	no := c.first
 	off := c.base
 	var lines int64
+	if an.detect && int64(cap(c.events)) < c.n {
+		c.events = make([]detect.Event, 0, c.n)
+	}
 	for len(buf) > 0 {
 		i := bytes.IndexByte(buf, '\n')
 		var line []byte
