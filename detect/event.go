@@ -32,7 +32,7 @@ type Event struct {
 }
 
 // memoAfter is how many lines an event evaluates before it keeps a memo
-// (about 450 KB).
+// (about 400 KB).
 const memoAfter = 4096
 
 // Evaluate runs every scenario's filter on e (the line at offset) and fills
