@@ -119,7 +119,7 @@ func (s *Scenario) why(r *request) string {
 			break
 		}
 	}
-	if len(s.pathRe)+len(s.uriRe)+len(s.queryRe)+len(s.anyRe) > 0 {
+	if len(s.pathRe.res)+len(s.uriRe.res)+len(s.queryRe.res)+len(s.anyRe.res) > 0 {
 		parts = append(parts, "a regular expression matched")
 	}
 	if s.hasStatus {

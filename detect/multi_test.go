@@ -283,3 +283,83 @@ func TestScanMemo_SameVerdictsAsFreshScans(t *testing.T) {
 		t.Fatalf("%d of %d memo slots used: the memo was not exercised", used, memoSlots)
 	}
 }
+
+// TestProtocolIn_AsUpperCaseLookup checks the byte-wise protocol check
+// against the upper-cased lookup it replaces, non-ASCII protocols (whose
+// upper case can be ASCII: "ſ" is "S") and near misses among them.
+func TestProtocolIn_AsUpperCaseLookup(t *testing.T) {
+	sets := [][]string{
+		{"HTTP/0.9", "HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/2.0", "HTTP/3", "HTTP/3.0"},
+		{"HTTPS/1.1", "RTSP/1.0"},
+		{"HTTP/1.1", "ÜBER/1"},
+	}
+	protocols := []string{"HTTP/1.1", "http/1.1", "Http/1.1", "HTTP/1.2", "HTTP/1.", "HTTP/1.11", "HTTP/2", "HTTP/20",
+		"httpſ/1.1", "HTTPſ/1.1", "ſ", "über/1", "ÜBER/1", "ubER/1", "HTTP/1\x00", "hTTp/3.0", "x", "HTTP/1.1 ", "RTSP/1.0", "rtsp/1.0"}
+	n := 0
+	for _, set := range sets {
+		upper := map[string]bool{}
+		var list []string
+		for _, p := range set {
+			upper[strings.ToUpper(p)] = true
+			list = append(list, strings.ToUpper(p))
+		}
+		for _, p := range protocols {
+			want := upper[strings.ToUpper(p)]
+			if got := protocolIn([]byte(p), list); got != want {
+				t.Fatalf("protocol %q in %v: %v, the upper-cased lookup says %v", p, set, got, want)
+			}
+			if want {
+				n++
+			}
+		}
+	}
+	if n < 8 {
+		t.Fatalf("only %d protocols were in a set: the test checks too little", n)
+	}
+}
+
+// TestRegexFilters_EmptyTextAsTheExpressions checks that a scenario's
+// regular expressions on an empty text (a request without a query) give
+// what running them gives: one that matches the empty text passes it.
+func TestRegexFilters_EmptyTextAsTheExpressions(t *testing.T) {
+	rules, err := Parse(BuiltinYAML(), []byte(`
+scenarios:
+  - {name: digits-or-nothing, filter: {query_regex: ['^[0-9]*$']}, trigger: match}
+  - {name: six-digits, filter: {query_regex: ['^[0-9]{6,}$']}, trigger: match}
+  - {name: x-or-nothing, filter: {path_prefix: [/p], query_regex: ['x', '^$']}, trigger: match}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := accesslog.Auto()
+	for _, c := range []struct {
+		uri  string
+		want []string
+	}{
+		{"/a", []string{"digits-or-nothing"}},
+		{"/a?", []string{"digits-or-nothing"}},
+		{"/a?1234567", []string{"digits-or-nothing", "six-digits"}},
+		{"/a?12", []string{"digits-or-nothing"}},
+		{"/a?q", nil},
+		{"/p", []string{"digits-or-nothing", "x-or-nothing"}},
+		{"/p?y", nil},
+		{"/p?x", []string{"x-or-nothing"}},
+	} {
+		var e accesslog.Entry
+		line := fmt.Sprintf(`192.0.2.7 - - [01/Nov/2026:00:00:00 +0000] "GET %s HTTP/1.1" 200 5 "-" "agent"`, c.uri)
+		if err := f.Parse([]byte(line), &e); err != nil {
+			t.Fatal(err)
+		}
+		var ev Event
+		rules.Evaluate(&e, nil, 0, &ev)
+		var got []string
+		for _, m := range ev.Matches {
+			if n := rules.Scenarios[m.Scenario].Name; n == "digits-or-nothing" || n == "six-digits" || n == "x-or-nothing" {
+				got = append(got, n)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%s: passed %v, want %v", c.uri, got, c.want)
+		}
+	}
+}

@@ -2,9 +2,11 @@ package detect
 
 import (
 	"regexp"
+	"slices"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
-	"strings"
 
 	"github.com/wardenhq/warden/accesslog"
 )
@@ -165,19 +167,61 @@ func (r *request) Range() string {
 	return r.rangeKey
 }
 
+// regexps are a filter's regular expressions on one text, any of which
+// passes it; empty says whether one matches the empty text, which most
+// requests' queries are: the answer for it is known without running any.
+type regexps struct {
+	res   []*regexp.Regexp
+	empty bool
+}
+
 // anyMatch reports whether no regexps are given or one of them matches
 // the text get returns.
-func anyMatch(res []*regexp.Regexp, get func() string) bool {
-	if len(res) == 0 {
+func anyMatch(rs *regexps, get func() string) bool {
+	if len(rs.res) == 0 {
 		return true
 	}
 	t := get()
-	for _, re := range res {
+	if t == "" {
+		return rs.empty
+	}
+	for _, re := range rs.res {
 		if re.MatchString(t) {
 			return true
 		}
 	}
 	return false
+}
+
+// protocolIn reports whether the request's protocol, in upper case, is
+// one of set's (which are upper case): an ASCII protocol is compared
+// byte by byte, without making its upper-case string.
+func protocolIn(p []byte, set []string) bool {
+	for _, c := range p {
+		if c >= utf8.RuneSelf {
+			return slices.Contains(set, strings.ToUpper(string(p)))
+		}
+	}
+	for _, x := range set {
+		if len(x) != len(p) {
+			continue
+		}
+		i := 0
+		for i < len(p) && upperByte(p[i]) == x[i] {
+			i++
+		}
+		if i == len(p) {
+			return true
+		}
+	}
+	return false
+}
+
+func upperByte(c byte) byte {
+	if 'a' <= c && c <= 'z' {
+		return c - ('a' - 'A')
+	}
+	return c
 }
 
 // matches reports whether r passes s's filter; cheap conditions first.
@@ -195,7 +239,7 @@ func (s *Scenario) matches(r *request) bool {
 			return false
 		}
 	}
-	if s.protocolNot != nil && (len(e.Protocol) == 0 || s.protocolNot[strings.ToUpper(string(e.Protocol))]) {
+	if s.protocolNot != nil && (len(e.Protocol) == 0 || protocolIn(e.Protocol, s.protocolNot)) {
 		return false
 	}
 	if s.uriAbsolute {
@@ -251,7 +295,7 @@ func (s *Scenario) matches(r *request) bool {
 	if s.anyM != nil && !r.hit(fieldAny, s) {
 		return false
 	}
-	if !anyMatch(s.pathRe, r.Path) || !anyMatch(s.uriRe, r.URI) || !anyMatch(s.queryRe, r.Query) || !anyMatch(s.anyRe, r.All) {
+	if !anyMatch(&s.pathRe, r.Path) || !anyMatch(&s.uriRe, r.URI) || !anyMatch(&s.queryRe, r.Query) || !anyMatch(&s.anyRe, r.All) {
 		return false
 	}
 	if s.log4shell {

@@ -143,8 +143,8 @@ type Scenario struct {
 	evidence                                    []int // scenario indexes, set by Parse
 	path, uri, rawURI, query, ua, referer, anyM *matcher
 	suffix, prefix                              []string
-	pathRe, uriRe, queryRe, anyRe               []*regexp.Regexp
-	protocolNot                                 map[string]bool
+	pathRe, uriRe, queryRe, anyRe               regexps
+	protocolNot                                 []string // upper case
 	signal                                      bool
 	index                                       int // in the rules
 }
@@ -379,9 +379,8 @@ func compile(r Rule) (*Scenario, error) {
 		s.methods = append(s.methods, strings.ToUpper(m))
 	}
 	if len(f.ProtocolNot) > 0 {
-		s.protocolNot = map[string]bool{}
 		for _, p := range f.ProtocolNot {
-			s.protocolNot[strings.ToUpper(p)] = true
+			s.protocolNot = append(s.protocolNot, strings.ToUpper(p))
 		}
 	}
 	s.notStatic, s.uriAbsolute, s.noReferer = f.NotStatic, f.URIAbsolute, f.NoReferer
@@ -403,14 +402,15 @@ func compile(r Rule) (*Scenario, error) {
 	}
 	for _, set := range []struct {
 		src []string
-		dst *[]*regexp.Regexp
+		dst *regexps
 	}{{f.PathRegex, &s.pathRe}, {f.URIRegex, &s.uriRe}, {f.QueryRegex, &s.queryRe}, {f.AnyRegex, &s.anyRe}} {
 		for _, expr := range set.src {
 			re, err := regexp.Compile("(?i)" + expr)
 			if err != nil {
 				return nil, fmt.Errorf("scenario %q: regex %q: %v", r.Name, expr, err)
 			}
-			*set.dst = append(*set.dst, re)
+			set.dst.res = append(set.dst.res, re)
+			set.dst.empty = set.dst.empty || re.MatchString("")
 		}
 	}
 	return s, nil
