@@ -314,6 +314,30 @@ type scanMemo struct {
 	// costliest analysis a benign request gets, and a site's few
 	// hundred of them come back again and again.
 	refQueries [refQueryMemoSlots]queryMemoSlot
+	// The verdicts of the scenarios' regular expressions on raw queries
+	// (a cache-busting or a file-inclusion expression runs on every
+	// query otherwise).
+	queryRes [queryMemoSlots]queryReSlot
+}
+
+// queryReSlot is a raw query and, for each scenario with expressions on
+// the query, whether they were run on it (done) and passed it (hit).
+type queryReSlot struct {
+	hash      uint64
+	text      string
+	done, hit scenarioSet
+}
+
+// queryRegexSlot returns the slot of raw query q, emptied of another
+// query's verdicts if it held one. The caller keeps it for the request
+// only: another lookup may move it.
+func (mm *scanMemo) queryRegexSlot(q []byte) *queryReSlot {
+	h := xxhash.Sum64(q)
+	sl, hit := lookup2(mm.queryRes[:], h, func(sl *queryReSlot) bool { return sl.hash == h && sl.text == string(q) })
+	if !hit {
+		*sl = queryReSlot{hash: h, text: string(q)}
+	}
+	return sl
 }
 
 // refQueryMemoSlots is how many referers' query strings the memo keeps

@@ -230,6 +230,12 @@ func TestScanMemo_SameVerdictsAsFreshScans(t *testing.T) {
 		case 2:
 			rq = fmt.Sprintf("q=%%3Cimg%%20src=x%%20onerror=alert(%d)%%3E", i%400)
 		}
+		// Queries the cache-busting and file-inclusion expressions pass
+		// and nearly pass, more distinct than the memo's slots.
+		reQ := []string{fmt.Sprintf("%d", 1000000+i%600), fmt.Sprintf("%d", i%600), fmt.Sprintf("cb=%x", 0xabc000+i%500),
+			fmt.Sprintf("cb=%xz", 0xabc000+i%500), fmt.Sprintf("f=php://input%d", i%300), fmt.Sprintf("u=http://x/%d?", i%300),
+			fmt.Sprintf("u=http://x/%d?a", i%300)}[i%7]
+		lines = append(lines, fmt.Sprintf(`192.0.2.11 - - [01/Nov/2026:00:00:00 +0000] "GET /c?%s HTTP/1.1" 200 5 "-" "agent"`, reQ))
 		own := []string{"id=3", "id=1%27%20union%20select%20null--", "q=%3Cscript%3Ealert(1)%3C/script%3E"}[i%3]
 		lines = append(lines, fmt.Sprintf(`192.0.2.10 - - [01/Nov/2026:00:00:00 +0000] "GET /r?%s HTTP/1.1" 200 5 "https://search.example/s?%s" "agent"`, own, rq))
 	}
@@ -272,6 +278,15 @@ func TestScanMemo_SameVerdictsAsFreshScans(t *testing.T) {
 		if sl.text != "" {
 			refQueries++
 		}
+	}
+	reSlots := 0
+	for _, sl := range reused.memo.queryRes {
+		if sl.text != "" {
+			reSlots++
+		}
+	}
+	if reSlots < queryMemoSlots*3/4 {
+		t.Fatalf("%d of %d query expression memo slots used: the memo was not exercised", reSlots, queryMemoSlots)
 	}
 	if refQueries < refQueryMemoSlots*3/4 {
 		t.Fatalf("%d of %d referer query memo slots used: the memo was not exercised", refQueries, refQueryMemoSlots)

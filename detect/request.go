@@ -34,6 +34,9 @@ type request struct {
 	// memo remembers the scans of recent user agents and referers
 	// (nil: none kept).
 	memo *scanMemo
+	// reSlot is the memo's slot of the query's regular-expression
+	// verdicts, once looked up for this request.
+	reSlot *queryReSlot
 }
 
 const (
@@ -55,7 +58,7 @@ const (
 )
 
 func (r *request) reset(e *accesslog.Entry, rs *Rules) {
-	r.e, r.have, r.multi, r.scanned, r.done, r.memo = e, 0, rs.multi, 0, 0, nil
+	r.e, r.have, r.multi, r.scanned, r.done, r.memo, r.reSlot = e, 0, rs.multi, 0, 0, nil, nil
 	r.hits = [numFields]scenarioSet{}
 }
 
@@ -193,6 +196,30 @@ func anyMatch(rs *regexps, get func() string) bool {
 	return false
 }
 
+// queryMatches is anyMatch(&s.queryRe, r.Query), from the memo when the
+// same raw query was judged by s's expressions last in its slot: the
+// decoded query, and so the verdict, depend on the raw query alone.
+func (r *request) queryMatches(s *Scenario) bool {
+	if len(s.queryRe.res) == 0 {
+		return true
+	}
+	if r.memo == nil || len(r.e.Query) == 0 || s.index >= maxMulti {
+		return anyMatch(&s.queryRe, r.Query)
+	}
+	sl := r.reSlot
+	if sl == nil {
+		sl = r.memo.queryRegexSlot(r.e.Query)
+		r.reSlot = sl
+	}
+	if !sl.done.has(s.index) {
+		sl.done.add(s.index)
+		if anyMatch(&s.queryRe, r.Query) {
+			sl.hit.add(s.index)
+		}
+	}
+	return sl.hit.has(s.index)
+}
+
 // protocolIn reports whether the request's protocol, in upper case, is
 // one of set's (which are upper case): an ASCII protocol is compared
 // byte by byte, without making its upper-case string.
@@ -295,7 +322,7 @@ func (s *Scenario) matches(r *request) bool {
 	if s.anyM != nil && !r.hit(fieldAny, s) {
 		return false
 	}
-	if !anyMatch(&s.pathRe, r.Path) || !anyMatch(&s.uriRe, r.URI) || !anyMatch(&s.queryRe, r.Query) || !anyMatch(&s.anyRe, r.All) {
+	if !anyMatch(&s.pathRe, r.Path) || !anyMatch(&s.uriRe, r.URI) || !r.queryMatches(s) || !anyMatch(&s.anyRe, r.All) {
 		return false
 	}
 	if s.log4shell {
