@@ -301,17 +301,22 @@ func (s *State) Clone() *State {
 	for k, v := range s.Members {
 		c.Members[k] = v
 	}
-	c.Partitions = append([]Partition(nil), s.Partitions...)
-	// Apply extends a partition's last history run in place: the copy
-	// gets its own.
+	c.Partitions = make([]Partition, len(s.Partitions))
 	for i := range c.Partitions {
-		c.Partitions[i].History = append([]EpochRun(nil), s.Partitions[i].History...)
-		c.Partitions[i].Resets = append([]ResetRecord(nil), s.Partitions[i].Resets...)
-		c.Partitions[i].Skipped = append([]OffsetRange(nil), s.Partitions[i].Skipped...)
-		c.Partitions[i].LostRanges = append([]OffsetRange(nil), s.Partitions[i].LostRanges...)
-		c.Partitions[i].ByClient.Marks = append([]SourceMark(nil), s.Partitions[i].ByClient.Marks...)
+		c.Partitions[i] = s.Partitions[i].clone()
 	}
 	return c
+}
+
+// clone is a copy of p with its own slices: apply extends a partition's
+// last history run, and its marks, in place.
+func (p Partition) clone() Partition {
+	p.History = append([]EpochRun(nil), p.History...)
+	p.Resets = append([]ResetRecord(nil), p.Resets...)
+	p.Skipped = append([]OffsetRange(nil), p.Skipped...)
+	p.LostRanges = append([]OffsetRange(nil), p.LostRanges...)
+	p.ByClient.Marks = append([]SourceMark(nil), p.ByClient.Marks...)
+	return p
 }
 
 // Owners returns the current owner of every partition.

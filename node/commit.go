@@ -79,7 +79,21 @@ func (n *Node) commitLoop() {
 		}
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
-		res, err := n.proposeData(ctx, fsm.CommitEntry(batches))
+		entry := fsm.CommitEntry(batches)
+		res, err := n.proposeRound(ctx, entry)
+		// No leader (an election, or the leader lost its office): the
+		// same entry goes again once one is known, rather than every
+		// batch of the round failing and every worker of this node
+		// starting again from the FSM (which, with hundreds of
+		// partitions, floods the broker and starves the election). It is
+		// safe whether or not the first attempt reached the log: the FSM
+		// applies a batch only from its partition's committed offset, so
+		// a batch applied once is rejected the second time (and its
+		// worker starts again from the FSM, as on any rejection).
+		for errors.Is(err, ErrNoLeader) && n.awaitLeader(ctx) {
+			n.metrics.commitErrors.Add(float64(len(group)))
+			res, err = n.proposeRound(ctx, entry)
+		}
 		cancel()
 		n.metrics.commitSeconds.Observe(time.Since(start).Seconds())
 		for i, pb := range group {
@@ -89,6 +103,30 @@ func (n *Node) commitLoop() {
 			}
 			n.metrics.observeBatch(e)
 			pb.done <- e
+		}
+	}
+}
+
+// proposeRound proposes a group commit's entry; a test's noLeaderRounds
+// make the next rounds fail as during an election, before anything is
+// sent.
+func (n *Node) proposeRound(ctx context.Context, entry []byte) (fsm.Result, error) {
+	if n.noLeaderRounds.Load() > 0 && n.noLeaderRounds.Add(-1) >= 0 {
+		return fsm.Result{}, ErrNoLeader
+	}
+	return n.proposeData(ctx, entry)
+}
+
+// awaitLeader waits until this node knows a leader, or ctx ends (false).
+func (n *Node) awaitLeader(ctx context.Context) bool {
+	for {
+		if addr, _ := n.raft.LeaderWithID(); addr != "" {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }

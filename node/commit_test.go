@@ -66,3 +66,33 @@ func TestCommit_AtLeastOnceResultsGoAsBytes(t *testing.T) {
 		t.Fatal("no results entry in the log")
 	}
 }
+
+// A commit round that finds no leader (an election) is sent again once one
+// is known: no worker stops for it and starts again from the FSM, and every
+// record still counts once.
+func TestCommit_NoLeaderRoundsGoAgainWithoutRestartingWorkers(t *testing.T) {
+	c := newCluster(t, 4)
+	n := c.startEdit("n1", 0, func(cfg *Config) { cfg.BatchInterval = 100 * time.Millisecond })
+	p := newProducer(t, c.broker.Addr(), c.topic, 5)
+	mustProduce(t, p, 2000)
+	waitFor(t, 20*time.Second, "caught up", func() bool { return p.caughtUp(n) })
+	starts := func() float64 {
+		return counterValue(n.metrics.workerStarts.WithLabelValues("input")) + counterValue(n.metrics.workerStarts.WithLabelValues("by_client"))
+	}
+	before, errs := starts(), counterValue(n.metrics.commitErrors)
+	if before < 4 {
+		t.Fatalf("%v workers started for 4 partitions", before)
+	}
+	for range 5 {
+		n.noLeaderRounds.Store(3)
+		mustProduce(t, p, 1000)
+		waitFor(t, 20*time.Second, "caught up again", func() bool { return p.caughtUp(n) && n.noLeaderRounds.Load() <= 0 })
+	}
+	p.check(t, n)
+	if got := counterValue(n.metrics.commitErrors) - errs; got < 15 {
+		t.Fatalf("%v batch proposals failed for want of a leader: the 15 rounds did not happen", got)
+	}
+	if after := starts(); after != before {
+		t.Fatalf("%v workers started again over 15 rounds without a leader: they should have waited for one", after-before)
+	}
+}

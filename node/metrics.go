@@ -40,6 +40,10 @@ type metrics struct {
 	// detectorReplayed counts the records this node ran through
 	// detection again from a checkpoint (checkpoint.go).
 	detectorReplayed prometheus.Counter
+	// workerStarts counts the workers started, by stage: one per
+	// partition gained, and one more each time a worker stops on a
+	// failed or rejected commit and starts again from the FSM.
+	workerStarts *prometheus.CounterVec
 
 	// What this replica applied, and when (its own clock): the last
 	// commit of each partition and the last assignment that moved some.
@@ -60,6 +64,9 @@ func newMetrics(f *fsm.FSM) *metrics {
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warden_commits_rejected_total", Help: "Batches of this node's workers rejected by the FSM, by reason.",
 		}, []string{"reason"}),
+		workerStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warden_worker_starts_total", Help: "Partition workers started, by stage (input, by_client): for a partition gained, or again after a failed or rejected commit.",
+		}, []string{"stage"}),
 		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "warden_commit_errors_total", Help: "Batch proposals that failed before reaching the FSM (no leader, timeout); they are retried.",
 		}),
@@ -149,7 +156,7 @@ func newMetrics(f *fsm.FSM) *metrics {
 	m.reg.MustRegister(m.commits, m.rejected, m.commitErrors, m.batchRecords, m.commitSeconds,
 		m.lag, m.ownedPartitions, m.applied, m.leaderChanges,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.reg.MustRegister(m.deadLettersDropped, m.detectorReplayed)
+	m.reg.MustRegister(m.deadLettersDropped, m.detectorReplayed, m.workerStarts)
 	return m
 }
 

@@ -75,7 +75,10 @@ type Node struct {
 	// batch took from cut to commit (for tests and the estimator's view).
 	lastProcessing sync.Map // int32 -> time.Duration
 	// commitDelay slows every commit round on purpose; only tests set it.
-	commitDelay    atomic.Int64
+	commitDelay atomic.Int64
+	// noLeaderRounds fails that many commit rounds as if no leader were
+	// known; only tests set it.
+	noLeaderRounds atomic.Int32
 	runningWorkers atomic.Int32
 	// repartReady is the partition count the repartition topic was last
 	// seen to have (ensureRepart).

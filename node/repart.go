@@ -250,8 +250,7 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 		lg.Error("log format in the cluster configuration does not compile", "log_format", cfg.LogFormat, "err", err)
 		return limit
 	}
-	state := n.State()
-	sources := int32(len(state.Partitions))
+	sources := int32(n.fsm.PartitionCount())
 	if err := n.ensureRepart(ctx, sources); err != nil {
 		lg.Warn("cannot prepare the repartition topic; retrying", "err", err)
 		sleepCtx(ctx, time.Second)

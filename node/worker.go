@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/wardenhq/warden/accesslog"
 	"github.com/wardenhq/warden/analytics"
@@ -36,8 +38,8 @@ type worker struct {
 // and epoch do not change keeps its workers untouched: rebalances pause
 // only what moves.
 func (n *Node) manageWorkers() {
-	first := newWorkerSet(n, n.runWorker)
-	second := newWorkerSet(n, n.runByClient)
+	first := newWorkerSet(n, "input", n.runWorker)
+	second := newWorkerSet(n, "by_client", n.runByClient)
 	defer first.stopAll()
 	defer second.stopAll()
 	t := time.NewTicker(500 * time.Millisecond)
@@ -49,15 +51,13 @@ func (n *Node) manageWorkers() {
 		case <-n.fsm.Changed():
 		case <-t.C:
 		}
-		state := n.State()
-		want := map[int32]fsm.Partition{}
-		for _, p := range state.Partitions {
-			if p.Owner == n.cfg.ID {
-				want[p.Partition] = p
-			}
+		owned, cfg := n.fsm.Owned(n.cfg.ID)
+		want := make(map[int32]fsm.Partition, len(owned))
+		for _, p := range owned {
+			want[p.Partition] = p
 		}
 		first.reconcile(want, true)
-		second.reconcile(want, twoStage(state.Config))
+		second.reconcile(want, twoStage(cfg))
 		n.metrics.ownedPartitions.Set(float64(len(first.running)))
 	}
 }
@@ -67,13 +67,14 @@ func (n *Node) manageWorkers() {
 // stopped, and returns the records cap its successor starts with.
 type workerSet struct {
 	n       *Node
+	stage   string // for the metrics: "input" or "by_client"
 	run     func(ctx context.Context, p fsm.Partition, limit int) int
 	running map[int32]*worker
 	limits  map[int32]int // a returned worker's cap, for its successor
 }
 
-func newWorkerSet(n *Node, run func(context.Context, fsm.Partition, int) int) *workerSet {
-	return &workerSet{n: n, run: run, running: map[int32]*worker{}, limits: map[int32]int{}}
+func newWorkerSet(n *Node, stage string, run func(context.Context, fsm.Partition, int) int) *workerSet {
+	return &workerSet{n: n, stage: stage, run: run, running: map[int32]*worker{}, limits: map[int32]int{}}
 }
 
 func (ws *workerSet) stop(w *worker) {
@@ -117,6 +118,7 @@ func (ws *workerSet) reconcile(want map[int32]fsm.Partition, enabled bool) {
 		ws.running[id] = w
 		limit := ws.limits[id]
 		ws.n.runningWorkers.Add(1)
+		ws.n.metrics.workerStarts.WithLabelValues(ws.stage).Inc()
 		go func() {
 			defer ws.n.runningWorkers.Add(-1)
 			defer close(w.done)
@@ -208,7 +210,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 	src := pipeline.Source{Partition: p.Partition, Clock: pipeline.NewClock(start.Watermark, int64(cfg.Lateness())), Detector: detector}
 	var fwd *forwarder
 	if twoStage(cfg) {
-		count := int32(len(n.State().Partitions))
+		count := int32(n.fsm.PartitionCount())
 		if err := n.ensureRepart(ctx, count); err != nil {
 			lg.Warn("cannot prepare the repartition topic; retrying", "err", err)
 			sleepCtx(ctx, time.Second)
@@ -693,15 +695,35 @@ func isRejection(err error) bool {
 	return false
 }
 
-// logStart is partition's log start offset in Kafka.
+// logStart is partition's log start offset in Kafka. It asks for that
+// partition alone: a worker starts with it, and a rebalance of a topic of
+// 1,000 partitions starts hundreds of workers at once, each of which would
+// otherwise list the whole topic.
 func (n *Node) logStart(ctx context.Context, partition int32) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	starts, err := n.listed(ctx, n.admin.ListStartOffsets)
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Partition, rp.Timestamp = partition, -2 // the earliest offset
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic, rt.Partitions = n.cfg.Topic, []kmsg.ListOffsetsRequestTopicPartition{rp}
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID, req.Topics = -1, []kmsg.ListOffsetsRequestTopic{rt}
+	resp, err := req.RequestWith(ctx, n.kafka)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("kafka: %w", err)
 	}
-	return starts[partition], nil
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if t.Topic != n.cfg.Topic || p.Partition != partition {
+				continue
+			}
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return 0, fmt.Errorf("kafka: %w", err)
+			}
+			return p.Offset, nil
+		}
+	}
+	return 0, fmt.Errorf("kafka: no log start offset for partition %d of %s", partition, n.cfg.Topic)
 }
 
 // commitLost commits [committed, log start) of p as lost when retention
