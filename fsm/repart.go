@@ -159,21 +159,38 @@ func (f *FSM) Gen() uint64 {
 
 // ClientsInSeveralPartitions counts the clients whose detector state is in
 // more than one partition, and names one of them.
+//
+// It reads one partition at a time under the read lock, which it lets go
+// between partitions: applies wait for one partition's buckets at most, not
+// the whole state's (a node reads them every 10 s). The count is of the
+// states as they were when each was read.
 func (f *FSM) ClientsInSeveralPartitions() (count int, example string) {
 	f.mu.RLock()
-	defer f.mu.RUnlock()
-	where := map[string]int32{}
-	several := map[string]bool{}
+	parts := make([]int32, 0, len(f.state.Detect))
+	keys := 0
 	for p, st := range f.state.Detect {
-		for key := range st.Buckets {
-			_, src, _ := strings.Cut(key, "|")
-			src, _, _ = strings.Cut(src, "\x1f")
-			if q, ok := where[src]; ok && q != p {
-				several[src] = true
-			} else {
-				where[src] = p
+		parts = append(parts, p)
+		keys += len(st.Buckets)
+	}
+	f.mu.RUnlock()
+	// Sized for every key at once: grown from nothing, the map's
+	// rehashing was most of the cost.
+	where := make(map[string]int32, keys)
+	several := map[string]bool{}
+	for _, p := range parts {
+		f.mu.RLock()
+		if st := f.state.Detect[p]; st != nil {
+			for key := range st.Buckets {
+				_, src, _ := strings.Cut(key, "|")
+				src, _, _ = strings.Cut(src, "\x1f")
+				if q, ok := where[src]; ok && q != p {
+					several[src] = true
+				} else {
+					where[src] = p
+				}
 			}
 		}
+		f.mu.RUnlock()
 	}
 	for c := range several {
 		if example == "" || c < example {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/internal/wire"
 )
 
@@ -101,5 +102,22 @@ func TestDecode_CommitBeforeTheRepartitionStage(t *testing.T) {
 	entry[0] = binaryCommit2
 	if _, err := Decode(entry); err == nil {
 		t.Fatal("a batch without its stage fields decoded under the new entry byte")
+	}
+}
+
+// TestClientsInSeveralPartitions_CountsEachClientOnce: a client with
+// buckets in two partitions counts once, whatever its scenarios and
+// groups; one in a single partition not at all.
+func TestClientsInSeveralPartitions_CountsEachClientOnce(t *testing.T) {
+	f := New("t")
+	b := &detect.Bucket{Level: 1}
+	f.state.Detect[0] = &detect.PartitionState{Buckets: map[string]*detect.Bucket{
+		"http-probing|192.0.2.1": b, "http-flood|192.0.2.1": b, "http-probing|192.0.2.2": b, "http-flood|192.0.2.9\x1fsite-a": b}}
+	f.state.Detect[1] = &detect.PartitionState{Buckets: map[string]*detect.Bucket{
+		"http-flood|192.0.2.1": b, "http-probing|192.0.2.3": b, "http-probing|192.0.2.9\x1fsite-b": b}}
+	f.state.Detect[2] = &detect.PartitionState{Buckets: map[string]*detect.Bucket{"http-probing|192.0.2.3": b}}
+	count, example := f.ClientsInSeveralPartitions()
+	if count != 3 || example != "192.0.2.1" {
+		t.Fatalf("%d clients in several partitions, e.g. %q; want 3 (192.0.2.1, .3 and .9), e.g. 192.0.2.1", count, example)
 	}
 }

@@ -70,6 +70,11 @@ func NewMemberlist(cfg GossipConfig) (*memberlist.Memberlist, error) {
 	mc.DeadNodeReclaimTime = time.Second
 	mc.GossipToTheDeadTime = 5 * time.Second
 	mc.SecretKey = cfg.Key
+	// Membership messages fit a packet as they are; compressing each
+	// makes a new LZW writer (tens of KB zeroed) per packet, a cost that
+	// grows with probes, not with what is said. Peers that compress are
+	// still understood.
+	mc.EnableCompression = false
 	// Our own transport, so that outgoing TCP leaves from the gossip
 	// address as UDP does: peers (and packet filters) see one address
 	// per node.
