@@ -221,15 +221,11 @@ func TestScanMemo_SameVerdictsAsFreshScans(t *testing.T) {
 		// some of them injections of either kind, on requests whose own
 		// query finds the same kind, the other or nothing: the request's
 		// own finding must come first, the referer's fill what is left.
-		rq := fmt.Sprintf("q=page+%d&lang=en", i%3500)
-		switch i % 5 {
-		case 0:
-			rq = fmt.Sprintf("ref=%d&q=1%%27%%20or%%201%%3D1--", i%400)
-		case 1:
-			rq = fmt.Sprintf("q=%%3Cscript%%3Ealert(%d)%%3C/script%%3E&id=1'%%20union%%20select%%201--", i%400)
-		case 2:
-			rq = fmt.Sprintf("q=%%3Cimg%%20src=x%%20onerror=alert(%d)%%3E", i%400)
-		}
+		benign := fmt.Sprintf("q=page+%d&lang=en", i%3500)
+		rq := []string{fmt.Sprintf("ref=%d&q=1%%27%%20or%%201%%3D1--", i%400), // SQL
+			fmt.Sprintf("q=%%3Cscript%%3Ealert(%d)%%3C/script%%3E&id=1'%%20union%%20select%%201--", i%400), // both
+			fmt.Sprintf("q=%%3Cimg%%20src=x%%20onerror=alert(%d)%%3E", i%400),                              // script
+			benign, benign}[i%5]
 		// Queries the cache-busting and file-inclusion expressions pass
 		// and nearly pass, more distinct than the memo's slots.
 		reQ := []string{fmt.Sprintf("%d", 1000000+i%600), fmt.Sprintf("%d", i%600), fmt.Sprintf("cb=%x", 0xabc000+i%500),
@@ -261,42 +257,33 @@ func TestScanMemo_SameVerdictsAsFreshScans(t *testing.T) {
 	if n < 20_000 || hitsSeen == 0 {
 		t.Fatalf("%d lines, %d matches: the test saw too little", n, hitsSeen)
 	}
-	used := 0
-	for _, sl := range reused.memo.slots {
-		if sl.text != "" {
-			used++
+	// Each table must have been filled (and so written over): the test
+	// exercised every kind of slot.
+	mm := reused.memo
+	for _, tb := range []struct {
+		name       string
+		used, size int
+	}{
+		{"agent and referer", slotsUsed(mm.slots[:], func(sl *memoSlot) string { return sl.text }), memoSlots},
+		{"query", slotsUsed(mm.queries[:], func(sl *queryMemoSlot) string { return sl.text }), queryMemoSlots},
+		{"referer query", slotsUsed(mm.refQueries[:], func(sl *queryMemoSlot) string { return sl.text }), refQueryMemoSlots},
+		{"query expression", slotsUsed(mm.queryRes[:], func(sl *queryReSlot) string { return sl.text }), queryMemoSlots},
+	} {
+		if tb.used < tb.size*3/4 {
+			t.Errorf("%d of %d %s memo slots used: the memo was not exercised", tb.used, tb.size, tb.name)
 		}
 	}
-	queries := 0
-	for _, sl := range reused.memo.queries {
-		if sl.text != "" {
-			queries++
+}
+
+// slotsUsed counts the slots of a memo table that hold a text.
+func slotsUsed[S any](table []S, text func(*S) string) int {
+	n := 0
+	for i := range table {
+		if text(&table[i]) != "" {
+			n++
 		}
 	}
-	refQueries := 0
-	for _, sl := range reused.memo.refQueries {
-		if sl.text != "" {
-			refQueries++
-		}
-	}
-	reSlots := 0
-	for _, sl := range reused.memo.queryRes {
-		if sl.text != "" {
-			reSlots++
-		}
-	}
-	if reSlots < queryMemoSlots*3/4 {
-		t.Fatalf("%d of %d query expression memo slots used: the memo was not exercised", reSlots, queryMemoSlots)
-	}
-	if refQueries < refQueryMemoSlots*3/4 {
-		t.Fatalf("%d of %d referer query memo slots used: the memo was not exercised", refQueries, refQueryMemoSlots)
-	}
-	if queries < queryMemoSlots*3/4 {
-		t.Fatalf("%d of %d query memo slots used: the memo was not exercised", queries, queryMemoSlots)
-	}
-	if used < memoSlots*3/4 {
-		t.Fatalf("%d of %d memo slots used: the memo was not exercised", used, memoSlots)
-	}
+	return n
 }
 
 // TestProtocolIn_AsUpperCaseLookup checks the byte-wise protocol check
