@@ -79,7 +79,14 @@ type Node struct {
 	// noLeaderRounds fails that many commit rounds as if no leader were
 	// known; only tests set it.
 	noLeaderRounds atomic.Int32
-	runningWorkers atomic.Int32
+
+	// The first-stage workers' Kafka clients, one of each per node
+	// (fetcher.go), made at their first use.
+	fetchOnce, producerOnce sync.Once
+	fetch                   *fetcher
+	producer                *kgo.Client
+	producerErr             error
+	runningWorkers          atomic.Int32
 	// repartReady is the partition count the repartition topic was last
 	// seen to have (ensureRepart).
 	repartReady atomic.Int64

@@ -143,37 +143,20 @@ func reuseRecords(recs []*kgo.Record) []*kgo.Record {
 // (limit is its own; 0 for the configured one).
 func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next int) {
 	lg := n.log.With("subsystem", "worker", "partition", p.Partition, "epoch", p.Epoch)
-	opts := append([]kgo.Opt{
-		kgo.SeedBrokers(n.cfg.Brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
-			n.cfg.Topic: {p.Partition: kgo.NewOffset().At(p.Committed)},
-		}),
-		kgo.FetchMaxWait(n.cfg.BatchInterval),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// Come back quickly after a broker restart: short, capped backoff
-		// and fresh metadata.
-		kgo.RetryBackoffFn(func(tries int) time.Duration {
-			return min(100*time.Millisecond<<min(tries, 4), time.Second)
-		}),
-		kgo.MetadataMinAge(250 * time.Millisecond),
-		// Never jump silently: an offset out of range (records deleted by
-		// retention, a recreated topic) stops the worker, and its
-		// successor records the loss or the node reports the topic.
-		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
-		// The client produces only dead letters, which must not hold
-		// the partition up (sendDeadLetters).
-		kgo.RecordDeliveryTimeout(deadLetterTimeout),
-		// Forwarded lines go to the partition pipeline.Target picks, the
-		// same on every node; dead letters to partition 0.
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProduceRequestTimeout(deadLetterTimeout),
-	}, n.cfg.KafkaOpts...)
-	cl, err := kgo.NewClient(opts...)
+	// The records come from the node's one consumer of the input topic,
+	// from the committed offset (fetcher.go); dead letters and forwarded
+	// lines go out through the node's one producer of the workers.
+	cl, err := n.workerProducer()
 	if err != nil {
 		lg.Error("kafka client", "err", err)
 		return
 	}
-	defer cl.Close()
+	sub, err := n.inputFetcher().subscribe(p.Partition, p.Committed)
+	if err != nil {
+		lg.Error("kafka client", "err", err)
+		return
+	}
+	defer sub.close()
 	lg.Debug("worker started", "from", p.Committed)
 
 	// Every worker parses with the cluster's configuration, from the FSM.
@@ -296,18 +279,18 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 		deadline := start.Add(n.cfg.BatchInterval)
 		for len(recs) < batchCap && time.Now().Before(deadline) {
 			pctx, cancel := context.WithDeadline(wctx, deadline)
-			fs := cl.PollRecords(pctx, batchCap-len(recs))
+			var errs []error
+			had := len(recs)
+			recs, errs = sub.poll(pctx, recs, batchCap-len(recs))
 			cancel()
 			outOfRange := false
-			fs.EachError(func(_ string, _ int32, err error) {
+			for _, err := range errs {
 				if errors.Is(err, kerr.OffsetOutOfRange) {
 					outOfRange = true
-					return
+					continue
 				}
-				if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-					lg.Warn("fetch error", "err", err)
-				}
-			})
+				lg.Warn("fetch error", "err", err)
+			}
 			if outOfRange {
 				lg.Info("offset out of range; re-reading where the partition starts", "from", from)
 				select {
@@ -316,11 +299,16 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 				}
 				return limit
 			}
-			fs.EachRecord(func(r *kgo.Record) {
+			// Only records of this partition from this worker's position
+			// on (the subscription's already are).
+			kept := recs[:had]
+			for _, r := range recs[had:] {
 				if r.Partition == p.Partition && r.Offset >= from {
-					recs = append(recs, r)
+					kept = append(kept, r)
 				}
-			})
+			}
+			clear(recs[len(kept):])
+			recs = kept
 			if wctx.Err() != nil {
 				return
 			}
