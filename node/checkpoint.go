@@ -51,14 +51,12 @@ func replayRetry(err error) bool {
 
 // replayClient reads partition of topic from offset from, for a replay.
 func (n *Node) replayClient(topic string, partition int32, from int64) (*kgo.Client, error) {
-	return kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(n.cfg.Brokers...),
+	return kgo.NewClient(n.workerClientOpts(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(from)}}),
-		kgo.FetchMaxWait(250 * time.Millisecond),
+		kgo.FetchMaxWait(250*time.Millisecond),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RetryBackoffFn(func(tries int) time.Duration { return min(100*time.Millisecond<<min(tries, 4), time.Second) }),
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
-	}, n.cfg.KafkaOpts...)...)
+	)...)
 }
 
 // replayPoll polls cl once and hands each record to each; it reports the

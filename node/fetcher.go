@@ -37,7 +37,6 @@ type fetcher struct {
 	changes []fetchChange
 	wake    chan struct{}
 	cancel  context.CancelFunc // the poll in progress, if any
-	started bool
 
 	subs map[int32]*subscription // as the client consumes them: the loop's own
 
@@ -85,9 +84,6 @@ func (f *fetcher) subscribe(partition int32, from int64) (*subscription, error) 
 			return nil, err
 		}
 		f.cl = cl
-	}
-	if !f.started {
-		f.started = true
 		f.n.goRun(f.run)
 	}
 	s := &subscription{f: f, partition: partition, from: from, ready: make(chan struct{}, 1)}
@@ -274,13 +270,10 @@ func (s *subscription) poll(ctx context.Context, dst []*kgo.Record, max int) ([]
 			return dst, errs
 		}
 		s.mu.Unlock()
-		select {
+		select { // ready holds a signal until taken: none is lost
 		case <-ctx.Done():
 			return dst, nil
 		case <-s.ready:
-		case <-time.After(time.Second):
-			// A signal is never lost (ready holds one), but a poll
-			// still looks again now and then.
 		}
 	}
 }
@@ -289,24 +282,30 @@ func (s *subscription) poll(ctx context.Context, dst []*kgo.Record, max int) ([]
 // first use.
 func (n *Node) inputFetcher() *fetcher {
 	n.fetchOnce.Do(func() {
-		n.fetch = newFetcher(n, n.cfg.Topic, append([]kgo.Opt{
-			kgo.SeedBrokers(n.cfg.Brokers...),
+		n.fetch = newFetcher(n, n.cfg.Topic, n.workerClientOpts(
 			kgo.FetchMaxWait(n.cfg.BatchInterval),
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-			// Come back quickly after a broker restart: short, capped
-			// backoff and fresh metadata.
-			kgo.RetryBackoffFn(func(tries int) time.Duration {
-				return min(100*time.Millisecond<<min(tries, 4), time.Second)
-			}),
-			kgo.MetadataMinAge(250 * time.Millisecond),
 			// Never jump silently: an offset out of range (records
 			// deleted by retention, a recreated topic) stops the worker,
 			// and its successor records the loss or the node reports the
 			// topic.
 			kgo.ConsumeResetOffset(kgo.NoResetOffset()),
-		}, n.cfg.KafkaOpts...))
+		))
 	})
 	return n.fetch
+}
+
+// workerClientOpts are the options of the workers' clients: opts, and
+// after a broker restart a quick return (short, capped backoff and fresh
+// metadata), then the node's own Kafka options.
+func (n *Node) workerClientOpts(opts ...kgo.Opt) []kgo.Opt {
+	opts = append([]kgo.Opt{kgo.SeedBrokers(n.cfg.Brokers...),
+		kgo.RetryBackoffFn(func(tries int) time.Duration {
+			return min(100*time.Millisecond<<min(tries, 4), time.Second)
+		}),
+		kgo.MetadataMinAge(250 * time.Millisecond),
+	}, opts...)
+	return append(opts, n.cfg.KafkaOpts...)
 }
 
 // workerProducer is the client the node's first-stage workers produce
@@ -314,19 +313,14 @@ func (n *Node) inputFetcher() *fetcher {
 // when the node stops.
 func (n *Node) workerProducer() (*kgo.Client, error) {
 	n.producerOnce.Do(func() {
-		n.producer, n.producerErr = kgo.NewClient(append([]kgo.Opt{
-			kgo.SeedBrokers(n.cfg.Brokers...),
-			kgo.RetryBackoffFn(func(tries int) time.Duration {
-				return min(100*time.Millisecond<<min(tries, 4), time.Second)
-			}),
-			kgo.MetadataMinAge(250 * time.Millisecond),
+		n.producer, n.producerErr = kgo.NewClient(n.workerClientOpts(
 			// Dead letters must not hold a partition up (sendDeadLetters).
 			kgo.RecordDeliveryTimeout(deadLetterTimeout),
 			// Forwarded lines go to the partition pipeline.Target picks,
 			// the same on every node; dead letters to partition 0.
 			kgo.RecordPartitioner(kgo.ManualPartitioner()),
 			kgo.ProduceRequestTimeout(deadLetterTimeout),
-		}, n.cfg.KafkaOpts...)...)
+		)...)
 		if n.producerErr == nil {
 			n.goRun(func() {
 				<-n.ctx.Done()

@@ -265,14 +265,11 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 		bc.Gen, bc.Marks = gen, nil
 	}
 	from := bc.Committed
-	cl, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(n.cfg.Brokers...),
+	cl, err := kgo.NewClient(n.workerClientOpts(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{n.repartTopic(): {p.Partition: kgo.NewOffset().At(from)}}),
 		kgo.FetchMaxWait(n.cfg.BatchInterval),
-		kgo.RetryBackoffFn(func(tries int) time.Duration { return min(100*time.Millisecond<<min(tries, 4), time.Second) }),
-		kgo.MetadataMinAge(250 * time.Millisecond),
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
-	}, n.cfg.KafkaOpts...)...)
+	)...)
 	if err != nil {
 		lg.Error("kafka client", "err", err)
 		return limit

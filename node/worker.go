@@ -279,8 +279,9 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 		deadline := start.Add(n.cfg.BatchInterval)
 		for len(recs) < batchCap && time.Now().Before(deadline) {
 			pctx, cancel := context.WithDeadline(wctx, deadline)
+			// The subscription's records are this partition's, in order,
+			// from this worker's start on.
 			var errs []error
-			had := len(recs)
 			recs, errs = sub.poll(pctx, recs, batchCap-len(recs))
 			cancel()
 			outOfRange := false
@@ -299,16 +300,6 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 				}
 				return limit
 			}
-			// Only records of this partition from this worker's position
-			// on (the subscription's already are).
-			kept := recs[:had]
-			for _, r := range recs[had:] {
-				if r.Partition == p.Partition && r.Offset >= from {
-					kept = append(kept, r)
-				}
-			}
-			clear(recs[len(kept):])
-			recs = kept
 			if wctx.Err() != nil {
 				return
 			}
