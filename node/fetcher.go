@@ -295,6 +295,20 @@ func (n *Node) inputFetcher() *fetcher {
 	return n.fetch
 }
 
+// repartFetcher is the node's fetcher of the repartition topic, shared by
+// its second stages, made at its first use.
+func (n *Node) repartFetcher() *fetcher {
+	n.repartFetchOnce.Do(func() {
+		n.repartFetch = newFetcher(n, n.repartTopic(), n.workerClientOpts(
+			kgo.FetchMaxWait(n.cfg.BatchInterval),
+			// Records deleted before the second stage read them are a
+			// loss it records (skipRepartLoss), never a silent jump.
+			kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+		))
+	})
+	return n.repartFetch
+}
+
 // workerClientOpts are the options of the workers' clients: opts, and
 // after a broker restart a quick return (short, capped backoff and fresh
 // metadata), then the node's own Kafka options.
@@ -308,25 +322,23 @@ func (n *Node) workerClientOpts(opts ...kgo.Opt) []kgo.Opt {
 	return append(opts, n.cfg.KafkaOpts...)
 }
 
-// workerProducer is the client the node's first-stage workers produce
-// with (forwarded lines, dead letters), made at its first use and closed
-// when the node stops.
-func (n *Node) workerProducer() (*kgo.Client, error) {
-	n.producerOnce.Do(func() {
-		n.producer, n.producerErr = kgo.NewClient(n.workerClientOpts(
-			// Dead letters must not hold a partition up (sendDeadLetters).
-			kgo.RecordDeliveryTimeout(deadLetterTimeout),
-			// Forwarded lines go to the partition pipeline.Target picks,
-			// the same on every node; dead letters to partition 0.
-			kgo.RecordPartitioner(kgo.ManualPartitioner()),
-			kgo.ProduceRequestTimeout(deadLetterTimeout),
-		)...)
-		if n.producerErr == nil {
-			n.goRun(func() {
-				<-n.ctx.Done()
-				n.producer.Close()
-			})
-		}
-	})
-	return n.producer, n.producerErr
+// newWorkerProducer is a client for one first-stage worker to produce
+// with (its forwarded lines, its dead letters), closed when the worker
+// ends. Each worker has its own: franz-go fails a partition's buffered
+// records together when the first one's context ends or it times out, so
+// workers sharing a client would fail one another's records, and let
+// through a stopped worker's records queued behind another's. A source's
+// lines would then reach a repartition partition with a hole in them,
+// which its successor's forwarding, landing after, cannot fill: the second
+// stage drops a line below one it already holds as a repeat
+// (pipeline/DESIGN.md, "What the first stage guarantees").
+func (n *Node) newWorkerProducer() (*kgo.Client, error) {
+	return kgo.NewClient(n.workerClientOpts(
+		// Dead letters must not hold a partition up (sendDeadLetters).
+		kgo.RecordDeliveryTimeout(deadLetterTimeout),
+		// Forwarded lines go to the partition pipeline.Target picks,
+		// the same on every node; dead letters to partition 0.
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProduceRequestTimeout(deadLetterTimeout),
+	)...)
 }

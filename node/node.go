@@ -80,13 +80,11 @@ type Node struct {
 	// known; only tests set it.
 	noLeaderRounds atomic.Int32
 
-	// The first-stage workers' Kafka clients, one of each per node
-	// (fetcher.go), made at their first use.
-	fetchOnce, producerOnce sync.Once
-	fetch                   *fetcher
-	producer                *kgo.Client
-	producerErr             error
-	runningWorkers          atomic.Int32
+	// The workers' consumers, one of each per node (fetcher.go), made at
+	// their first use: the first stages', the second stages'.
+	fetchOnce, repartFetchOnce sync.Once
+	fetch, repartFetch         *fetcher
+	runningWorkers             atomic.Int32
 	// repartReady is the partition count the repartition topic was last
 	// seen to have (ensureRepart).
 	repartReady atomic.Int64

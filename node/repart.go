@@ -265,16 +265,14 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 		bc.Gen, bc.Marks = gen, nil
 	}
 	from := bc.Committed
-	cl, err := kgo.NewClient(n.workerClientOpts(
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{n.repartTopic(): {p.Partition: kgo.NewOffset().At(from)}}),
-		kgo.FetchMaxWait(n.cfg.BatchInterval),
-		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
-	)...)
+	// The lines come from the node's one consumer of the repartition
+	// topic, from the FSM's position (fetcher.go).
+	sub, err := n.repartFetcher().subscribe(p.Partition, from)
 	if err != nil {
 		lg.Error("kafka client", "err", err)
 		return limit
 	}
-	defer cl.Close()
+	defer sub.close()
 	merger := pipeline.NewMerger(bc, sources)
 	seal := n.repartSealer()
 	detector := detect.NewDetector(n.fsm.Rules(), p.Partition, dstate)
@@ -323,6 +321,7 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 	}()
 
 	var entry accesslog.Entry
+	var recs []*kgo.Record
 	readPos := from
 	for wctx.Err() == nil && !n.draining.Load() {
 		deadline := time.Now().Add(n.cfg.BatchInterval)
@@ -330,31 +329,28 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 		released := 0
 		for read < limit && time.Now().Before(deadline) {
 			pctx, cancel := context.WithDeadline(wctx, deadline)
-			fs := cl.PollRecords(pctx, limit-read)
+			// The subscription's records are this partition's, in order,
+			// from this stage's start on.
+			var errs []error
+			recs, errs = sub.poll(pctx, reuseRecords(recs), limit-read)
 			cancel()
-			var ferr error
-			fs.EachError(func(_ string, _ int32, err error) {
-				if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-					ferr = err
-				}
-			})
-			if ferr != nil {
-				lg.Warn("fetch error", "err", ferr)
-				if errors.Is(ferr, kerr.OffsetOutOfRange) {
+			for _, err := range errs {
+				lg.Warn("fetch error", "err", err)
+				if errors.Is(err, kerr.OffsetOutOfRange) {
 					n.skipRepartLoss(wctx, p, from, lg)
 					return limit
 				}
 			}
 			var aerr error
-			fs.EachRecord(func(r *kgo.Record) {
-				if aerr != nil || r.Offset < readPos {
-					return
+			for _, r := range recs {
+				if aerr != nil {
+					break
 				}
 				read++
 				readPos = r.Offset + 1
 				o, perr := originOf(r, seal)
 				aerr = merger.Add(r.Offset, r.Timestamp.UnixMilli(), o, r.Value, perr)
-			})
+			}
 			// The lines the merge lets through, up to the batch's cap
 			// (the rest stay held, and go in the next batch).
 			for released < limit {

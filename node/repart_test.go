@@ -3,13 +3,17 @@ package node
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/wardenhq/warden/accesslog"
 	"github.com/wardenhq/warden/analytics"
+	"github.com/wardenhq/warden/broker"
 	"github.com/wardenhq/warden/detect"
 	"github.com/wardenhq/warden/pipeline"
 )
@@ -164,5 +168,106 @@ func TestForwarder_RecordsKeepTheirOwnBytes(t *testing.T) {
 			r.Partition != pipeline.Target(r.Key, 12) {
 			t.Fatalf("record %d: key %q value %q origin %+v partition %d; want the key of %s", i, r.Key, r.Value, o, r.Partition, client)
 		}
+	}
+}
+
+// TestForwarders_AStoppedWorkerLeavesNoHole: a first-stage worker stopped
+// in the middle of a flush (its commit failed, or it lost its partition)
+// leaves on a repartition partition a prefix of its lines, in order, and
+// another worker's flush there does not fail for it. The second stage
+// relies on both: it drops a line below one it already holds from the same
+// source as a repeat, so a hole with later lines after it would be lost for
+// good when the successor's forwarding fills it in behind them.
+func TestForwarders_AStoppedWorkerLeavesNoHole(t *testing.T) {
+	const rounds, lines = 6, 20_000
+	var topics []string
+	for r := range rounds {
+		topics = append(topics, fmt.Sprintf("fwd-%d", r))
+	}
+	bc := broker.DefaultConfig()
+	bc.Listen, bc.DataDir, bc.Topics, bc.Partitions = "127.0.0.1:0", filepath.Join(t.TempDir(), "broker"), topics, 1
+	b, err := broker.Start(t.Context(), bc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	n := &Node{cfg: Config{Brokers: []string{b.Addr()}}}
+
+	stopped := 0
+	for r, topic := range topics {
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for src := range int32(2) {
+			cl, err := n.newWorkerProducer()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			f := newForwarder(topic, src, 1, 0, nil)
+			for i := range lines {
+				e := accesslog.Entry{Client: fmt.Appendf(nil, "10.%d.%d.%d", src, i/250%250, i%250)}
+				f.line(&e, int64(i), 0, fmt.Appendf(nil, "line %d", i))
+			}
+			f.marks(pipeline.KindProgress, lines, 1) // a later watermark: the marker goes
+			ctx := t.Context()
+			if src == 0 { // stopped a few milliseconds into its flush
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithCancel(ctx)
+				time.AfterFunc(time.Duration(2+3*r)*time.Millisecond, cancel)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[src] = f.flush(ctx, cl)
+			}()
+		}
+		wg.Wait()
+		if errs[1] != nil {
+			t.Fatalf("round %d: the worker left running could not forward: %v", r, errs[1])
+		}
+		if errs[0] != nil {
+			stopped++
+		}
+
+		// Each source's lines, in the order the partition holds them.
+		cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()),
+			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ends, err := kadm.NewClient(cl).ListEndOffsets(t.Context(), topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end, _ := ends.Lookup(topic, 0)
+		next := []int64{0, 0}
+		marked := []bool{false, false}
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		for read := int64(0); read < end.Offset && ctx.Err() == nil; {
+			cl.PollFetches(ctx).EachRecord(func(rec *kgo.Record) {
+				read++
+				o, err := pipeline.ParseOrigin(rec.Headers[0].Value)
+				if err != nil {
+					t.Fatalf("round %d, record %d: %v", r, rec.Offset, err)
+				}
+				if o.Kind != pipeline.KindLine {
+					marked[o.Source] = true
+					return
+				}
+				if o.Offset != next[o.Source] || marked[o.Source] {
+					t.Fatalf("round %d: source %d's line %d at offset %d, where its line %d was next: a hole in what it forwarded",
+						r, o.Source, o.Offset, rec.Offset, next[o.Source])
+				}
+				next[o.Source]++
+			})
+		}
+		cancel()
+		cl.Close()
+		if next[1] != lines || !marked[1] {
+			t.Fatalf("round %d: the worker left running forwarded %d of %d lines (marker: %v)", r, next[1], lines, marked[1])
+		}
+	}
+	if stopped == 0 {
+		t.Fatal("no flush was stopped before its end: the test tested nothing")
 	}
 }

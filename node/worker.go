@@ -144,13 +144,7 @@ func reuseRecords(recs []*kgo.Record) []*kgo.Record {
 func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next int) {
 	lg := n.log.With("subsystem", "worker", "partition", p.Partition, "epoch", p.Epoch)
 	// The records come from the node's one consumer of the input topic,
-	// from the committed offset (fetcher.go); dead letters and forwarded
-	// lines go out through the node's one producer of the workers.
-	cl, err := n.workerProducer()
-	if err != nil {
-		lg.Error("kafka client", "err", err)
-		return
-	}
+	// from the committed offset (fetcher.go).
 	sub, err := n.inputFetcher().subscribe(p.Partition, p.Committed)
 	if err != nil {
 		lg.Error("kafka client", "err", err)
@@ -201,6 +195,16 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 		}
 		fwd = newForwarder(n.repartTopic(), p.Partition, count, n.fsm.Gen(), n.repartSealer())
 		src.Forward = fwd.line
+	}
+	// Forwarded lines and dead letters go out through this worker's own
+	// producer (newWorkerProducer).
+	var cl *kgo.Client
+	if fwd != nil || n.cfg.DLQTopic != "" {
+		if cl, err = n.newWorkerProducer(); err != nil {
+			lg.Error("kafka client", "err", err)
+			return limit
+		}
+		defer cl.Close()
 	}
 	// Detecting here (input keyed by client), exactly once: the detector
 	// checkpoints every so often, and resumes from its last checkpoint by
