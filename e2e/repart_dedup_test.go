@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/wardenhq/warden/internal/testenv"
+	"github.com/wardenhq/warden/workload"
 )
 
 // TestProcesses_FirstStageCrashAfterForwardRepeatsNothing: a first-stage
@@ -105,4 +107,73 @@ func (c *procCluster) applied(n int) bool {
 		sum += p.ByClient.Applied
 	}
 	return sum >= int64(n)
+}
+
+// TestProcesses_LeaderPausedMidDrainLosesNoLine: the Raft leader paused
+// (SIGSTOP) again and again while three agents drain a full topic through
+// the repartition stage. Commits fail on every node, their workers stop in
+// the middle of forwarding, and their successors forward the same lines
+// again: every line still reaches detection exactly once, and the input
+// counts every record once. With one producer shared by a node's workers
+// (node.newWorkerProducer), lines were lost in one run of two; the
+// deterministic check of that is TestForwarders_AStoppedWorkerLeavesNoHole.
+func TestProcesses_LeaderPausedMidDrainLosesNoLine(t *testing.T) {
+	const total, partitions = 1_000_000, 12
+	// The agent's own batch interval: batches of tens of thousands of
+	// lines, whose forwarding takes long enough to be stopped midway.
+	flags := map[string][]string{}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		flags[id] = []string{"--batch-interval", "200ms"}
+	}
+	c := newProcClusterIdle(t, 3, partitions, flags)
+	gen := workload.New(1, 5000, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
+	fillTopic(t, c, total, func(int) (string, string) {
+		line, ip := gen.Line()
+		return ip, line
+	})
+	for _, id := range []string{"n1", "n2", "n3"} {
+		c.startAgent(id, 3)
+	}
+	c.waitOwned(partitions, 60*time.Second)
+	pauses := 0
+	for ; pauses < 8 && !c.applied(total); pauses++ {
+		var leader string
+		waitFor(t, 30*time.Second, "a leader", func() bool {
+			info, err := c.clusterInfo("n1")
+			leader = info.Leader
+			return err == nil && leader != ""
+		})
+		// Past Raft's timeouts (a heartbeat timeout of 300 ms), short of
+		// gossip's suspicion: the others elect a leader, nothing moves.
+		p := c.agents[leader].cmd.Process
+		_ = p.Signal(syscall.SIGSTOP)
+		time.Sleep(1500 * time.Millisecond)
+		_ = p.Signal(syscall.SIGCONT)
+		time.Sleep(500 * time.Millisecond)
+	}
+	var applied, dropped, records int64
+	done := func() bool {
+		ps, err := c.partitions("n1")
+		if err != nil {
+			return false
+		}
+		applied, dropped, records = 0, 0, 0
+		for _, p := range ps {
+			records += p.Records
+			if p.ByClient != nil {
+				applied += p.ByClient.Applied
+				dropped += p.ByClient.Dropped
+			}
+		}
+		return records == total && applied >= total
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for !done() && time.Now().Before(deadline) {
+		time.Sleep(300 * time.Millisecond)
+	}
+	if records != total || applied != total {
+		t.Fatalf("after %d pauses of the leader: the input counts %d records of %d, and %d lines reached detection (%d repeats dropped): want every line once",
+			pauses, records, total, applied, dropped)
+	}
+	t.Logf("%d pauses of the leader: %d lines reached detection once, %d repeats dropped", pauses, applied, dropped)
 }
