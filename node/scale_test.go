@@ -286,7 +286,7 @@ func runScale(tb testing.TB, spec scaleSpec) scaleResult {
 	res.goroutines = runtime.NumGoroutine()
 	c.mu.Lock()
 	for _, n := range c.nodes {
-		res.clients += int(n.runningWorkers.Load()) + 1 // a client per worker, one per node
+		res.clients += n.kafkaClients()
 	}
 	c.mu.Unlock()
 	return res
@@ -547,4 +547,20 @@ func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
 // it (one stage per partition: detection on the input's partitions).
 func setInputKeyedByClient(cfg *Config) {
 	cfg.InputKeyedByClient = true
+}
+
+// kafkaClients counts n's Kafka clients while its workers run: its own
+// (admin and metadata) and its input fetcher, with the repartition stage
+// its second stages' fetcher, and a producer for each worker when workers
+// produce (they forward, or the node has a dead-letter topic).
+func (n *Node) kafkaClients() int {
+	c := 2
+	two := twoStage(n.fsm.Config())
+	if two {
+		c++
+	}
+	if two || n.cfg.DLQTopic != "" {
+		c += int(n.runningWorkers.Load())
+	}
+	return c
 }
