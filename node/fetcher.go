@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -320,6 +321,33 @@ func (n *Node) workerClientOpts(opts ...kgo.Opt) []kgo.Opt {
 		kgo.MetadataMinAge(250 * time.Millisecond),
 	}, opts...)
 	return append(opts, n.cfg.KafkaOpts...)
+}
+
+// ownProducer is one first-stage worker's producer (newWorkerProducer),
+// made when the worker first has something to send: most workers never
+// send a dead letter, and a node with many partitions would otherwise hold
+// an idle client for each.
+type ownProducer struct {
+	n  *Node
+	cl *kgo.Client
+}
+
+// client returns the producer, made at the first call.
+func (p *ownProducer) client() (*kgo.Client, error) {
+	if p.cl == nil {
+		cl, err := p.n.newWorkerProducer()
+		if err != nil {
+			return nil, fmt.Errorf("kafka client: %w", err)
+		}
+		p.cl = cl
+	}
+	return p.cl, nil
+}
+
+func (p *ownProducer) close() {
+	if p.cl != nil {
+		p.cl.Close()
+	}
 }
 
 // newWorkerProducer is a client for one first-stage worker to produce

@@ -212,9 +212,13 @@ func (n *Node) repartSealer() *pipeline.Sealer {
 // acknowledgement: the batch commits only once its lines are on the
 // repartition topic, so a crash repeats them (the second stage drops the
 // repeats) and never loses them.
-func (f *forwarder) flush(ctx context.Context, cl *kgo.Client) error {
+func (f *forwarder) flush(ctx context.Context, prod *ownProducer) error {
 	if len(f.recs) == 0 {
 		return nil
+	}
+	cl, err := prod.client()
+	if err != nil {
+		return err
 	}
 	recs := f.recs
 	f.recs, f.slab, f.hdrs, f.arena = nil, nil, nil, nil

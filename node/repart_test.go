@@ -198,11 +198,8 @@ func TestForwarders_AStoppedWorkerLeavesNoHole(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
 		for src := range int32(2) {
-			cl, err := n.newWorkerProducer()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cl.Close()
+			prod := &ownProducer{n: n} // as each worker has
+			defer prod.close()
 			f := newForwarder(topic, src, 1, 0, nil)
 			for i := range lines {
 				e := accesslog.Entry{Client: fmt.Appendf(nil, "10.%d.%d.%d", src, i/250%250, i%250)}
@@ -218,7 +215,7 @@ func TestForwarders_AStoppedWorkerLeavesNoHole(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[src] = f.flush(ctx, cl)
+				errs[src] = f.flush(ctx, prod)
 			}()
 		}
 		wg.Wait()

@@ -549,18 +549,15 @@ func setInputKeyedByClient(cfg *Config) {
 	cfg.InputKeyedByClient = true
 }
 
-// kafkaClients counts n's Kafka clients while its workers run: its own
-// (admin and metadata) and its input fetcher, with the repartition stage
-// its second stages' fetcher, and a producer for each worker when workers
-// produce (they forward, or the node has a dead-letter topic).
+// kafkaClients bounds n's Kafka clients while its workers run: its own
+// (admin and metadata) and its input fetcher, and with the repartition
+// stage its second stages' fetcher and at most a producer per running
+// worker (the first stages' forward; a worker that only sends dead letters
+// makes its producer at the first, which the count leaves out).
 func (n *Node) kafkaClients() int {
 	c := 2
-	two := twoStage(n.fsm.Config())
-	if two {
-		c++
-	}
-	if two || n.cfg.DLQTopic != "" {
-		c += int(n.runningWorkers.Load())
+	if twoStage(n.fsm.Config()) {
+		c += 1 + int(n.runningWorkers.Load())
 	}
 	return c
 }

@@ -197,15 +197,9 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 		src.Forward = fwd.line
 	}
 	// Forwarded lines and dead letters go out through this worker's own
-	// producer (newWorkerProducer).
-	var cl *kgo.Client
-	if fwd != nil || n.cfg.DLQTopic != "" {
-		if cl, err = n.newWorkerProducer(); err != nil {
-			lg.Error("kafka client", "err", err)
-			return limit
-		}
-		defer cl.Close()
-	}
+	// producer, made when it first has something to send (ownProducer).
+	cl := &ownProducer{n: n}
+	defer cl.close()
 	// Detecting here (input keyed by client), exactly once: the detector
 	// checkpoints every so often, and resumes from its last checkpoint by
 	// running the records since through detection again (checkpoint.go).
@@ -622,7 +616,7 @@ type deadLetterState struct {
 // topic refuses) is dropped, counted in warden_dead_letters_dropped_total
 // and logged (at warn level once per worker), and the partition goes on.
 // It returns false only when the worker is stopping.
-func (n *Node) sendDeadLetters(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, st *deadLetterState, lg *slog.Logger) bool {
+func (n *Node) sendDeadLetters(ctx context.Context, prod *ownProducer, recs []*kgo.Record, st *deadLetterState, lg *slog.Logger) bool {
 	if time.Now().Before(st.pausedUntil) {
 		n.metrics.deadLettersDropped.Add(float64(len(recs)))
 		return true
@@ -630,13 +624,17 @@ func (n *Node) sendDeadLetters(ctx context.Context, cl *kgo.Client, recs []*kgo.
 	backoff := 100 * time.Millisecond
 	var err error
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, deadLetterTimeout)
-		results := cl.ProduceSync(actx, recs...)
-		cancel()
 		failed := recs[:0:0]
-		for _, res := range results {
-			if res.Err != nil {
-				failed, err = append(failed, res.Record), res.Err
+		if cl, cerr := prod.client(); cerr != nil {
+			failed, err = recs, cerr
+		} else {
+			actx, cancel := context.WithTimeout(ctx, deadLetterTimeout)
+			results := cl.ProduceSync(actx, recs...)
+			cancel()
+			for _, res := range results {
+				if res.Err != nil {
+					failed, err = append(failed, res.Record), res.Err
+				}
 			}
 		}
 		n.metrics.deadLetters.Add(float64(len(recs) - len(failed)))
