@@ -10,9 +10,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// fetcher is a node's one Kafka consumer of the input topic, shared by its
-// first-stage workers: each worker subscribes to its partition from the
-// FSM's committed offset and takes the records the fetcher hands it.
+// fetcher is a node's one Kafka consumer of a topic, shared by the workers
+// that read it (the first stages the input topic, the second stages the
+// repartition topic): each worker subscribes to its partition from the
+// FSM's committed position and takes the records the fetcher hands it.
 //
 // One client per worker fetched and kept the metadata of every partition
 // of the topic, per worker: with a topic of 1,000 partitions, a rebalance's
