@@ -101,7 +101,16 @@ func (b *bouncerClient) status(method, path, body string) (int, string) {
 
 func addDecision(t *testing.T, n *Node, value, dur string) int64 {
 	t.Helper()
-	code, body := postDecision(t, n, "boss", fmt.Sprintf(`{"value":%q,"duration":%q,"reason":"test"}`, value, dur))
+	// As an operator's client does, it asks again while the cluster has
+	// no leader (an election on a busy machine): nothing was proposed.
+	var code int
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, body = postDecision(t, n, "boss", fmt.Sprintf(`{"value":%q,"duration":%q,"reason":"test"}`, value, dur))
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, `"`+ErrNoLeader.Error()+`"`) || time.Now().After(deadline) {
+			break
+		}
+	}
 	if code != http.StatusCreated {
 		t.Fatalf("POST %s: %d %s", value, code, body)
 	}

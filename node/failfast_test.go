@@ -29,7 +29,7 @@ func TestFailFast_RefusedRaftPortCountsFailedBeforeGossip(t *testing.T) {
 				for _, p := range nodes["n1"].State().Partitions {
 					owned[p.Owner]++
 				}
-				return owned["n1"] == 2 && owned["n2"] == 2 && owned["n3"] == 2
+				return owned["n1"] == 2 && owned["n2"] == 2 && owned["n3"] == 2 && nodes["n1"].Leader() != ""
 			})
 			leader := nodes["n1"].Leader()
 			victim := leader

@@ -127,6 +127,15 @@ func (f *fetcher) run() {
 	defer func() {
 		f.mu.Lock()
 		if f.cl != nil {
+			// Nothing left to consume before the close: franz-go's
+			// Close kills its fetch sessions while a metadata update
+			// may still start a fetch for a direct consumer's partitions
+			// (a race on the session, seen under the race detector).
+			parts := make([]int32, 0, len(f.subs))
+			for p := range f.subs {
+				parts = append(parts, p)
+			}
+			f.cl.RemoveConsumePartitions(map[string][]int32{f.topic: parts})
 			f.cl.Close()
 		}
 		f.mu.Unlock()
