@@ -237,14 +237,14 @@ func (s *subscription) push(recs []*kgo.Record) {
 			s.recs = append(s.recs, r)
 		}
 	}
-	pause := len(s.recs) >= s.f.pauseAt && !s.paused
-	if pause {
+	// The flag and the client's pause change together, under s.mu: a
+	// resume by the reader between them would leave the partition
+	// paused with nothing waiting, for good.
+	if len(s.recs) >= s.f.pauseAt && !s.paused {
 		s.paused = true
-	}
-	s.mu.Unlock()
-	if pause {
 		s.f.cl.PauseFetchPartitions(map[string][]int32{s.f.topic: {s.partition}})
 	}
+	s.mu.Unlock()
 	s.signal()
 }
 
@@ -270,14 +270,11 @@ func (s *subscription) poll(ctx context.Context, dst []*kgo.Record, max int) ([]
 			}
 			errs := s.errs
 			s.errs = nil
-			resume := s.paused && len(s.recs) <= s.f.resumeAt
-			if resume {
+			if s.paused && len(s.recs) <= s.f.resumeAt { // under s.mu, as push pauses
 				s.paused = false
-			}
-			s.mu.Unlock()
-			if resume {
 				s.f.cl.ResumeFetchPartitions(map[string][]int32{s.f.topic: {s.partition}})
 			}
+			s.mu.Unlock()
 			return dst, errs
 		}
 		s.mu.Unlock()

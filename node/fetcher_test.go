@@ -84,3 +84,50 @@ func TestFetcher_SubscriptionsReadFromTheirOwnOffset(t *testing.T) {
 	s3.close()
 	s4.close()
 }
+
+// A reader that takes its records as fast as they come never loses its
+// partition to a pause: the fetcher pauses a partition and the reader
+// resumes it from two goroutines, and a resume that ran between the
+// fetcher's decision to pause and its call would leave the partition
+// paused for good, the reader waiting on nothing. Each round is some
+// 20,000 pauses and resumes; with the pause called outside the
+// subscription's lock, the reader stalled in one run of two (a race: the
+// test can pass without the fix).
+func TestFetcher_FastReaderIsNeverLeftPaused(t *testing.T) {
+	c := newCluster(t, 1)
+	n := c.start("n1", 0)
+	const total = 20_000
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.broker.Addr()), kgo.DefaultProduceTopic(c.topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(16<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for i := range total {
+		recs = append(recs, &kgo.Record{Partition: 0, Value: fmt.Appendf(nil, "line %d", i)})
+	}
+	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	f := newFetcher(n, c.topic, []kgo.Opt{kgo.SeedBrokers(c.broker.Addr()), kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+		kgo.FetchMaxWait(50 * time.Millisecond), kgo.FetchMaxPartitionBytes(16 << 10)})
+	f.pauseAt, f.resumeAt = 2, 1 // nearly every fetch pauses, nearly every poll resumes
+	for round := range 3 {
+		s, err := f.subscribe(0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		next := int64(0)
+		for next < total && ctx.Err() == nil {
+			got, _ := s.poll(ctx, nil, 1)
+			next += int64(len(got))
+		}
+		cancel()
+		s.close()
+		if next < total {
+			t.Fatalf("round %d: the reader got %d of %d records, then nothing: its partition stayed paused", round, next, total)
+		}
+	}
+}
