@@ -90,9 +90,9 @@ func TestFetcher_SubscriptionsReadFromTheirOwnOffset(t *testing.T) {
 // resumes it from two goroutines, and a resume that ran between the
 // fetcher's decision to pause and its call would leave the partition
 // paused for good, the reader waiting on nothing. Each round is some
-// 3,000 pauses and resumes; with the pause called outside the
-// subscription's lock, the reader stalled in one run of two (a race: the
-// test can pass without the fix).
+// 3,000 pauses and resumes. It is a race, which the test can miss: with
+// the pause called outside the subscription's lock, rounds of 20,000
+// stalled in one run of two.
 func TestFetcher_FastReaderIsNeverLeftPaused(t *testing.T) {
 	c := newCluster(t, 1)
 	n := c.start("n1", 0)
