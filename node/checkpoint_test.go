@@ -73,7 +73,9 @@ func TestCheckpoint_NewOwnerReplaysSinceTheCheckpoint(t *testing.T) {
 			}
 			target := n1.State().Partitions[attacked]
 			victim := target.Owner
-			if ck := target.Detector; !ck.Set || ck.Offset > committedOf(target, keyed)/4 {
+			// A worker restarted by an election on a busy machine takes a
+			// new checkpoint; the test needs only thousands of lines since.
+			if ck := target.Detector; !ck.Set || ck.Offset > committedOf(target, keyed)-2000 {
 				t.Fatalf("partition %d: checkpoint at %d, committed %d: the test needs the checkpoint far behind", attacked, ck.Offset, committedOf(target, keyed))
 			}
 			ckBefore := target.Detector.Offset
