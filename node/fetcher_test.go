@@ -17,19 +17,7 @@ func TestFetcher_SubscriptionsReadFromTheirOwnOffset(t *testing.T) {
 	c := newCluster(t, 1)
 	n := c.start("n1", 0)
 	const total = 3000
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.broker.Addr()), kgo.DefaultProduceTopic(c.topic),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	var recs []*kgo.Record
-	for i := range total {
-		recs = append(recs, &kgo.Record{Partition: 0, Value: fmt.Appendf(nil, "line %d", i)})
-	}
-	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produceLines(t, c, total)
 	f := newFetcher(n, c.topic, []kgo.Opt{kgo.SeedBrokers(c.broker.Addr()), kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 		kgo.FetchMaxWait(50 * time.Millisecond)})
 	f.pauseAt, f.resumeAt = 200, 50 // a slow reader's partition pauses and resumes many times
@@ -96,24 +84,11 @@ func TestFetcher_SubscriptionsReadFromTheirOwnOffset(t *testing.T) {
 func TestFetcher_FastReaderIsNeverLeftPaused(t *testing.T) {
 	c := newCluster(t, 1)
 	n := c.start("n1", 0)
-	const total = 20_000
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.broker.Addr()), kgo.DefaultProduceTopic(c.topic),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(16<<10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	var recs []*kgo.Record
-	for i := range total {
-		recs = append(recs, &kgo.Record{Partition: 0, Value: fmt.Appendf(nil, "line %d", i)})
-	}
-	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	const perRound = 3000
+	produceLines(t, c, perRound, kgo.ProducerBatchMaxBytes(16<<10)) // small batches: many fetches
 	f := newFetcher(n, c.topic, []kgo.Opt{kgo.SeedBrokers(c.broker.Addr()), kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 		kgo.FetchMaxWait(50 * time.Millisecond), kgo.FetchMaxPartitionBytes(16 << 10)})
 	f.pauseAt, f.resumeAt = 2, 1 // nearly every fetch pauses, nearly every poll resumes
-	const perRound = 3000
 	for round := range 3 {
 		s, err := f.subscribe(0, 0)
 		if err != nil {
@@ -132,5 +107,23 @@ func TestFetcher_FastReaderIsNeverLeftPaused(t *testing.T) {
 			next += int64(len(got))
 		}
 		s.close()
+	}
+}
+
+// produceLines writes "line 0", "line 1", ... to partition 0 of c's topic.
+func produceLines(t *testing.T, c *cluster, total int, opts ...kgo.Opt) {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.broker.Addr()), kgo.DefaultProduceTopic(c.topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	recs := make([]*kgo.Record, total)
+	for i := range recs {
+		recs[i] = &kgo.Record{Partition: 0, Value: fmt.Appendf(nil, "line %d", i)}
+	}
+	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
 	}
 }
