@@ -7,7 +7,7 @@ COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 PKGS     := ./...
 # Packages with concurrency run under the race detector in `make test`.
-RACE_PKGS := ./fsm ./transport ./partitioner ./broker ./node
+RACE_PKGS := ./fsm ./transport ./partitioner ./broker ./node ./analytics
 # Fuzz targets run briefly in `make test`, each for FUZZTIME executions (a count, not a
 # duration: a duration races the fuzz coordinator's deadline on Go 1.26, golang/go#75804).
 FUZZTIME ?= 200000x
@@ -29,7 +29,7 @@ test: build
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; f=$${t#*:}; \
 	  out=$$($(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./$$pkg 2>&1) || { echo "$$out"; echo "fuzz $$f FAILED"; exit 1; }; \
 	  echo "fuzz $$pkg $$f: ok ($(FUZZTIME))"; done
-	$(GO) test -count=1 -race -timeout 15m ./node ./fsm ./transport
+	$(GO) test -count=1 -race -timeout 15m ./node ./fsm ./transport ./analytics
 	WARDEN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m ./e2e
 
 ## test-unit: the unit tier (no processes of our own started, no fuzzing, no race detector).

@@ -160,7 +160,11 @@ func readWindow(r *wire.Reader, w *Window) error {
 		// Cannot fail: every sketch has the mapping decodeLatency uses.
 		_ = w.latency.MergeWith(lat)
 	}
-	insertClients := w.ips != nil
+	// A sketch written with its window (a snapshot's) holds the clients
+	// written with it; into an empty window it is taken as it is, and
+	// catchUp goes on after them. A window's clients go into its sketch
+	// at the next catchUp, not here.
+	adopted := false
 	if len(hll) > 0 {
 		h := newHLL()
 		if w.ips == nil {
@@ -171,22 +175,21 @@ func readWindow(r *wire.Reader, w *Window) error {
 		// Neither can fail on a sketch checkHLL accepted.
 		_ = h.UnmarshalBinary(hll)
 		if w.ips == nil {
-			w.ips = h
+			w.ips, w.ipsDone = h, 0
+			adopted = w.Clients.Len() == 0
 		} else {
 			_ = w.ips.Merge(h)
 		}
-		insertClients = false
 	}
-	for i, c := range w.counts() {
+	for _, c := range w.counts() {
 		n := r.Count(2)
 		for j := 0; j < n; j++ {
 			k := r.Bytes()
-			// The window's clients are exact, so its sketch only needs
-			// the clients it has not counted yet.
-			if c.addNew(k, r.Int()) && i == 4 && insertClients {
-				w.ips.Insert(k)
-			}
+			c.addNew(k, r.Int())
 		}
+	}
+	if adopted {
+		w.ipsDone = w.Clients.Len()
 	}
 	return r.Err()
 }

@@ -33,13 +33,17 @@ type Frozen struct{ s *Store }
 func (s *Store) Freeze() Frozen {
 	c := &Store{cfg: s.cfg, windows: make(map[int64]*Window, len(s.windows)), newest: s.newest, malformed: s.malformed,
 		expiredRequests: s.expiredRequests, expiredBytes: s.expiredBytes}
+	s.sketchMu.Lock()
+	defer s.sketchMu.Unlock()
 	for start, w := range s.windows {
 		fw := &Window{Start: w.Start, Requests: w.Requests, Bytes: w.Bytes, LatencyCount: w.LatencyCount, LatencyMaxUs: w.LatencyMaxUs}
 		if w.latency != nil {
 			fw.latency = w.latency.Copy()
 		}
+		// The copy's catchUp, when it is encoded, fills the copy's
+		// sketch from its own (shared, never rewritten) keys.
 		if w.ips != nil {
-			fw.ips = w.ips.Clone()
+			fw.ips, fw.ipsDone = w.ips.Clone(), w.ipsDone
 		}
 		for i, src := range w.allCounts() {
 			*fw.allCounts()[i] = src.frozen()
@@ -70,6 +74,11 @@ func (c *Counts) frozen() Counts {
 // keeps: a decoded Store encodes to the same bytes.
 func (f Frozen) AppendBinary(b []byte) []byte {
 	s := f.s
+	for _, w := range s.windows {
+		if w.ips != nil {
+			w.catchUp()
+		}
+	}
 	b = wire.AppendInt(b, int64(s.cfg.Retention))
 	b = wire.AppendInt(b, s.newest)
 	b = wire.AppendInt(b, s.malformed)

@@ -254,7 +254,7 @@ func (s *Store) StatsYielding(q Query, yield func()) *Stats {
 		}
 	}
 	flush()
-	st.UniqueIPs = distinct(sel)
+	st.UniqueIPs = s.distinct(sel, yield)
 	if latCount > 0 {
 		st.LatencyMs = quantiles(lat, latMax)
 	}

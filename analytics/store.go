@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/axiomhq/hyperloglog"
@@ -39,6 +40,11 @@ type Store struct {
 	// Requests and bytes of windows that fell out of retention, or that
 	// arrived already older than it.
 	expiredRequests, expiredBytes int64
+	// sketchMu serializes the windows' catchUp among readers: a query's
+	// distinct count, Freeze and MarshalJSON fill the sketches they read,
+	// and the FSM runs them under its read lock, several at once. Writers
+	// (merges) hold the FSM's write lock and so never meet a reader.
+	sketchMu sync.Mutex
 }
 
 // NewStore returns an empty Store.
@@ -161,6 +167,11 @@ type wireStore struct {
 
 // MarshalJSON encodes the whole Store (for FSM snapshots).
 func (s *Store) MarshalJSON() ([]byte, error) {
+	s.sketchMu.Lock()
+	defer s.sketchMu.Unlock()
+	for _, w := range s.windows {
+		w.catchUp()
+	}
 	ws := wireStore{Retention: s.cfg.Retention.String(), Newest: s.newest, Malformed: s.malformed,
 		ExpiredRequests: s.expiredRequests, ExpiredBytes: s.expiredBytes}
 	for _, w := range s.windows {
@@ -180,7 +191,7 @@ func (s *Store) UnmarshalJSON(data []byte) error {
 	if err != nil {
 		return fmt.Errorf("analytics snapshot: retention: %w", err)
 	}
-	*s = *NewStore(Config{Retention: ret})
+	s.cfg, s.windows = Config{Retention: ret}, make(map[int64]*Window, len(ws.Windows))
 	s.newest, s.malformed = ws.Newest, ws.Malformed
 	s.expiredRequests, s.expiredBytes = ws.ExpiredRequests, ws.ExpiredBytes
 	for _, w := range ws.Windows {
@@ -193,17 +204,21 @@ func (s *Store) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// distinct merges window sketches.
-func distinct(ws []*Window) uint64 {
+// distinct merges the sketches of ws, windows of s, each brought up to its
+// clients first; yield, if not nil, runs after each (see StatsYielding).
+func (s *Store) distinct(ws []*Window, yield func()) uint64 {
 	if len(ws) == 0 {
 		return 0
 	}
 	h := hyperloglog.NewNoSparse()
 	for _, w := range ws {
-		if w.ips == nil {
-			w.track()
-		}
+		s.sketchMu.Lock()
+		w.catchUp()
 		_ = h.Merge(w.ips)
+		s.sketchMu.Unlock()
+		if yield != nil {
+			yield()
+		}
 	}
 	return h.Estimate()
 }

@@ -48,7 +48,11 @@ type Window struct {
 	LatencyMaxUs int64
 	latency      *ddsketch.DDSketch
 	// ips counts distinct clients; only windows held by a Store have it.
-	ips *hyperloglog.Sketch
+	// It holds the first ipsDone of Clients' keys (in insertion order) and
+	// any sketch merged in: a merge leaves new clients to catchUp, which
+	// runs when the sketch is read (see Store.sketchMu).
+	ips     *hyperloglog.Sketch
+	ipsDone int
 	// keyBuf builds VHostClass keys without allocating.
 	keyBuf []byte
 }
@@ -160,7 +164,8 @@ func newHLL() *hyperloglog.Sketch {
 	return hyperloglog.NewNoSparse()
 }
 
-// merge adds o into w. When w carries a HyperLogLog, o's clients go into it.
+// merge adds o into w. When w carries a HyperLogLog, o's clients go into it
+// at the next catchUp.
 func (w *Window) merge(o *Window) error {
 	w.Requests += o.Requests
 	w.Bytes += o.Bytes
@@ -184,25 +189,34 @@ func (w *Window) merge(o *Window) error {
 	}
 	w.LatencyCount += o.LatencyCount
 	w.LatencyMaxUs = max(w.LatencyMaxUs, o.LatencyMaxUs)
-	if w.ips != nil {
-		if o.ips != nil {
-			if err := w.ips.Merge(o.ips); err != nil {
-				return fmt.Errorf("merge distinct clients: %w", err)
-			}
-		} else {
-			o.Clients.Each(func(k string, _ int64) { w.ips.Insert([]byte(k)) })
+	if w.ips != nil && o.ips != nil {
+		if err := w.ips.Merge(o.ips); err != nil {
+			return fmt.Errorf("merge distinct clients: %w", err)
 		}
 	}
 	return nil
 }
 
-// track gives w its distinct-client sketch, built from its clients.
+// track gives w a distinct-client sketch, if it has none, which its clients
+// go into at the next catchUp.
 func (w *Window) track() {
-	if w.ips != nil {
-		return
+	if w.ips == nil {
+		w.ips, w.ipsDone = newHLL(), 0
 	}
-	w.ips = newHLL()
-	w.Clients.Each(func(k string, _ int64) { w.ips.Insert([]byte(k)) })
+}
+
+// catchUp puts into w's sketch the clients counted since it last ran (all
+// of them if w has no sketch yet). Every replica merges every batch, and a
+// window's clients are exact, so the sketch is filled when it is read (a
+// query's distinct count, a snapshot), not at each merge: dense registers
+// each keep the maximum of what went in, so the sketch is the same whatever
+// the order and grouping of its clients.
+func (w *Window) catchUp() {
+	w.track()
+	for i := w.ipsDone; i < w.Clients.Len(); i++ {
+		w.ips.Insert(w.Clients.key(i))
+	}
+	w.ipsDone = w.Clients.Len()
 }
 
 // wireWindow is a Window as JSON (Raft deltas and snapshots).
@@ -279,6 +293,7 @@ func (w *Window) UnmarshalJSON(data []byte) error {
 		if err := w.ips.UnmarshalBinary(ww.IPs); err != nil {
 			return fmt.Errorf("decode distinct clients: %w", err)
 		}
+		w.ipsDone = w.Clients.Len() // written with them
 	}
 	return nil
 }
