@@ -253,7 +253,12 @@ func drainCluster(b *testing.B, total int, keyed bool) drained {
 	if err != nil {
 		b.Fatal(err)
 	}
-	profiled := profileAgents(c, os.Getenv("WARDEN_BENCH_PROFILE"), time.Second, 5)
+	// A subfolder per mode, as BenchmarkSampleDrain's.
+	dir := os.Getenv("WARDEN_BENCH_PROFILE")
+	if dir != "" {
+		dir = filepath.Join(dir, map[bool]string{false: "repartition-stage", true: "input-keyed-by-client"}[keyed])
+	}
+	profiled := profileAgents(c, dir, time.Second, 5)
 	waitFor(b, 30*time.Minute, "every record through the pipeline", func() bool {
 		if keyed {
 			n, err := committedTotal(c, "n1")

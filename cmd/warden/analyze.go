@@ -255,6 +255,10 @@ type chunk struct {
 
 const chunkSize = 4 << 20
 
+// peekBytes is how much of a file's start reportFormat reads for its
+// sample lines.
+const peekBytes = 256 << 10
+
 func openInput(name string) (io.ReadCloser, int64, error) {
 	if name == "-" {
 		return io.NopCloser(os.Stdin), 0, nil
@@ -288,7 +292,7 @@ func openInput(name string) (io.ReadCloser, int64, error) {
 // reportFormat detects the format of the file's first lines, for the
 // report (parsing goes on with the configured format).
 func (an *analyzer) reportFormat(name string, br *bufio.Reader) error {
-	head, _ := br.Peek(256 << 10)
+	head, _ := br.Peek(peekBytes)
 	var sample [][]byte
 	for len(head) > 0 && len(sample) < 100 {
 		l, rest, found := bytes.Cut(head, []byte{'\n'})
@@ -317,7 +321,9 @@ func (an *analyzer) file(name string) error {
 		return err
 	}
 	defer in.Close()
-	br := bufio.NewReaderSize(in, chunkSize)
+	// A buffer as large as reportFormat's peek: a chunk's read, longer,
+	// then goes from the file into the chunk, not through the buffer.
+	br := bufio.NewReaderSize(in, peekBytes)
 	if an.detectFormat {
 		if err := an.reportFormat(name, br); err != nil {
 			return err
