@@ -160,6 +160,7 @@ func (n *Node) replayByClient(ctx context.Context, partition int32, ck fsm.Check
 	merger := pipeline.NewMerger(fsm.ByClient{Committed: ck.Offset, Marks: ck.Marks, MaxTS: ck.MaxTS, Gen: ck.Gen}, sources)
 	seal := n.repartSealer()
 	var entry accesslog.Entry
+	var scratch []pipeline.Packed
 	replayed, readPos, empty := 0, ck.Offset, 0
 	var aerr error
 	for len(behind) > 0 {
@@ -170,24 +171,22 @@ func (n *Node) replayByClient(ctx context.Context, partition int32, ck fsm.Check
 			}
 			got++
 			readPos = r.Offset + 1
-			o, perr := originOf(r, seal)
-			if aerr = merger.Add(r.Offset, r.Timestamp.UnixMilli(), o, r.Value, perr); aerr != nil {
-				return
-			}
-			// Given back after each record, as the stage's batches are cut
+			// Given back after each line, as the stage's batches are cut
 			// wherever its polls end.
-			for it, ok := merger.Next(); ok; it, ok = merger.Next() {
-				if it.Offset >= next(cur.Marks, it.Source) {
-					continue // not applied before: the stage itself takes it again
+			_, aerr = addRecord(merger, r, seal, &scratch, func() {
+				for it, ok := merger.Next(); ok; it, ok = merger.Next() {
+					if it.Offset >= next(cur.Marks, it.Source) {
+						continue // not applied before: the stage itself takes it again
+					}
+					if format.Parse(it.Value, &entry) == nil {
+						detector.Observe(&entry, it.Offset, it.Value)
+					}
+					replayed++
+					if it.Offset+1 >= next(cur.Marks, it.Source) {
+						delete(behind, it.Source)
+					}
 				}
-				if format.Parse(it.Value, &entry) == nil {
-					detector.Observe(&entry, it.Offset, it.Value)
-				}
-				replayed++
-				if it.Offset+1 >= next(cur.Marks, it.Source) {
-					delete(behind, it.Source)
-				}
-			}
+			})
 		})
 		switch {
 		case aerr != nil:

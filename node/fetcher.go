@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/wardenhq/warden/pipeline"
 )
 
 // fetcher is a node's one Kafka consumer of a topic, shared by the workers
@@ -313,6 +315,10 @@ func (n *Node) repartFetcher() *fetcher {
 			// loss it records (skipRepartLoss), never a silent jump.
 			kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 		))
+		// Its records are packs of up to pipeline.MaxPackLines lines:
+		// the same bound in lines as the input's.
+		n.repartFetch.pauseAt /= pipeline.MaxPackLines
+		n.repartFetch.resumeAt /= pipeline.MaxPackLines
 	})
 	return n.repartFetch
 }

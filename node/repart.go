@@ -97,14 +97,28 @@ type forwarder struct {
 	idle bool // the last thing sent was an idle marker
 	recs []*kgo.Record
 	seal *pipeline.Sealer
+	// packs are the open pack of each target: lines go a pack at a time
+	// (pipeline.KindPack), closed into a record at its bounds, before a
+	// marker to its target and at the flush.
+	packs []openPack
+	key   []byte // line's scratch: a client's partition key
 	// slab, hdrs and arena hold the next flush's records, their headers,
-	// and their keys' and origins' bytes, a chunk at a time: a few
-	// allocations a flush instead of several a line. Nothing in them is
-	// written twice; a full chunk is left to the records that point into
-	// it, and a flush starts new chunks.
+	// and their origins' bytes, a chunk at a time: a few allocations a
+	// flush instead of several a record. Nothing in them is written
+	// twice; a full chunk is left to the records that point into it, and
+	// a flush starts new chunks.
 	slab  []kgo.Record
 	hdrs  []kgo.RecordHeader
 	arena []byte
+}
+
+// openPack is a pack being filled: its body, its origin (the first line's
+// offset and watermark), the last line's, and how many it holds.
+type openPack struct {
+	body            []byte
+	origin          pipeline.Origin
+	prevOff, prevWM int64
+	lines           int
 }
 
 // forwardChunk is how many records (and twice as many headers) a chunk of
@@ -137,7 +151,7 @@ func (f *forwarder) sealed(from int) []byte {
 }
 
 func newForwarder(topic string, source, targets int32, gen uint64, seal *pipeline.Sealer) *forwarder {
-	f := &forwarder{topic: topic, source: source, targets: targets, gen: gen, seal: seal}
+	f := &forwarder{topic: topic, source: source, targets: targets, gen: gen, seal: seal, packs: make([]openPack, targets)}
 	f.last = make([]struct{ covered, wm int64 }, targets)
 	for i := range f.last {
 		f.last[i].covered = -1
@@ -145,24 +159,52 @@ func newForwarder(topic string, source, targets int32, gen uint64, seal *pipelin
 	return f
 }
 
-// line forwards one parsed line of the source at offset, watermark wm.
+// line forwards one parsed line of the source at offset, watermark wm,
+// into its target's pack (the target of its client's partition key).
 func (f *forwarder) line(e *accesslog.Entry, offset, wm int64, value []byte) {
-	f.room(len(e.Client) + 64) // the key: the client, or its network's CIDR
-	from := len(f.arena)
-	f.arena = detect.AppendPartitionKey(f.arena, e.Client)
-	key := f.sealed(from)
-	t := pipeline.Target(key, f.targets)
-	o := pipeline.Origin{Kind: pipeline.KindLine, Gen: f.gen, Source: f.source, Offset: offset, Watermark: wm}
-	r := f.record()
-	*r = kgo.Record{Topic: f.topic, Partition: t, Key: key, Value: value, Headers: f.headers(o, key, value)}
-	f.recs = append(f.recs, r)
+	f.key = detect.AppendPartitionKey(f.key[:0], e.Client)
+	t := pipeline.Target(f.key, f.targets)
+	pk := &f.packs[t]
+	if pk.lines == 0 {
+		pk.origin = pipeline.Origin{Kind: pipeline.KindPack, Gen: f.gen, Source: f.source, Offset: offset, Watermark: wm}
+		pk.prevOff, pk.prevWM = offset, wm
+		pk.body = make([]byte, 0, pipeline.MaxPackBytes+len(value)+32)
+	}
+	pk.body = pipeline.AppendPacked(pk.body, pk.prevOff, pk.prevWM, offset, wm, value)
+	pk.prevOff, pk.prevWM = offset, wm
+	pk.lines++
+	if pk.lines == pipeline.MaxPackLines || len(pk.body) >= pipeline.MaxPackBytes {
+		f.closePack(t)
+	}
 	f.last[t].covered, f.last[t].wm = offset+1, wm
+}
+
+// closePack makes target t's open pack a record, if it holds lines; the
+// record owns the body from then on.
+func (f *forwarder) closePack(t int32) {
+	pk := &f.packs[t]
+	if pk.lines == 0 {
+		return
+	}
+	r := f.record()
+	*r = kgo.Record{Topic: f.topic, Partition: t, Value: pk.body, Headers: f.headers(pk.origin, nil, pk.body)}
+	f.recs = append(f.recs, r)
+	pk.body, pk.lines = nil, 0
+}
+
+// closePacks closes every target's open pack.
+func (f *forwarder) closePacks() {
+	for t := range f.targets {
+		f.closePack(t)
+	}
 }
 
 // marks adds a marker of kind to each target not yet told that every line
 // below covered was forwarded, with watermark wm (every target, for an
-// idle marker).
+// idle marker). The packs close first, so that each marker follows the
+// lines it covers in its partition.
 func (f *forwarder) marks(kind byte, covered, wm int64) {
+	f.closePacks()
 	o := pipeline.Origin{Kind: kind, Gen: f.gen, Source: f.source, Offset: covered, Watermark: wm}
 	hdrs := f.headers(o, nil, nil)
 	for t := range f.targets {
@@ -213,6 +255,7 @@ func (n *Node) repartSealer() *pipeline.Sealer {
 // repartition topic, so a crash repeats them (the second stage drops the
 // repeats) and never loses them.
 func (f *forwarder) flush(ctx context.Context, prod *ownProducer) error {
+	f.closePacks()
 	if len(f.recs) == 0 {
 		return nil
 	}
@@ -326,6 +369,7 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 
 	var entry accesslog.Entry
 	var recs []*kgo.Record
+	var scratch []pipeline.Packed
 	readPos := from
 	for wctx.Err() == nil && !n.draining.Load() {
 		deadline := time.Now().Add(n.cfg.BatchInterval)
@@ -336,7 +380,8 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 			// The subscription's records are this partition's, in order,
 			// from this stage's start on.
 			var errs []error
-			recs, errs = sub.poll(pctx, reuseRecords(recs), limit-read)
+			// Records hold up to a pack of lines each.
+			recs, errs = sub.poll(pctx, reuseRecords(recs), max(1, (limit-read)/pipeline.MaxPackLines))
 			cancel()
 			for _, err := range errs {
 				lg.Warn("fetch error", "err", err)
@@ -350,10 +395,10 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 				if aerr != nil {
 					break
 				}
-				read++
 				readPos = r.Offset + 1
-				o, perr := originOf(r, seal)
-				aerr = merger.Add(r.Offset, r.Timestamp.UnixMilli(), o, r.Value, perr)
+				var got int
+				got, aerr = addRecord(merger, r, seal, &scratch, nil)
+				read += got
 			}
 			// The lines the merge lets through, up to the batch's cap
 			// (the rest stay held, and go in the next batch).
@@ -427,6 +472,49 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 		from = until
 	}
 	return limit
+}
+
+// recordLines appends to out what repartition record r gives the merge: a
+// pack's lines, or the one line or marker of a record of its own (releases
+// before packs wrote a record a line, and markers still go one a record).
+// A record whose origin does not read, is not sealed by the cluster's key
+// or whose pack does not decode gives an error, and nothing.
+func recordLines(r *kgo.Record, seal *pipeline.Sealer, out []pipeline.Packed) ([]pipeline.Packed, error) {
+	o, err := originOf(r, seal)
+	switch {
+	case err != nil:
+		return out, err
+	case o.Kind == pipeline.KindPack:
+		return pipeline.Unpack(o, r.Value, out)
+	}
+	return append(out, pipeline.Packed{Origin: o, Value: r.Value}), nil
+}
+
+// addRecord gives merger repartition record r (recordLines), each line
+// followed by each, if not nil; it returns how many lines or markers went
+// in, and the merge's error.
+func addRecord(merger *pipeline.Merger, r *kgo.Record, seal *pipeline.Sealer, scratch *[]pipeline.Packed, each func()) (int, error) {
+	ts := r.Timestamp.UnixMilli()
+	lines, err := recordLines(r, seal, (*scratch)[:0])
+	*scratch = lines
+	if err != nil {
+		// Counted as bad; its timestamp still counts (IdleHold).
+		err = merger.Add(r.Offset, ts, pipeline.Origin{}, nil, err)
+		if err == nil && each != nil {
+			each()
+		}
+		return 1, err
+	}
+	for i := range lines {
+		if err := merger.Add(r.Offset, ts, lines[i].Origin, lines[i].Value, nil); err != nil {
+			return i + 1, err
+		}
+		if each != nil {
+			each()
+		}
+	}
+	clear(lines) // the scratch keeps no record's bytes
+	return len(lines), nil
 }
 
 // originOf reads a repartition record's origin, if its header is there and
@@ -582,9 +670,9 @@ var repartCounters = []struct {
 		func(p fsm.Partition) int64 { return p.Late }},
 	{prometheus.NewDesc("warden_repartition_applied_total", "Lines the second stage took into detection, cluster-wide.", nil, nil),
 		func(p fsm.Partition) int64 { return p.ByClient.Applied }},
-	{prometheus.NewDesc("warden_repartition_dropped_total", "Repartition records dropped as repeats of a first-stage retry or of an older replay generation, cluster-wide.", nil, nil),
+	{prometheus.NewDesc("warden_repartition_dropped_total", "Forwarded lines and markers dropped as repeats of a first-stage retry or of an older replay generation, cluster-wide.", nil, nil),
 		func(p fsm.Partition) int64 { return p.ByClient.Dropped }},
-	{prometheus.NewDesc("warden_repartition_bad_total", "Repartition records without a valid origin header or MAC (not written by this cluster), dropped, cluster-wide.", nil, nil),
+	{prometheus.NewDesc("warden_repartition_bad_total", "Repartition records without a valid origin header, MAC or pack (not written by this cluster), dropped, cluster-wide.", nil, nil),
 		func(p fsm.Partition) int64 { return p.ByClient.Bad }},
 	{prometheus.NewDesc("warden_repartition_out_of_order_total", "Lines of a partition that was idle and came back with events older than lines already applied, cluster-wide.", nil, nil),
 		func(p fsm.Partition) int64 { return p.ByClient.OutOfOrder }},

@@ -131,43 +131,64 @@ func TestRepartition_LateEventsCountedNotDetected(t *testing.T) {
 }
 
 // TestForwarder_RecordsKeepTheirOwnBytes forwards more lines than one
-// chunk of the forwarder holds, from many clients, then markers: every
-// record must keep its own key and origin, as if each had been allocated
-// on its own.
+// chunk of the forwarder holds, from many clients, then markers: the lines
+// go in packs, each on its client's target, every line once and in order
+// with its own bytes and origin, as if each had been allocated on its own;
+// a pack holds at most pipeline.MaxPackLines lines and the markers follow
+// every pack.
 func TestForwarder_RecordsKeepTheirOwnBytes(t *testing.T) {
 	f := newForwarder("t.by-client", 3, 12, 7, nil)
-	const lines = 3*forwardChunk + 17
-	for i := range lines {
-		e := accesslog.Entry{Client: fmt.Appendf(nil, "198.%d.%d.%d", i%7, i/250%250, i%250)}
+	const lines = 3*forwardChunk*pipeline.MaxPackLines/8 + 17
+	client := func(i int) string {
 		if i%5 == 0 {
-			e.Client = fmt.Appendf(nil, "2001:db8:%x::1", i)
+			return fmt.Sprintf("2001:db8:%x::1", i)
 		}
+		return fmt.Sprintf("198.%d.%d.%d", i%7, i/250%250, i%250)
+	}
+	for i := range lines {
+		e := accesslog.Entry{Client: []byte(client(i))}
 		f.line(&e, int64(i), int64(1000+i), fmt.Appendf(nil, "line %d", i))
 	}
 	f.marks(pipeline.KindProgress, lines, 99)
-	if len(f.recs) < lines+1 {
-		t.Fatalf("%d records for %d lines and markers", len(f.recs), lines)
-	}
+	next := make([]int, 12) // the last line seen on each target, + 1
+	seen, markers := 0, 0
 	for i, r := range f.recs {
 		o, err := pipeline.ParseOrigin(r.Headers[0].Value)
 		if err != nil {
 			t.Fatalf("record %d: %v", i, err)
 		}
-		if i >= lines {
+		if o.Kind != pipeline.KindPack {
 			if o.Kind != pipeline.KindProgress || o.Offset != lines || r.Key != nil {
 				t.Fatalf("marker %d: %+v key %q", i, o, r.Key)
 			}
+			markers++
 			continue
 		}
-		client := fmt.Sprintf("198.%d.%d.%d", i%7, i/250%250, i%250)
-		if i%5 == 0 {
-			client = fmt.Sprintf("2001:db8:%x::1", i)
+		if markers > 0 {
+			t.Fatalf("record %d: a pack after a marker", i)
 		}
-		if string(r.Key) != detect.PartitionKey(client) || string(r.Value) != fmt.Sprint("line ", i) ||
-			o.Kind != pipeline.KindLine || o.Offset != int64(i) || o.Watermark != int64(1000+i) || o.Source != 3 || o.Gen != 7 ||
-			r.Partition != pipeline.Target(r.Key, 12) {
-			t.Fatalf("record %d: key %q value %q origin %+v partition %d; want the key of %s", i, r.Key, r.Value, o, r.Partition, client)
+		ls, err := recordLines(r, nil, nil)
+		if err != nil || len(ls) == 0 || len(ls) > pipeline.MaxPackLines {
+			t.Fatalf("record %d: %d lines, %v", i, len(ls), err)
 		}
+		for _, l := range ls {
+			j := int(l.Offset)
+			if string(l.Value) != fmt.Sprint("line ", j) || l.Kind != pipeline.KindLine || l.Watermark != int64(1000+j) ||
+				l.Source != 3 || l.Gen != 7 || r.Partition != pipeline.Target([]byte(detect.PartitionKey(client(j))), 12) {
+				t.Fatalf("record %d: line %q origin %+v on partition %d; want line %d of %s", i, l.Value, l.Origin, r.Partition, j, client(j))
+			}
+			if j < next[r.Partition] {
+				t.Fatalf("record %d: line %d after line %d on partition %d", i, j, next[r.Partition]-1, r.Partition)
+			}
+			next[r.Partition] = j + 1
+			seen++
+		}
+	}
+	if seen != lines || markers != 12 {
+		t.Fatalf("%d lines and %d markers in %d records, want %d and 12", seen, markers, len(f.recs), lines)
+	}
+	if len(f.recs) > lines/4 {
+		t.Errorf("%d records for %d lines: the lines are not packed", len(f.recs), lines)
 	}
 }
 
@@ -243,19 +264,21 @@ func TestForwarders_AStoppedWorkerLeavesNoHole(t *testing.T) {
 		for read := int64(0); read < end.Offset && ctx.Err() == nil; {
 			cl.PollFetches(ctx).EachRecord(func(rec *kgo.Record) {
 				read++
-				o, err := pipeline.ParseOrigin(rec.Headers[0].Value)
+				ls, err := recordLines(rec, nil, nil)
 				if err != nil {
 					t.Fatalf("round %d, record %d: %v", r, rec.Offset, err)
 				}
-				if o.Kind != pipeline.KindLine {
-					marked[o.Source] = true
-					return
+				for _, o := range ls {
+					if o.Kind != pipeline.KindLine {
+						marked[o.Source] = true
+						continue
+					}
+					if o.Offset != next[o.Source] || marked[o.Source] {
+						t.Fatalf("round %d: source %d's line %d at offset %d, where its line %d was next: a hole in what it forwarded",
+							r, o.Source, o.Offset, rec.Offset, next[o.Source])
+					}
+					next[o.Source]++
 				}
-				if o.Offset != next[o.Source] || marked[o.Source] {
-					t.Fatalf("round %d: source %d's line %d at offset %d, where its line %d was next: a hole in what it forwarded",
-						r, o.Source, o.Offset, rec.Offset, next[o.Source])
-				}
-				next[o.Source]++
 			})
 		}
 		cancel()

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/fnv"
+	"math"
 )
 
 // Header is the name of the record header that carries a forwarded
@@ -22,6 +23,13 @@ const (
 	// KindIdle is a progress marker from a source that had nothing more
 	// to read: it holds no other source back until it sends again.
 	KindIdle byte = 2
+	// KindPack is a run of the source's lines for one target in one
+	// record (a pack): the first at Offset with watermark Watermark, each
+	// after it at a greater offset (AppendPacked, Unpack). One record
+	// carries up to MaxPackLines lines, where a record a line cost the
+	// producer, the broker and the consumer their per-record work for
+	// every line.
+	KindPack byte = 3
 )
 
 // Origin is where a record of the repartition topic comes from.
@@ -62,7 +70,7 @@ var ErrBadOrigin = errors.New("pipeline: record without a valid origin")
 // ParseOrigin decodes a header value written by AppendOrigin.
 func ParseOrigin(b []byte) (Origin, error) {
 	var o Origin
-	if len(b) < 2 || b[0] != originVersion || b[1] > KindIdle {
+	if len(b) < 2 || b[0] != originVersion || b[1] > KindPack {
 		return o, ErrBadOrigin
 	}
 	o.Kind = b[1]
@@ -85,6 +93,68 @@ func ParseOrigin(b []byte) (Origin, error) {
 		return o, ErrBadOrigin
 	}
 	return o, nil
+}
+
+// A pack's bounds: the first stage closes one at MaxPackLines lines or
+// once its body reaches MaxPackBytes, and the second stage refuses one of
+// more lines.
+const (
+	MaxPackLines = 64
+	MaxPackBytes = 32 << 10
+)
+
+// AppendPacked appends to b, the body of a pack, the line at offset with
+// watermark wm; prevOffset and prevWM are those of the pack's previous line
+// (for its first line, its origin's: the same as the line's). Offsets grow;
+// watermarks are written as their difference, which wraps around int64.
+func AppendPacked(b []byte, prevOffset, prevWM, offset, wm int64, line []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(offset-prevOffset))
+	b = binary.AppendVarint(b, wm-prevWM)
+	b = binary.AppendUvarint(b, uint64(len(line)))
+	return append(b, line...)
+}
+
+// Packed is one line of a pack: its origin (KindLine) and its bytes, which
+// alias the pack's body.
+type Packed struct {
+	Origin
+	Value []byte
+}
+
+// Unpack appends to out the lines of the pack whose origin is o and body
+// body. A body that does not decode whole, a first line not at o's offset
+// and watermark, offsets that do not grow, or more than MaxPackLines lines
+// is refused with ErrBadOrigin, out as it was.
+func Unpack(o Origin, body []byte, out []Packed) ([]Packed, error) {
+	if o.Kind != KindPack || len(body) == 0 {
+		return out, ErrBadOrigin
+	}
+	n0 := len(out)
+	off, wm := o.Offset, o.Watermark
+	for first := true; len(body) > 0; first = false {
+		d, n := binary.Uvarint(body)
+		if n <= 0 || first != (d == 0) || d > math.MaxInt64-uint64(off) {
+			return out[:n0], ErrBadOrigin
+		}
+		body = body[n:]
+		dw, n := binary.Varint(body)
+		if n <= 0 || first && dw != 0 {
+			return out[:n0], ErrBadOrigin
+		}
+		body = body[n:]
+		l, n := binary.Uvarint(body)
+		if n <= 0 || l > uint64(len(body)-n) || len(out)-n0 == MaxPackLines {
+			return out[:n0], ErrBadOrigin
+		}
+		body = body[n:]
+		// A watermark's delta wraps (from NoWatermark to a real one it
+		// would not fit), and so adds back exactly.
+		off, wm = off+int64(d), wm+dw
+		out = append(out, Packed{Origin: Origin{Kind: KindLine, Gen: o.Gen, Source: o.Source, Offset: off, Watermark: wm},
+			Value: body[:l:l]})
+		body = body[l:]
+	}
+	return out, nil
 }
 
 // Target is the repartition partition of a record keyed key, among n: the

@@ -217,6 +217,131 @@ func TestOrigin_RoundTripAndHostileBytes(t *testing.T) {
 	}
 }
 
+// packOf packs lines at offsets offs with watermarks wms.
+func packOf(o Origin, offs, wms []int64, lines [][]byte) (Origin, []byte) {
+	o.Kind, o.Offset, o.Watermark = KindPack, offs[0], wms[0]
+	var body []byte
+	prevO, prevW := offs[0], wms[0]
+	for i := range lines {
+		body = AppendPacked(body, prevO, prevW, offs[i], wms[i], lines[i])
+		prevO, prevW = offs[i], wms[i]
+	}
+	return o, body
+}
+
+func TestPack_RoundTripAndHostileBodies(t *testing.T) {
+	offs := []int64{7, 8, 20, 1 << 40}
+	wms := []int64{100, 90, math.MaxInt64, NoWatermark}
+	lines := [][]byte{[]byte("a"), nil, []byte("third line"), []byte("x\x00y")}
+	o, body := packOf(Origin{Gen: 2, Source: 5}, offs, wms, lines)
+	hdr, err := ParseOrigin(AppendOrigin(nil, o))
+	if err != nil || hdr != o {
+		t.Fatalf("header: %+v %v", hdr, err)
+	}
+	got, err := Unpack(hdr, body, nil)
+	if err != nil || len(got) != len(lines) {
+		t.Fatalf("%d lines, %v", len(got), err)
+	}
+	for i, l := range got {
+		want := Origin{Kind: KindLine, Gen: 2, Source: 5, Offset: offs[i], Watermark: wms[i]}
+		if l.Origin != want || string(l.Value) != string(lines[i]) || cap(l.Value) != len(l.Value) {
+			t.Fatalf("line %d: %+v %q (cap %d), want %+v %q", i, l.Origin, l.Value, cap(l.Value), want, lines[i])
+		}
+	}
+	// Every strict prefix, and the pack with a byte more, is refused whole.
+	for i := 1; i < len(body); i++ {
+		if out, err := Unpack(hdr, body[:i], got[:1]); err == nil && i < len(body) {
+			// A prefix can end at a line's end: then it is a shorter,
+			// valid pack.
+			if len(out) < 2 {
+				t.Fatalf("prefix %d: %d lines", i, len(out))
+			}
+		} else if len(out) != 1 {
+			t.Fatalf("prefix %d refused, but out changed to %d lines", i, len(out))
+		}
+	}
+	for name, c := range map[string]struct {
+		o    Origin
+		body []byte
+	}{
+		"empty":                            {hdr, nil},
+		"not a pack":                       {Origin{Kind: KindLine}, body},
+		"first line not at the origin":     {Origin{Kind: KindPack, Offset: 3}, AppendPacked(nil, 2, 0, 3, 0, lines[0])},
+		"first watermark not the origin's": {Origin{Kind: KindPack, Offset: 3, Watermark: 8}, AppendPacked(nil, 3, 8, 3, 9, lines[0])},
+		"offsets not growing": func() (c struct {
+			o    Origin
+			body []byte
+		}) {
+			c.o, c.body = packOf(Origin{}, []int64{3, 3}, []int64{0, 0}, lines[:2])
+			return
+		}(),
+		"a line past the body": {hdr, append(AppendPacked(nil, 7, 100, 7, 100, []byte("abc"))[:4:4], 'a')},
+		"offset overflow":      {Origin{Kind: KindPack, Offset: math.MaxInt64 - 1}, AppendPacked(AppendPacked(nil, 0, 0, 0, 0, nil), 0, 0, 5, 0, nil)},
+		"more than MaxPackLines": func() (c struct {
+			o    Origin
+			body []byte
+		}) {
+			n := MaxPackLines + 1
+			offs, wms, ls := make([]int64, n), make([]int64, n), make([][]byte, n)
+			for i := range n {
+				offs[i] = int64(i)
+			}
+			c.o, c.body = packOf(Origin{}, offs, wms, ls)
+			return
+		}(),
+	} {
+		if out, err := Unpack(c.o, c.body, nil); err == nil || len(out) != 0 {
+			t.Errorf("%s: %d lines, %v", name, len(out), err)
+		}
+	}
+}
+
+// FuzzUnpack: any pack body either unpacks to lines whose offsets grow
+// from the origin's, at most MaxPackLines, that pack back to the same
+// bytes, or is refused; nothing panics.
+func FuzzUnpack(f *testing.F) {
+	o, body := packOf(Origin{Source: 1}, []int64{5, 6, 9}, []int64{10, 8, 12}, [][]byte{[]byte("l1"), nil, []byte("l3")})
+	f.Add(o.Offset, o.Watermark, body)
+	f.Add(int64(0), int64(NoWatermark), []byte{0, 0, 0})
+	f.Fuzz(func(t *testing.T, off, wm int64, body []byte) {
+		if off < 0 {
+			return // ParseOrigin refuses a negative offset
+		}
+		o := Origin{Kind: KindPack, Offset: off, Watermark: wm}
+		got, err := Unpack(o, body, nil)
+		if err != nil {
+			if len(got) != 0 {
+				t.Fatalf("refused with %d lines", len(got))
+			}
+			return
+		}
+		if len(got) == 0 || len(got) > MaxPackLines || got[0].Offset != off || got[0].Watermark != wm {
+			t.Fatalf("accepted %d lines from %+v", len(got), o)
+		}
+		var again []byte
+		prevO, prevW := off, wm
+		for i, l := range got {
+			if i > 0 && l.Offset <= got[i-1].Offset || l.Kind != KindLine {
+				t.Fatalf("line %d: %+v", i, l.Origin)
+			}
+			again = AppendPacked(again, prevO, prevW, l.Offset, l.Watermark, l.Value)
+			prevO, prevW = l.Offset, l.Watermark
+		}
+		// Varints have one shortest form: a body that unpacks but packs to
+		// other bytes took a padded varint, which is harmless (the lines
+		// are the same); the lines must unpack the same from the new form.
+		back, err := Unpack(o, again, nil)
+		if err != nil || len(back) != len(got) {
+			t.Fatalf("re-packed: %d lines, %v", len(back), err)
+		}
+		for i := range back {
+			if back[i].Origin != got[i].Origin || string(back[i].Value) != string(got[i].Value) {
+				t.Fatalf("line %d re-packed: %+v, was %+v", i, back[i].Origin, got[i].Origin)
+			}
+		}
+	})
+}
+
 func firstDiff(a, b []Key) int {
 	for i := range min(len(a), len(b)) {
 		if a[i] != b[i] {
@@ -237,7 +362,7 @@ func FuzzParseOrigin(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if o.Offset < 0 || o.Source < 0 || o.Kind > KindIdle {
+		if o.Offset < 0 || o.Source < 0 || o.Kind > KindPack {
 			t.Fatalf("accepted %+v", o)
 		}
 		// Varints have one shortest form; ParseOrigin takes only whole

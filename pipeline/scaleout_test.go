@@ -118,9 +118,9 @@ func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
 // forwardedLine is what the first stage hands the producer: the line, its
 // key and its origin header (as node/repart.go's forwarder builds them).
 type forwardedLine struct {
-	key, value, header []byte
-	target             int32
-	ts                 int64 // ms; Kafka's timestamp would be the produce time
+	value, header []byte // a pack's body and origin
+	target        int32
+	ts            int64 // ms; Kafka's timestamp would be the produce time
 }
 
 // runScaleOut runs batches through the owner's work and the replica's
@@ -151,21 +151,42 @@ func runScaleOut(b *testing.B, keyed bool) scaleOutCost {
 	detector := detect.NewDetector(state.Rules(), 0, nil)
 	src := pipeline.Source{Partition: 0, Clock: pipeline.NewClock(pipeline.NoWatermark, 0)}
 	var fwd []forwardedLine
-	var arena []byte // the forwarded keys and origins of one batch
+	var arena []byte // a line's partition key
+	forwarded := 0   // lines forwarded in the batch
+	closePacks := func() {}
 	if keyed {
 		src.Detector = detector
 	} else {
-		src.Forward = func(e *accesslog.Entry, offset, wm int64, value []byte) {
-			// Keys and origins in one arena, as the forwarder's chunks.
-			from := len(arena)
-			arena = detect.AppendPartitionKey(arena, e.Client)
-			key := arena[from:len(arena):len(arena)]
-			o := pipeline.Origin{Kind: pipeline.KindLine, Source: 0, Offset: offset, Watermark: wm}
-			from = len(arena)
-			arena = pipeline.AppendOrigin(arena, o)
-			fwd = append(fwd, forwardedLine{key: key, target: pipeline.Target(key, scaleOutTargets), value: value,
-				header: arena[from:len(arena):len(arena)], ts: e.Time / 1e6})
+		// Lines in packs, as the forwarder's (node/repart.go). The one
+		// second stage here takes every line, so they go in one stream of
+		// packs, each as large as a target's: the target is still picked
+		// from the client's network, as the forwarder does.
+		var pk forwardedLine
+		var prevOff, prevWM int64
+		lines := 0
+		closePacks = func() {
+			if lines > 0 {
+				fwd = append(fwd, pk)
+				pk, lines = forwardedLine{}, 0
+			}
 		}
+		src.Forward = func(e *accesslog.Entry, offset, wm int64, value []byte) {
+			arena = detect.AppendPartitionKey(arena[:0], e.Client)
+			t := pipeline.Target(arena, scaleOutTargets)
+			if lines == 0 {
+				o := pipeline.Origin{Kind: pipeline.KindPack, Source: 0, Offset: offset, Watermark: wm}
+				pk = forwardedLine{target: t, header: pipeline.AppendOrigin(nil, o), ts: e.Time / 1e6,
+					value: make([]byte, 0, pipeline.MaxPackBytes+len(value)+32)}
+				prevOff, prevWM = offset, wm
+			}
+			pk.value = pipeline.AppendPacked(pk.value, prevOff, prevWM, offset, wm, value)
+			prevOff, prevWM = offset, wm
+			forwarded++
+			if lines++; lines == pipeline.MaxPackLines || len(pk.value) >= pipeline.MaxPackBytes {
+				closePacks()
+			}
+		}
+
 	}
 	stage2Format, err := accesslog.Lookup(cfg.LogFormat)
 	if err != nil {
@@ -192,7 +213,7 @@ func runScaleOut(b *testing.B, keyed bool) scaleOutCost {
 			l, _ := g.Line()
 			lines[i] = []byte(l)
 		}
-		fwd, arena = fwd[:0], nil
+		fwd, forwarded = fwd[:0], 0
 		t0 := time.Now()
 		bt := pipeline.NextBatch(scaleOutOwner, 0, epoch, from, spare) // as the worker: the encoded batch's figures fold the next
 		bt.Until = from + int64(len(lines))
@@ -212,10 +233,20 @@ func runScaleOut(b *testing.B, keyed bool) scaleOutCost {
 		if !keyed {
 			// The second stage reads the forwarded lines back, then the
 			// progress marker the first stage sends at the end of a batch.
+			var scratch []pipeline.Packed
 			add := func(ts int64, value, header []byte) {
 				o, perr := pipeline.ParseOrigin(header)
-				if err := merger.Add(at, ts, o, value, perr); err != nil {
-					b.Fatal(err)
+				scratch = append(scratch[:0], pipeline.Packed{Origin: o, Value: value})
+				if perr == nil && o.Kind == pipeline.KindPack {
+					scratch, perr = pipeline.Unpack(o, value, scratch[:0])
+				}
+				if perr != nil {
+					b.Fatal(perr)
+				}
+				for _, l := range scratch {
+					if err := merger.Add(at, ts, l.Origin, l.Value, nil); err != nil {
+						b.Fatal(err)
+					}
 				}
 				at++
 				for it, ok := merger.Next(); ok; it, ok = merger.Next() {
@@ -224,6 +255,7 @@ func runScaleOut(b *testing.B, keyed bool) scaleOutCost {
 					}
 				}
 			}
+			closePacks()
 			for _, f := range fwd {
 				add(f.ts, f.value, f.header)
 			}
@@ -235,7 +267,7 @@ func runScaleOut(b *testing.B, keyed bool) scaleOutCost {
 			}
 			b2 := fsm.Batch{Node: scaleOutOwner, Partition: 0, Epoch: epoch, Stage: fsm.StageByClient,
 				From: bcFrom, Until: until, Marks: merger.TakeMarks(), Merge: merger.TakeCounts(), MaxTS: merger.MaxTS()}
-			checkpoints.Add(len(fwd))
+			checkpoints.Add(forwarded)
 			checkpoints.Close(&b2, detector, time.Now())
 			data = append(data, fsm.EncodeBatch(&b2))
 			bcFrom = until
