@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hkdf"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -112,13 +113,16 @@ type forwarder struct {
 	arena []byte
 }
 
-// openPack is a pack being filled: its body, its origin (the first line's
-// offset and watermark), the last line's, and how many it holds.
+// openPack is a pack being filled: its lines (their values alias the
+// fetched records, which outlive the flush), their offsets and watermarks,
+// and the bytes its body will take. The body is made at the close, of its
+// exact size: one small allocation, where one made for the largest pack
+// up front was large, and zeroed whole.
 type openPack struct {
-	body            []byte
-	origin          pipeline.Origin
-	prevOff, prevWM int64
-	lines           int
+	vals [][]byte
+	offs []int64
+	wms  []int64
+	size int // a bound on the body's length
 }
 
 // forwardChunk is how many records (and twice as many headers) a chunk of
@@ -165,15 +169,9 @@ func (f *forwarder) line(e *accesslog.Entry, offset, wm int64, value []byte) {
 	f.key = detect.AppendPartitionKey(f.key[:0], e.Client)
 	t := pipeline.Target(f.key, f.targets)
 	pk := &f.packs[t]
-	if pk.lines == 0 {
-		pk.origin = pipeline.Origin{Kind: pipeline.KindPack, Gen: f.gen, Source: f.source, Offset: offset, Watermark: wm}
-		pk.prevOff, pk.prevWM = offset, wm
-		pk.body = make([]byte, 0, pipeline.MaxPackBytes+len(value)+32)
-	}
-	pk.body = pipeline.AppendPacked(pk.body, pk.prevOff, pk.prevWM, offset, wm, value)
-	pk.prevOff, pk.prevWM = offset, wm
-	pk.lines++
-	if pk.lines == pipeline.MaxPackLines || len(pk.body) >= pipeline.MaxPackBytes {
+	pk.vals, pk.offs, pk.wms = append(pk.vals, value), append(pk.offs, offset), append(pk.wms, wm)
+	pk.size += len(value) + 3*binary.MaxVarintLen64
+	if len(pk.vals) == pipeline.MaxPackLines || pk.size >= pipeline.MaxPackBytes {
 		f.closePack(t)
 	}
 	f.last[t].covered, f.last[t].wm = offset+1, wm
@@ -183,13 +181,21 @@ func (f *forwarder) line(e *accesslog.Entry, offset, wm int64, value []byte) {
 // record owns the body from then on.
 func (f *forwarder) closePack(t int32) {
 	pk := &f.packs[t]
-	if pk.lines == 0 {
+	if len(pk.vals) == 0 {
 		return
 	}
+	body := make([]byte, 0, pk.size)
+	prevOff, prevWM := pk.offs[0], pk.wms[0]
+	for i, v := range pk.vals {
+		body = pipeline.AppendPacked(body, prevOff, prevWM, pk.offs[i], pk.wms[i], v)
+		prevOff, prevWM = pk.offs[i], pk.wms[i]
+	}
+	o := pipeline.Origin{Kind: pipeline.KindPack, Gen: f.gen, Source: f.source, Offset: pk.offs[0], Watermark: pk.wms[0]}
 	r := f.record()
-	*r = kgo.Record{Topic: f.topic, Partition: t, Value: pk.body, Headers: f.headers(pk.origin, nil, pk.body)}
+	*r = kgo.Record{Topic: f.topic, Partition: t, Value: body, Headers: f.headers(o, nil, body)}
 	f.recs = append(f.recs, r)
-	pk.body, pk.lines = nil, 0
+	clear(pk.vals) // the record has the bytes now
+	pk.vals, pk.offs, pk.wms, pk.size = pk.vals[:0], pk.offs[:0], pk.wms[:0], 0
 }
 
 // closePacks closes every target's open pack.
