@@ -114,7 +114,8 @@ type forwarder struct {
 }
 
 // openPack is a pack being filled: its lines (their values alias the
-// fetched records, which outlive the flush), their offsets and watermarks,
+// batch's fetched records, which outlive the pack: it closes at the latest
+// at the batch's flush), their offsets and watermarks,
 // and the bytes its body will take. The body is made at the close, of its
 // exact size: one small allocation, where one made for the largest pack
 // up front was large, and zeroed whole.
@@ -126,7 +127,7 @@ type openPack struct {
 }
 
 // forwardChunk is how many records (and twice as many headers) a chunk of
-// the forwarder holds; forwardArena how many bytes of keys and origins.
+// the forwarder holds; forwardArena how many bytes of origins.
 const (
 	forwardChunk = 512
 	forwardArena = 32 << 10
