@@ -135,7 +135,6 @@ func detectedAll(n *Node, keyed bool) bool {
 	return applied == committed
 }
 
-// committedOf is the detecting stage's committed offset of a partition.
 // linesSince is how many lines part's detection took in since its
 // checkpoint: input records, or the lines the second stage's marks moved
 // past (its offsets count records of up to a pack of lines).
@@ -154,6 +153,7 @@ func linesSince(part fsm.Partition, keyed bool) int64 {
 	return n
 }
 
+// committedOf is the detecting stage's committed offset of a partition.
 func committedOf(part fsm.Partition, keyed bool) int64 {
 	if keyed {
 		return part.Committed

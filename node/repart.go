@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/hkdf"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,7 +100,7 @@ type forwarder struct {
 	// packs are the open pack of each target: lines go a pack at a time
 	// (pipeline.KindPack), closed into a record at its bounds, before a
 	// marker to its target and at the flush.
-	packs []openPack
+	packs []pipeline.Pack
 	key   []byte // line's scratch: a client's partition key
 	// slab, hdrs and arena hold the next flush's records, their headers,
 	// and their origins' bytes, a chunk at a time: a few allocations a
@@ -111,19 +110,6 @@ type forwarder struct {
 	slab  []kgo.Record
 	hdrs  []kgo.RecordHeader
 	arena []byte
-}
-
-// openPack is a pack being filled: its lines (their values alias the
-// batch's fetched records, which outlive the pack: it closes at the latest
-// at the batch's flush), their offsets and watermarks,
-// and the bytes its body will take. The body is made at the close, of its
-// exact size: one small allocation, where one made for the largest pack
-// up front was large, and zeroed whole.
-type openPack struct {
-	vals [][]byte
-	offs []int64
-	wms  []int64
-	size int // a bound on the body's length
 }
 
 // forwardChunk is how many records (and twice as many headers) a chunk of
@@ -156,7 +142,7 @@ func (f *forwarder) sealed(from int) []byte {
 }
 
 func newForwarder(topic string, source, targets int32, gen uint64, seal *pipeline.Sealer) *forwarder {
-	f := &forwarder{topic: topic, source: source, targets: targets, gen: gen, seal: seal, packs: make([]openPack, targets)}
+	f := &forwarder{topic: topic, source: source, targets: targets, gen: gen, seal: seal, packs: make([]pipeline.Pack, targets)}
 	f.last = make([]struct{ covered, wm int64 }, targets)
 	for i := range f.last {
 		f.last[i].covered = -1
@@ -169,10 +155,9 @@ func newForwarder(topic string, source, targets int32, gen uint64, seal *pipelin
 func (f *forwarder) line(e *accesslog.Entry, offset, wm int64, value []byte) {
 	f.key = detect.AppendPartitionKey(f.key[:0], e.Client)
 	t := pipeline.Target(f.key, f.targets)
-	pk := &f.packs[t]
-	pk.vals, pk.offs, pk.wms = append(pk.vals, value), append(pk.offs, offset), append(pk.wms, wm)
-	pk.size += len(value) + 3*binary.MaxVarintLen64
-	if len(pk.vals) == pipeline.MaxPackLines || pk.size >= pipeline.MaxPackBytes {
+	// The pack keeps the value until it closes, at the latest at the
+	// batch's flush: the batch's fetched records outlive it.
+	if f.packs[t].Add(offset, wm, value) {
 		f.closePack(t)
 	}
 	f.last[t].covered, f.last[t].wm = offset+1, wm
@@ -181,22 +166,13 @@ func (f *forwarder) line(e *accesslog.Entry, offset, wm int64, value []byte) {
 // closePack makes target t's open pack a record, if it holds lines; the
 // record owns the body from then on.
 func (f *forwarder) closePack(t int32) {
-	pk := &f.packs[t]
-	if len(pk.vals) == 0 {
+	if f.packs[t].Len() == 0 {
 		return
 	}
-	body := make([]byte, 0, pk.size)
-	prevOff, prevWM := pk.offs[0], pk.wms[0]
-	for i, v := range pk.vals {
-		body = pipeline.AppendPacked(body, prevOff, prevWM, pk.offs[i], pk.wms[i], v)
-		prevOff, prevWM = pk.offs[i], pk.wms[i]
-	}
-	o := pipeline.Origin{Kind: pipeline.KindPack, Gen: f.gen, Source: f.source, Offset: pk.offs[0], Watermark: pk.wms[0]}
+	o, body := f.packs[t].Close(f.gen, f.source)
 	r := f.record()
 	*r = kgo.Record{Topic: f.topic, Partition: t, Value: body, Headers: f.headers(o, nil, body)}
 	f.recs = append(f.recs, r)
-	clear(pk.vals) // the record has the bytes now
-	pk.vals, pk.offs, pk.wms, pk.size = pk.vals[:0], pk.offs[:0], pk.wms[:0], 0
 }
 
 // closePacks closes every target's open pack.
@@ -488,13 +464,10 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 // or whose pack does not decode gives an error, and nothing.
 func recordLines(r *kgo.Record, seal *pipeline.Sealer, out []pipeline.Packed) ([]pipeline.Packed, error) {
 	o, err := originOf(r, seal)
-	switch {
-	case err != nil:
+	if err != nil {
 		return out, err
-	case o.Kind == pipeline.KindPack:
-		return pipeline.Unpack(o, r.Value, out)
 	}
-	return append(out, pipeline.Packed{Origin: o, Value: r.Value}), nil
+	return pipeline.Lines(o, r.Value, out)
 }
 
 // addRecord gives merger repartition record r (recordLines), each line

@@ -114,6 +114,56 @@ func AppendPacked(b []byte, prevOffset, prevWM, offset, wm int64, line []byte) [
 	return append(b, line...)
 }
 
+// Pack gathers a source's lines for one target until it is full, then
+// Close makes it one record's origin and body. The lines' bytes are kept
+// by reference until Close, which copies them into a body of its exact
+// size (one made up front for the largest pack was a large allocation,
+// zeroed whole).
+type Pack struct {
+	vals [][]byte
+	offs []int64
+	wms  []int64
+	size int // a bound on the body's length
+}
+
+// Add takes the line at offset with watermark wm, at a greater offset than
+// the pack's last one, and reports whether the pack is now full
+// (MaxPackLines lines, or MaxPackBytes of body).
+func (p *Pack) Add(offset, wm int64, line []byte) (full bool) {
+	p.vals, p.offs, p.wms = append(p.vals, line), append(p.offs, offset), append(p.wms, wm)
+	p.size += len(line) + 3*binary.MaxVarintLen64
+	return len(p.vals) == MaxPackLines || p.size >= MaxPackBytes
+}
+
+// Len is the number of lines the pack holds.
+func (p *Pack) Len() int { return len(p.vals) }
+
+// Close returns the origin and the body of the pack's record, forwarded
+// under generation gen from source, and empties the pack (keeping its
+// memory, not the lines). The pack must hold a line.
+func (p *Pack) Close(gen uint64, source int32) (Origin, []byte) {
+	body := make([]byte, 0, p.size)
+	prevOff, prevWM := p.offs[0], p.wms[0]
+	for i, v := range p.vals {
+		body = AppendPacked(body, prevOff, prevWM, p.offs[i], p.wms[i], v)
+		prevOff, prevWM = p.offs[i], p.wms[i]
+	}
+	o := Origin{Kind: KindPack, Gen: gen, Source: source, Offset: p.offs[0], Watermark: p.wms[0]}
+	clear(p.vals)
+	p.vals, p.offs, p.wms, p.size = p.vals[:0], p.offs[:0], p.wms[:0], 0
+	return o, body
+}
+
+// Lines appends to out the lines a repartition record with origin o and
+// value gives the merge: a pack's (Unpack), or the one line or marker of a
+// record of its own.
+func Lines(o Origin, value []byte, out []Packed) ([]Packed, error) {
+	if o.Kind == KindPack {
+		return Unpack(o, value, out)
+	}
+	return append(out, Packed{Origin: o, Value: value}), nil
+}
+
 // Packed is one line of a pack: its origin (KindLine) and its bytes, which
 // alias the pack's body.
 type Packed struct {

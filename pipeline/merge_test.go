@@ -248,6 +248,25 @@ func TestPack_RoundTripAndHostileBodies(t *testing.T) {
 			t.Fatalf("line %d: %+v %q (cap %d), want %+v %q", i, l.Origin, l.Value, cap(l.Value), want, lines[i])
 		}
 	}
+	// A Pack builds the same record, and reports full at MaxPackLines.
+	var pk Pack
+	for i := range lines {
+		if pk.Add(offs[i], wms[i], lines[i]) {
+			t.Fatalf("full after %d lines", i+1)
+		}
+	}
+	if po, pb := pk.Close(2, 5); po != o || string(pb) != string(body) || pk.Len() != 0 {
+		t.Fatalf("Pack: origin %+v body %x, want %+v %x; %d lines left", po, pb, o, body, pk.Len())
+	}
+	for i := range MaxPackLines {
+		if full := pk.Add(int64(i), 0, nil); full != (i == MaxPackLines-1) {
+			t.Fatalf("line %d: full %v", i+1, full)
+		}
+	}
+	// Lines gives a record of one line or marker as it is.
+	if ls, err := Lines(Origin{Kind: KindProgress, Offset: 9}, nil, nil); err != nil || len(ls) != 1 || ls[0].Offset != 9 {
+		t.Fatalf("a marker's lines: %+v %v", ls, err)
+	}
 	// Every strict prefix, and the pack with a byte more, is refused whole.
 	for i := 1; i < len(body); i++ {
 		if out, err := Unpack(hdr, body[:i], got[:1]); err == nil && i < len(body) {

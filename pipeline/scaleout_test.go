@@ -115,11 +115,10 @@ func scaleOutRelative(n int, ratio float64) float64 { return 1 / (1 + float64(n)
 
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
 
-// forwardedLine is what the first stage hands the producer: the line, its
-// key and its origin header (as node/repart.go's forwarder builds them).
+// forwardedLine is what the first stage hands the producer: a pack's body
+// and its origin header (as node/repart.go's forwarder builds them).
 type forwardedLine struct {
-	value, header []byte // a pack's body and origin
-	target        int32
+	value, header []byte
 	ts            int64 // ms; Kafka's timestamp would be the produce time
 }
 
@@ -161,32 +160,25 @@ func runScaleOut(b *testing.B, keyed bool) scaleOutCost {
 		// second stage here takes every line, so they go in one stream of
 		// packs, each as large as a target's: the target is still picked
 		// from the client's network, as the forwarder does.
-		var pk forwardedLine
-		var prevOff, prevWM int64
-		lines := 0
+		var pk pipeline.Pack
+		var ts int64
 		closePacks = func() {
-			if lines > 0 {
-				fwd = append(fwd, pk)
-				pk, lines = forwardedLine{}, 0
+			if pk.Len() > 0 {
+				o, body := pk.Close(0, 0)
+				fwd = append(fwd, forwardedLine{header: pipeline.AppendOrigin(nil, o), value: body, ts: ts})
 			}
 		}
 		src.Forward = func(e *accesslog.Entry, offset, wm int64, value []byte) {
 			arena = detect.AppendPartitionKey(arena[:0], e.Client)
-			t := pipeline.Target(arena, scaleOutTargets)
-			if lines == 0 {
-				o := pipeline.Origin{Kind: pipeline.KindPack, Source: 0, Offset: offset, Watermark: wm}
-				pk = forwardedLine{target: t, header: pipeline.AppendOrigin(nil, o), ts: e.Time / 1e6,
-					value: make([]byte, 0, pipeline.MaxPackBytes+len(value)+32)}
-				prevOff, prevWM = offset, wm
+			_ = pipeline.Target(arena, scaleOutTargets)
+			if pk.Len() == 0 {
+				ts = e.Time / 1e6
 			}
-			pk.value = pipeline.AppendPacked(pk.value, prevOff, prevWM, offset, wm, value)
-			prevOff, prevWM = offset, wm
 			forwarded++
-			if lines++; lines == pipeline.MaxPackLines || len(pk.value) >= pipeline.MaxPackBytes {
+			if pk.Add(offset, wm, value) {
 				closePacks()
 			}
 		}
-
 	}
 	stage2Format, err := accesslog.Lookup(cfg.LogFormat)
 	if err != nil {
@@ -236,9 +228,8 @@ func runScaleOut(b *testing.B, keyed bool) scaleOutCost {
 			var scratch []pipeline.Packed
 			add := func(ts int64, value, header []byte) {
 				o, perr := pipeline.ParseOrigin(header)
-				scratch = append(scratch[:0], pipeline.Packed{Origin: o, Value: value})
-				if perr == nil && o.Kind == pipeline.KindPack {
-					scratch, perr = pipeline.Unpack(o, value, scratch[:0])
+				if perr == nil {
+					scratch, perr = pipeline.Lines(o, value, scratch[:0])
 				}
 				if perr != nil {
 					b.Fatal(perr)
