@@ -307,20 +307,14 @@ func (r *request) inject() {
 	if r.sqliOK && r.xssOK {
 		return
 	}
-	var seen uint8
-	for _, c := range e.Path {
-		seen |= headerClass[c]
-	}
+	seen := r.pathClasses()
 	if seen&(clPathSQLi|clXSS|clEsc) != 0 {
 		r.checkValue(strings.TrimLeft(r.injPath(), "/"), place{where: "path"}, &pathSQLiBytes)
 	}
 	if r.sqliOK && r.xssOK {
 		return
 	}
-	seen = 0
-	for _, c := range e.UserAgent {
-		seen |= headerClass[c]
-	}
+	seen = r.uaClasses()
 	if seen&(clHdrSQLi|clXSS|clEsc) != 0 || seen&clComment != 0 &&
 		(bytes.Contains(e.UserAgent, []byte("--")) || bytes.Contains(e.UserAgent, []byte("/*"))) {
 		ua := r.injUA()
@@ -418,12 +412,46 @@ var headerClass = func() (t [256]uint8) {
 			t[c] |= clXSS
 		}
 	}
-	t['%'] |= clEsc
+	t['%'] |= clEsc | clPercent
 	t['&'] |= clEsc
 	t['-'] |= clComment
 	t['*'] |= clComment
+	t['$'] |= clDollar
 	return t
 }()
+
+// classesOf is the union of headerClass over b, read in four interleaved
+// runs so that the lookups do not wait on one another.
+func classesOf(b []byte) uint8 {
+	var c0, c1, c2, c3 uint8
+	i := 0
+	for ; i+4 <= len(b); i += 4 {
+		c0 |= headerClass[b[i]]
+		c1 |= headerClass[b[i+1]]
+		c2 |= headerClass[b[i+2]]
+		c3 |= headerClass[b[i+3]]
+	}
+	for ; i < len(b); i++ {
+		c0 |= headerClass[b[i]]
+	}
+	return c0 | c1 | c2 | c3
+}
+
+// pathClasses and uaClasses are classesOf the raw path and user agent,
+// computed once for the request.
+func (r *request) pathClasses() uint8 {
+	if r.have&hClPath == 0 {
+		r.clPath, r.have = classesOf(r.e.Path), r.have|hClPath
+	}
+	return r.clPath
+}
+
+func (r *request) uaClasses() uint8 {
+	if r.have&hClUA == 0 {
+		r.clUA, r.have = classesOf(r.e.UserAgent), r.have|hClUA
+	}
+	return r.clUA
+}
 
 const (
 	clSQLi = 1 << iota
@@ -432,6 +460,8 @@ const (
 	clXSS
 	clEsc
 	clComment
+	clPercent // '%', also in clEsc
+	clDollar  // '$', which starts a Log4j lookup
 )
 
 func hasPrefixFoldBytes(b []byte, p string) bool {
@@ -486,7 +516,7 @@ func (r *request) log4shell() (Finding, bool) {
 		r.done |= doneLog4j
 		e := r.e
 		// A lookup needs a '$', or an escape that may hide one.
-		if !maybeLookup(e.Path) && !maybeLookup(e.Query) && !maybeLookup(e.UserAgent) && !maybeLookup(e.Referer) {
+		if (r.pathClasses()|r.uaClasses())&(clDollar|clPercent) == 0 && !maybeLookup(e.Query) && !maybeLookup(e.Referer) {
 			return r.log4jF, false
 		}
 		for i := 0; i < 3 && !r.log4jOK; i++ {

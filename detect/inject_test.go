@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"math/rand/v2"
 	"net/url"
 	"strings"
 	"testing"
@@ -190,6 +191,26 @@ func TestSQLSignatures_PrefilterHidesNoMatch(t *testing.T) {
 		}
 		if got := sqlSignatures.FindString(m); got != "" {
 			t.Errorf("%q: sqlSignatures matches %q with none of signatureWords: add its literal to them", m, got)
+		}
+	}
+}
+
+// TestClassesOf: the interleaved runs give the union a byte at a time
+// gives, whatever the length and wherever the classed bytes lie.
+func TestClassesOf(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 20_000 {
+		b := make([]byte, r.IntN(40))
+		for i := range b {
+			const pick = "abc/-*%&$'\"<>();= \xe9"
+			b[i] = pick[r.IntN(len(pick))]
+		}
+		var want uint8
+		for _, c := range b {
+			want |= headerClass[c]
+		}
+		if got := classesOf(b); got != want {
+			t.Fatalf("classesOf(%q) = %08b, want %08b", b, got, want)
 		}
 	}
 }

@@ -24,6 +24,12 @@ func (s *scenarioSet) add(i int)         { s[i>>6] |= 1 << (i & 63) }
 func (s *scenarioSet) has(i int) bool    { return s[i>>6]&(1<<(i&63)) != 0 }
 func (s *scenarioSet) or(o *scenarioSet) { s[0] |= o[0]; s[1] |= o[1]; s[2] |= o[2]; s[3] |= o[3] }
 
+// and keeps in s only what o holds too, and reports whether s still holds any.
+func (s *scenarioSet) and(o *scenarioSet) bool {
+	s[0], s[1], s[2], s[3] = s[0]&o[0], s[1]&o[1], s[2]&o[2], s[3]&o[3]
+	return s[0]|s[1]|s[2]|s[3] != 0
+}
+
 // The fields substring filters look at.
 const (
 	fieldPath = iota
@@ -219,6 +225,13 @@ func (r *request) hit(f int, s *Scenario) bool {
 	if r.multi == nil {
 		return s.substrings()[f].match(r.text(f))
 	}
+	r.scanFor(f)
+	return r.hits[f].has(s.index)
+}
+
+// scanFor scans, if not yet done, the texts that serve field f's patterns,
+// so that r.hits[f] holds every scenario with a pattern in its text.
+func (r *request) scanFor(f int) {
 	one := [1]int{scanText(f)}
 	if f == fieldRawURI && r.rawIsURI() {
 		one[0] = fieldURI
@@ -239,7 +252,6 @@ func (r *request) hit(f int, s *Scenario) bool {
 			}
 		}
 	}
-	return r.hits[f].has(s.index)
 }
 
 // scan adds to out what m finds in the request's text t, the URI's split
@@ -443,8 +455,10 @@ func lookup2[S any](table []S, h uint64, same func(*S) bool) (*S, bool) {
 type memoSlot struct {
 	hash  uint64
 	field uint8
-	text  string // as logged: the user agent, the referer or the path
-	query string // the URI's query, as logged
+	// classes is classesOf the text, for a user agent or a path.
+	classes uint8
+	text    string // as logged: the user agent, the referer or the path
+	query   string // the URI's query, as logged
 	// found is what the scan found, nil for nothing (most texts): a
 	// slot is 56 bytes, not 280.
 	found *[numFields]scenarioSet
@@ -474,6 +488,10 @@ func (mm *scanMemo) scan(r *request, m *multi, t int) {
 	})
 	if !hit {
 		sl.hash, sl.field, sl.text, sl.query = h, uint8(t), string(logged), string(query)
+		sl.classes = 0
+		if t != fieldReferer {
+			sl.classes = classesOf(logged)
+		}
 		var found [numFields]scenarioSet
 		r.scan(m, t, &found)
 		sl.found = nil
@@ -483,5 +501,11 @@ func (mm *scanMemo) scan(r *request, m *multi, t int) {
 	}
 	if sl.found != nil {
 		orAll(&r.hits, sl.found)
+	}
+	switch t {
+	case fieldUA:
+		r.clUA, r.have = sl.classes, r.have|hClUA
+	case fieldURI:
+		r.clPath, r.have = sl.classes, r.have|hClPath
 	}
 }

@@ -29,14 +29,21 @@ func sameHits(t *testing.T, rules *Rules, e *accesslog.Entry) {
 			}
 		}
 	}
-	// And whole verdicts: with the automata and without.
+	// And whole verdicts: with the automata and without, and with the
+	// automata but every scenario's filter run (nothing pruned).
 	own := *rules
 	own.multi = nil
-	var a, b Event
+	all := *rules
+	all.prune = nil
+	var a, b, c Event
 	rules.Evaluate(e, nil, 0, &a)
 	own.Evaluate(e, nil, 0, &b)
+	all.Evaluate(e, nil, 0, &c)
 	if fmt.Sprint(a.Matches) != fmt.Sprint(b.Matches) {
 		t.Fatalf("verdicts differ on %q %q %q: automaton %v, own scans %v", e.Path, e.Query, e.UserAgent, a.Matches, b.Matches)
+	}
+	if fmt.Sprint(a.Matches) != fmt.Sprint(c.Matches) {
+		t.Fatalf("verdicts differ on %q %q %q: pruned %v, every filter run %v", e.Path, e.Query, e.UserAgent, a.Matches, c.Matches)
 	}
 }
 
@@ -195,9 +202,17 @@ func TestScanMemo_SameVerdictsAsFreshScans(t *testing.T) {
 	lines := corpusAndWorkload(t)
 	// The same user agent with and without an attack in it, and in other
 	// case: a memo keyed loosely would hand one the other's verdict.
-	for _, ua := range []string{"sqlmap/1.7", "SQLMAP/1.7", "sqlmap/1.8", "Mozilla/5.0", "nikto", "Nikto", "() { :; }; /bin/bash", "() { :; }; /bin/bas"} {
+	// User agents and paths carrying injections, which the memo's slots
+	// also answer which analyses they need (classesOf) for.
+	for _, ua := range []string{"sqlmap/1.7", "SQLMAP/1.7", "sqlmap/1.8", "Mozilla/5.0", "nikto", "Nikto", "() { :; }; /bin/bash", "() { :; }; /bin/bas",
+		"Mozilla/5.0' or 1=1--", "Mozilla/5.0 <script>alert(1)</script>", "Mozilla/5.0 ${jndi:ldap://x/a}", "Mozilla/5.0 %24%7Bjndi:ldap://x/a%7D"} {
 		for range 3 {
 			lines = append(lines, fmt.Sprintf(`192.0.2.7 - - [01/Nov/2026:00:00:00 +0000] "GET /index.html HTTP/1.1" 200 5 "http://x/" %q`, ua))
+		}
+	}
+	for _, path := range []string{"/p/1'%20union%20select%20null--", "/p/%3Cscript%3Ealert(1)%3C/script%3E", "/x/${jndi:ldap://y/a}", "/x/%24%7Bjndi:ldap://y/a%7D"} {
+		for range 3 {
+			lines = append(lines, fmt.Sprintf(`192.0.2.12 - - [01/Nov/2026:00:00:00 +0000] "GET %s HTTP/1.1" 200 5 "http://x/" "agent"`, path))
 		}
 	}
 	// Many distinct agents, some of them scanners', so that slots are

@@ -18,6 +18,8 @@ type request struct {
 	have                                    uint16
 	path, query, uri, ua, referer, raw, all string
 	injP, injU                              string
+	// clPath, clUA: see pathClasses.
+	clPath, clUA uint8
 	// done says which analyses (inject.go) have run; their results follow.
 	done                   uint8
 	sqliOK, xssOK, log4jOK bool
@@ -50,6 +52,8 @@ const (
 	hInjPath
 	hInjUA
 	hRange
+	hClPath
+	hClUA
 )
 
 const (

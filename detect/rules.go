@@ -160,6 +160,9 @@ type Rules struct {
 	allow []*allowRule
 	// hasEvidence says some scenario counts evidence.
 	hasEvidence bool
+	// prune rules scenarios out before their filters run (prune.go);
+	// nil without multi.
+	prune *prune
 }
 
 // Builtin returns the compiled built-in rules.
@@ -266,6 +269,7 @@ func Parse(base, override []byte) (*Rules, error) {
 		rs.allow = append(rs.allow, c)
 	}
 	rs.buildMulti()
+	rs.buildPrune()
 	return rs, nil
 }
 
@@ -436,6 +440,10 @@ func (r *Rules) Signals(e *accesslog.Entry) []*Scenario {
 // that count evidence are judged after the others, on what those passed.
 func (r *Rules) match(req *request, fn func(i int, s *Scenario)) {
 	if len(r.allow) > 0 && r.allowedBy(req) != nil {
+		return
+	}
+	if r.prune != nil && r.multi != nil {
+		r.matchPruned(req, fn)
 		return
 	}
 	if !r.hasEvidence {
