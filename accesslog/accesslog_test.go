@@ -3,10 +3,12 @@ package accesslog
 import (
 	"bufio"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wardenhq/warden/internal/testenv"
 )
@@ -259,5 +261,38 @@ func TestAuto(t *testing.T) {
 	}
 	if err := f.Parse([]byte("nonsense"), &e); !errors.Is(err, ErrMalformed) {
 		t.Errorf("auto nonsense: %v", err)
+	}
+}
+
+// TestClean_SameAsByteLoop: the word-wise check of a line agrees with a
+// byte loop, whatever byte lies wherever in lines of every length.
+func TestClean_SameAsByteLoop(t *testing.T) {
+	naive := func(b []byte) bool {
+		for _, c := range b {
+			if c < 0x20 && c != '\t' || c == 0x7f {
+				return false
+			}
+		}
+		return utf8.Valid(b)
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	odd := []byte{0, 0x09, 0x0a, 0x1f, 0x20, 0x7e, 0x7f, 0x80, 0xc3, 0xa9, 0xe2, 0xff}
+	for range 50_000 {
+		b := make([]byte, r.IntN(100))
+		for i := range b {
+			b[i] = byte('a' + r.IntN(26))
+		}
+		for range r.IntN(3) {
+			if len(b) > 0 {
+				b[r.IntN(len(b))] = odd[r.IntN(len(odd))]
+			}
+		}
+		if r.IntN(4) == 0 && len(b) > 2 {
+			i := r.IntN(len(b) - 1)
+			copy(b[i:], "é")
+		}
+		if got, want := clean(b), naive(b); got != want {
+			t.Fatalf("clean(%q) = %v, a byte loop says %v", b, got, want)
+		}
 	}
 }

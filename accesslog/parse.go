@@ -164,6 +164,12 @@ func (f *Format) fieldEnd(line []byte, pos, i int) (int, error) {
 		}
 		return 0, ErrTruncated
 	}
+	if len(next) > 0 && next[0] == ' ' {
+		// Most fields end at their first space: then none lies within.
+		if j := bytes.IndexByte(line[pos:], ' '); j >= 0 && bytes.HasPrefix(line[pos+j:], next) {
+			return pos + j, nil
+		}
+	}
 	var j int
 	if len(next) == 1 {
 		j = bytes.IndexByte(line[pos:], next[0])
@@ -361,18 +367,20 @@ func trimEOL(b []byte) []byte {
 }
 
 // clean rejects control bytes (other than tab) and invalid UTF-8. It looks
-// at eight bytes at a time and falls back to a byte loop only for words that
-// hold a byte below 0x20, DEL or a non-ASCII byte.
+// at eight bytes at a time, four words at a time while they are plain, and
+// falls back to a byte loop only for words that hold a byte below 0x20,
+// DEL or a non-ASCII byte.
 func clean(b []byte) bool {
-	const ones, highs, spaces, dels = 0x0101010101010101, 0x8080808080808080, 0x2020202020202020, 0x7f7f7f7f7f7f7f7f
 	high := false
 	i := 0
+	for ; i+32 <= len(b); i += 32 {
+		if odd(binary.LittleEndian.Uint64(b[i:]))|odd(binary.LittleEndian.Uint64(b[i+8:]))|
+			odd(binary.LittleEndian.Uint64(b[i+16:]))|odd(binary.LittleEndian.Uint64(b[i+24:])) != 0 {
+			break
+		}
+	}
 	for ; i+8 <= len(b); i += 8 {
-		w := binary.LittleEndian.Uint64(b[i:])
-		low := (w - spaces) & ^w & highs // some byte < 0x20
-		d := w ^ dels
-		del := (d - ones) & ^d & highs // some byte == 0x7f
-		if w&highs == 0 && low == 0 && del == 0 {
+		if odd(binary.LittleEndian.Uint64(b[i:])) == 0 {
 			continue
 		}
 		for _, c := range b[i : i+8] {
@@ -393,6 +401,17 @@ func clean(b []byte) bool {
 		}
 	}
 	return !high || utf8.Valid(b)
+}
+
+// odd has the high bit set of each byte of w that is below 0x20, DEL or
+// not ASCII (and maybe of others, never of none when one is). With the
+// high bits cleared, adding 0x60 to a byte sets its high bit if and only if
+// it is at least 0x20, adding 1 if and only if it is DEL, and neither
+// carries into the next byte.
+func odd(w uint64) uint64 {
+	const highs, lows = 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
+	h := w & lows
+	return (w | ^(h + 0x6060606060606060) | (h + 0x0101010101010101)) & highs
 }
 
 // stripSyslog removes an RFC 3164 ("<13>Nov 27 11:00:00 host tag[1]: "),
