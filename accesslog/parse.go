@@ -105,8 +105,8 @@ func (f *Format) parseAdmitted(line []byte, e *Entry) (int, error) {
 			} else {
 				e.Path = v
 			}
-			pos = end
 			i++
+			pos, i = f.pastLiteral(line, end, i)
 			continue
 		}
 		end, err := f.fieldEnd(line, pos, i)
@@ -116,7 +116,7 @@ func (f *Format) parseAdmitted(line []byte, e *Entry) (int, error) {
 		if err := f.set(e, it, line[pos:end]); err != nil {
 			return 0, err
 		}
-		pos = end
+		pos, i = f.pastLiteral(line, end, i)
 	}
 	if gotFmt {
 		if tp.hasDate && !tp.hasEpoch && !validDate(&tp) && !(tp.mon == 1 && tp.day <= 366) {
@@ -166,7 +166,7 @@ func (f *Format) fieldEnd(line []byte, pos, i int) (int, error) {
 	}
 	if len(next) > 0 && next[0] == ' ' {
 		// Most fields end at their first space: then none lies within.
-		if j := bytes.IndexByte(line[pos:], ' '); j >= 0 && bytes.HasPrefix(line[pos+j:], next) {
+		if j := indexSpace(line[pos:]); j >= 0 && bytes.HasPrefix(line[pos+j:], next) {
 			return pos + j, nil
 		}
 	}
@@ -187,6 +187,34 @@ func (f *Format) fieldEnd(line []byte, pos, i int) (int, error) {
 		}
 	}
 	return pos + j, nil
+}
+
+// pastLiteral moves past the literal that follows field item i, which
+// ends at end: fieldEnd found that literal there, unless the line ends
+// there (a last quoted field cut short), which the literal's own case
+// judges.
+func (f *Format) pastLiteral(line []byte, end, i int) (pos, item int) {
+	if n := i + 1; n < len(f.items) && f.items[n].kind == kLiteral && end < len(line) {
+		return end + len(f.items[n].lit), n
+	}
+	return end, i
+}
+
+// indexSpace is bytes.IndexByte(b, ' ') for fields that are mostly short
+// (a status, a size, "-"): their first bytes are looked at in place.
+func indexSpace(b []byte) int {
+	n := min(len(b), 16)
+	for i := 0; i < n; i++ {
+		if b[i] == ' ' {
+			return i
+		}
+	}
+	if len(b) > n {
+		if j := bytes.IndexByte(b[n:], ' '); j >= 0 {
+			return n + j
+		}
+	}
+	return -1
 }
 
 // escapedAt reports whether line[j] is preceded by an odd number of
