@@ -3,6 +3,7 @@ package accesslog
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -293,6 +294,32 @@ func TestClean_SameAsByteLoop(t *testing.T) {
 		}
 		if got, want := clean(b), naive(b); got != want {
 			t.Fatalf("clean(%q) = %v, a byte loop says %v", b, got, want)
+		}
+	}
+}
+
+// TestCLFDate_ReusedEntryReadsAsFresh: an entry that remembers the date it
+// read last gives every line the time (or the error) a fresh entry gives,
+// over dates repeated, changed, invalid, and valid after invalid ones.
+func TestCLFDate_ReusedEntryReadsAsFresh(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	dates := []string{"17/May/2015", "18/May/2015", "31/Feb/2020", "29/Feb/2021", "01/Jan/1970", "31/Dec/2999",
+		"32/Jan/2020", "00/Jan/2020", "17/Mai/2015", "17/may/2015", "17/May/1969", "17/May/3000", "1/May/2015", "17/May/20x5"}
+	times := []string{"10:05:03 +0000", "23:59:60 -1200", "24:00:00 +1400", "25:00:00 +0000", "10:60:00 +0000", "10:05:03.123 +0530", "10:05:03 +00:00", "10:05:03 Z"}
+	for _, spec := range []string{"combined", "auto", `%h %{%d/%b/%Y:%H:%M:%S %z}t "%r" %>s %b`, "json"} {
+		f := mustLookup(t, spec)
+		var reused Entry
+		for range 5_000 {
+			when := dates[r.IntN(len(dates))] + ":" + times[r.IntN(len(times))]
+			line := fmt.Sprintf(`192.0.2.1 - - [%s] "GET / HTTP/1.1" 200 5 "-" "ua"`, when)
+			if spec == "json" {
+				line = fmt.Sprintf(`{"remote_addr":"192.0.2.1","time_local":%q,"request":"GET / HTTP/1.1","status":"200"}`, when)
+			}
+			var fresh Entry
+			errF, errR := f.Parse([]byte(line), &fresh), f.Parse([]byte(line), &reused)
+			if errF != errR || fresh.Time != reused.Time {
+				t.Fatalf("%s: %q: fresh %d %v, reused %d %v", spec, line, fresh.Time, errF, reused.Time, errR)
+			}
 		}
 	}
 }

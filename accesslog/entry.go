@@ -84,13 +84,15 @@ type Entry struct {
 	// auto is the candidate of the auto format that last read a line
 	// whole, plus one: the one it tries first (see parseAuto).
 	auto uint8
+	// date is the CLF date read last (see clfBody).
+	date clfDate
 }
 
-// Reset clears e for reuse, keeping its scratch buffer and which format
-// the auto format tries first.
+// Reset clears e for reuse, keeping its scratch buffer, which format the
+// auto format tries first and the date it read last.
 func (e *Entry) Reset() {
 	s := e.scratch[:0]
-	*e = Entry{Duration: -1, scratch: s, auto: e.auto}
+	*e = Entry{Duration: -1, scratch: s, auto: e.auto, date: e.date}
 }
 
 // StatusClass returns "1xx".."5xx" for e.Status, or "" outside 100..599.

@@ -205,13 +205,13 @@ func fillJSON(e *Entry, vals *[numFields][]byte) error {
 		}
 		e.Time = ns
 	case len(t) >= 3 && t[2] == '/':
-		n, ns, err := clfBody(t)
+		n, ns, err := clfBody(t, &e.date)
 		if err != nil || n != len(t) {
 			return ErrBadTime
 		}
 		e.Time = ns
 	case len(t) >= 3 && t[0] == '[':
-		n, ns, err := parseCLF(t)
+		n, ns, err := parseCLF(t, &e.date)
 		if err != nil || n != len(t) {
 			return ErrBadTime
 		}

@@ -77,7 +77,7 @@ func (f *Format) parseAdmitted(line []byte, e *Entry) (int, error) {
 			pos += len(it.lit)
 			continue
 		case kTimeCLF:
-			n, ns, err := parseCLF(line[pos:])
+			n, ns, err := parseCLF(line[pos:], &e.date)
 			if err != nil {
 				return 0, err
 			}

@@ -205,14 +205,14 @@ func zone(b []byte) (int, int, bool) {
 
 // parseCLF reads Apache's default %t: [10/Oct/2000:13:55:36 -0700], with an
 // optional fraction of a second after the seconds.
-func parseCLF(b []byte) (n int, ns int64, err error) {
+func parseCLF(b []byte, d *clfDate) (n int, ns int64, err error) {
 	if len(b) < 28 {
 		return 0, 0, ErrTruncated
 	}
 	if b[0] != '[' {
 		return 0, 0, ErrBadTime
 	}
-	n, ns, err = clfBody(b[1:])
+	n, ns, err = clfBody(b[1:], d)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -222,20 +222,46 @@ func parseCLF(b []byte) (n int, ns int64, err error) {
 	return n + 2, ns, nil
 }
 
-// clfBody reads 10/Oct/2000:13:55:36 -0700 (no brackets).
-func clfBody(b []byte) (n int, ns int64, err error) {
+// clfDate is the date of the last CLF time an entry read ("10/Oct/2000")
+// and its days since 1970, when it was a valid one: a log's lines share
+// their dates, which are then read once.
+type clfDate struct {
+	text [11]byte
+	days int64
+	ok   bool
+}
+
+// clfBody reads 10/Oct/2000:13:55:36 -0700 (no brackets). d, if not nil,
+// remembers the date read last.
+func clfBody(b []byte, d *clfDate) (n int, ns int64, err error) {
 	if len(b) < 26 {
 		return 0, 0, ErrBadTime
 	}
 	var p timeParts
 	var ok bool
-	if p.day, ok = digits(b, 2); !ok || b[2] != '/' {
-		return 0, 0, ErrBadTime
+	var days int64
+	if d != nil && d.ok && string(b[:11]) == string(d.text[:]) {
+		days = d.days
+	} else {
+		if p.day, ok = digits(b, 2); !ok || b[2] != '/' {
+			return 0, 0, ErrBadTime
+		}
+		if p.mon = month3(b[3:]); p.mon == 0 || b[6] != '/' {
+			return 0, 0, ErrBadTime
+		}
+		if p.year, ok = digits(b[7:], 4); !ok {
+			return 0, 0, ErrBadTime
+		}
+		if p.mon < 1 || p.mon > 12 || p.day < 1 || p.day > 31 || p.year < 1970 || p.year >= 3000 {
+			return 0, 0, ErrBadTime // the date part of validDate
+		}
+		days = daysFromCivil(p.year, p.mon, p.day)
+		if d != nil {
+			copy(d.text[:], b[:11])
+			d.days, d.ok = days, true
+		}
 	}
-	if p.mon = month3(b[3:]); p.mon == 0 || b[6] != '/' {
-		return 0, 0, ErrBadTime
-	}
-	if p.year, ok = digits(b[7:], 4); !ok || b[11] != ':' {
+	if b[11] != ':' {
 		return 0, 0, ErrBadTime
 	}
 	if p.hour, ok = digits(b[12:], 2); !ok || b[14] != ':' {
@@ -266,13 +292,11 @@ func clfBody(b []byte) (n int, ns int64, err error) {
 	if !ok {
 		return 0, 0, ErrBadTime
 	}
-	p.off = off
 	i += 1 + k
-	if !validDate(&p) {
-		return 0, 0, ErrBadTime
+	if p.hour > 24 || p.min > 59 || p.sec > 60 {
+		return 0, 0, ErrBadTime // the time part of validDate
 	}
-	p.hasDate = true
-	t, err := p.unixNano()
+	t, err := nanos(days*86400+int64(p.hour*3600+p.min*60+p.sec)-int64(off), int64(p.nsec))
 	if err != nil {
 		return 0, 0, err
 	}
