@@ -515,11 +515,14 @@ func (r *request) log4shell() (Finding, bool) {
 	if r.done&doneLog4j == 0 {
 		r.done |= doneLog4j
 		e := r.e
-		// A lookup needs a '$', or an escape that may hide one.
-		if (r.pathClasses()|r.uaClasses())&(clDollar|clPercent) == 0 && !maybeLookup(e.Query) && !maybeLookup(e.Referer) {
-			return r.log4jF, false
-		}
+		// A lookup needs a '$', or an escape that may hide one: a text
+		// with neither decodes to itself, without a lookup.
+		may := [3]bool{r.pathClasses()&(clDollar|clPercent) != 0 || maybeLookup(e.Query),
+			r.uaClasses()&(clDollar|clPercent) != 0, maybeLookup(e.Referer)}
 		for i := 0; i < 3 && !r.log4jOK; i++ {
+			if !may[i] {
+				continue
+			}
 			var where, text string
 			switch i {
 			case 0:

@@ -133,9 +133,21 @@ func TestJNDILookup(t *testing.T) {
 			t.Errorf("jndiLookup(%.60q) = %v, want %v", tc.text, got, tc.want)
 		}
 	}
-	for _, target := range []string{"/?x=%24%7Bjndi%3Aldap%3A%2F%2Fx%7D", "/?x=%2524%257B%2524%257Blower%253Aj%257Dndi%253Aldap%253A%252F%252Fx%257D"} {
+	for _, target := range []string{"/?x=%24%7Bjndi%3Aldap%3A%2F%2Fx%7D", "/?x=%2524%257B%2524%257Blower%253Aj%257Dndi%253Aldap%253A%252F%252Fx%257D",
+		"/a/${jndi:ldap://x/a}", "/a/%24%7Bjndi:ldap://x/a%7D"} {
 		if _, _, jndi := findings(t, target, "ua", "-"); !jndi {
 			t.Errorf("%s: no JNDI lookup found", target)
+		}
+	}
+	// In each field alone, as logged and escaped: a field is looked into
+	// when it has a '$' or an escape, whatever the others hold.
+	for _, tc := range []struct{ target, ua, referer string }{
+		{"/", "${jndi:ldap://x/a}", "-"}, {"/", "%24%7Bjndi:ldap://x/a%7D", "-"},
+		{"/", "ua", "http://r/${jndi:ldap://x/a}"}, {"/", "ua", "http://r/%24%7Bjndi:ldap://x/a%7D"},
+		{"/%41", "ua", "http://r/${jndi:ldap://x/a}"}, {"/%41", "${jndi:ldap://x/a}", "-"},
+	} {
+		if _, _, jndi := findings(t, tc.target, tc.ua, tc.referer); !jndi {
+			t.Errorf("%+v: no JNDI lookup found", tc)
 		}
 	}
 }

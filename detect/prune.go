@@ -28,6 +28,12 @@ type prune struct {
 	// one's evidenceSet, the scenarios it counts.
 	evidence    scenarioSet
 	evidenceSet [maxMulti]scenarioSet
+	// decided holds the scenarios whose filter is all status and
+	// substring conditions: left in, they pass.
+	decided scenarioSet
+	// needQuery holds the scenarios whose query expressions fail an
+	// empty query, which most requests have.
+	needQuery scenarioSet
 }
 
 // buildPrune fills rs.prune; rs.multi must be built.
@@ -46,6 +52,12 @@ func (rs *Rules) buildPrune() {
 			if m != nil {
 				p.needs[f].add(i)
 			}
+		}
+		if s.decidedByPrune() {
+			p.decided.add(i)
+		}
+		if len(s.queryRe.res) > 0 && !s.queryRe.empty {
+			p.needQuery.add(i)
 		}
 		if len(s.evidence) > 0 {
 			p.evidence.add(i)
@@ -66,6 +78,11 @@ func (rs *Rules) matchPruned(req *request, fn func(i int, s *Scenario)) {
 		st = statusOther
 	}
 	cand := p.byStatus[st]
+	if len(req.e.Query) == 0 {
+		for w := range cand {
+			cand[w] &^= p.needQuery[w]
+		}
+	}
 	for f := range p.needs {
 		need := cand
 		if !need.and(&p.needs[f]) {
@@ -78,7 +95,8 @@ func (rs *Rules) matchPruned(req *request, fn func(i int, s *Scenario)) {
 	}
 	var passed scenarioSet
 	for w := range cand {
-		for b := cand[w] &^ p.evidence[w]; b != 0; b &= b - 1 {
+		passed[w] = cand[w] & p.decided[w]
+		for b := cand[w] &^ p.evidence[w] &^ p.decided[w]; b != 0; b &= b - 1 {
 			i := w<<6 | bits.TrailingZeros64(b)
 			if rs.Scenarios[i].matches(req) {
 				passed.add(i)

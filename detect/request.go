@@ -255,6 +255,17 @@ func upperByte(c byte) byte {
 	return c
 }
 
+// decidedByPrune reports whether s's filter is only a status and
+// substring filters, which prune decides for all scenarios at once: it
+// names every condition matches has but those. A condition added to
+// matches must be named here too (TestDecidedByPrune_NamesEveryCondition).
+func (s *Scenario) decidedByPrune() bool {
+	return len(s.methods) == 0 && s.protocolNot == nil && !s.uriAbsolute && !s.noReferer && !s.notStatic &&
+		len(s.suffix) == 0 && len(s.prefix) == 0 &&
+		len(s.pathRe.res)+len(s.uriRe.res)+len(s.queryRe.res)+len(s.anyRe.res) == 0 &&
+		!s.log4shell && !s.sqli && !s.xss && s.Scope != ScopeRange && len(s.evidence) == 0
+}
+
 // matches reports whether r passes s's filter; cheap conditions first.
 func (s *Scenario) matches(r *request) bool {
 	e := r.e
