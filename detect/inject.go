@@ -334,11 +334,16 @@ func (r *request) inject() {
 		return
 	}
 	if hasPrefixFoldBytes(ref, "http://") || hasPrefixFoldBytes(ref, "https://") {
-		if i := bytes.IndexByte(ref, '?'); i >= 0 {
-			if r.memo != nil {
-				r.memo.injectRefererQuery(r, ref[i+1:])
-			} else {
-				r.injectQuery("referer", ref[i+1:])
+		if q, ok := refererQuery(ref); ok {
+			switch {
+			case r.refKnown: // the referer's memo slot
+				if r.ref != nil {
+					r.fillFindings(r.ref[0], r.ref[1])
+				}
+			case r.memo != nil:
+				r.memo.injectRefererQuery(r, q)
+			default:
+				r.injectQuery("referer", q)
 			}
 		}
 		return
@@ -514,30 +519,71 @@ func (r *request) xss() (Finding, bool) {
 func (r *request) log4shell() (Finding, bool) {
 	if r.done&doneLog4j == 0 {
 		r.done |= doneLog4j
-		e := r.e
-		// A lookup needs a '$', or an escape that may hide one: a text
-		// with neither decodes to itself, without a lookup.
-		may := [3]bool{r.pathClasses()&(clDollar|clPercent) != 0 || maybeLookup(e.Query),
-			r.uaClasses()&(clDollar|clPercent) != 0, maybeLookup(e.Referer)}
+		// A field is looked into if its raw text may hide a lookup
+		// (mayHoldLookup), unless its memo slot did so and found none.
 		for i := 0; i < 3 && !r.log4jOK; i++ {
-			if !may[i] {
+			if r.jndiKnown&(1<<i) != 0 && r.jndiFound&(1<<i) == 0 || !r.mayHoldLookup(i) {
 				continue
 			}
-			var where, text string
-			switch i {
-			case 0:
-				where, text = "request line", r.URI()
-			case 1:
-				where, text = "user agent", r.UA()
-			default:
-				where, text = "referer", r.Referer()
-			}
+			where, text := r.jndiText(i)
 			if why, ok := jndiLookup(text); ok {
 				r.log4jF, r.log4jOK = Finding{Kind: "log4shell", Where: where, Why: why, Value: text}, true
 			}
 		}
 	}
 	return r.log4jF, r.log4jOK
+}
+
+// The fields looked into for a Log4j lookup, in order (jndiField maps a
+// scan's text to them).
+const (
+	jndiURI = iota
+	jndiUA
+	jndiReferer
+)
+
+func jndiField(t int) int {
+	switch t {
+	case fieldUA:
+		return jndiUA
+	case fieldReferer:
+		return jndiReferer
+	}
+	return jndiURI
+}
+
+// mayHoldLookup reports whether field i's raw text has a '$' or an
+// escape that may hide one: a text with neither decodes to itself,
+// without a lookup.
+func (r *request) mayHoldLookup(i int) bool {
+	switch i {
+	case jndiURI:
+		return r.pathClasses()&(clDollar|clPercent) != 0 || maybeLookup(r.e.Query)
+	case jndiUA:
+		return r.uaClasses()&(clDollar|clPercent) != 0
+	}
+	return maybeLookup(r.e.Referer)
+}
+
+// jndiText is field i's decoded text and its name in a finding.
+func (r *request) jndiText(i int) (where, text string) {
+	switch i {
+	case jndiURI:
+		return "request line", r.URI()
+	case jndiUA:
+		return "user agent", r.UA()
+	}
+	return "referer", r.Referer()
+}
+
+// jndiIn reports whether field i's decoded text holds a Log4j lookup.
+func (r *request) jndiIn(i int) bool {
+	if !r.mayHoldLookup(i) {
+		return false
+	}
+	_, text := r.jndiText(i)
+	_, ok := jndiLookup(text)
+	return ok
 }
 
 func maybeLookup(b []byte) bool {

@@ -420,17 +420,40 @@ func (mm *scanMemo) injectRefererQuery(r *request, q []byte) {
 	h := xxhash.Sum64(q)
 	sl, hit := lookup2(mm.refQueries[:], h, func(sl *queryMemoSlot) bool { return sl.hash == h && sl.text == string(q) })
 	if !hit {
-		var fresh request
-		fresh.injectQuery("referer", q)
 		*sl = queryMemoSlot{hash: h, text: string(q)}
-		sl.sqli, sl.xss = keptFindings(&fresh)
+		sl.sqli, sl.xss = refererQueryFindings(q)
 	}
-	if !r.sqliOK && sl.sqli != nil {
-		r.sqliF, r.sqliOK = *sl.sqli, true
+	r.fillFindings(sl.sqli, sl.xss)
+}
+
+// refererQueryFindings is the injection analysis of a referer's raw query
+// q on its own.
+func refererQueryFindings(q []byte) (sqli, xss *Finding) {
+	var fresh request
+	fresh.injectQuery("referer", q)
+	return keptFindings(&fresh)
+}
+
+// fillFindings gives r the findings of a referer's query for the kinds r
+// has none of yet.
+func (r *request) fillFindings(sqli, xss *Finding) {
+	if !r.sqliOK && sqli != nil {
+		r.sqliF, r.sqliOK = *sqli, true
 	}
-	if !r.xssOK && sl.xss != nil {
-		r.xssF, r.xssOK = *sl.xss, true
+	if !r.xssOK && xss != nil {
+		r.xssF, r.xssOK = *xss, true
 	}
+}
+
+// refererQuery is the raw query of a referer that is an http(s) URL with
+// one, as the injection analysis reads it.
+func refererQuery(ref []byte) ([]byte, bool) {
+	if hasPrefixFoldBytes(ref, "http://") || hasPrefixFoldBytes(ref, "https://") {
+		if i := bytes.IndexByte(ref, '?'); i >= 0 {
+			return ref[i+1:], true
+		}
+	}
+	return nil, false
 }
 
 // lookup2 finds the slot of hash h in table, whose slots go in sets of
@@ -457,6 +480,11 @@ type memoSlot struct {
 	field uint8
 	// classes is classesOf the text, for a user agent or a path.
 	classes uint8
+	// flags says what else the slot knows of its text: whether it was
+	// looked into for a Log4j lookup and holds one, and whether ref
+	// holds the injection findings of a referer's query.
+	flags uint8
+	ref   *[2]*Finding // SQL, script; nil for none
 	text    string // as logged: the user agent, the referer or the path
 	query   string // the URI's query, as logged
 	// found is what the scan found, nil for nothing (most texts): a
@@ -498,6 +526,21 @@ func (mm *scanMemo) scan(r *request, m *multi, t int) {
 		if found != ([numFields]scenarioSet{}) {
 			sl.found = &found
 		}
+		sl.flags, sl.ref = 0, nil
+		if mm.rules.hasLog4shell {
+			sl.flags |= slotJNDIKnown
+			if r.jndiIn(jndiField(t)) {
+				sl.flags |= slotJNDI
+			}
+		}
+		if t == fieldReferer && mm.rules.hasInject {
+			if q, ok := refererQuery(logged); ok {
+				sl.flags |= slotRefKnown
+				if sqli, xss := refererQueryFindings(q); sqli != nil || xss != nil {
+					sl.ref = &[2]*Finding{sqli, xss}
+				}
+			}
+		}
 	}
 	if sl.found != nil {
 		orAll(&r.hits, sl.found)
@@ -508,4 +551,21 @@ func (mm *scanMemo) scan(r *request, m *multi, t int) {
 	case fieldURI:
 		r.clPath, r.have = sl.classes, r.have|hClPath
 	}
+	if sl.flags&slotJNDIKnown != 0 {
+		bit := uint8(1) << jndiField(t)
+		r.jndiKnown |= bit
+		if sl.flags&slotJNDI != 0 {
+			r.jndiFound |= bit
+		}
+	}
+	if sl.flags&slotRefKnown != 0 {
+		r.refKnown, r.ref = true, sl.ref
+	}
 }
+
+// What a memo slot knows of its text besides its scan (memoSlot.flags).
+const (
+	slotJNDIKnown = 1 << iota // looked into for a Log4j lookup
+	slotJNDI                  // and holds one
+	slotRefKnown              // ref holds a referer query's findings
+)

