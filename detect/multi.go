@@ -485,8 +485,8 @@ type memoSlot struct {
 	// holds the injection findings of a referer's query.
 	flags uint8
 	ref   *[2]*Finding // SQL, script; nil for none
-	text    string // as logged: the user agent, the referer or the path
-	query   string // the URI's query, as logged
+	text  string       // as logged: the user agent, the referer or the path
+	query string       // the URI's query, as logged
 	// found is what the scan found, nil for nothing (most texts): a
 	// slot is 56 bytes, not 280.
 	found *[numFields]scenarioSet

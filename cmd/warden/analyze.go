@@ -212,8 +212,8 @@ type analyzer struct {
 	key          []byte // dispatch's scratch: a client's partition key
 	// lastIP and lastShard are the client dispatch sent last and its
 	// shard: a client's requests come in runs (a page and its assets).
-	lastIP    []byte
-	lastShard int
+	lastIP       []byte
+	lastShard    int
 	showProgress bool
 	showDetected bool
 
