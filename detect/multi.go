@@ -488,7 +488,7 @@ type memoSlot struct {
 	text  string       // as logged: the user agent, the referer or the path
 	query string       // the URI's query, as logged
 	// found is what the scan found, nil for nothing (most texts): a
-	// slot is 56 bytes, not 280.
+	// slot is 64 bytes, not 288.
 	found *[numFields]scenarioSet
 }
 
