@@ -417,13 +417,20 @@ func (mm *scanMemo) injectQuery(r *request) {
 // SQL and a first XSS finding among q's parameters, each on its own, so a
 // finding the request had before q replaces the memo's of its kind.
 func (mm *scanMemo) injectRefererQuery(r *request, q []byte) {
+	r.fillFindings(mm.refererQuery(q))
+}
+
+// refererQuery is refererQueryFindings(q) from the memo's table of
+// referers' queries when the same query was analysed last in its slot (a
+// search engine's referers differ in more than their query).
+func (mm *scanMemo) refererQuery(q []byte) (sqli, xss *Finding) {
 	h := xxhash.Sum64(q)
 	sl, hit := lookup2(mm.refQueries[:], h, func(sl *queryMemoSlot) bool { return sl.hash == h && sl.text == string(q) })
 	if !hit {
 		*sl = queryMemoSlot{hash: h, text: string(q)}
 		sl.sqli, sl.xss = refererQueryFindings(q)
 	}
-	r.fillFindings(sl.sqli, sl.xss)
+	return sl.sqli, sl.xss
 }
 
 // refererQueryFindings is the injection analysis of a referer's raw query
@@ -536,7 +543,7 @@ func (mm *scanMemo) scan(r *request, m *multi, t int) {
 		if t == fieldReferer && mm.rules.hasInject {
 			if q, ok := refererQuery(logged); ok {
 				sl.flags |= slotRefKnown
-				if sqli, xss := refererQueryFindings(q); sqli != nil || xss != nil {
+				if sqli, xss := mm.refererQuery(q); sqli != nil || xss != nil {
 					sl.ref = &[2]*Finding{sqli, xss}
 				}
 			}
