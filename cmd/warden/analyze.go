@@ -490,6 +490,9 @@ type shard struct {
 	det  *detect.Detector
 	in   chan shardWork
 	next int64 // the next offset of the shard's second stage
+	// checkpoints is when a batch carries the detector's buckets, as a
+	// worker's detecting stage does; the others carry only their alerts.
+	checkpoints *pipeline.Checkpoints
 }
 
 type shardWork struct {
@@ -513,7 +516,8 @@ type shardDone struct {
 func (an *analyzer) startShards(k int32, explain *detect.Explainer) {
 	an.queue = make(chan queued, 4)
 	for id := range max(1, k) {
-		sh := &shard{id: id, det: detect.NewDetector(an.rules, id, nil), in: make(chan shardWork, 4)}
+		sh := &shard{id: id, det: detect.NewDetector(an.rules, id, nil), in: make(chan shardWork, 4),
+			checkpoints: pipeline.NewCheckpoints(pipeline.CheckpointInterval, pipeline.CheckpointRecords, time.Now(), true)}
 		sh.det.Offline = true // see pipeline/defaults.go
 		if explain != nil {
 			sh.det.Trace(explain.IP, explain.Step) // the one shard that holds it
@@ -566,7 +570,9 @@ func (sh *shard) run() {
 			sh.det.Pour(ev)
 		}
 		n := int64(len(w.events))
-		b := fsm.Batch{Stage: fsm.StageByClient, Partition: sh.id, From: sh.next, Until: sh.next + n, Detect: sh.det.Flush()}
+		b := fsm.Batch{Stage: fsm.StageByClient, Partition: sh.id, From: sh.next, Until: sh.next + n}
+		sh.checkpoints.Add(len(w.events))
+		sh.checkpoints.Close(&b, sh.det, time.Now())
 		sh.next += n
 		w.done <- shardDone{batch: b, ok: true}
 	}
