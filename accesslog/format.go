@@ -54,6 +54,9 @@ type Format struct {
 	items  []item
 	json   *jsonMapping // JSON lines instead of items
 	syslog bool         // lines carry a syslog prefix to strip first
+	// shape is combinedShape(items): 2 for combined, 1 for common, which
+	// readCombined reads.
+	shape uint8
 	// precedence when a format logs a value twice
 	hasA, hasFinal, hasB, hasVHost bool
 	auto                           []*Format // "auto": each line by the first of these that reads it
@@ -375,6 +378,7 @@ func Compile(format string) (*Format, error) {
 	if !hasTime {
 		return nil, fmt.Errorf("log format %q has no time directive (%%t or %%{...}t): Warden counts requests per minute of their time", src)
 	}
+	f.shape = uint8(combinedShape(f.items))
 	return f, nil
 }
 

@@ -56,6 +56,12 @@ func (f *Format) parseAdmitted(line []byte, e *Entry) (int, error) {
 	if f.json != nil {
 		return 0, f.parseJSON(line, e)
 	}
+	if f.shape != 0 {
+		if n, ok := readCombined(line, e, f.shape == 1); ok {
+			return n, nil
+		}
+		e.Reset() // the loop reads it from the start
+	}
 	var tp timeParts
 	gotCLF, gotFmt := false, false
 	pos := 0
