@@ -24,11 +24,6 @@ func (s *scenarioSet) add(i int)         { s[i>>6] |= 1 << (i & 63) }
 func (s *scenarioSet) has(i int) bool    { return s[i>>6]&(1<<(i&63)) != 0 }
 func (s *scenarioSet) or(o *scenarioSet) { s[0] |= o[0]; s[1] |= o[1]; s[2] |= o[2]; s[3] |= o[3] }
 
-// and keeps in s only what o holds too, and reports whether s still holds any.
-func (s *scenarioSet) and(o *scenarioSet) bool {
-	s[0], s[1], s[2], s[3] = s[0]&o[0], s[1]&o[1], s[2]&o[2], s[3]&o[3]
-	return s[0]|s[1]|s[2]|s[3] != 0
-}
 
 // The fields substring filters look at.
 const (

@@ -34,6 +34,10 @@ type prune struct {
 	// needQuery holds the scenarios whose query expressions fail an
 	// empty query, which most requests have.
 	needQuery scenarioSet
+	// words is how many words of a set the scenarios take, fields the
+	// fields some scenario has patterns for.
+	words  int
+	fields []int
 }
 
 // buildPrune fills rs.prune; rs.multi must be built.
@@ -41,7 +45,7 @@ func (rs *Rules) buildPrune() {
 	if rs.multi == nil {
 		return
 	}
-	p := &prune{}
+	p := &prune{words: (len(rs.Scenarios) + 63) / 64}
 	for i, s := range rs.Scenarios {
 		for st := range p.byStatus {
 			if !s.hasStatus || st < statusOther && s.statusBits[st>>6]&(1<<(st&63)) != 0 {
@@ -66,6 +70,11 @@ func (rs *Rules) buildPrune() {
 			}
 		}
 	}
+	for f := range p.needs {
+		if p.needs[f] != (scenarioSet{}) {
+			p.fields = append(p.fields, f)
+		}
+	}
 	rs.prune = p
 }
 
@@ -77,24 +86,28 @@ func (rs *Rules) matchPruned(req *request, fn func(i int, s *Scenario)) {
 	if st < 0 || st >= statusOther {
 		st = statusOther
 	}
+	words := p.words
 	cand := p.byStatus[st]
 	if len(req.e.Query) == 0 {
-		for w := range cand {
+		for w := range words {
 			cand[w] &^= p.needQuery[w]
 		}
 	}
-	for f := range p.needs {
-		need := cand
-		if !need.and(&p.needs[f]) {
+	for _, f := range p.fields {
+		var any uint64
+		for w := range words {
+			any |= cand[w] & p.needs[f][w]
+		}
+		if any == 0 {
 			continue
 		}
 		req.scanFor(f)
-		for w := range cand {
-			cand[w] &^= need[w] &^ req.hits[f][w]
+		for w := range words {
+			cand[w] &^= p.needs[f][w] &^ req.hits[f][w]
 		}
 	}
 	var passed scenarioSet
-	for w := range cand {
+	for w := range words {
 		passed[w] = cand[w] & p.decided[w]
 		for b := cand[w] &^ p.evidence[w] &^ p.decided[w]; b != 0; b &= b - 1 {
 			i := w<<6 | bits.TrailingZeros64(b)
@@ -103,16 +116,19 @@ func (rs *Rules) matchPruned(req *request, fn func(i int, s *Scenario)) {
 			}
 		}
 	}
-	for w := range cand {
+	for w := range words {
 		for b := cand[w] & p.evidence[w]; b != 0; b &= b - 1 {
 			i := w<<6 | bits.TrailingZeros64(b)
-			counted := passed
-			if counted.and(&p.evidenceSet[i]) && rs.Scenarios[i].matches(req) {
+			var counted uint64
+			for v := range words {
+				counted |= passed[v] & p.evidenceSet[i][v]
+			}
+			if counted != 0 && rs.Scenarios[i].matches(req) {
 				passed.add(i)
 			}
 		}
 	}
-	for w := range passed {
+	for w := range words {
 		for b := passed[w]; b != 0; b &= b - 1 {
 			i := w<<6 | bits.TrailingZeros64(b)
 			fn(i, rs.Scenarios[i])

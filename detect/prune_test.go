@@ -71,7 +71,24 @@ func TestPrune_SameVerdictsAsEveryFilterRun(t *testing.T) {
   - {name: ev, trigger: match, filter: {evidence: [st-sub, ua, sqli]}}
   - {name: ev-range, trigger: match, scope: range, filter: {evidence: [q-some, st-404]}}
 `
-	rules, err := Parse([]byte(y), nil)
+	// And past 64 scenarios, whose sets take more than one word: the
+	// same kinds of filter again, each repeated under other names.
+	var many strings.Builder
+	many.WriteString("scenarios:\n")
+	for i := range 140 {
+		f := []string{"{status: [404]}", "{path_contains: [admin]}", "{ua_contains: [curl], methods: [POST]}", "{query_regex: ['^$']}",
+			"{query_regex: ['^id=[0-9]+$']}", "{}", "{sqli: true}"}[i%7]
+		fmt.Fprintf(&many, "  - {name: m%d, trigger: match, filter: %s}\n", i, f)
+	}
+	many.WriteString("  - {name: ev-many, trigger: match, filter: {evidence: [m0, m71, m139]}}\n")
+	for _, doc := range []string{y, many.String()} {
+		pruneSameVerdicts(t, doc)
+	}
+}
+
+func pruneSameVerdicts(t *testing.T, doc string) {
+	t.Helper()
+	rules, err := Parse([]byte(doc), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
