@@ -24,7 +24,6 @@ func (s *scenarioSet) add(i int)         { s[i>>6] |= 1 << (i & 63) }
 func (s *scenarioSet) has(i int) bool    { return s[i>>6]&(1<<(i&63)) != 0 }
 func (s *scenarioSet) or(o *scenarioSet) { s[0] |= o[0]; s[1] |= o[1]; s[2] |= o[2]; s[3] |= o[3] }
 
-
 // The fields substring filters look at.
 const (
 	fieldPath = iota
