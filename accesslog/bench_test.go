@@ -1,6 +1,12 @@
 package accesslog
 
-import "testing"
+import (
+	"bytes"
+	"os"
+	"testing"
+
+	"github.com/wardenhq/warden/internal/testenv"
+)
 
 var benchLines = map[string]string{
 	"auto":            `83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET /presentations/logstash-monitorama-2013/images/kibana-search.png HTTP/1.1" 200 203023 "http://semicomplete.com/presentations/logstash-monitorama-2013/" "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/32.0.1700.77 Safari/537.36"`,
@@ -44,3 +50,33 @@ func BenchmarkParseAuto(b *testing.B) { benchFormat(b, "auto") }
 // JSON or syslog+combined lines with auto.
 func BenchmarkParseAutoJSON(b *testing.B)   { benchLine(b, "auto", benchLines["json"]) }
 func BenchmarkParseAutoSyslog(b *testing.B) { benchLine(b, "auto", benchLines["syslog+combined"]) }
+
+// BenchmarkParseReal reads the elastic sample's first 1,000 lines (real
+// traffic, 237 bytes a line; small enough to stay in cache), one line per
+// op, with combined and with auto.
+func BenchmarkParseReal(b *testing.B) {
+	src, err := os.ReadFile(testenv.Data(b, "elastic-apache/apache_logs"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	lines := bytes.Split(src, []byte("\n"))[:1000]
+	size := 0
+	for _, l := range lines {
+		size += len(l)
+	}
+	for _, spec := range []string{"combined", "auto"} {
+		b.Run(spec, func(b *testing.B) {
+			f := mustLookup(b, spec)
+			var e Entry
+			b.SetBytes(int64(size / len(lines)))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if err := f.Parse(lines[i], &e); err != nil {
+					b.Fatal(err)
+				}
+				i = (i + 1) % len(lines)
+			}
+		})
+	}
+}
