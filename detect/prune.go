@@ -94,11 +94,11 @@ func (rs *Rules) matchPruned(req *request, fn func(i int, s *Scenario)) {
 		}
 	}
 	for _, f := range p.fields {
-		var any uint64
+		var some uint64
 		for w := range words {
-			any |= cand[w] & p.needs[f][w]
+			some |= cand[w] & p.needs[f][w]
 		}
-		if any == 0 {
+		if some == 0 {
 			continue
 		}
 		req.scanFor(f)
