@@ -265,11 +265,13 @@ func (s *subscription) poll(ctx context.Context, dst []*kgo.Record, max int) ([]
 		if len(s.recs) > 0 || len(s.errs) > 0 {
 			n := min(max, len(s.recs))
 			dst = append(dst, s.recs[:n]...)
-			clear(s.recs[:n]) // the worker holds them now; nothing here keeps their fetch
-			s.recs = s.recs[n:]
-			if len(s.recs) == 0 {
-				s.recs = nil
-			}
+			// The rest moves to the front, so that the slice keeps its
+			// room for the next pushes instead of growing again; the
+			// places left behind are cleared: the worker holds those
+			// records now, and nothing here may keep their fetch.
+			rest := copy(s.recs, s.recs[n:])
+			clear(s.recs[rest:])
+			s.recs = s.recs[:rest]
 			errs := s.errs
 			s.errs = nil
 			if s.paused && len(s.recs) <= s.f.resumeAt { // under s.mu, as push pauses

@@ -378,3 +378,44 @@ func TestReuseRecords_KeepsNoRecord(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscription_PollKeepsNoRecordAndItsRoom checks that a poll hands
+// the records over in order, keeps none it handed over in its backing
+// array (each would keep its fetch from the collector), and keeps the
+// array's room for the next pushes.
+func TestSubscription_PollKeepsNoRecordAndItsRoom(t *testing.T) {
+	f := &fetcher{pauseAt: 1 << 30, resumeAt: 1 << 29}
+	s := &subscription{f: f, ready: make(chan struct{}, 1)}
+	next, want := int64(0), int64(0)
+	push := func(n int) {
+		recs := make([]*kgo.Record, n)
+		for i := range recs {
+			recs[i] = &kgo.Record{Offset: next, Value: []byte("line")}
+			next++
+		}
+		s.push(recs)
+	}
+	var got []*kgo.Record
+	for _, step := range []struct{ push, poll int }{{100, 30}, {0, 30}, {50, 200}, {10, 5}} {
+		push(step.push)
+		before := cap(s.recs)
+		got, _ = s.poll(context.Background(), got[:0], step.poll)
+		for _, r := range got {
+			if r.Offset != want {
+				t.Fatalf("record %d handed over, want %d", r.Offset, want)
+			}
+			want++
+		}
+		if cap(s.recs) != before {
+			t.Fatalf("capacity %d after a poll, was %d", cap(s.recs), before)
+		}
+		for i, r := range s.recs[len(s.recs):cap(s.recs)] {
+			if r != nil {
+				t.Fatalf("slot %d past the %d records held still holds record %d", len(s.recs)+i, len(s.recs), r.Offset)
+			}
+		}
+	}
+	if want != next-5 || len(s.recs) != 5 {
+		t.Fatalf("%d handed over and %d held, want %d and 5", want, len(s.recs), next-5)
+	}
+}

@@ -48,25 +48,55 @@ type Merger struct {
 	last                              Key // the last key given back
 }
 
+// queue holds one source's lines in order, in blocks of queueBlock items:
+// it grows a block at a time, so a long queue (a drain's lines waiting for
+// the slowest source) is never copied to grow or to compact, and a block
+// emptied at the head is cleared as it empties, so no line given back
+// keeps its fetch from the collector.
 type queue struct {
-	items []Item
-	pos   int // the head
+	blocks []*[queueBlock]Item
+	pos    int // the head's index in blocks[0]
+	end    int // the items in the last block
+	n      int // the items held
+	spare  *[queueBlock]Item
 }
 
-func (q *queue) len() int     { return len(q.items) - q.pos }
-func (q *queue) head() *Item  { return &q.items[q.pos] }
-func (q *queue) tail() *Item  { return &q.items[len(q.items)-1] }
-func (q *queue) push(it Item) { q.items = append(q.items, it) }
+// queueBlock is how many items a queue's block holds (80 bytes each).
+const queueBlock = 256
+
+func (q *queue) len() int    { return q.n }
+func (q *queue) head() *Item { return &q.blocks[0][q.pos] }
+func (q *queue) tail() *Item { return &q.blocks[len(q.blocks)-1][q.end-1] }
+
+func (q *queue) push(it Item) {
+	if len(q.blocks) == 0 || q.end == queueBlock {
+		b := q.spare
+		if b == nil {
+			b = new([queueBlock]Item)
+		}
+		q.spare = nil
+		q.blocks = append(q.blocks, b)
+		q.end = 0
+	}
+	q.blocks[len(q.blocks)-1][q.end] = it
+	q.end++
+	q.n++
+}
+
 func (q *queue) pop() (it Item) {
-	it = q.items[q.pos]
-	q.items[q.pos] = Item{}
+	b := q.blocks[0]
+	it = b[q.pos]
+	b[q.pos] = Item{}
 	q.pos++
-	if q.pos == len(q.items) {
-		q.items, q.pos = q.items[:0], 0
-	} else if q.pos > 1024 && q.pos*2 > len(q.items) {
-		n := copy(q.items, q.items[q.pos:])
-		clear(q.items[n:]) // the moved items' old places: they would keep their lines' fetches
-		q.items, q.pos = q.items[:n], 0
+	q.n--
+	switch {
+	case q.n == 0: // empty: the one block left is used again from its start
+		q.pos, q.end = 0, 0
+	case q.pos == queueBlock: // the head block is done: it is all zero
+		q.blocks[0] = nil
+		q.blocks = q.blocks[1:]
+		q.pos = 0
+		q.spare = b
 	}
 	return it
 }

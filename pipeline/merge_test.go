@@ -421,24 +421,59 @@ func TestSealer_TamperingIsRefused(t *testing.T) {
 	}
 }
 
-// TestQueue_PoppedItemsKeepNoLines checks that a queue keeps no line it
-// gave back, in its backing array either: a line aliases the fetch it came
-// in, which a kept line would keep from the collector.
+// TestQueue_PoppedItemsKeepNoLines checks that a queue gives its lines
+// back in order and keeps none it gave back, in its blocks either: a line
+// aliases the fetch it came in, which a kept line would keep from the
+// collector.
 func TestQueue_PoppedItemsKeepNoLines(t *testing.T) {
 	var q queue
-	for i := range 5000 {
-		q.push(Item{Value: []byte(fmt.Sprint("line ", i))})
-	}
-	for range 3000 { // past the compaction: more than 1,024, more than half
-		q.pop()
-	}
-	if q.len() != 2000 {
-		t.Fatalf("%d items left, want 2000", q.len())
-	}
-	for i, it := range q.items[:cap(q.items)] {
-		held := i >= q.pos && i < len(q.items)
-		if !held && it.Value != nil {
-			t.Fatalf("slot %d of %d (%d held from %d) still holds %q", i, cap(q.items), q.len(), q.pos, it.Value)
+	pushed, popped := 0, 0
+	// Lengths across block bounds, emptied whole and not.
+	for _, step := range []struct{ push, pop int }{{5000, 3000}, {1, 2001}, {queueBlock, queueBlock}, {3*queueBlock + 7, 2 * queueBlock}, {10, queueBlock + 17}} {
+		for range step.push {
+			q.push(Item{Origin: Origin{Offset: int64(pushed)}, Value: []byte(fmt.Sprint("line ", pushed))})
+			pushed++
+		}
+		if q.tail().Offset != int64(pushed-1) {
+			t.Fatalf("tail %d, want %d", q.tail().Offset, pushed-1)
+		}
+		for range step.pop {
+			if it := q.pop(); it.Offset != int64(popped) || string(it.Value) != fmt.Sprint("line ", popped) {
+				t.Fatalf("popped %d %q, want %d", it.Offset, it.Value, popped)
+			}
+			popped++
+		}
+		if q.len() != pushed-popped {
+			t.Fatalf("%d items left, want %d", q.len(), pushed-popped)
+		}
+		if q.len() > 0 && q.head().Offset != int64(popped) {
+			t.Fatalf("head %d, want %d", q.head().Offset, popped)
+		}
+		if want := (q.pos + q.len() + queueBlock - 1) / queueBlock; q.len() > 0 && len(q.blocks) != want {
+			t.Fatalf("%d blocks for %d items from %d, want %d", len(q.blocks), q.len(), q.pos, want)
+		}
+		held := 0
+		for i, b := range q.blocks {
+			for j, it := range b {
+				at := i*queueBlock + j
+				if at >= q.pos && at < q.pos+q.len() {
+					held++
+					continue
+				}
+				if it.Value != nil {
+					t.Fatalf("block %d slot %d (%d held from %d) still holds %q", i, j, q.len(), q.pos, it.Value)
+				}
+			}
+		}
+		if q.spare != nil {
+			for _, it := range q.spare {
+				if it.Value != nil {
+					t.Fatalf("the spare block still holds %q", it.Value)
+				}
+			}
+		}
+		if held != q.len() {
+			t.Fatalf("%d items in the blocks, want %d", held, q.len())
 		}
 	}
 }
