@@ -155,7 +155,8 @@ func (p *PartitionState) ApplyChecked(c CheckedDelta) []Alert {
 
 // walkDelta reads an encoded delta. For each bucket it calls visit (if not
 // nil) with the key (aliasing data) and the bucket (nil for a removal; a
-// scratch value to copy, whose Extra, if any, is the callee's to keep).
+// scratch value to copy, whose Keys and Extra, if any, are the callee's to
+// keep).
 func walkDelta(data []byte, visit func(key []byte, b *Bucket)) (partition int32, watermark int64, alerts []Alert, err error) {
 	r := wire.NewReader(data)
 	partition, watermark = int32(r.Int()), r.Int()
@@ -191,8 +192,9 @@ func walkDelta(data []byte, visit func(key []byte, b *Bucket)) (partition int32,
 				r.Bytes()
 			}
 		}
-		if len(keys) > 0 || len(samples) > 0 {
-			scratch.Extra = &Extra{Keys: keys, Samples: samples}
+		scratch.Keys = keys
+		if len(samples) > 0 {
+			scratch.Extra = &Extra{Samples: samples}
 		}
 		if visit != nil && r.Err() == nil {
 			visit(k, &scratch)

@@ -9,22 +9,24 @@ import "strings"
 
 // Bucket is the state of one scenario for one client IP in one partition.
 // There is one per (IP, scenario) a client has touched, so it is kept small:
-// the distinct values and sample lines, which most buckets never hold, live
-// in Extra.
+// the sample lines, which most buckets never hold, live in Extra. The
+// distinct values are in the bucket itself: a window scenario's slots are
+// kept there too, so most buckets of the replicated state hold some, and
+// an Extra of their own cost each of those a second allocation.
 type Bucket struct {
-	Level     int   `json:"l"`
-	LastLeak  int64 `json:"t"`            // Unix ns of the last leak step
-	FirstT    int64 `json:"ft"`           // first event of the current fill
-	FirstOff  int64 `json:"fo"`           //
-	LastT     int64 `json:"lt"`           // newest event seen
-	Blackhole int64 `json:"bh,omitempty"` // no new alert before this time
-	// Extra is nil unless the bucket holds distinct values or samples.
+	Level     int      `json:"l"`
+	LastLeak  int64    `json:"t"`            // Unix ns of the last leak step
+	FirstT    int64    `json:"ft"`           // first event of the current fill
+	FirstOff  int64    `json:"fo"`           //
+	LastT     int64    `json:"lt"`           // newest event seen
+	Blackhole int64    `json:"bh,omitempty"` // no new alert before this time
+	Keys      []uint64 `json:"k,omitempty"`  // distinct values poured (a window's slots), oldest first
+	// Extra is nil unless the bucket holds samples.
 	*Extra
 }
 
 // Extra is the part of a Bucket few buckets need.
 type Extra struct {
-	Keys    []uint64 `json:"k,omitempty"` // distinct values poured, oldest first
 	Samples []string `json:"s,omitempty"` // the last few lines poured
 	// raw holds the lines poured since Samples was last settled; they
 	// alias the caller's records, which live until the next Flush or
@@ -40,13 +42,9 @@ func (b *Bucket) extra() *Extra {
 	return b.Extra
 }
 
-// keys and samples read Extra's lists, empty when there is none.
-func (b *Bucket) keys() []uint64 {
-	if b.Extra == nil {
-		return nil
-	}
-	return b.Keys
-}
+// keys is the bucket's distinct values; samples reads Extra's lines, empty
+// when there is none.
+func (b *Bucket) keys() []uint64 { return b.Keys }
 
 func (b *Bucket) samples() []string {
 	if b.Extra == nil {
@@ -69,14 +67,17 @@ func (b *Bucket) settle() {
 	b.raw = b.raw[:0]
 }
 
-// copy returns a copy of b, settled, sharing nothing with it; its Extra is
-// nil when it holds nothing.
+// copy returns a copy of b, settled, sharing nothing with it; its Keys are
+// nil when it holds none, its Extra nil when it holds no sample.
 func (b *Bucket) copy() *Bucket {
 	b.settle()
 	nb := *b
-	nb.Extra = nil
-	if len(b.keys()) > 0 || len(b.samples()) > 0 {
-		nb.Extra = &Extra{Keys: append([]uint64(nil), b.keys()...), Samples: append([]string(nil), b.samples()...)}
+	nb.Keys, nb.Extra = nil, nil
+	if len(b.Keys) > 0 {
+		nb.Keys = append([]uint64(nil), b.Keys...)
+	}
+	if len(b.samples()) > 0 {
+		nb.Extra = &Extra{Samples: append([]string(nil), b.samples()...)}
 	}
 	return &nb
 }

@@ -285,7 +285,7 @@ func TestSourcesAreBounded(t *testing.T) {
 }
 
 func FuzzDecodeDelta(f *testing.F) {
-	d := &Delta{Partition: 3, Watermark: 99, Buckets: map[string]*Bucket{"a|1.2.3.4": {Level: 2, Extra: &Extra{Keys: []uint64{1, 2}, Samples: []string{"x"}}}, "b|1.2.3.4": nil},
+	d := &Delta{Partition: 3, Watermark: 99, Buckets: map[string]*Bucket{"a|1.2.3.4": {Level: 2, Keys: []uint64{1, 2}, Extra: &Extra{Samples: []string{"x"}}}, "b|1.2.3.4": nil},
 		Alerts: []Alert{{ID: "i", Scenario: "s", SourceIP: "1.2.3.4", Samples: []string{"l"}}}}
 	f.Add(d.AppendBinary(nil))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -165,7 +165,9 @@ func (d *Detector) pour(src *source, m Match, ev *Event, ip string) {
 		}
 		if total == 1 { // the window held nothing before
 			b.FirstT, b.FirstOff = t, ev.Offset
-			b.Samples, b.raw = b.Samples[:0], b.raw[:0]
+			if b.Extra != nil {
+				b.Samples, b.raw = b.Samples[:0], b.raw[:0]
+			}
 		}
 		// A value already in the window changes nothing, and cannot make
 		// the bucket overflow (it only lowers the share of distinct ones).
@@ -205,8 +207,7 @@ func (d *Detector) pour(src *source, m Match, ev *Event, ip string) {
 				return
 			}
 		}
-		x := b.extra()
-		x.Keys = append(x.Keys, m.Key)
+		b.Keys = append(b.Keys, m.Key)
 		d.pending += 8
 	}
 	if b.Level == 0 {
@@ -263,7 +264,7 @@ func (d *Detector) overflow(s *Scenario, b *Bucket, ev *Event, source string, tr
 	if tracing {
 		d.step(s, source, ev, b, StepAlert)
 	}
-	b.Level, b.Extra = 0, nil
+	b.Level, b.Keys, b.Extra = 0, nil, nil
 	b.Blackhole = t + int64(s.Blackhole)
 }
 

@@ -18,7 +18,7 @@ func deltaBytes(d *Delta) CheckedDelta {
 func TestFreeze_CopyOnWrite(t *testing.T) {
 	p := &PartitionState{}
 	p.ApplyChecked(deltaBytes(&Delta{Partition: 3, Watermark: 10, Buckets: map[string]*Bucket{
-		"s|10.0.0.1": {Level: 1}, "s|10.0.0.2": {Level: 2, Extra: &Extra{Keys: []uint64{1}, Samples: []string{"GET /"}}}, "t|10.0.0.1": {Level: 3}}}))
+		"s|10.0.0.1": {Level: 1}, "s|10.0.0.2": {Level: 2, Keys: []uint64{1}, Extra: &Extra{Samples: []string{"GET /"}}}, "t|10.0.0.1": {Level: 3}}}))
 	f := p.Freeze(3)
 	want := f.AppendBinary(nil)
 	kept := p.Buckets["s|10.0.0.1"]

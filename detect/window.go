@@ -32,8 +32,7 @@ const (
 func windowPour(b *Bucket, s *Scenario, t int64, key uint64) (level, total int, counted, fresh bool) {
 	slot := int64(s.Window) / windowSlots
 	idx := max(t, 0) / slot
-	x := b.extra()
-	ks := x.Keys
+	ks := b.Keys
 	cur := idx
 	if n := len(ks); n >= slotWords {
 		cur = max(cur, int64(ks[n-slotWords]>>32))
@@ -47,7 +46,7 @@ func windowPour(b *Bucket, s *Scenario, t int64, key uint64) (level, total int, 
 		ks = append(ks[:0], ks[drop:]...)
 	}
 	if idx <= cur-windowSlots {
-		x.Keys = ks
+		b.Keys = ks
 		return windowLevel(b, s), windowTotal(ks), false, false
 	}
 	// The event's slot, kept in order (an event out of order by less than
@@ -79,7 +78,7 @@ func windowPour(b *Bucket, s *Scenario, t int64, key uint64) (level, total int, 
 	if uint32(ks[i]) < 1<<32-1 {
 		ks[i]++
 	}
-	x.Keys = ks
+	b.Keys = ks
 	return windowLevel(b, s), windowTotal(ks), true, fresh
 }
 

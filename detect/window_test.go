@@ -367,3 +367,41 @@ func TestExplain(t *testing.T) {
 		t.Errorf("a request that fed nothing is shown:\n%s", s)
 	}
 }
+
+// TestWindow_SlotsNeedNoExtra: a window bucket far from overflowing holds
+// its slots in the bucket itself, with no Extra, in the detector, in its
+// delta and in the state the delta applies to: an Extra for the slots was
+// a second allocation for most buckets of a replica's state. One that
+// takes samples has them in its Extra, whole.
+func TestWindow_SlotsNeedNoExtra(t *testing.T) {
+	rules := mustParse(t, `
+scenarios:
+  - {name: slow, filter: {status: [404]}, trigger: window, window: 1h, capacity: 50, blackhole: 1h}
+  - {name: near, filter: {status: [404]}, trigger: window, window: 1h, capacity: 3, blackhole: 1h}
+`)
+	d := NewDetector(rules, 0, nil)
+	for i := range 3 {
+		e, line := entry("192.0.2.7", "GET", "/missing", 404, time.Duration(i)*time.Minute, "ua")
+		d.Observe(&e, int64(i), line)
+	}
+	delta := d.Flush()
+	var st PartitionState
+	if _, err := st.ApplyBinary(delta.AppendBinary(nil)); err != nil {
+		t.Fatal(err)
+	}
+	for name, in := range map[string]map[string]*Bucket{"delta": delta.Buckets, "applied": st.Buckets, "detector": d.State().Buckets} {
+		slow, near := in["slow|192.0.2.7"], in["near|192.0.2.7"]
+		if slow == nil || near == nil {
+			t.Fatalf("%s: buckets %v", name, in)
+		}
+		if len(slow.Keys) == 0 || slow.Extra != nil {
+			t.Errorf("%s: far from overflowing: keys %v, extra %+v; want slots and no extra", name, slow.Keys, slow.Extra)
+		}
+		if len(near.Keys) == 0 || near.Extra == nil || len(near.Samples) != 3 {
+			t.Errorf("%s: near overflowing: keys %v, extra %+v; want slots and 3 samples", name, near.Keys, near.Extra)
+		}
+	}
+	if src := d.sources["192.0.2.7"]; src == nil || src.bucket(rules.byName["slow"]).Extra != nil {
+		t.Error("the detector's own bucket far from overflowing has an extra")
+	}
+}

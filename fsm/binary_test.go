@@ -29,7 +29,7 @@ func figures(r *rand.Rand, n, minute, minutes int) *analytics.Aggregate {
 // detectorDelta is a detector delta of a few buckets and an alert.
 func detectorDelta(p int32, round int) *detect.Delta {
 	return &detect.Delta{Partition: p, Watermark: int64(round), Buckets: map[string]*detect.Bucket{
-		fmt.Sprintf("s|10.0.%d.1", round): {Level: 3, LastT: int64(round), Extra: &detect.Extra{Keys: []uint64{7, 9}, Samples: []string{"GET /x"}}},
+		fmt.Sprintf("s|10.0.%d.1", round): {Level: 3, LastT: int64(round), Keys: []uint64{7, 9}, Extra: &detect.Extra{Samples: []string{"GET /x"}}},
 		fmt.Sprintf("s|10.0.%d.2", round): {Level: 1},
 	}, Alerts: []detect.Alert{{ID: fmt.Sprintf("a%d", round), Scenario: "http-probing", SourceIP: "10.0.0.1", Partition: p, Time: int64(round) * 1e9}}}
 }

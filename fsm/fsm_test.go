@@ -407,7 +407,7 @@ func TestCommit_LegacyJSONEqualsBinary(t *testing.T) {
 			b := Batch{Node: "n1", Partition: p, Epoch: 1, From: from[p], Until: from[p] + int64(n),
 				Digest: Digest{Records: int64(n), Bytes: int64(n * 10), Sum: r.Uint64()}, Analytics: a,
 				Detect: &detect.Delta{Partition: p, Watermark: int64(round), Buckets: map[string]*detect.Bucket{
-					fmt.Sprintf("s|10.0.%d.%d", p, r.IntN(50)): {Level: r.IntN(9), Extra: &detect.Extra{Keys: []uint64{r.Uint64()}, Samples: []string{"GET /x"}}},
+					fmt.Sprintf("s|10.0.%d.%d", p, r.IntN(50)): {Level: r.IntN(9), Keys: []uint64{r.Uint64()}, Extra: &detect.Extra{Samples: []string{"GET /x"}}},
 					fmt.Sprintf("s|10.0.%d.%d", p, r.IntN(50)): nil}}}
 			if r.IntN(5) == 0 {
 				b.Malformed = []BadRecord{{Partition: p, Offset: from[p], Reason: "bad status", Line: "junk \u00e9"}}

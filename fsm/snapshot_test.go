@@ -92,7 +92,7 @@ func entries(tb testing.TB, fg shape) [][]byte {
 				for s, sc := range []string{"http-crawl-non_statics", "http-probing"} {
 					bk := &detect.Bucket{Level: 1 + i%5 + s, LastLeak: at, FirstT: at - 1e9, FirstOff: from[p] + int64(i-lo), LastT: at}
 					if i%(10*every) == 0 {
-						bk.Extra = &detect.Extra{Keys: []uint64{uint64(i), uint64(i) << 7, uint64(s)}, Samples: []string{"GET /p/" + strconv.Itoa(i) + " HTTP/1.1"}}
+						bk.Keys, bk.Extra = []uint64{uint64(i), uint64(i) << 7, uint64(s)}, &detect.Extra{Samples: []string{"GET /p/" + strconv.Itoa(i) + " HTTP/1.1"}}
 					}
 					d.Buckets[sc+"|"+string(ip)] = bk
 				}

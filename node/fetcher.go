@@ -365,6 +365,11 @@ func (p *ownProducer) close() {
 	}
 }
 
+// produceRequestBytes bounds a first-stage worker's produce requests
+// (newWorkerProducer). It is above franz-go's largest record batch (1 MB),
+// as franz-go requires.
+const produceRequestBytes = 2 << 20
+
 // newWorkerProducer is a client for one first-stage worker to produce
 // with (its forwarded lines, its dead letters), closed when the worker
 // ends. Each worker has its own: franz-go fails a partition's buffered
@@ -383,5 +388,12 @@ func (n *Node) newWorkerProducer() (*kgo.Client, error) {
 		// the same on every node; dead letters to partition 0.
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProduceRequestTimeout(deadLetterTimeout),
+		// A flush's records go in produce requests of at most
+		// produceRequestBytes: franz-go builds each request in a buffer
+		// from a pool the collector empties between a worker's flushes,
+		// grown by doubling from 1 KiB, so one request of the whole
+		// flush (tens of MiB) was grown and copied every time; several
+		// smaller ones reuse the first one's buffer.
+		kgo.BrokerMaxWriteBytes(produceRequestBytes),
 	)...)
 }

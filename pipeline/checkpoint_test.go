@@ -153,16 +153,9 @@ func sameState(a, b *detect.PartitionState) bool {
 	for k, x := range a.Buckets {
 		y, ok := b.Buckets[k]
 		if !ok || x.Level != y.Level || x.LastLeak != y.LastLeak || x.FirstT != y.FirstT || x.FirstOff != y.FirstOff ||
-			x.LastT != y.LastT || x.Blackhole != y.Blackhole || !slices.Equal(keysOf(x), keysOf(y)) {
+			x.LastT != y.LastT || x.Blackhole != y.Blackhole || !slices.Equal(x.Keys, y.Keys) {
 			return false
 		}
 	}
 	return a.Watermark == b.Watermark
-}
-
-func keysOf(b *detect.Bucket) []uint64 {
-	if b.Extra == nil {
-		return nil
-	}
-	return b.Extra.Keys
 }
