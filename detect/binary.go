@@ -2,6 +2,7 @@ package detect
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/wardenhq/warden/internal/wire"
 )
@@ -10,6 +11,7 @@ import (
 // (see analytics/binary.go for why not JSON):
 //
 //	delta:  partition, watermark, n, (key, present, bucket?) × n, m, alert × m
+//	        (keys in byte order since Stored; a reader takes any order)
 //	bucket: level, last leak, keys, first time, first offset, last time,
 //	        blackhole, samples
 
@@ -18,8 +20,16 @@ func (d *Delta) AppendBinary(b []byte) []byte {
 	b = wire.AppendInt(b, int64(d.Partition))
 	b = wire.AppendInt(b, d.Watermark)
 	b = wire.AppendUint(b, uint64(len(d.Buckets)))
-	for k, bk := range d.Buckets {
-		b = appendBucket(b, k, bk)
+	// In key order: a replica keeps the entries as they come and merges
+	// them into its state (Stored), which a sorted delta lets it do in one
+	// pass; and the same delta is the same bytes.
+	keys := make([]string, 0, len(d.Buckets))
+	for k := range d.Buckets {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		b = appendBucket(b, k, d.Buckets[k])
 	}
 	b = wire.AppendUint(b, uint64(len(d.Alerts)))
 	for i := range d.Alerts {
@@ -200,6 +210,16 @@ func walkDelta(data []byte, visit func(key []byte, b *Bucket)) (partition int32,
 			visit(k, &scratch)
 		}
 	}
+	alerts, err = readAlerts(r)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	return partition, watermark, alerts, nil
+}
+
+// readAlerts reads the alerts that end a delta, and checks that nothing
+// is left after them.
+func readAlerts(r *wire.Reader) (alerts []Alert, err error) {
 	if m := r.Count(6); m > 0 {
 		alerts = make([]Alert, m)
 		for i := range alerts {
@@ -215,10 +235,10 @@ func walkDelta(data []byte, visit func(key []byte, b *Bucket)) (partition int32,
 		}
 	}
 	if err := r.Err(); err != nil {
-		return 0, 0, nil, fmt.Errorf("detect: decode delta: %w", err)
+		return nil, fmt.Errorf("detect: decode delta: %w", err)
 	}
 	if r.Len() != 0 {
-		return 0, 0, nil, fmt.Errorf("detect: decode delta: %d bytes left over", r.Len())
+		return nil, fmt.Errorf("detect: decode delta: %d bytes left over", r.Len())
 	}
-	return partition, watermark, alerts, nil
+	return alerts, nil
 }

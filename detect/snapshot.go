@@ -26,6 +26,7 @@ type FrozenState struct {
 	watermark int64
 	buckets   map[string]*Bucket // shared with state until it changes
 	state     *PartitionState    // nil once released
+	stored    *Stored            // instead of buckets, a Stored's bytes (Stored.Freeze)
 }
 
 // Freeze returns partition's state as it is now, for a snapshot, sharing
@@ -55,6 +56,9 @@ func (f *FrozenState) Partition() int32 { return f.partition }
 // order: the same state gives the same bytes. It reads the shared buckets,
 // so it runs before Release.
 func (f *FrozenState) AppendBinary(b []byte) []byte {
+	if f.stored != nil {
+		return appendStored(b, f.partition, f.stored)
+	}
 	type entry struct {
 		key string
 		b   *Bucket

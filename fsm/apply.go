@@ -483,7 +483,7 @@ func applyDetect(s *State, b Batch) {
 	if len(b.detect.Bytes()) > 0 {
 		ps := s.Detect[b.Partition]
 		if ps == nil {
-			ps = &detect.PartitionState{}
+			ps = detect.NewStored(nil)
 			s.Detect[b.Partition] = ps
 		}
 		alerts := ps.ApplyChecked(b.detect)

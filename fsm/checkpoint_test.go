@@ -23,13 +23,13 @@ func TestCheckpoint_OnlyCheckpointsMoveTheDetectorState(t *testing.T) {
 	if got := s.Partitions[0].Detector; !equalCheckpoint(got, want) {
 		t.Fatalf("after a checkpoint: %+v, want %+v", got, want)
 	}
-	buckets := len(s.Detect[0].Buckets)
+	buckets := len(s.Detect[0].State().Buckets)
 	if err := commit(s, Batch{Node: "a", Partition: 0, Epoch: 1, From: 10, Until: 20, Watermark: 9, Detect: alerts(0, "x")}); err != nil {
 		t.Fatal(err)
 	}
 	p := s.Partitions[0]
-	if !equalCheckpoint(p.Detector, want) || len(s.Detect[0].Buckets) != buckets || s.Detect[0].Watermark != 1 {
-		t.Fatalf("a batch of alerts moved the detector: checkpoint %+v, %d buckets (was %d), watermark %d", p.Detector, len(s.Detect[0].Buckets), buckets, s.Detect[0].Watermark)
+	if !equalCheckpoint(p.Detector, want) || len(s.Detect[0].State().Buckets) != buckets || s.Detect[0].Watermark() != 1 {
+		t.Fatalf("a batch of alerts moved the detector: checkpoint %+v, %d buckets (was %d), watermark %d", p.Detector, len(s.Detect[0].State().Buckets), buckets, s.Detect[0].Watermark())
 	}
 	if p.Committed != 20 || s.Book.NextSeq != 3 {
 		t.Fatalf("committed %d, alerts %d: the batch's offsets and alert must count", p.Committed, s.Book.NextSeq-1)

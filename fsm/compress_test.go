@@ -111,8 +111,8 @@ func TestCompress_DetectorDeltaRoundTripsAndCorruptOnesRefuse(t *testing.T) {
 	}
 	got, _ := json.Marshal(s.Detect[0])
 	want, _ := json.Marshal(direct)
-	if string(got) != string(want) || len(s.Detect[0].Buckets) != 3000 || len(s.Book.Alerts) != 60 {
-		t.Fatalf("the state applied from compressed bytes differs (%d buckets, %d alerts)", len(s.Detect[0].Buckets), len(s.Book.Alerts))
+	if string(got) != string(want) || len(s.Detect[0].State().Buckets) != 3000 || len(s.Book.Alerts) != 60 {
+		t.Fatalf("the state applied from compressed bytes differs (%d buckets, %d alerts)", len(s.Detect[0].State().Buckets), len(s.Book.Alerts))
 	}
 
 	// A byte flipped in the compressed delta (the batch's second half).

@@ -160,7 +160,7 @@ func (f *FSM) workerStart(p int32) (Partition, *detect.PartitionState, bool) {
 	}
 	var ds *detect.PartitionState
 	if st := f.state.Detect[p]; st != nil {
-		ds = st.Clone()
+		ds = st.State()
 	}
 	part := f.state.Partitions[p]
 	part.ByClient.Marks = append([]SourceMark(nil), part.ByClient.Marks...)
@@ -286,7 +286,7 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 		s.Analytics = analytics.NewStore(analytics.DefaultConfig())
 	}
 	if s.Detect == nil {
-		s.Detect = map[int32]*detect.PartitionState{}
+		s.Detect = map[int32]*detect.Stored{}
 	}
 	if s.Book == nil {
 		s.Book = detect.NewBook(detect.DefaultBookConfig())

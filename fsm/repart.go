@@ -1,9 +1,9 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/wardenhq/warden/detect"
@@ -170,7 +170,7 @@ func (f *FSM) ClientsInSeveralPartitions() (count int, example string) {
 	keys := 0
 	for p, st := range f.state.Detect {
 		parts = append(parts, p)
-		keys += len(st.Buckets)
+		keys += st.Len()
 	}
 	f.mu.RUnlock()
 	// Sized for every key at once: grown from nothing, the map's
@@ -180,15 +180,15 @@ func (f *FSM) ClientsInSeveralPartitions() (count int, example string) {
 	for _, p := range parts {
 		f.mu.RLock()
 		if st := f.state.Detect[p]; st != nil {
-			for key := range st.Buckets {
-				_, src, _ := strings.Cut(key, "|")
-				src, _, _ = strings.Cut(src, "\x1f")
-				if q, ok := where[src]; ok && q != p {
-					several[src] = true
-				} else {
-					where[src] = p
+			st.Keys(func(key []byte) {
+				_, src, _ := bytes.Cut(key, []byte("|"))
+				src, _, _ = bytes.Cut(src, []byte("\x1f"))
+				if q, ok := where[string(src)]; !ok {
+					where[string(src)] = p
+				} else if q != p {
+					several[string(src)] = true
 				}
-			}
+			})
 		}
 		f.mu.RUnlock()
 	}

@@ -111,11 +111,11 @@ func TestDecode_CommitBeforeTheRepartitionStage(t *testing.T) {
 func TestClientsInSeveralPartitions_CountsEachClientOnce(t *testing.T) {
 	f := New("t")
 	b := &detect.Bucket{Level: 1}
-	f.state.Detect[0] = &detect.PartitionState{Buckets: map[string]*detect.Bucket{
-		"http-probing|192.0.2.1": b, "http-flood|192.0.2.1": b, "http-probing|192.0.2.2": b, "http-flood|192.0.2.9\x1fsite-a": b}}
-	f.state.Detect[1] = &detect.PartitionState{Buckets: map[string]*detect.Bucket{
-		"http-flood|192.0.2.1": b, "http-probing|192.0.2.3": b, "http-probing|192.0.2.9\x1fsite-b": b}}
-	f.state.Detect[2] = &detect.PartitionState{Buckets: map[string]*detect.Bucket{"http-probing|192.0.2.3": b}}
+	f.state.Detect[0] = detect.NewStored(&detect.PartitionState{Buckets: map[string]*detect.Bucket{
+		"http-probing|192.0.2.1": b, "http-flood|192.0.2.1": b, "http-probing|192.0.2.2": b, "http-flood|192.0.2.9\x1fsite-a": b}})
+	f.state.Detect[1] = detect.NewStored(&detect.PartitionState{Buckets: map[string]*detect.Bucket{
+		"http-flood|192.0.2.1": b, "http-probing|192.0.2.3": b, "http-probing|192.0.2.9\x1fsite-b": b}})
+	f.state.Detect[2] = detect.NewStored(&detect.PartitionState{Buckets: map[string]*detect.Bucket{"http-probing|192.0.2.3": b}})
 	count, example := f.ClientsInSeveralPartitions()
 	if count != 3 || example != "192.0.2.1" {
 		t.Fatalf("%d clients in several partitions, e.g. %q; want 3 (192.0.2.1, .3 and .9), e.g. 192.0.2.1", count, example)

@@ -83,7 +83,7 @@ func applyResetOffsets(s *State, r ResetOffsets) Result {
 	if r.Replay {
 		retention := s.Analytics.Retention()
 		s.Analytics = analytics.NewStore(analytics.Config{Retention: retention})
-		s.Detect = map[int32]*detect.PartitionState{}
+		s.Detect = map[int32]*detect.Stored{}
 		s.Malformed = nil
 		s.Book.ForgetAlerts()
 		// A new generation: the second stage drops what the first

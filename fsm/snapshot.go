@@ -192,10 +192,10 @@ func decodeSnapshot(data []byte) (*State, error) {
 	if s.Analytics, err = analytics.DecodeStore(store); err != nil {
 		return nil, err
 	}
-	s.Detect = make(map[int32]*detect.PartitionState, len(parts))
+	s.Detect = make(map[int32]*detect.Stored, len(parts))
 	var prev int32
 	for i, b := range parts {
-		p, ps, err := detect.DecodePartitionState(b)
+		p, ps, err := detect.DecodeStored(b)
 		if err != nil {
 			return nil, err
 		}

@@ -139,7 +139,7 @@ func newFeeder(f *FSM) *feeder {
 	for _, p := range f.state.Partitions {
 		fd.committed = append(fd.committed, p.Committed)
 		key := ""
-		for k := range f.state.Detect[p.Partition].Buckets {
+		for k := range f.state.Detect[p.Partition].State().Buckets {
 			key = k
 			break
 		}

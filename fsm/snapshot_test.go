@@ -194,7 +194,7 @@ func TestSnapshot_BinaryRoundTrip(t *testing.T) {
 	if st := g.Stats(analytics.Query{}); st.Requests != 3000 || st.Malformed != 0 {
 		t.Fatalf("restored figures: %d requests", st.Requests)
 	}
-	if n, want := len(g.state.Detect[1].Buckets), len(f.state.Detect[1].Buckets); n != want || n < 100 {
+	if n, want := len(g.state.Detect[1].State().Buckets), len(f.state.Detect[1].State().Buckets); n != want || n < 100 {
 		t.Fatalf("partition 1 has %d buckets, want %d", n, want)
 	}
 	if len(g.state.Book.Alerts) != 36 || len(g.state.Book.Decisions) == 0 || len(g.state.Bouncers) != 1 {

@@ -171,8 +171,10 @@ type State struct {
 	Malformed []BadRecord `json:"malformed_sample"`
 	// Detect is the detector state of each partition (buckets per client
 	// IP and scenario); Book the alerts, decisions and alert outbox.
-	Detect map[int32]*detect.PartitionState `json:"detect"`
-	Book   *detect.Book                     `json:"book"`
+	// Each replica keeps a partition's detector state in its binary form
+	// (detect.Stored): it never reads a bucket.
+	Detect map[int32]*detect.Stored `json:"detect"`
+	Book   *detect.Book             `json:"book"`
 	// OperatorAlerts are the latest things an operator must know about
 	// the cluster itself (records lost to retention, ...).
 	OperatorAlerts []OperatorAlert `json:"operator_alerts,omitempty"`
@@ -266,7 +268,7 @@ const (
 // NewState returns the empty state for topic.
 func NewState(topic string) *State {
 	return &State{Topic: topic, Members: map[string]Member{}, Analytics: analytics.NewStore(analytics.DefaultConfig()),
-		Detect: map[int32]*detect.PartitionState{}, Book: detect.NewBook(detect.DefaultBookConfig())}
+		Detect: map[int32]*detect.Stored{}, Book: detect.NewBook(detect.DefaultBookConfig())}
 }
 
 // Rules returns the compiled rules of the current configuration.
