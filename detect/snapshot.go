@@ -99,14 +99,23 @@ func DecodePartitionState(data []byte) (int32, *PartitionState, error) {
 		}
 		n++
 	})
-	switch {
-	case err != nil:
+	if err := stateRefusal(err, len(alerts), bad); err != nil {
 		return 0, nil, err
-	case len(alerts) > 0:
-		return 0, nil, fmt.Errorf("detect: decode partition state: %d alerts in a state", len(alerts))
-	case bad != "":
-		return 0, nil, fmt.Errorf("detect: decode partition state: %s", bad)
 	}
 	p.Watermark = watermark
 	return partition, p, nil
+}
+
+// stateRefusal is why a partition state's decoding refuses it: the error
+// reading it, alerts in it, or what else was bad (empty for nothing).
+func stateRefusal(err error, alerts int, bad string) error {
+	switch {
+	case err != nil:
+		return err
+	case alerts > 0:
+		return fmt.Errorf("detect: decode partition state: %d alerts in a state", alerts)
+	case bad != "":
+		return fmt.Errorf("detect: decode partition state: %s", bad)
+	}
+	return nil
 }

@@ -364,13 +364,8 @@ func DecodeStored(data []byte) (int32, *Stored, error) {
 		return 0, nil, fmt.Errorf("detect: decode delta: %w", err)
 	}
 	alerts, err := readAlerts(wire.NewReader(rest))
-	switch {
-	case err != nil:
+	if err := stateRefusal(err, len(alerts), bad); err != nil {
 		return 0, nil, err
-	case len(alerts) > 0:
-		return 0, nil, fmt.Errorf("detect: decode partition state: %d alerts in a state", len(alerts))
-	case bad != "":
-		return 0, nil, fmt.Errorf("detect: decode partition state: %s", bad)
 	}
 	base.data = bytes.Clone(entries[:len(entries)-len(rest)])
 	return partition, &Stored{watermark: watermark, base: base}, nil
