@@ -36,13 +36,13 @@ type Stored struct {
 // reads an entry's key without decoding the entry.
 type run struct {
 	data []byte
-	ends []uint32
+	ends []int
 }
 
 func (r *run) n() int { return len(r.ends) }
 
 func (r *run) entry(i int) []byte {
-	start := uint32(0)
+	start := 0
 	if i > 0 {
 		start = r.ends[i-1]
 	}
@@ -51,7 +51,7 @@ func (r *run) entry(i int) []byte {
 
 func (r *run) add(entry []byte) {
 	r.data = append(r.data, entry...)
-	r.ends = append(r.ends, uint32(len(r.data)))
+	r.ends = append(r.ends, len(r.data))
 }
 
 // entryKey and entryPresent read an entry's key and whether it sets its
@@ -122,7 +122,7 @@ func (s *Stored) ApplyChecked(c CheckedDelta) []Alert {
 	s.watermark = max(s.watermark, r.Int())
 	n := r.Count(2)
 	entries := c.data[len(c.data)-r.Len():]
-	ends := make([]uint32, 0, n)
+	ends := make([]int, 0, n)
 	var prev []byte
 	sorted, off := true, 0
 	rest, _ := walkEntries(entries, n, func(key, entry []byte, _ bool) {
@@ -131,7 +131,7 @@ func (s *Stored) ApplyChecked(c CheckedDelta) []Alert {
 		}
 		prev = key
 		off += len(entry)
-		ends = append(ends, uint32(off))
+		ends = append(ends, off)
 	})
 	entries = entries[:len(entries)-len(rest)]
 	if n > 0 {
@@ -198,7 +198,7 @@ func mergeRuns(runs []run, keepRemovals bool) run {
 	for i := range runs {
 		size, n = size+len(runs[i].data), n+runs[i].n()
 	}
-	out := run{data: make([]byte, 0, size), ends: make([]uint32, 0, n)}
+	out := run{data: make([]byte, 0, size), ends: make([]int, 0, n)}
 	eachMerged(runs, keepRemovals, func(_, entry []byte) { out.add(entry) })
 	if cap(out.data)-len(out.data) > len(out.data)/8 {
 		out.data = slices.Clip(bytes.Clone(out.data))
@@ -345,7 +345,7 @@ func DecodeStored(data []byte) (int32, *Stored, error) {
 		return 0, nil, fmt.Errorf("detect: decode delta: %w", err)
 	}
 	entries := data[len(data)-r.Len():]
-	base := run{ends: make([]uint32, 0, n)}
+	base := run{ends: make([]int, 0, n)}
 	var last []byte
 	bad, off := "", 0
 	rest, err := walkEntries(entries, n, func(key, entry []byte, present bool) {
@@ -358,7 +358,7 @@ func DecodeStored(data []byte) (int32, *Stored, error) {
 		}
 		last = key
 		off += len(entry)
-		base.ends = append(base.ends, uint32(off))
+		base.ends = append(base.ends, off)
 	})
 	if err != nil {
 		return 0, nil, fmt.Errorf("detect: decode delta: %w", err)
