@@ -13,7 +13,7 @@ RACE_PKGS := ./fsm ./transport ./partitioner ./broker ./node ./analytics
 FUZZTIME ?= 200000x
 FUZZ_TARGETS := accesslog:FuzzCommon accesslog:FuzzCombined accesslog:FuzzVhostCombined accesslog:FuzzNginxCombined \
 	accesslog:FuzzJSON accesslog:FuzzSyslogCombined accesslog:FuzzCustom accesslog:FuzzAuto accesslog:FuzzDetect \
-	analytics:FuzzDecodeAggregate detect:FuzzDecodeDelta accesslog:FuzzClient detect:FuzzJNDILookup shipper:FuzzParseShipped \
+	analytics:FuzzDecodeAggregate detect:FuzzDecodeDelta detect:FuzzDecodeStored accesslog:FuzzClient detect:FuzzJNDILookup shipper:FuzzParseShipped \
 	pipeline:FuzzParseOrigin pipeline:FuzzUnpack accesslog:FuzzReadCombined
 
 .PHONY: build test test-unit test-race test-e2e lint demo bench chaos clean

@@ -63,7 +63,8 @@ func entryKey(e []byte) []byte {
 
 func entryPresent(e []byte) bool {
 	l, n := binary.Uvarint(e)
-	return e[n+int(l)] != 0 // a varint is zero if and only if its first byte is
+	v, _ := binary.Uvarint(e[n+int(l):]) // read as nextEntry reads it, however long its form
+	return v != 0
 }
 
 // compactFloor is how many bytes of deltas a Stored takes before it
