@@ -174,7 +174,7 @@ func walkDelta(data []byte, visit func(key []byte, b *Bucket)) (partition int32,
 	n := r.Count(2)
 	for i := 0; i < n && r.Err() == nil; i++ {
 		k := r.Bytes()
-		if present := r.Count(0); present == 0 { // 0 or 1
+		if !r.Bool() {
 			if visit != nil {
 				visit(k, nil)
 			}

@@ -63,8 +63,7 @@ func entryKey(e []byte) []byte {
 
 func entryPresent(e []byte) bool {
 	l, n := binary.Uvarint(e)
-	v, _ := binary.Uvarint(e[n+int(l):]) // read as nextEntry reads it, however long its form
-	return v != 0
+	return e[n+int(l)] == 1 // a flag is one byte, 0 or 1 (wire.Reader.Bool)
 }
 
 // compactFloor is how many bytes of deltas a Stored takes before it
@@ -260,7 +259,7 @@ func (s *Stored) merge(fn func(key, entry []byte)) {
 func nextEntry(data []byte) (key, entry []byte, present bool, ok bool) {
 	r := wire.NewReader(data)
 	key = r.Bytes()
-	present = r.Count(0) != 0
+	present = r.Bool()
 	if present {
 		r.Int()
 		r.Int()

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/wardenhq/warden/internal/wire"
@@ -165,6 +166,32 @@ func TestDecodeStored_RefusesAsDecodePartitionState(t *testing.T) {
 	}
 }
 
+// TestCheckDelta_FlagIsZeroOrOne: a bucket's presence flag is one byte,
+// 0 or 1. Read as a count, a flag of 2 or more passed where enough bytes
+// followed it in a delta; a replica kept the entry as it came, and the
+// same bytes at the end of its state no longer decoded, so its State and
+// its snapshots failed.
+func TestCheckDelta_FlagIsZeroOrOne(t *testing.T) {
+	good := (&Delta{Buckets: map[string]*Bucket{"a|1": {Level: 1}, "b|2": {Level: 2, Extra: &Extra{Samples: []string{strings.Repeat("x", 64)}}}}}).AppendBinary(nil)
+	at := bytes.Index(good, []byte("a|1")) + 3
+	if good[at] != 1 {
+		t.Fatalf("flag byte %d, the test's offset is wrong", good[at])
+	}
+	if _, err := CheckDelta(good); err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []byte{2, 48} {
+		bad := bytes.Clone(good)
+		bad[at] = flag
+		if _, err := CheckDelta(bad); err == nil {
+			t.Errorf("flag %d: accepted", flag)
+		}
+		if _, err := DecodeDelta(bad); err == nil {
+			t.Errorf("flag %d: decoded", flag)
+		}
+	}
+}
+
 // TestStored_JSONAsPartitionState: the JSON of a stored state is that of
 // its PartitionState, and reads back to the same state (the JSON
 // snapshots of earlier releases); a null bucket is no bucket.
@@ -195,8 +222,10 @@ func FuzzDecodeStored(f *testing.F) {
 		"a|1": {Level: 1}, "b|2": {Level: 2, Keys: []uint64{3, 4}, Extra: &Extra{Samples: []string{"GET /"}}}, "d|4": {Level: 4}}}
 	f.Add(stateBytes(seed, 1))
 	f.Add((&Delta{Watermark: 20, Buckets: map[string]*Bucket{"a|1": nil, "c|3": {Level: 5}}}).AppendBinary(nil))
-	// A removal whose flag is zero in two bytes (0x80 0x00).
+	// A removal whose flag is zero in two bytes (0x80 0x00), and a bucket
+	// flagged 48 with more than 48 bytes after it (both refused).
 	f.Add([]byte{0, 0, 1, 3, 'a', '|', '1', 0x80, 0x00, 0})
+	f.Add([]byte("20\x03\x03c00 00\x000000\x00\x03000 00\x000000\x01\x0500000\x03000\x01\xfc\xfc\xfc\xfc\xfc00\x000000\x00\x00"))
 	canonical := func(s *Stored) []byte { return stateBytes(s.State(), 1) }
 	f.Fuzz(func(t *testing.T, data []byte) {
 		part, p, perr := DecodePartitionState(data)

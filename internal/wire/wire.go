@@ -123,6 +123,19 @@ func (r *Reader) Bytes() []byte {
 // String reads a length-prefixed string (a copy).
 func (r *Reader) String() string { return string(r.Bytes()) }
 
+// Bool reads a flag: one byte, 0 or 1. Any other byte is corrupt data,
+// so that a flag reads the same wherever its bytes are copied to (a
+// count's bound depends on what follows it).
+func (r *Reader) Bool() bool {
+	if len(r.b) == 0 || r.b[0] > 1 {
+		r.fail()
+		return false
+	}
+	v := r.b[0] == 1
+	r.b = r.b[1:]
+	return v
+}
+
 // Fixed64 reads 8 little-endian bytes.
 func (r *Reader) Fixed64() uint64 {
 	if len(r.b) < 8 {

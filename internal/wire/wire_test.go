@@ -73,3 +73,18 @@ func TestAppendSized_AsAppendBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestBool_OneByteZeroOrOne: a flag is 0 or 1 in one byte, whatever
+// follows it; any other byte, or none, is corrupt.
+func TestBool_OneByteZeroOrOne(t *testing.T) {
+	r := NewReader([]byte{1, 0})
+	if !r.Bool() || r.Bool() || r.Err() != nil || r.Len() != 0 {
+		t.Fatalf("1, 0 read wrong: %v", r.Err())
+	}
+	for _, b := range [][]byte{nil, {2, 0, 0, 0}, {0x80, 0x00}, {0x81, 0x00}, {0xff}} {
+		r := NewReader(b)
+		if r.Bool() || r.Err() == nil {
+			t.Errorf("% x accepted", b)
+		}
+	}
+}
