@@ -139,8 +139,7 @@ func (p *PartitionState) ApplyBinary(data []byte) ([]Alert, error) {
 
 // ApplyChecked folds a checked delta into p and returns its alerts. A
 // bucket p already has is overwritten in place, so the common case (a
-// client seen again) allocates nothing, except while a snapshot shares the
-// buckets (Freeze). It cannot fail.
+// client seen again) allocates nothing. It cannot fail.
 func (p *PartitionState) ApplyChecked(c CheckedDelta) []Alert {
 	if len(c.data) == 0 {
 		return nil
@@ -151,8 +150,7 @@ func (p *PartitionState) ApplyChecked(c CheckedDelta) []Alert {
 			delete(p.Buckets, string(key))
 			return
 		}
-		// A bucket a snapshot being written shares is replaced instead.
-		if old, ok := p.Buckets[string(key)]; ok && p.frozen == 0 {
+		if old, ok := p.Buckets[string(key)]; ok {
 			*old = *b
 			return
 		}
@@ -180,32 +178,7 @@ func walkDelta(data []byte, visit func(key []byte, b *Bucket)) (partition int32,
 			}
 			continue
 		}
-		scratch = Bucket{Level: int(r.Int()), LastLeak: r.Int()}
-		var keys []uint64
-		if nk := r.Count(8); nk > 0 {
-			if visit != nil {
-				keys = make([]uint64, nk)
-			}
-			for j := 0; j < nk; j++ {
-				h := r.Fixed64()
-				if keys != nil {
-					keys[j] = h
-				}
-			}
-		}
-		scratch.FirstT, scratch.FirstOff, scratch.LastT, scratch.Blackhole = r.Int(), r.Int(), r.Int(), r.Int()
-		var samples []string
-		if visit != nil {
-			samples = readStrings(r)
-		} else {
-			for j, m := 0, r.Count(1); j < m; j++ {
-				r.Bytes()
-			}
-		}
-		scratch.Keys = keys
-		if len(samples) > 0 {
-			scratch.Extra = &Extra{Samples: samples}
-		}
+		scratch = readBucket(r, visit != nil)
 		if visit != nil && r.Err() == nil {
 			visit(k, &scratch)
 		}
@@ -215,6 +188,32 @@ func walkDelta(data []byte, visit func(key []byte, b *Bucket)) (partition int32,
 		return 0, 0, nil, err
 	}
 	return partition, watermark, alerts, nil
+}
+
+// readBucket reads a bucket's fields, after its key and presence flag.
+// With keep false it only reads them, and allocates nothing.
+func readBucket(r *wire.Reader, keep bool) Bucket {
+	b := Bucket{Level: int(r.Int()), LastLeak: r.Int()}
+	if nk := r.Count(8); nk > 0 {
+		if keep {
+			b.Keys = make([]uint64, nk)
+		}
+		for j := 0; j < nk; j++ {
+			h := r.Fixed64()
+			if keep {
+				b.Keys[j] = h
+			}
+		}
+	}
+	b.FirstT, b.FirstOff, b.LastT, b.Blackhole = r.Int(), r.Int(), r.Int(), r.Int()
+	if !keep {
+		for j, m := 0, r.Count(1); j < m; j++ {
+			r.Bytes()
+		}
+	} else if samples := readStrings(r); len(samples) > 0 {
+		b.Extra = &Extra{Samples: samples}
+	}
+	return b
 }
 
 // readAlerts reads the alerts that end a delta, and checks that nothing

@@ -3,7 +3,6 @@ package detect
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/wardenhq/warden/internal/wire"
 )
@@ -13,71 +12,47 @@ import (
 // alerts), so it is checked and applied by the reader of Raft deltas
 // (CheckDelta, ApplyChecked).
 //
-// The snapshot is taken under the FSM's lock and written outside it, while
-// applies go on, without copying a bucket under the lock: Freeze shares the
-// map and the buckets with the snapshot, and until its Release the state
-// copies the map before its next change and replaces the buckets it
-// changes instead of overwriting them (copy on write). The sort and the
-// encoding come later, outside the lock.
+// The FSM keeps each partition's state as a Stored, whose bytes never
+// change once kept: a snapshot taken under the FSM's lock shares them
+// (Stored.Freeze) and is merged and written outside it, while applies go
+// on. A PartitionState (an owner's copy, a test's reference) writes the
+// same bytes for the same buckets (PartitionState.AppendBinary).
 
-// FrozenState is a PartitionState as it was when Freeze returned.
+// FrozenState is a Stored as it was when Freeze returned.
 type FrozenState struct {
 	partition int32
-	watermark int64
-	buckets   map[string]*Bucket // shared with state until it changes
-	state     *PartitionState    // nil once released
-	stored    *Stored            // instead of buckets, a Stored's bytes (Stored.Freeze)
-}
-
-// Freeze returns partition's state as it is now, for a snapshot, sharing
-// its buckets. The caller holds whatever guards p against writers (and
-// other freezes) for the time of the call, and calls Release under the
-// same guard once the snapshot is written; until then p's changes
-// allocate. p must change only through Apply and ApplyChecked.
-func (p *PartitionState) Freeze(partition int32) *FrozenState {
-	p.frozen++
-	p.mapShared = true
-	return &FrozenState{partition: partition, watermark: p.Watermark, buckets: p.Buckets, state: p}
-}
-
-// Release ends f's sharing of its state's buckets (see Freeze). A second
-// call does nothing.
-func (f *FrozenState) Release() {
-	if f.state != nil {
-		f.state.frozen--
-		f.state = nil
-	}
+	stored    *Stored
 }
 
 // Partition is the partition the state is of.
 func (f *FrozenState) Partition() int32 { return f.partition }
 
 // AppendBinary appends the frozen state's binary form to b, buckets in key
-// order: the same state gives the same bytes. It reads the shared buckets,
-// so it runs before Release.
+// order: the same buckets give the same bytes.
 func (f *FrozenState) AppendBinary(b []byte) []byte {
-	if f.stored != nil {
-		return appendStored(b, f.partition, f.stored)
+	return appendStored(b, f.partition, f.stored)
+}
+
+// AppendBinary appends the binary form of p as partition's state to b: the
+// bytes a Stored of the same buckets writes. A nil bucket is no bucket.
+func (p *PartitionState) AppendBinary(b []byte, partition int32) []byte {
+	keys := make([]string, 0, len(p.Buckets))
+	for k, bk := range p.Buckets {
+		if bk != nil {
+			keys = append(keys, k)
+		}
 	}
-	type entry struct {
-		key string
-		b   *Bucket
-	}
-	es := make([]entry, 0, len(f.buckets))
-	for k, bk := range f.buckets {
-		es = append(es, entry{k, bk})
-	}
-	slices.SortFunc(es, func(x, y entry) int { return strings.Compare(x.key, y.key) })
-	b = wire.AppendInt(b, int64(f.partition))
-	b = wire.AppendInt(b, f.watermark)
-	b = wire.AppendUint(b, uint64(len(es)))
-	for _, e := range es {
-		b = appendBucket(b, e.key, e.b)
+	slices.Sort(keys)
+	b = wire.AppendInt(b, int64(partition))
+	b = wire.AppendInt(b, p.Watermark)
+	b = wire.AppendUint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = appendBucket(b, k, p.Buckets[k])
 	}
 	return wire.AppendUint(b, 0) // no alerts
 }
 
-// DecodePartitionState reads what FrozenState.AppendBinary wrote: the
+// DecodePartitionState reads what PartitionState.AppendBinary wrote: the
 // partition and its state. Corrupt bytes are refused with an error, checked
 // through to the end; so is a state that carries alerts or removals, or
 // keys out of order.

@@ -1,7 +1,5 @@
 package detect
 
-import "maps"
-
 // A partition's detector state as it is replicated: the whole of it in a
 // snapshot (PartitionState), and what one batch changed in a Raft commit
 // (Delta).
@@ -11,20 +9,10 @@ import "maps"
 type PartitionState struct {
 	Buckets   map[string]*Bucket `json:"buckets"`
 	Watermark int64              `json:"watermark"`
-	// frozen counts the snapshots (FrozenState) that share the buckets,
-	// from Freeze to their Release: while one does, a change replaces a
-	// bucket rather than overwriting it. mapShared says the newest of
-	// them shares the map itself: the next change copies it first.
-	frozen    int
-	mapShared bool
 }
 
-// writable makes p's map p's own before a change.
+// writable makes p's map ready for a change.
 func (p *PartitionState) writable() {
-	if p.mapShared {
-		p.Buckets = maps.Clone(p.Buckets)
-		p.mapShared = false
-	}
 	if p.Buckets == nil {
 		p.Buckets = map[string]*Bucket{}
 	}

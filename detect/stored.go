@@ -28,7 +28,6 @@ type Stored struct {
 	watermark int64
 	base      run
 	runs      []run // since the base, oldest first
-	runBytes  int   // the runs' bytes
 }
 
 // run is bucket entries in strictly increasing key order (removals
@@ -109,7 +108,16 @@ func (s *Stored) Len() int {
 }
 
 // Bytes is the size of the entries held.
-func (s *Stored) Bytes() int { return len(s.base.data) + s.runBytes }
+func (s *Stored) Bytes() int { return len(s.base.data) + s.runBytes() }
+
+// runBytes is the size of the runs' entries.
+func (s *Stored) runBytes() int {
+	n := 0
+	for i := range s.runs {
+		n += len(s.runs[i].data)
+	}
+	return n
+}
 
 // ApplyChecked folds a checked delta into s, as PartitionState.ApplyChecked
 // does, and returns its alerts. It cannot fail.
@@ -152,16 +160,11 @@ func (s *Stored) ApplyChecked(c CheckedDelta) []Alert {
 // then into the base if the runs outgrow half of it.
 func (s *Stored) push(rn run) {
 	s.runs = append(s.runs, rn)
-	s.runBytes += len(rn.data)
 	for k := len(s.runs); k >= 2 && len(s.runs[k-2].data) <= 2*len(s.runs[k-1].data); k = len(s.runs) {
 		merged := mergeRuns(s.runs[k-2:], true)
 		s.runs = append(s.runs[:k-2], merged)
 	}
-	s.runBytes = 0
-	for i := range s.runs {
-		s.runBytes += len(s.runs[i].data)
-	}
-	if s.runBytes > max(len(s.base.data)/2, compactFloor) {
+	if s.runBytes() > max(len(s.base.data)/2, compactFloor) {
 		s.compact()
 	}
 }
@@ -186,7 +189,7 @@ func sortedRun(r run) run {
 // compact merges the runs into a new base.
 func (s *Stored) compact() {
 	s.base = mergeRuns(append([]run{s.base}, s.runs...), false)
-	s.runs, s.runBytes = nil, 0
+	s.runs = nil
 }
 
 // mergeRuns merges runs, each in key order, the newest of each key
@@ -305,10 +308,17 @@ func (s *Stored) Keys(fn func(key []byte)) {
 
 // State returns the state decoded, a PartitionState of its own.
 func (s *Stored) State() *PartitionState {
-	_, p, err := DecodePartitionState(s.Freeze(0).AppendBinary(nil))
-	if err != nil {
-		panic("detect: a stored state does not decode: " + err.Error())
-	}
+	p := &PartitionState{Watermark: s.watermark, Buckets: make(map[string]*Bucket, s.base.n())}
+	s.merge(func(key, entry []byte) {
+		r := wire.NewReader(entry)
+		r.Bytes() // the key
+		r.Bool()
+		b := readBucket(r, true)
+		if r.Err() != nil || r.Len() != 0 {
+			panic("detect: a stored entry does not decode") // entries are checked as they come
+		}
+		p.Buckets[string(key)] = &b
+	})
 	return p
 }
 
@@ -317,12 +327,12 @@ func (s *Stored) State() *PartitionState {
 // cost; the caller holds whatever guards s against writers for the time
 // of the call only. (The list of runs is copied: a push rewrites it.)
 func (s *Stored) Freeze(partition int32) *FrozenState {
-	return &FrozenState{partition: partition, watermark: s.watermark,
-		stored: &Stored{watermark: s.watermark, base: s.base, runs: slices.Clone(s.runs), runBytes: s.runBytes}}
+	return &FrozenState{partition: partition, stored: &Stored{watermark: s.watermark, base: s.base, runs: slices.Clone(s.runs)}}
 }
 
 // appendStored appends the binary form of a partition's state held as a
-// Stored: the same bytes as FrozenState.AppendBinary of the same buckets.
+// Stored: the same bytes as PartitionState.AppendBinary of the same
+// buckets.
 func appendStored(b []byte, partition int32, s *Stored) []byte {
 	all := s.base
 	if len(s.runs) > 0 {
@@ -335,7 +345,8 @@ func appendStored(b []byte, partition int32, s *Stored) []byte {
 	return wire.AppendUint(b, 0) // no alerts
 }
 
-// DecodeStored reads what FrozenState.AppendBinary wrote, as
+// DecodeStored reads what FrozenState.AppendBinary (or
+// PartitionState.AppendBinary) wrote, as
 // DecodePartitionState does and refusing what it refuses, into the stored
 // form.
 func DecodeStored(data []byte) (int32, *Stored, error) {

@@ -14,11 +14,7 @@ import (
 )
 
 // stateBytes is p's binary form, p left as it was.
-func stateBytes(p *PartitionState, partition int32) []byte {
-	f := p.Freeze(partition)
-	defer f.Release()
-	return f.AppendBinary(nil)
-}
+func stateBytes(p *PartitionState, partition int32) []byte { return p.AppendBinary(nil, partition) }
 
 // unsortedDelta is d's binary form with its buckets in reverse key order,
 // and the first one written once more before them with another level, so

@@ -244,18 +244,11 @@ func (f *FSM) AppliedIndex() uint64 {
 }
 
 // Snapshot implements raft.FSM. Under the lock it only freezes the state
-// (fsm/snapshot.go); Persist encodes it while applies go on. The write
-// lock, as freezing marks the detector states shared.
+// (fsm/snapshot.go); Persist encodes it while applies go on.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	snap := freeze(f.state)
-	snap.release = func() {
-		f.mu.Lock()
-		snap.unshare()
-		f.mu.Unlock()
-	}
-	return snap, nil
+	return freeze(f.state), nil
 }
 
 // Restore implements raft.FSM.

@@ -42,17 +42,13 @@ type frozen struct {
 	rest      *State // without Analytics and Detect
 	analytics analytics.Frozen
 	detect    []*detect.FrozenState // by partition
-	// release ends the detector states' sharing of buckets, under the
-	// lock that guards the state.
-	release func()
 }
 
 var _ raft.FSMSnapshot = (*frozen)(nil)
 
 // freeze copies s for a snapshot, sharing what applies do not change in
-// place (and, for the detector states, what they will copy before they
-// change it). It must be fast: applies wait for it. The caller holds the
-// state's write lock: the detector states record that they are shared.
+// place (the detector states' bytes, the load figures' keys). It must be
+// fast: applies wait for it. The caller holds the state's lock.
 // Every field of State must be taken here (TestSnapshot_BinaryRoundTrip
 // compares the whole state's JSON).
 func freeze(s *State) *frozen {
@@ -113,27 +109,14 @@ func (f *frozen) Persist(sink raft.SnapshotSink) error {
 	return sink.Close()
 }
 
-// Release implements raft.FSMSnapshot: the state's detector buckets are
-// its own again (until then applies replace those they change).
-func (f *frozen) Release() {
-	if f.release != nil {
-		f.release()
-		f.release = nil
-	}
-}
-
-// unshare releases the detector states; the caller holds the state's lock.
-func (f *frozen) unshare() {
-	for _, d := range f.detect {
-		d.Release()
-	}
-}
+// Release implements raft.FSMSnapshot. There is nothing to give back: the
+// frozen state shares only bytes that applies never change.
+func (f *frozen) Release() {}
 
 // WriteSnapshot writes s as Snapshot would (for tools and tests that hold
 // a State outside an FSM).
 func WriteSnapshot(w io.Writer, s *State) error {
 	f := freeze(s)
-	defer f.unshare()
 	if err := f.writeTo(w); err != nil {
 		return fmt.Errorf("fsm: write snapshot: %w", err)
 	}
