@@ -27,6 +27,15 @@ type FrozenState struct {
 // Partition is the partition the state is of.
 func (f *FrozenState) Partition() int32 { return f.partition }
 
+// State is the frozen state decoded, a PartitionState of its own; nil for
+// a nil f.
+func (f *FrozenState) State() *PartitionState {
+	if f == nil {
+		return nil
+	}
+	return f.stored.State()
+}
+
 // AppendBinary appends the frozen state's binary form to b, buckets in key
 // order: the same buckets give the same bytes.
 func (f *FrozenState) AppendBinary(b []byte) []byte {

@@ -245,3 +245,26 @@ func FuzzDecodeStored(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkStoredState: a new owner's copy of a replica's state (State) of
+// 80,000 buckets, with runs of deltas over the base.
+func BenchmarkStoredState(b *testing.B) {
+	p := &PartitionState{Watermark: 1, Buckets: map[string]*Bucket{}}
+	for i := range 80000 {
+		p.Buckets[fmt.Sprintf("http-probing|10.%d.%d.%d", i>>16, (i>>8)&255, i&255)] = &Bucket{Level: i % 7, Keys: []uint64{uint64(i), uint64(i) * 3}, FirstT: int64(i), LastT: int64(i) + 60}
+	}
+	s := NewStored(p)
+	for i := range 300 {
+		d := &Delta{Watermark: int64(i), Buckets: map[string]*Bucket{}}
+		for j := range 20 {
+			d.Buckets[fmt.Sprintf("http-probing|10.0.%d.%d", i&255, j)] = &Bucket{Level: j}
+		}
+		s.ApplyChecked(deltaBytes(d))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(s.State().Buckets) < 80000 {
+			b.Fatal("buckets lost")
+		}
+	}
+}

@@ -145,22 +145,26 @@ func (f *FSM) Rules() *detect.Rules {
 }
 
 // WorkerStart returns, read together, partition p's record and a copy of
-// its detector state: a worker resumes from exactly that pair.
+// its detector state: a worker resumes from exactly that pair. Under the
+// lock the state is only frozen (its bytes shared, which applies never
+// change); it is decoded after, so applies do not wait on a large state.
 func (f *FSM) WorkerStart(p int32) (Partition, *detect.PartitionState, bool) {
 	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return f.workerStart(p)
+	part, frozen, ok := f.workerStart(p)
+	f.mu.RUnlock()
+	return part, frozen.State(), ok
 }
 
 // workerStart is WorkerStart under the read lock. The record is a copy:
-// apply changes the marks in place.
-func (f *FSM) workerStart(p int32) (Partition, *detect.PartitionState, bool) {
+// apply changes the marks in place. The detector state is nil if the
+// partition has none.
+func (f *FSM) workerStart(p int32) (Partition, *detect.FrozenState, bool) {
 	if p < 0 || int(p) >= len(f.state.Partitions) {
 		return Partition{}, nil, false
 	}
-	var ds *detect.PartitionState
+	var ds *detect.FrozenState
 	if st := f.state.Detect[p]; st != nil {
-		ds = st.State()
+		ds = st.Freeze(p)
 	}
 	part := f.state.Partitions[p]
 	part.ByClient.Marks = append([]SourceMark(nil), part.ByClient.Marks...)

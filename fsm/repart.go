@@ -142,12 +142,13 @@ func applyByClient(s *State, p *Partition, b Batch) error {
 
 // ByClientStart returns, read together, partition p's record, a copy of its
 // detector state and the replay generation: a second stage resumes from
-// exactly that.
+// exactly that (the state decoded after the lock, as by WorkerStart).
 func (f *FSM) ByClientStart(p int32) (Partition, *detect.PartitionState, uint64, bool) {
 	f.mu.RLock()
-	defer f.mu.RUnlock()
-	part, ds, ok := f.workerStart(p)
-	return part, ds, f.state.Gen, ok
+	part, frozen, ok := f.workerStart(p)
+	gen := f.state.Gen
+	f.mu.RUnlock()
+	return part, frozen.State(), gen, ok
 }
 
 // Gen is the replay generation.

@@ -335,3 +335,48 @@ func TestSnapshot_PersistWhileApplying(t *testing.T) {
 		t.Fatal("the applies changed nothing: the test tests nothing")
 	}
 }
+
+// WorkerStart decodes the detector state it froze under the lock after
+// letting the lock go: the state is the partition's as it was read with
+// its record, whatever applies do before or while it is decoded (run under
+// -race: the frozen state shares bytes that applies never change).
+func TestWorkerStart_StateAsFrozenWhileApplying(t *testing.T) {
+	fg := small()
+	fg.batches *= 2
+	es := entries(t, fg)
+	half := 3 + fg.batches/2
+	f := New("t")
+	applyEntries(t, f, es[:half])
+	_, want, ok := f.WorkerStart(1)
+	if !ok || want == nil || len(want.Buckets) < 50 {
+		t.Fatalf("partition 1's state before: %v", want)
+	}
+	wantJSON, _ := json.Marshal(want)
+	f.mu.RLock()
+	_, frozen, _ := f.workerStart(1)
+	f.mu.RUnlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		applyEntries(t, f, es[half:])
+	}()
+	for range 3 { // decoded while the applies run, and after
+		if got, _ := json.Marshal(frozen.State()); !bytes.Equal(got, wantJSON) {
+			t.Fatal("applies after the freeze reached the state decoded")
+		}
+	}
+	<-done
+	if got, _ := json.Marshal(frozen.State()); !bytes.Equal(got, wantJSON) {
+		t.Fatal("applies after the freeze reached the state decoded")
+	}
+	if _, now, _ := f.WorkerStart(1); now == nil || bytes.Equal(must(json.Marshal(now)), wantJSON) {
+		t.Fatal("the applies changed partition 1's detector state not at all: the test tests nothing")
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
