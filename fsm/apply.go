@@ -183,6 +183,14 @@ type Batch struct {
 	Marks []MarkUpdate `json:"marks,omitempty"`
 	Merge MergeCounts  `json:"merge,omitempty"`
 	MaxTS int64        `json:"max_ts,omitempty"`
+	// Follows, when Sequenced, is how many second-stage commits of the
+	// partition the batch was cut after (ByClient.Commits then); the FSM
+	// applies it only after exactly that many (StageByClient). A batch
+	// that released lines held in its merge reads no record of its own
+	// and moves no offset, so From alone cannot tell it from its own
+	// repeat, nor from a batch cut on a state that had not yet applied it.
+	Follows   uint64 `json:"follows,omitempty"`
+	Sequenced bool   `json:"sequenced,omitempty"`
 	// Checkpoint says Detect holds every bucket the detector changed
 	// since the partition's previous checkpoint, and its watermark: the
 	// FSM's detector state then stands after this batch (checkpoint.go).

@@ -46,8 +46,12 @@ const (
 	binaryResults3 byte = 0xB5
 )
 
-// flagCheckpoint is the batch flag of Batch.Checkpoint.
-const flagCheckpoint = 1
+// flagCheckpoint is the batch flag of Batch.Checkpoint; flagSequenced
+// says Batch.Follows comes after the flags.
+const (
+	flagCheckpoint = 1
+	flagSequenced  = 8
+)
 
 func appendBatch(b []byte, bt *Batch, compress bool) []byte {
 	b = wire.AppendString(b, bt.Node)
@@ -118,7 +122,14 @@ func appendBatch(b []byte, bt *Batch, compress bool) []byte {
 	if deltaZstd {
 		flags |= flagDetectZstd
 	}
-	return wire.AppendUint(b, flags)
+	if bt.Sequenced {
+		flags |= flagSequenced
+	}
+	b = wire.AppendUint(b, flags)
+	if bt.Sequenced {
+		b = wire.AppendUint(b, bt.Follows)
+	}
+	return b
 }
 
 // encodeBatches is the binary entry of a commit or results command.
@@ -212,8 +223,11 @@ func decodeBatch(r *wire.Reader, bt *Batch, ext, flags bool) {
 	if flags {
 		f := r.Uint()
 		bt.Checkpoint, zstdFigures, zstdDelta = f&flagCheckpoint != 0, f&flagAnalyticsZstd != 0, f&flagDetectZstd != 0
-		if f&^(flagCheckpoint|flagAnalyticsZstd|flagDetectZstd) != 0 {
+		if f&^(flagCheckpoint|flagAnalyticsZstd|flagDetectZstd|flagSequenced) != 0 {
 			badExt = true
+		}
+		if f&flagSequenced != 0 {
+			bt.Sequenced, bt.Follows = true, r.Uint()
 		}
 	}
 	if r.Err() != nil {

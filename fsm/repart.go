@@ -106,6 +106,11 @@ func applyByClient(s *State, p *Partition, b Batch) error {
 		return ErrBadRange
 	case b.Gen != s.Gen:
 		return ErrFenced // forwarded under another replay generation
+	case b.Sequenced && b.Follows != bc.Commits:
+		// Cut after other commits than those applied: a repeat of a batch
+		// that moved no offset, or a batch cut on a state that had not yet
+		// applied one (Batch.Follows).
+		return ErrOffsetMismatch
 	}
 	for _, u := range b.Marks {
 		if u.Source < 0 || u.Source >= MaxPartitions {

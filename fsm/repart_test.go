@@ -71,6 +71,59 @@ func TestApply_ByClientBatches(t *testing.T) {
 	}
 }
 
+// A second-stage batch that read no record of its own (its lines were
+// held in its merge) moves no offset, so From cannot fence it: it names
+// how many commits of the stage it follows. Its repeat (a round sent again
+// after its leader was deposed), and a batch cut on a state that had not
+// yet applied it (its worker restarted from a replica behind), are
+// refused with their alerts; a batch of an older release, which names
+// none, is fenced by From alone as before.
+func TestApply_ByClientBatchesFollowTheirCommits(t *testing.T) {
+	s := assigned(2, "a")
+	alert := func(id string) *detect.Delta {
+		return &detect.Delta{Partition: 1, Alerts: []detect.Alert{{ID: id, Scenario: "http-probing", SourceIP: "203.0.113.9", Partition: 1}}}
+	}
+	batch := func(from, until int64, follows uint64, next int64, d *detect.Delta) Batch {
+		return Batch{Node: "a", Partition: 1, Epoch: 1, Stage: StageByClient, From: from, Until: until, Follows: follows, Sequenced: true,
+			Marks: []MarkUpdate{{Source: 3, Mark: SourceMark{Next: next, Covered: 20, Watermark: 1e18}}}, Merge: MergeCounts{Applied: 2}, Detect: d}
+	}
+	if err := commit(s, batch(0, 40, 0, 7, nil)); err != nil {
+		t.Fatal(err)
+	}
+	held := batch(40, 40, 1, 9, alert("x1"))
+	if err := commit(s, held); err != nil {
+		t.Fatalf("lines released from the merge: %v", err)
+	}
+	for name, b := range map[string]Batch{
+		"the same batch again":                       held,
+		"a batch cut before the held lines' applied": batch(40, 60, 1, 9, alert("x1")),
+		"a batch that names a commit to come":        batch(40, 60, 3, 12, nil),
+	} {
+		if err := commit(s, b); !errors.Is(err, ErrOffsetMismatch) {
+			t.Errorf("%s: %v, want %v", name, err, ErrOffsetMismatch)
+		}
+	}
+	if n := len(s.Book.Alerts); n != 1 {
+		t.Fatalf("%d alerts in the book, want 1", n)
+	}
+	if bc := s.Partitions[1].ByClient; bc.Commits != 2 || bc.Committed != 40 || bc.Applied != 4 || bc.Marks[3].Next != 9 {
+		t.Fatalf("by-client record %+v", bc)
+	}
+	if err := commit(s, batch(40, 60, 2, 12, nil)); err != nil {
+		t.Fatalf("the next batch: %v", err)
+	}
+	old := batch(60, 60, 0, 13, nil)
+	old.Sequenced, old.Follows = false, 0
+	if err := commit(s, old); err != nil {
+		t.Fatalf("a batch that names no count: %v", err)
+	}
+	// Follows goes through the binary form.
+	c, err := Decode(CommitEntry([][]byte{EncodeBatch(&held)}))
+	if err != nil || !c.Commit[0].Sequenced || c.Commit[0].Follows != 1 {
+		t.Fatalf("decoded %+v %v", c.Commit, err)
+	}
+}
+
 // Entries written before the repartition stage (0xB1, batches without the
 // stage fields) still decode, as input batches.
 func TestDecode_CommitBeforeTheRepartitionStage(t *testing.T) {

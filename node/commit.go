@@ -81,15 +81,16 @@ func (n *Node) commitLoop() {
 		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 		entry := fsm.CommitEntry(batches)
 		res, err := n.proposeRound(ctx, entry)
-		// No leader (an election, or the leader lost its office): the
-		// same entry goes again once one is known, rather than every
-		// batch of the round failing and every worker of this node
-		// starting again from the FSM (which, with hundreds of
-		// partitions, floods the broker and starves the election). It is
-		// safe whether or not the first attempt reached the log: the FSM
-		// applies a batch only from its partition's committed offset, so
-		// a batch applied once is rejected the second time (and its
-		// worker starts again from the FSM, as on any rejection).
+		// No leader (an election): the same entry goes again once one is
+		// known, rather than every batch of the round failing and every
+		// worker of this node starting again from the FSM (which, with
+		// hundreds of partitions, floods the broker and starves the
+		// election). Only when the entry did not reach a log: a leader
+		// deposed with it in flight answers ErrCommitUnknown, since the
+		// next leader may commit it, and a second-stage batch that moved
+		// no offset (it released lines held in its merge) would pass the
+		// FSM's offset check twice. Those batches fail, and their workers
+		// read what was committed.
 		for errors.Is(err, ErrNoLeader) && n.awaitLeader(ctx) {
 			n.metrics.commitErrors.Add(float64(len(group)))
 			res, err = n.proposeRound(ctx, entry)
@@ -181,9 +182,15 @@ func (n *Node) applyLocal(ctx context.Context, data []byte) (fsm.Result, error) 
 	case <-n.ctx.Done():
 		return fsm.Result{}, ErrStopped
 	}
+	if err == nil && n.lostAnswerRounds.Load() > 0 && n.lostAnswerRounds.Add(-1) >= 0 {
+		err = raft.ErrLeadershipLost
+	}
 	if err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader): // refused before it entered the log
 			return fsm.Result{}, fmt.Errorf("%w: %v", ErrNoLeader, err)
+		case errors.Is(err, raft.ErrLeadershipLost):
+			return fsm.Result{}, ErrCommitUnknown
 		}
 		if errors.Is(err, raft.ErrRaftShutdown) {
 			return fsm.Result{}, ErrStopped

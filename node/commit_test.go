@@ -96,3 +96,38 @@ func TestCommit_NoLeaderRoundsGoAgainWithoutRestartingWorkers(t *testing.T) {
 		t.Fatalf("%v workers started again over 15 rounds without a leader: they should have waited for one", after-before)
 	}
 }
+
+// A commit round whose leader answers it as deposed (raft.ErrLeadershipLost)
+// may have been committed, by it or by the next leader: it is not proposed
+// again, since a second-stage batch that moved no offset would apply
+// twice, with its alerts. Its batches fail and their workers read what was
+// committed; every record still counts once.
+func TestCommit_RoundsAnsweredAsDeposedAreNotProposedAgain(t *testing.T) {
+	c := newCluster(t, 4)
+	n := c.startEdit("n1", 0, func(cfg *Config) { cfg.BatchInterval = 100 * time.Millisecond })
+	p := newProducer(t, c.broker.Addr(), c.topic, 5)
+	mustProduce(t, p, 2000)
+	waitFor(t, 20*time.Second, "caught up", func() bool { return p.caughtUp(n) })
+	for range 3 {
+		n.lostAnswerRounds.Store(2)
+		mustProduce(t, p, 1000)
+		waitFor(t, 20*time.Second, "caught up again", func() bool { return p.caughtUp(n) && n.lostAnswerRounds.Load() <= 0 })
+	}
+	p.check(t, n)
+	first, _ := n.bolt.FirstIndex()
+	last, _ := n.bolt.LastIndex()
+	seen := map[string]uint64{}
+	for i := first; i <= last; i++ {
+		var l raft.Log
+		if err := n.bolt.GetLog(i, &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		if j, ok := seen[string(l.Data)]; ok {
+			t.Fatalf("entries %d and %d are the same proposal: a round answered as deposed went again", j, i)
+		}
+		seen[string(l.Data)] = i
+	}
+}

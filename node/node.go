@@ -28,8 +28,13 @@ import (
 var (
 	// ErrNotLeader: a forwarded proposal reached a node that is not the leader.
 	ErrNotLeader = errors.New("node: not the leader")
-	// ErrNoLeader: the cluster has no leader right now; retry.
+	// ErrNoLeader: the cluster has no leader right now, and the proposal
+	// did not enter the log; retry.
 	ErrNoLeader = errors.New("node: no leader")
+	// ErrCommitUnknown: the leader was deposed while the proposal was in
+	// its log; a new leader may still commit it. Sending it again could
+	// apply it twice: the proposer reads the state instead.
+	ErrCommitUnknown = errors.New("node: leadership lost with the proposal in flight; it may or may not be committed")
 	// ErrStopped: the node is shutting down.
 	ErrStopped = errors.New("node: stopped")
 )
@@ -79,6 +84,10 @@ type Node struct {
 	// noLeaderRounds fails that many commit rounds as if no leader were
 	// known; only tests set it.
 	noLeaderRounds atomic.Int32
+	// lostAnswerRounds answers that many proposals this node leads, once
+	// committed, as Raft answers those in flight when the leader is
+	// deposed (raft.ErrLeadershipLost); only tests set it.
+	lostAnswerRounds atomic.Int32
 
 	// The workers' consumers, one of each per node (fetcher.go), made at
 	// their first use: the first stages', the second stages'.

@@ -295,6 +295,12 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 		bc.Gen, bc.Marks = gen, nil
 	}
 	from := bc.Committed
+	// Each batch names how many commits of the partition's second stage
+	// it follows (fsm.Batch.Follows): one cut on a state that had not yet
+	// applied an earlier batch of this stage (a commit answered as lost
+	// with its leader, applied after all) is refused, though its From
+	// matches when that batch moved no offset.
+	follows := bc.Commits
 	// The lines come from the node's one consumer of the repartition
 	// topic, from the FSM's position (fetcher.go).
 	sub, err := n.repartFetcher().subscribe(p.Partition, from)
@@ -422,7 +428,7 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 		}
 		checkpoints.Add(released)
 		b := fsm.Batch{Node: n.cfg.ID, Partition: p.Partition, Epoch: p.Epoch, Stage: fsm.StageByClient, Gen: gen,
-			From: from, Until: until}
+			From: from, Until: until, Follows: follows, Sequenced: true}
 		checkpoints.Close(&b, detector, time.Now())
 		if d := b.Detect; until == from && len(d.Buckets) == 0 && len(d.Alerts) == 0 && !merger.Changed() {
 			if b.Checkpoint {
@@ -453,6 +459,7 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 			return limit
 		}
 		from = until
+		follows++
 	}
 	return limit
 }
