@@ -300,16 +300,23 @@ func FuzzReadSnapshot(f *testing.F) {
 	})
 }
 
-// A snapshot is the state at Snapshot, whatever applies do while Persist
-// writes it (run under -race: the frozen copy shares what applies never
-// change).
-func TestSnapshot_PersistWhileApplying(t *testing.T) {
+// halfApplied is an FSM that applied the first half of the batches of
+// small() made twice as long, and the entries left for applies meanwhile.
+func halfApplied(t *testing.T) (*FSM, [][]byte) {
 	fg := small()
 	fg.batches *= 2
 	es := entries(t, fg)
 	half := 3 + fg.batches/2
 	f := New("t")
 	applyEntries(t, f, es[:half])
+	return f, es[half:]
+}
+
+// A snapshot is the state at Snapshot, whatever applies do while Persist
+// writes it (run under -race: the frozen copy shares what applies never
+// change).
+func TestSnapshot_PersistWhileApplying(t *testing.T) {
+	f, rest := halfApplied(t)
 	want := snapshotBytes(t, f)
 	snap, err := f.Snapshot()
 	if err != nil {
@@ -320,7 +327,7 @@ func TestSnapshot_PersistWhileApplying(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		applyEntries(t, f, es[half:])
+		applyEntries(t, f, rest)
 	}()
 	var sink memSink
 	if err := snap.Persist(&sink); err != nil {
@@ -341,12 +348,7 @@ func TestSnapshot_PersistWhileApplying(t *testing.T) {
 // its record, whatever applies do before or while it is decoded (run under
 // -race: the frozen state shares bytes that applies never change).
 func TestWorkerStart_StateAsFrozenWhileApplying(t *testing.T) {
-	fg := small()
-	fg.batches *= 2
-	es := entries(t, fg)
-	half := 3 + fg.batches/2
-	f := New("t")
-	applyEntries(t, f, es[:half])
+	f, rest := halfApplied(t)
 	_, want, ok := f.WorkerStart(1)
 	if !ok || want == nil || len(want.Buckets) < 50 {
 		t.Fatalf("partition 1's state before: %v", want)
@@ -358,7 +360,7 @@ func TestWorkerStart_StateAsFrozenWhileApplying(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		applyEntries(t, f, es[half:])
+		applyEntries(t, f, rest)
 	}()
 	for range 3 { // decoded while the applies run, and after
 		if got, _ := json.Marshal(frozen.State()); !bytes.Equal(got, wantJSON) {

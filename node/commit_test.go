@@ -40,25 +40,16 @@ func TestCommit_AtLeastOnceResultsGoAsBytes(t *testing.T) {
 	if st := n.Stats(analytics.Query{}); st.Requests == 0 {
 		t.Error("no figures merged from the results")
 	}
-	first, _ := n.bolt.FirstIndex()
-	last, _ := n.bolt.LastIndex()
 	results := 0
-	for i := first; i <= last; i++ {
-		var l raft.Log
-		if err := n.bolt.GetLog(i, &l); err != nil {
-			t.Fatal(err)
-		}
-		if l.Type != raft.LogCommand {
-			continue
-		}
+	for _, l := range commandEntries(t, n) {
 		cmd, err := fsm.Decode(l.Data)
 		if err != nil {
-			t.Fatalf("entry %d: %v", i, err)
+			t.Fatalf("entry %d: %v", l.Index, err)
 		}
 		if cmd.Kind == fsm.KindResults {
 			results++
 			if l.Data[0] == '{' {
-				t.Fatalf("entry %d: results in JSON", i)
+				t.Fatalf("entry %d: results in JSON", l.Index)
 			}
 		}
 	}
@@ -114,20 +105,29 @@ func TestCommit_RoundsAnsweredAsDeposedAreNotProposedAgain(t *testing.T) {
 		waitFor(t, 20*time.Second, "caught up again", func() bool { return p.caughtUp(n) && n.lostAnswerRounds.Load() <= 0 })
 	}
 	p.check(t, n)
+	seen := map[string]uint64{}
+	for _, l := range commandEntries(t, n) {
+		if j, ok := seen[string(l.Data)]; ok {
+			t.Fatalf("entries %d and %d are the same proposal: a round answered as deposed went again", j, l.Index)
+		}
+		seen[string(l.Data)] = l.Index
+	}
+}
+
+// commandEntries is the command entries of n's Raft log, in order.
+func commandEntries(t *testing.T, n *Node) []raft.Log {
+	t.Helper()
 	first, _ := n.bolt.FirstIndex()
 	last, _ := n.bolt.LastIndex()
-	seen := map[string]uint64{}
+	var out []raft.Log
 	for i := first; i <= last; i++ {
 		var l raft.Log
 		if err := n.bolt.GetLog(i, &l); err != nil {
 			t.Fatal(err)
 		}
-		if l.Type != raft.LogCommand {
-			continue
+		if l.Type == raft.LogCommand {
+			out = append(out, l)
 		}
-		if j, ok := seen[string(l.Data)]; ok {
-			t.Fatalf("entries %d and %d are the same proposal: a round answered as deposed went again", j, i)
-		}
-		seen[string(l.Data)] = i
 	}
+	return out
 }
