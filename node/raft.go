@@ -39,12 +39,7 @@ func (n *Node) startRaft() (hasState bool, err error) {
 		return false, fmt.Errorf("--data-dir %s: snapshots: %w", cfg.DataDir, err)
 	}
 	n.snaps = snaps
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  n.mux.RaftLayer(),
-		MaxPool: 3,
-		Timeout: 5 * time.Second,
-		Logger:  hlog,
-	})
+	trans := raft.NewNetworkTransportWithConfig(raftTransportConfig(n.mux.RaftLayer(), hlog))
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
 	rc.Logger = hlog
@@ -137,4 +132,28 @@ func (n *Node) inCluster() bool {
 		return false
 	}
 	return len(f.Configuration().Servers) > 0
+}
+
+// raftTransportConfig is the configuration of the node's Raft transport
+// over stream.
+//
+// Replication is not pipelined (MaxRPCsInFlight 1: each AppendEntries
+// waits for its answer). hashicorp/raft's pipeline can wedge: when a
+// follower refuses an entry (a log that does not match, a newer term), the
+// pipeline's reader of answers returns, while its sender may take one more
+// trigger and send again; that send waits forever to hand its answer over,
+// and the pipeline is closed only after the sender returns. The leader then
+// sends that follower heartbeats but never another entry (so it never
+// times out and asks for an election), and its Raft never shuts down: a
+// clean stop waited for the harness's SIGKILL. The entries of a group
+// commit are large and few (tens a second), so a round trip each costs
+// nothing that shows (hashicorp/raft's own default overlaps only two).
+func raftTransportConfig(stream raft.StreamLayer, lg hclog.Logger) *raft.NetworkTransportConfig {
+	return &raft.NetworkTransportConfig{
+		Stream:          stream,
+		MaxPool:         3,
+		Timeout:         5 * time.Second,
+		MaxRPCsInFlight: 1,
+		Logger:          lg,
+	}
 }
