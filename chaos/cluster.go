@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/wardenhq/warden/internal/clustertest"
@@ -19,7 +20,51 @@ type cluster struct {
 	cut    *netCut
 	logf   func(string, ...any)
 	mu     sync.Mutex
-	joined int // newcomers so far
+	joined int      // newcomers so far
+	stops  int      // graceful stops so far
+	forced []string // those that needed SIGQUIT and SIGKILL
+}
+
+// stopGrace is how long an agent has to end after SIGTERM: its drain is
+// bounded by --shutdown-timeout (10 s), and leaving the cluster takes a
+// few seconds at most after it.
+const stopGrace = 20 * time.Second
+
+// leave stops agent a gracefully (SIGTERM), as an operator does, and
+// records it when it did not end on its own within stopGrace (its log
+// then holds its goroutines' stacks).
+func (c *cluster) leave(a *clustertest.Agent, why string) {
+	start := time.Now()
+	forced := a.Stop(syscall.SIGTERM, stopGrace)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stops++
+	if !forced {
+		return
+	}
+	c.forced = append(c.forced, fmt.Sprintf("%s (%s) still ran %s after SIGTERM: its stacks are in its log (SIGQUIT), then SIGKILL ended it %.1fs after SIGTERM",
+		a.ID, why, stopGrace, time.Since(start).Seconds()))
+}
+
+// stopCheck stops every agent still running gracefully, one after the
+// other, and checks that every graceful stop of the run ended its agent
+// on its own.
+func (c *cluster) stopCheck() Check {
+	for _, a := range c.Agents() {
+		if a.Alive() {
+			if a.Paused() {
+				a.Resume()
+			}
+			c.leave(a, "the final stop")
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.stops
+	if len(c.forced) > 0 {
+		return Check{Name: "graceful stops", Detail: fmt.Sprintf("%d of %d needed SIGKILL: %s", len(c.forced), n, strings.Join(c.forced, "; "))}
+	}
+	return Check{Name: "graceful stops", OK: true, Detail: fmt.Sprintf("every SIGTERM (%d) ended its agent within %s", n, stopGrace)}
 }
 
 func newCluster(cfg Config) *cluster {

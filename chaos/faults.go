@@ -140,14 +140,14 @@ func (c *cluster) inject(ctx context.Context, st Step, w *watcher, r *rand.Rand)
 					}
 				}
 				ev.Note = fmt.Sprintf("the newcomer took %d partitions, then left", taken)
-				a.Stop(syscall.SIGTERM, 10*time.Second)
+				c.leave(a, fmt.Sprintf("join-leave at %.1fs", st.At.Seconds()))
 				w.forget(a.ID)
 				c.Remove(a)
 			}
 			break
 		}
 		for _, a := range targets {
-			a.Stop(syscall.SIGTERM, 10*time.Second) // a graceful leave
+			c.leave(a, fmt.Sprintf("leave-rejoin at %.1fs", st.At.Seconds()))
 			w.forget(a.ID)
 		}
 		heal = func() {

@@ -261,6 +261,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if settled {
 		rep.Checks = append(rep.Checks, c.verify(ctx, rep)...)
 	}
+	rep.Checks = append(rep.Checks, c.stopCheck())
 	rep.Verdict = "pass"
 	for _, ch := range rep.Checks {
 		if !ch.OK {

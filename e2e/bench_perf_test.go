@@ -270,8 +270,15 @@ func BenchmarkFootprint(b *testing.B) {
 			ts := base.Add(-time.Hour + time.Duration(int64(i)*int64(time.Hour)/int64(total)))
 			return ip, fmt.Sprintf(`%s - - [%s] "GET /p/%d HTTP/1.1" 200 512 "-" "bench/1.0"`, ip, ts.Format("02/Jan/2006:15:04:05 -0700"), i%1000)
 		})
+		profiles, midway := os.Getenv("WARDEN_BENCH_PROFILE"), false
 		waitFor(b, 30*time.Minute, fmt.Sprintf("all %d records committed", total), func() bool {
 			n, err := committedTotal(c, "n1")
+			if err == nil && !midway && n >= int64(total)/2 {
+				// The ingest's own memory (queued input, batches in
+				// flight) is gone once it ends: a profile halfway too.
+				midway = true
+				saveHeapProfiles(c, ids, profiles, "ingest")
+			}
 			return err == nil && n == int64(total)
 		})
 		ingest := time.Since(start)
@@ -280,7 +287,7 @@ func BenchmarkFootprint(b *testing.B) {
 			ingestRSS[id] = mib(peakRSS(c.agents[id].cmd.Process.Pid))
 		}
 
-		saveHeapProfiles(c, ids, os.Getenv("WARDEN_BENCH_PROFILE"))
+		saveHeapProfiles(c, ids, profiles, "heap")
 
 		// Every node snapshots (the leader's is what a joiner receives);
 		// the figures are n1's.
@@ -396,14 +403,14 @@ func committedTotal(c *procCluster, id string) (int64, error) {
 }
 
 // saveHeapProfiles saves a heap profile of each agent in ids into dir
-// (when dir is not empty), as id.heap.pprof.
-func saveHeapProfiles(c *procCluster, ids []string, dir string) {
+// (when dir is not empty), as id.name.pprof.
+func saveHeapProfiles(c *procCluster, ids []string, dir, name string) {
 	if dir == "" {
 		return
 	}
 	_ = os.MkdirAll(dir, 0o755)
 	for _, id := range ids {
-		saveURL("http://"+c.specs[id].http+"/debug/pprof/heap", filepath.Join(dir, id+".heap.pprof"))
+		saveURL("http://"+c.specs[id].http+"/debug/pprof/heap", filepath.Join(dir, id+"."+name+".pprof"))
 	}
 }
 

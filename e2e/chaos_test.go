@@ -86,6 +86,7 @@ func TestChaos_CheckerCatchesEachViolation(t *testing.T) {
 		"skip-commit":  {"no record lost"},
 		"double-apply": {"no record applied twice"},
 		"offset-back":  {"no record applied twice", "commit history: offsets never back, one node per (partition, epoch)"},
+		"hang-on-stop": {"graceful stops"},
 	} {
 		t.Run(fault, func(t *testing.T) {
 			rep, code, out := chaosRunWith(t, faultBin(t), []string{"WARDEN_TEST_FAULT=" + fault}, "--nodes", "3", "--duration", "10s", "--rate", "1500",
@@ -103,6 +104,14 @@ func TestChaos_CheckerCatchesEachViolation(t *testing.T) {
 			for _, name := range wantFailed {
 				if !failed[name] {
 					t.Errorf("check %q did not fail", name)
+				}
+			}
+			if fault == "hang-on-stop" {
+				// The agent that would not stop left its goroutines'
+				// stacks in its log (SIGQUIT before SIGKILL).
+				log, err := os.ReadFile(filepath.Join(rep.Dir, "n1.log"))
+				if err != nil || !strings.Contains(string(log), "SIGQUIT") || !strings.Contains(string(log), "node.(*Node).Shutdown") {
+					t.Errorf("n1.log holds no goroutine dump (err %v)", err)
 				}
 			}
 		})

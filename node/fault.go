@@ -28,3 +28,12 @@ func (n *Node) crashAfterForward(batches int) {
 	}
 	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 }
+
+// hangOnStop, with $WARDEN_TEST_FAULT=hang-on-stop, makes node n1's clean
+// stop never end, as a wedged Raft replication once made it: the chaos
+// checker's test shows that such a stop fails the run.
+func (n *Node) hangOnStop() {
+	if os.Getenv("WARDEN_TEST_FAULT") == "hang-on-stop" && n.cfg.ID == "n1" {
+		select {}
+	}
+}

@@ -255,6 +255,7 @@ func (n *Node) State() *fsm.State {
 // holds it, says goodbye through gossip, stops its workers and closes.
 func (n *Node) Shutdown() error {
 	n.BeginShutdown()
+	n.hangOnStop()
 	// Drain: the batches in flight commit (bounded by ShutdownTimeout), so
 	// that when the partitions move no commit of ours is rejected.
 	n.draining.Store(true)

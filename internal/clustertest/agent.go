@@ -96,12 +96,28 @@ func (a *Agent) Kill() {
 }
 
 // Stop sends sig (SIGTERM: a graceful leave) and waits for the process to
-// end, sending SIGKILL after grace.
-func (a *Agent) Stop(sig syscall.Signal, grace time.Duration) {
-	if p := a.Proc(); p != nil {
-		p.Stop(sig, grace)
+// end. An agent still running after grace gets SIGQUIT, on which the Go
+// runtime writes every goroutine's stack to the agent's log and exits,
+// and SIGKILL if it is still there quitDump later. Stop reports whether
+// the agent had to be made to end so.
+func (a *Agent) Stop(sig syscall.Signal, grace time.Duration) (forced bool) {
+	p := a.Proc()
+	if p == nil {
+		return false
 	}
+	p.Signal(sig)
+	select {
+	case <-p.Done():
+		return false
+	case <-time.After(grace):
+	}
+	p.Stop(syscall.SIGQUIT, quitDump)
+	return true
 }
+
+// quitDump is how long Stop gives an agent that got SIGQUIT to write its
+// goroutines' stacks.
+const quitDump = 2 * time.Second
 
 // Pause stops the process with SIGSTOP: it keeps its sockets and answers
 // nothing, as a node in a long GC pause or a frozen VM.

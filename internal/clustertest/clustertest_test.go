@@ -61,7 +61,9 @@ func TestProc_StopPauseKill(t *testing.T) {
 	if !p.Alive() || !slices.Equal(p.Args, []string{"60"}) {
 		t.Fatalf("alive %v args %q", p.Alive(), p.Args)
 	}
-	p.Stop(syscall.SIGTERM, 5*time.Second)
+	if p.Stop(syscall.SIGTERM, 5*time.Second) {
+		t.Fatal("sleep needed SIGKILL after SIGTERM")
+	}
 	if p.Alive() {
 		t.Fatal("alive after SIGTERM")
 	}
@@ -104,8 +106,36 @@ func TestAgent_PauseResumeRestart(t *testing.T) {
 		t.Fatalf("Running() = %d, %v after a restart", inc, up)
 	}
 	a.Pause()
-	a.Stop(syscall.SIGTERM, 100*time.Millisecond) // a stopped process: SIGKILL after the grace
+	a.Stop(syscall.SIGTERM, 100*time.Millisecond) // a paused agent ends too
 	if a.Alive() {
 		t.Fatal("alive after Stop")
+	}
+}
+
+func TestAgent_StopForcesOneThatIgnoresSIGTERM(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		script string
+		forced bool
+	}{
+		{"#!/bin/sh\nexec sleep 60\n", false},
+		// An ignored signal stays ignored across exec: SIGQUIT ends it.
+		{"#!/bin/sh\ntrap '' TERM\nexec sleep 60\n", true},
+	} {
+		bin := filepath.Join(dir, "fake-warden")
+		if err := os.WriteFile(bin, []byte(c.script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		a, err := NewAgent("n1", "127.0.0.1", filepath.Join(dir, "n1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Start(bin, dir, a.Flags("b:1", "logs")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // the trap is set
+		if forced := a.Stop(syscall.SIGTERM, 300*time.Millisecond); forced != c.forced || a.Alive() {
+			t.Fatalf("%q: Stop forced %v (want %v), alive %v", c.script, forced, c.forced, a.Alive())
+		}
 	}
 }

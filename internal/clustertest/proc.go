@@ -76,14 +76,16 @@ func (p *Proc) Alive() bool {
 func (p *Proc) Signal(sig syscall.Signal) { _ = p.Cmd.Process.Signal(sig) }
 
 // Stop sends sig and waits for the process to end, sending SIGKILL after
-// grace.
-func (p *Proc) Stop(sig syscall.Signal, grace time.Duration) {
+// grace; it reports whether SIGKILL was needed.
+func (p *Proc) Stop(sig syscall.Signal, grace time.Duration) (killed bool) {
 	p.Signal(sig)
 	select {
 	case <-p.done:
+		return false
 	case <-time.After(grace):
 		p.Signal(syscall.SIGKILL)
 		<-p.done
+		return true
 	}
 }
 
