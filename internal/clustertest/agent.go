@@ -106,10 +106,8 @@ func (a *Agent) Stop(sig syscall.Signal, grace time.Duration) (forced bool) {
 		return false
 	}
 	p.Signal(sig)
-	select {
-	case <-p.Done():
+	if p.Wait(grace) {
 		return false
-	case <-time.After(grace):
 	}
 	p.Stop(syscall.SIGQUIT, quitDump)
 	return true

@@ -79,13 +79,20 @@ func (p *Proc) Signal(sig syscall.Signal) { _ = p.Cmd.Process.Signal(sig) }
 // grace; it reports whether SIGKILL was needed.
 func (p *Proc) Stop(sig syscall.Signal, grace time.Duration) (killed bool) {
 	p.Signal(sig)
+	if p.Wait(grace) {
+		return false
+	}
+	p.Kill()
+	return true
+}
+
+// Wait waits at most d for the process to end and reports whether it did.
+func (p *Proc) Wait(d time.Duration) bool {
 	select {
 	case <-p.done:
-		return false
-	case <-time.After(grace):
-		p.Signal(syscall.SIGKILL)
-		<-p.done
 		return true
+	case <-time.After(d):
+		return false
 	}
 }
 
