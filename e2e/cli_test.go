@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wardenhq/warden/fsm"
 )
 
 // runCLI runs the binary with args and env additions; it returns stdout,
@@ -497,4 +499,57 @@ func getRawURL(url string) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	return io.ReadAll(resp.Body)
+}
+
+// A leader that leaves on SIGTERM hands its leadership over and says
+// goodbye through gossip: its successor removes it from Raft at once (not
+// after --reap-after, as a failed node), so the cluster keeps tolerating
+// a failure.
+func TestProcesses_LeaderThatLeavesIsRemovedAtOnce(t *testing.T) {
+	extra := map[string][]string{}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		extra[id] = []string{"--reap-after", "10m"}
+	}
+	c := newProcClusterWith(t, 3, 6, extra)
+	c.waitOwned(6, 30*time.Second)
+	info, err := c.clusterInfo("n1")
+	if err != nil || info.Leader == "" {
+		t.Fatalf("no leader: %v", err)
+	}
+	leader := info.Leader
+	a := c.agents[leader]
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not stop within 30s of SIGTERM", leader)
+	}
+	delete(c.agents, leader)
+	survivor := "n1"
+	if leader == survivor {
+		survivor = "n2"
+	}
+	var members []fsm.Member
+	removed := func() bool {
+		ci, err := c.clusterInfo(survivor)
+		if err != nil || ci.Leader == "" || ci.Leader == leader {
+			return false
+		}
+		members = ci.Members
+		for _, m := range ci.Members {
+			if m.ID == leader {
+				return false
+			}
+		}
+		return len(ci.Members) == 2
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !removed() {
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after the leader %s left, %s still lists it: %+v", leader, survivor, members)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

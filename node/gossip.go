@@ -22,6 +22,9 @@ type nodeMeta struct {
 	// InCluster is true once the node holds Raft state: a node that sees a
 	// member in a cluster never bootstraps a new one.
 	InCluster bool `json:"c"`
+	// Leaving is set by a clean stop just before it says goodbye: its
+	// peers then tell a leave from a failure (eventDelegate.NotifyLeave).
+	Leaving bool `json:"l,omitempty"`
 }
 
 type metaDelegate struct {
@@ -78,10 +81,16 @@ func (e *eventDelegate) NotifyJoin(m *memberlist.Node) {
 	e.signal()
 }
 
+// NotifyLeave tells a leave from a failure by the node's last metadata:
+// memberlist's own verdict does not reach a delegate (it records "left" in
+// its private node state, and the Node it passes always says alive), so a
+// clean stop marks itself Leaving before its goodbye.
 func (e *eventDelegate) NotifyLeave(m *memberlist.Node) {
+	var meta nodeMeta
+	leaving := json.Unmarshal(m.Meta, &meta) == nil && meta.Leaving
 	e.mu.Lock()
 	delete(e.live, m.Name)
-	if m.State == memberlist.StateLeft {
+	if leaving {
 		e.left[m.Name] = true
 	}
 	e.mu.Unlock()

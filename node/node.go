@@ -270,6 +270,13 @@ func (n *Node) Shutdown() error {
 		_ = n.raft.LeadershipTransfer().Error()
 	}
 	if n.ml != nil {
+		// First the mark that makes the goodbye a leave, not a failure:
+		// the leader removes a member that left at once, one that failed
+		// only after --reap-after.
+		n.meta.mu.Lock()
+		n.meta.meta.Leaving = true
+		n.meta.mu.Unlock()
+		_ = n.ml.UpdateNode(time.Second)
 		_ = n.ml.Leave(time.Second)
 	}
 	// The leader removes a member that left at once; waiting for it means
