@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"container/heap"
 	"errors"
 
 	"github.com/wardenhq/warden/fsm"
@@ -41,8 +40,9 @@ type Merger struct {
 	marks  []fsm.SourceMark
 	queues []queue
 	heads  headHeap
-	dirty  map[int32]bool
-	maxTS  int64 // the latest timestamp read
+	dirty  []bool // by source: its mark changed since TakeMarks
+	dirtyN int    // how many are
+	maxTS  int64  // the latest timestamp read
 	// Counts since the Merger started (or since TakeCounts).
 	applied, dropped, bad, outOfOrder int64
 	last                              Key // the last key given back
@@ -104,7 +104,7 @@ func (q *queue) pop() (it Item) {
 // NewMerger resumes the merge of a partition at the FSM's state: its
 // generation and marks.
 func NewMerger(bc fsm.ByClient, sources int32) *Merger {
-	m := &Merger{gen: bc.Gen, dirty: map[int32]bool{}, last: Key{Watermark: NoWatermark}, maxTS: bc.MaxTS}
+	m := &Merger{gen: bc.Gen, last: Key{Watermark: NoWatermark}, maxTS: bc.MaxTS}
 	m.grow(sources)
 	copy(m.marks, bc.Marks)
 	return m
@@ -114,6 +114,7 @@ func (m *Merger) grow(n int32) {
 	for int32(len(m.marks)) < n {
 		m.marks = append(m.marks, fsm.SourceMark{Watermark: NoWatermark})
 		m.queues = append(m.queues, queue{})
+		m.dirty = append(m.dirty, false)
 	}
 }
 
@@ -151,7 +152,7 @@ func (m *Merger) Add(at, ts int64, o Origin, value []byte, err error) error {
 			mk.Idle, mk.IdleAt, changed = false, 0, true
 		}
 		if changed {
-			m.dirty[o.Source] = true
+			m.touch(o.Source)
 		}
 		return nil
 	}
@@ -163,7 +164,7 @@ func (m *Merger) Add(at, ts int64, o Origin, value []byte, err error) error {
 	// from a source that was idle: it goes next, and is counted.
 	if q.len() == 0 {
 		q.push(Item{Origin: o, At: at, TS: ts, Value: value})
-		heap.Push(&m.heads, headOf{key: o.Key(), src: o.Source})
+		m.heads.push(headOf{key: o.Key(), src: o.Source})
 	} else {
 		q.push(Item{Origin: o, At: at, TS: ts, Value: value})
 	}
@@ -172,8 +173,16 @@ func (m *Merger) Add(at, ts int64, o Origin, value []byte, err error) error {
 	if mk.Idle && o.Offset >= mk.IdleAt {
 		mk.Idle, mk.IdleAt = false, 0
 	}
-	m.dirty[o.Source] = true
+	m.touch(o.Source)
 	return nil
+}
+
+// touch marks source s's mark changed.
+func (m *Merger) touch(s int32) {
+	if !m.dirty[s] {
+		m.dirty[s] = true
+		m.dirtyN++
+	}
 }
 
 // Next gives back the next line in key order, if no source can still send
@@ -201,15 +210,18 @@ func (m *Merger) Next() (Item, bool) {
 			return Item{}, false
 		}
 	}
-	heap.Pop(&m.heads)
 	q := &m.queues[h.src]
 	it := q.pop()
 	if q.len() > 0 {
-		heap.Push(&m.heads, headOf{key: q.head().Key(), src: h.src})
+		// The source's next line takes its place: one sift, where a
+		// pop and a push took two.
+		m.heads.replaceTop(headOf{key: q.head().Key(), src: h.src})
+	} else {
+		m.heads.pop()
 	}
 	mk := &m.marks[h.src]
 	mk.Next = it.Offset + 1
-	m.dirty[h.src] = true
+	m.touch(h.src)
 	m.applied++
 	if it.Key().Less(m.last) {
 		m.outOfOrder++
@@ -267,7 +279,7 @@ func (m *Merger) Low() (int64, bool) {
 // Changed reports whether marks or counts changed since they were last
 // taken.
 func (m *Merger) Changed() bool {
-	return len(m.dirty) > 0 || m.applied != 0 || m.dropped != 0 || m.bad != 0 || m.outOfOrder != 0
+	return m.dirtyN > 0 || m.applied != 0 || m.dropped != 0 || m.bad != 0 || m.outOfOrder != 0
 }
 
 // MaxTS is the latest timestamp read, which the state keeps with the
@@ -276,16 +288,17 @@ func (m *Merger) MaxTS() int64 { return m.maxTS }
 
 // TakeMarks returns the marks changed since the last call, in source order.
 func (m *Merger) TakeMarks() []fsm.MarkUpdate {
-	if len(m.dirty) == 0 {
+	if m.dirtyN == 0 {
 		return nil
 	}
-	out := make([]fsm.MarkUpdate, 0, len(m.dirty))
-	for s := range m.marks {
-		if m.dirty[int32(s)] {
+	out := make([]fsm.MarkUpdate, 0, m.dirtyN)
+	for s, d := range m.dirty {
+		if d {
 			out = append(out, fsm.MarkUpdate{Source: int32(s), Mark: m.marks[s]})
 		}
 	}
 	clear(m.dirty)
+	m.dirtyN = 0
 	return out
 }
 
@@ -301,14 +314,56 @@ type headOf struct {
 	src int32
 }
 
+// headHeap orders the sources' head lines by key, lowest first. Keys
+// name their source, so no two are equal and the order of the lines given
+// back depends on the keys alone. It is typed, not container/heap's: a
+// line costs no boxing of its head and no calls through an interface.
 type headHeap struct{ items []headOf }
 
-func (h headHeap) Len() int           { return len(h.items) }
-func (h headHeap) Less(i, j int) bool { return h.items[i].key.Less(h.items[j].key) }
-func (h headHeap) Swap(i, j int)      { h.items[i], h.items[j] = h.items[j], h.items[i] }
-func (h *headHeap) Push(x any)        { h.items = append(h.items, x.(headOf)) }
-func (h *headHeap) Pop() any {
-	x := h.items[len(h.items)-1]
-	h.items = h.items[:len(h.items)-1]
-	return x
+func (h *headHeap) Len() int { return len(h.items) }
+
+func (h *headHeap) push(x headOf) {
+	h.items = append(h.items, x)
+	for j := len(h.items) - 1; j > 0; {
+		i := (j - 1) / 2
+		if !h.items[j].key.Less(h.items[i].key) {
+			break
+		}
+		h.items[i], h.items[j] = h.items[j], h.items[i]
+		j = i
+	}
+}
+
+// pop removes the lowest.
+func (h *headHeap) pop() {
+	n := len(h.items) - 1
+	h.items[0] = h.items[n]
+	h.items = h.items[:n]
+	h.down()
+}
+
+// replaceTop puts x in the lowest's place.
+func (h *headHeap) replaceTop(x headOf) {
+	h.items[0] = x
+	h.down()
+}
+
+// down sifts the top down to its place.
+func (h *headHeap) down() {
+	n := len(h.items)
+	for i := 0; ; {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		j := l
+		if r := l + 1; r < n && h.items[r].key.Less(h.items[l].key) {
+			j = r
+		}
+		if !h.items[j].key.Less(h.items[i].key) {
+			return
+		}
+		h.items[i], h.items[j] = h.items[j], h.items[i]
+		i = j
+	}
 }

@@ -477,3 +477,34 @@ func TestQueue_PoppedItemsKeepNoLines(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkMerger: the second stage's merge of 12 sources' lines (a
+// drain's interleaving, retries included), per line added and given back.
+func BenchmarkMerger(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	srcs, want := genSources(r, 12, 20_000)
+	in := arrivals(r, srcs)
+	b.ResetTimer()
+	for b.Loop() {
+		m := NewMerger(fsm.ByClient{}, int32(len(srcs)))
+		n := 0
+		for i, o := range in {
+			if err := m.Add(int64(i), int64(i)*1000, o, nil, nil); err != nil {
+				b.Fatal(err)
+			}
+			for {
+				if _, ok := m.Next(); !ok {
+					break
+				}
+				n++
+			}
+			if i%512 == 0 {
+				m.TakeMarks()
+			}
+		}
+		if n != len(want) {
+			b.Fatalf("%d lines given back, want %d", n, len(want))
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(want)), "ns/line")
+}
