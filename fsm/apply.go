@@ -191,6 +191,15 @@ type Batch struct {
 	// repeat, nor from a batch cut on a state that had not yet applied it.
 	Follows   uint64 `json:"follows,omitempty"`
 	Sequenced bool   `json:"sequenced,omitempty"`
+	// Run names the worker run that cut a sequenced batch (random, not
+	// 0), RunStart says it is the run's first. Follows alone is a count:
+	// a run stopped with batches in flight, and its successor that read
+	// a state before they applied, number their batches alike, and the
+	// successor's later batches, cut on a merge that released lines into
+	// its refused ones, would pass. So only a run's first batch may
+	// follow another run's commits (ByClient.Run).
+	Run      uint64 `json:"run,omitempty"`
+	RunStart bool   `json:"run_start,omitempty"`
 	// Checkpoint says Detect holds every bucket the detector changed
 	// since the partition's previous checkpoint, and its watermark: the
 	// FSM's detector state then stands after this batch (checkpoint.go).

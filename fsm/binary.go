@@ -47,10 +47,13 @@ const (
 )
 
 // flagCheckpoint is the batch flag of Batch.Checkpoint; flagSequenced
-// says Batch.Follows comes after the flags.
+// says Batch.Follows comes after the flags, flagRun that Batch.Run comes
+// after it; flagRunStart is Batch.RunStart.
 const (
 	flagCheckpoint = 1
 	flagSequenced  = 8
+	flagRun        = 16
+	flagRunStart   = 32
 )
 
 func appendBatch(b []byte, bt *Batch, compress bool) []byte {
@@ -125,9 +128,18 @@ func appendBatch(b []byte, bt *Batch, compress bool) []byte {
 	if bt.Sequenced {
 		flags |= flagSequenced
 	}
+	if bt.Run != 0 {
+		flags |= flagRun
+	}
+	if bt.RunStart {
+		flags |= flagRunStart
+	}
 	b = wire.AppendUint(b, flags)
 	if bt.Sequenced {
 		b = wire.AppendUint(b, bt.Follows)
+	}
+	if bt.Run != 0 {
+		b = wire.AppendUint(b, bt.Run)
 	}
 	return b
 }
@@ -223,12 +235,18 @@ func decodeBatch(r *wire.Reader, bt *Batch, ext, flags bool) {
 	if flags {
 		f := r.Uint()
 		bt.Checkpoint, zstdFigures, zstdDelta = f&flagCheckpoint != 0, f&flagAnalyticsZstd != 0, f&flagDetectZstd != 0
-		if f&^(flagCheckpoint|flagAnalyticsZstd|flagDetectZstd|flagSequenced) != 0 {
+		if f&^(flagCheckpoint|flagAnalyticsZstd|flagDetectZstd|flagSequenced|flagRun|flagRunStart) != 0 {
 			badExt = true
 		}
 		if f&flagSequenced != 0 {
 			bt.Sequenced, bt.Follows = true, r.Uint()
 		}
+		if f&flagRun != 0 {
+			if bt.Run = r.Uint(); bt.Run == 0 {
+				badExt = true
+			}
+		}
+		bt.RunStart = f&flagRunStart != 0
 	}
 	if r.Err() != nil {
 		return

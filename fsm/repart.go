@@ -48,6 +48,8 @@ type ByClient struct {
 	// read again by a new owner; Marks say what it already took).
 	Committed int64  `json:"committed_offset"`
 	Commits   uint64 `json:"commits"`
+	// Run is the worker run of the last batch applied (Batch.Run).
+	Run uint64 `json:"run,omitempty"`
 	// Gen is the replay generation the marks are for.
 	Gen uint64 `json:"gen"`
 	// Marks, by source partition; MaxTS the latest timestamp read (Unix
@@ -111,6 +113,11 @@ func applyByClient(s *State, p *Partition, b Batch) error {
 		// that moved no offset, or a batch cut on a state that had not yet
 		// applied one (Batch.Follows).
 		return ErrOffsetMismatch
+	case b.Sequenced && b.Run != 0 && b.Run != bc.Run && !b.RunStart:
+		// A later batch of a run whose first was refused, or of a run
+		// another has taken over from: its merge released lines into
+		// batches that did not commit (Batch.Run).
+		return ErrOffsetMismatch
 	}
 	for _, u := range b.Marks {
 		if u.Source < 0 || u.Source >= MaxPartitions {
@@ -129,6 +136,7 @@ func applyByClient(s *State, p *Partition, b Batch) error {
 	bc.Committed = b.Until
 	bc.MaxTS = max(bc.MaxTS, b.MaxTS)
 	bc.Commits++
+	bc.Run = b.Run
 	bc.Applied += b.Merge.Applied
 	bc.Dropped += b.Merge.Dropped
 	bc.Bad += b.Merge.Bad

@@ -124,6 +124,70 @@ func TestApply_ByClientBatchesFollowTheirCommits(t *testing.T) {
 	}
 }
 
+// TestApply_ByClientBatchesOfAStaleRunAreRefused: a worker run whose
+// commit was answered as lost stops, and its successor on the same node
+// reads a state that has not yet applied the stopped run's batches in
+// flight. Those then commit, the successor's first batches are refused,
+// and its later ones name the counts the stopped run's reached: they
+// were cut on a merge that released lines into the refused batches, so
+// taking them would move the marks past lines no commit carried (lost).
+// Each run names itself (Batch.Run), and only a run's first batch
+// (RunStart) may follow another run's commits.
+func TestApply_ByClientBatchesOfAStaleRunAreRefused(t *testing.T) {
+	s := assigned(2, "a")
+	batch := func(run uint64, start bool, follows uint64, next int64) Batch {
+		return Batch{Node: "a", Partition: 1, Epoch: 1, Stage: StageByClient, From: 10, Until: 10, Follows: follows, Sequenced: true,
+			Run: run, RunStart: start, Marks: []MarkUpdate{{Source: 3, Mark: SourceMark{Next: next, Covered: 90, Watermark: 1e18}}},
+			Merge: MergeCounts{Applied: 1}}
+	}
+	first := batch(7, true, 0, 5)
+	first.From = 0
+	if err := commit(s, first); err != nil {
+		t.Fatal(err)
+	}
+	// Run 7's batches in flight commit; run 8 started on the state after
+	// its first, and its own first, cut after one commit, is refused.
+	for i, b := range []Batch{batch(7, false, 1, 6), batch(7, false, 2, 7)} {
+		if err := commit(s, b); err != nil {
+			t.Fatalf("run 7's batch %d: %v", i+2, err)
+		}
+	}
+	if err := commit(s, batch(8, true, 1, 20)); !errors.Is(err, ErrOffsetMismatch) {
+		t.Fatalf("run 8's first batch, cut after 1 commit of 3: %v", err)
+	}
+	// Run 8's next batch names 3 commits: it must not be taken.
+	if err := commit(s, batch(8, false, 3, 21)); !errors.Is(err, ErrOffsetMismatch) {
+		t.Fatalf("run 8's second batch, after its first was refused: %v, want %v", err, ErrOffsetMismatch)
+	}
+	if bc := s.Partitions[1].ByClient; bc.Commits != 3 || bc.Marks[3].Next != 7 || bc.Applied != 3 || bc.Run != 7 {
+		t.Fatalf("by-client record %+v", bc)
+	}
+	// A run that starts on the state it read takes over; the run it
+	// follows can then commit nothing more.
+	if err := commit(s, batch(9, true, 3, 8)); err != nil {
+		t.Fatalf("run 9's first batch: %v", err)
+	}
+	if err := commit(s, batch(7, false, 4, 9)); !errors.Is(err, ErrOffsetMismatch) {
+		t.Fatalf("run 7 after run 9 took over: %v", err)
+	}
+	if err := commit(s, batch(9, false, 4, 9)); err != nil {
+		t.Fatalf("run 9's second batch: %v", err)
+	}
+	// Run and RunStart go through the binary form, and into snapshots with
+	// the rest of the record.
+	b := batch(9, true, 4, 10)
+	c, err := Decode(CommitEntry([][]byte{EncodeBatch(&b)}))
+	if err != nil || c.Commit[0].Run != 9 || !c.Commit[0].RunStart || c.Commit[0].Follows != 4 {
+		t.Fatalf("decoded %+v %v", c.Commit, err)
+	}
+	// A batch of a release before runs names none, and is fenced by its
+	// count alone, as before.
+	old := batch(0, false, 5, 10)
+	if err := commit(s, old); err != nil {
+		t.Fatalf("a batch that names no run: %v", err)
+	}
+}
+
 // Entries written before the repartition stage (0xB1, batches without the
 // stage fields) still decode, as input batches.
 func TestDecode_CommitBeforeTheRepartitionStage(t *testing.T) {

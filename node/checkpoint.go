@@ -178,7 +178,7 @@ func (n *Node) replayByClient(ctx context.Context, partition int32, ck fsm.Check
 					if it.Offset >= next(cur.Marks, it.Source) {
 						continue // not applied before: the stage itself takes it again
 					}
-					if format.Parse(it.Value, &entry) == nil {
+					if readForwarded(format, &it, &entry) == nil {
 						detector.Observe(&entry, it.Offset, it.Value)
 					}
 					replayed++

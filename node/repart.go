@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -97,9 +98,9 @@ type forwarder struct {
 	idle bool // the last thing sent was an idle marker
 	recs []*kgo.Record
 	seal *pipeline.Sealer
-	// packs are the open pack of each target: lines go a pack at a time
-	// (pipeline.KindPack), closed into a record at its bounds, before a
-	// marker to its target and at the flush.
+	// packs are the open pack of each target: lines go a pack at a time,
+	// each with its parse (pipeline.KindParsed), closed into a record at
+	// its bounds, before a marker to its target and at the flush.
 	packs []pipeline.Pack
 	key   []byte // line's scratch: a client's partition key
 	// slab, hdrs and arena hold the next flush's records, their headers,
@@ -157,7 +158,7 @@ func (f *forwarder) line(e *accesslog.Entry, offset, wm int64, value []byte) {
 	t := pipeline.Target(f.key, f.targets)
 	// The pack keeps the value until it closes, at the latest at the
 	// batch's flush: the batch's fetched records outlive it.
-	if f.packs[t].Add(offset, wm, value) {
+	if f.packs[t].AddParsed(offset, wm, value, e) {
 		f.closePack(t)
 	}
 	f.last[t].covered, f.last[t].wm = offset+1, wm
@@ -301,6 +302,11 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 	// with its leader, applied after all) is refused, though its From
 	// matches when that batch moved no offset.
 	follows := bc.Commits
+	// The run names itself in its batches: once another run's batch
+	// commits after it read the state (its predecessor's, in flight
+	// when it stopped), none of its own is taken but a first
+	// (fsm.Batch.Run), and it starts again.
+	run, started := newRunID(), follows
 	// The lines come from the node's one consumer of the repartition
 	// topic, from the FSM's position (fetcher.go).
 	sub, err := n.repartFetcher().subscribe(p.Partition, from)
@@ -397,7 +403,7 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 					break
 				}
 				released++
-				if format.Parse(it.Value, &entry) == nil {
+				if readForwarded(format, &it, &entry) == nil {
 					detector.Observe(&entry, it.Offset, it.Value)
 				}
 			}
@@ -428,7 +434,7 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 		}
 		checkpoints.Add(released)
 		b := fsm.Batch{Node: n.cfg.ID, Partition: p.Partition, Epoch: p.Epoch, Stage: fsm.StageByClient, Gen: gen,
-			From: from, Until: until, Follows: follows, Sequenced: true}
+			From: from, Until: until, Follows: follows, Sequenced: true, Run: run, RunStart: follows == started}
 		checkpoints.Close(&b, detector, time.Now())
 		if d := b.Detect; until == from && len(d.Buckets) == 0 && len(d.Alerts) == 0 && !merger.Changed() {
 			if b.Checkpoint {
@@ -464,6 +470,25 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 	return limit
 }
 
+// newRunID is a second-stage worker run's name: random, never 0.
+func newRunID() uint64 {
+	for {
+		if id := rand.Uint64(); id != 0 {
+			return id
+		}
+	}
+}
+
+// readForwarded sets e to forwarded line it: read back from its layout,
+// the parse the first stage made, or (a record of a line, or a layout that
+// does not read) parsed again with format.
+func readForwarded(format *accesslog.Format, it *pipeline.Item, e *accesslog.Entry) error {
+	if it.Layout != nil && e.ReadLayout(it.Layout, it.Value, it.Watermark) == nil {
+		return nil
+	}
+	return format.Parse(it.Value, e)
+}
+
 // recordLines appends to out what repartition record r gives the merge: a
 // pack's lines, or the one line or marker of a record of its own (releases
 // before packs wrote a record a line, and markers still go one a record).
@@ -493,7 +518,7 @@ func addRecord(merger *pipeline.Merger, r *kgo.Record, seal *pipeline.Sealer, sc
 		return 1, err
 	}
 	for i := range lines {
-		if err := merger.Add(r.Offset, ts, lines[i].Origin, lines[i].Value, nil); err != nil {
+		if err := merger.AddParsed(r.Offset, ts, lines[i].Origin, lines[i].Value, lines[i].Layout, nil); err != nil {
 			return i + 1, err
 		}
 		if each != nil {

@@ -133,7 +133,7 @@ func TestRepartition_LateEventsCountedNotDetected(t *testing.T) {
 // TestForwarder_RecordsKeepTheirOwnBytes forwards more lines than one
 // chunk of the forwarder holds, from many clients, then markers: the lines
 // go in packs, each on its client's target, every line once and in order
-// with its own bytes and origin, as if each had been allocated on its own;
+// with its own bytes, origin and parse, as if each had been allocated on its own;
 // a pack holds at most pipeline.MaxPackLines lines and the markers follow
 // every pack.
 func TestForwarder_RecordsKeepTheirOwnBytes(t *testing.T) {
@@ -157,7 +157,7 @@ func TestForwarder_RecordsKeepTheirOwnBytes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("record %d: %v", i, err)
 		}
-		if o.Kind != pipeline.KindPack {
+		if o.Kind != pipeline.KindParsed {
 			if o.Kind != pipeline.KindProgress || o.Offset != lines || r.Key != nil {
 				t.Fatalf("marker %d: %+v key %q", i, o, r.Key)
 			}
@@ -176,6 +176,10 @@ func TestForwarder_RecordsKeepTheirOwnBytes(t *testing.T) {
 			if string(l.Value) != fmt.Sprint("line ", j) || l.Kind != pipeline.KindLine || l.Watermark != int64(1000+j) ||
 				l.Source != 3 || l.Gen != 7 || r.Partition != pipeline.Target([]byte(detect.PartitionKey(client(j))), 12) {
 				t.Fatalf("record %d: line %q origin %+v on partition %d; want line %d of %s", i, l.Value, l.Origin, r.Partition, j, client(j))
+			}
+			var e accesslog.Entry
+			if err := e.ReadLayout(l.Layout, l.Value, l.Watermark); err != nil || string(e.Client) != client(j) {
+				t.Fatalf("record %d: line %d's parse read back as client %q, %v; want %s", i, j, e.Client, err, client(j))
 			}
 			if j < next[r.Partition] {
 				t.Fatalf("record %d: line %d after line %d on partition %d", i, j, next[r.Partition]-1, r.Partition)
@@ -289,5 +293,34 @@ func TestForwarders_AStoppedWorkerLeavesNoHole(t *testing.T) {
 	}
 	if stopped == 0 {
 		t.Fatal("no flush was stopped before its end: the test tested nothing")
+	}
+}
+
+// TestReadForwarded_TakesTheFirstStagesParse: the second stage reads a
+// forwarded line's Entry from its layout, not by parsing the line again
+// (a layout that says another client than the text shows it), and parses
+// the line when the layout does not read or there is none.
+func TestReadForwarded_TakesTheFirstStagesParse(t *testing.T) {
+	format, err := accesslog.Lookup("combined")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := []byte(`192.0.2.1 - - [17/May/2015:10:05:03 +0000] "GET /a HTTP/1.1" 200 12 "-" "ua/1"`)
+	var first accesslog.Entry
+	if err := format.Parse(line, &first); err != nil {
+		t.Fatal(err)
+	}
+	first.Client = []byte("198.51.100.9") // what the first stage read, as far as the layout tells
+	lay := accesslog.AppendLayout(nil, line, &first, first.Time)
+	var e accesslog.Entry
+	it := pipeline.Item{Origin: pipeline.Origin{Watermark: first.Time}, Value: line, Layout: lay}
+	if err := readForwarded(format, &it, &e); err != nil || string(e.Client) != "198.51.100.9" || string(e.Path) != "/a" {
+		t.Fatalf("from the layout: client %q path %q, %v", e.Client, e.Path, err)
+	}
+	for name, l := range map[string][]byte{"no layout": nil, "a layout that does not read": lay[:len(lay)-1]} {
+		it.Layout = l
+		if err := readForwarded(format, &it, &e); err != nil || string(e.Client) != "192.0.2.1" {
+			t.Fatalf("%s: client %q, %v; want the line parsed", name, e.Client, err)
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"hash/fnv"
 	"math"
+
+	"github.com/wardenhq/warden/accesslog"
 )
 
 // Header is the name of the record header that carries a forwarded
@@ -30,6 +32,11 @@ const (
 	// producer, the broker and the consumer their per-record work for
 	// every line.
 	KindPack byte = 3
+	// KindParsed is a pack whose lines each carry their parse, the
+	// accesslog layout of the Entry the first stage read (AppendParsed):
+	// the second stage reads the Entry back instead of parsing the line
+	// a second time.
+	KindParsed byte = 4
 )
 
 // Origin is where a record of the repartition topic comes from.
@@ -70,7 +77,7 @@ var ErrBadOrigin = errors.New("pipeline: record without a valid origin")
 // ParseOrigin decodes a header value written by AppendOrigin.
 func ParseOrigin(b []byte) (Origin, error) {
 	var o Origin
-	if len(b) < 2 || b[0] != originVersion || b[1] > KindPack {
+	if len(b) < 2 || b[0] != originVersion || b[1] > KindParsed {
 		return o, ErrBadOrigin
 	}
 	o.Kind = b[1]
@@ -124,12 +131,37 @@ type Pack struct {
 	offs []int64
 	wms  []int64
 	size int // a bound on the body's length
+	// lays holds each line's layout, one after another, and ends where
+	// each ends, when the lines came with their parse (AddParsed).
+	lays []byte
+	ends []int
 }
 
 // Add takes the line at offset with watermark wm, at a greater offset than
 // the pack's last one, and reports whether the pack is now full
 // (MaxPackLines lines, or MaxPackBytes of body).
 func (p *Pack) Add(offset, wm int64, line []byte) (full bool) {
+	if len(p.ends) > 0 {
+		panic("pipeline: a line without its parse in a pack of parsed lines")
+	}
+	return p.add(offset, wm, line)
+}
+
+// AddParsed is Add of a line with e, its parse: the pack is then of
+// parsed lines (KindParsed), each with its layout. A pack holds lines of
+// one kind.
+func (p *Pack) AddParsed(offset, wm int64, line []byte, e *accesslog.Entry) (full bool) {
+	if len(p.ends) != len(p.vals) {
+		panic("pipeline: a parsed line in a pack of lines without their parse")
+	}
+	n := len(p.lays)
+	p.lays = accesslog.AppendLayout(p.lays, line, e, wm)
+	p.ends = append(p.ends, len(p.lays))
+	p.size += len(p.lays) - n + binary.MaxVarintLen64
+	return p.add(offset, wm, line)
+}
+
+func (p *Pack) add(offset, wm int64, line []byte) (full bool) {
 	p.vals, p.offs, p.wms = append(p.vals, line), append(p.offs, offset), append(p.wms, wm)
 	p.size += len(line) + 3*binary.MaxVarintLen64
 	return len(p.vals) == MaxPackLines || p.size >= MaxPackBytes
@@ -144,13 +176,23 @@ func (p *Pack) Len() int { return len(p.vals) }
 func (p *Pack) Close(gen uint64, source int32) (Origin, []byte) {
 	body := make([]byte, 0, p.size)
 	prevOff, prevWM := p.offs[0], p.wms[0]
+	kind, from := KindPack, 0
+	if len(p.ends) > 0 {
+		kind = KindParsed
+	}
 	for i, v := range p.vals {
 		body = AppendPacked(body, prevOff, prevWM, p.offs[i], p.wms[i], v)
+		if kind == KindParsed {
+			body = binary.AppendUvarint(body, uint64(p.ends[i]-from))
+			body = append(body, p.lays[from:p.ends[i]]...)
+			from = p.ends[i]
+		}
 		prevOff, prevWM = p.offs[i], p.wms[i]
 	}
-	o := Origin{Kind: KindPack, Gen: gen, Source: source, Offset: p.offs[0], Watermark: p.wms[0]}
+	o := Origin{Kind: kind, Gen: gen, Source: source, Offset: p.offs[0], Watermark: p.wms[0]}
 	clear(p.vals)
 	p.vals, p.offs, p.wms, p.size = p.vals[:0], p.offs[:0], p.wms[:0], 0
+	p.lays, p.ends = p.lays[:0], p.ends[:0]
 	return o, body
 }
 
@@ -158,7 +200,7 @@ func (p *Pack) Close(gen uint64, source int32) (Origin, []byte) {
 // value gives the merge: a pack's (Unpack), or the one line or marker of a
 // record of its own.
 func Lines(o Origin, value []byte, out []Packed) ([]Packed, error) {
-	if o.Kind == KindPack {
+	if o.Kind == KindPack || o.Kind == KindParsed {
 		return Unpack(o, value, out)
 	}
 	return append(out, Packed{Origin: o, Value: value}), nil
@@ -169,14 +211,16 @@ func Lines(o Origin, value []byte, out []Packed) ([]Packed, error) {
 type Packed struct {
 	Origin
 	Value []byte
+	// Layout is the line's parse, in a pack of parsed lines; nil else.
+	Layout []byte
 }
 
 // Unpack appends to out the lines of the pack whose origin is o and body
-// body. A body that does not decode whole, a first line not at o's offset
+// body (with their layouts, in a pack of parsed lines). A body that does not decode whole, a first line not at o's offset
 // and watermark, offsets that do not grow, or more than MaxPackLines lines
 // is refused with ErrBadOrigin, out as it was.
 func Unpack(o Origin, body []byte, out []Packed) ([]Packed, error) {
-	if o.Kind != KindPack || len(body) == 0 {
+	if o.Kind != KindPack && o.Kind != KindParsed || len(body) == 0 {
 		return out, ErrBadOrigin
 	}
 	n0 := len(out)
@@ -200,9 +244,20 @@ func Unpack(o Origin, body []byte, out []Packed) ([]Packed, error) {
 		// A watermark's delta wraps (from NoWatermark to a real one it
 		// would not fit), and so adds back exactly.
 		off, wm = off+int64(d), wm+dw
-		out = append(out, Packed{Origin: Origin{Kind: KindLine, Gen: o.Gen, Source: o.Source, Offset: off, Watermark: wm},
-			Value: body[:l:l]})
+		line := body[:l:l]
 		body = body[l:]
+		var layout []byte
+		if o.Kind == KindParsed {
+			// The layout is read when the line reaches detection; one
+			// that does not read then leaves the line to be parsed.
+			ll, n := binary.Uvarint(body)
+			if n <= 0 || ll == 0 || ll > uint64(len(body)-n) {
+				return out[:n0], ErrBadOrigin
+			}
+			layout, body = body[n:n+int(ll):n+int(ll)], body[n+int(ll):]
+		}
+		out = append(out, Packed{Origin: Origin{Kind: KindLine, Gen: o.Gen, Source: o.Source, Offset: off, Watermark: wm},
+			Value: line, Layout: layout})
 	}
 	return out, nil
 }

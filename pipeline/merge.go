@@ -14,6 +14,8 @@ type Item struct {
 	At    int64
 	TS    int64
 	Value []byte
+	// Layout is the line's parse, when it came with it (KindParsed).
+	Layout []byte
 }
 
 // IdleHold is how long, in the repartition partition's own timestamps, a
@@ -61,7 +63,7 @@ type queue struct {
 	spare  *[queueBlock]Item
 }
 
-// queueBlock is how many items a queue's block holds (80 bytes each).
+// queueBlock is how many items a queue's block holds (104 bytes each).
 const queueBlock = 256
 
 func (q *queue) len() int    { return q.n }
@@ -122,6 +124,12 @@ func (m *Merger) grow(n int32) {
 // timestamp (Unix ms) and the origin its header gave (err the header's
 // parse error).
 func (m *Merger) Add(at, ts int64, o Origin, value []byte, err error) error {
+	return m.AddParsed(at, ts, o, value, nil, err)
+}
+
+// AddParsed is Add of a line with its layout (Packed.Layout), which the
+// line keeps while held: Next gives it back with it.
+func (m *Merger) AddParsed(at, ts int64, o Origin, value, layout []byte, err error) error {
 	m.maxTS = max(m.maxTS, ts)
 	if err != nil || o.Source >= fsm.MaxPartitions {
 		m.bad++
@@ -163,10 +171,10 @@ func (m *Merger) Add(at, ts int64, o Origin, value []byte, err error) error {
 	// A line ordered before what was already given back can only come
 	// from a source that was idle: it goes next, and is counted.
 	if q.len() == 0 {
-		q.push(Item{Origin: o, At: at, TS: ts, Value: value})
+		q.push(Item{Origin: o, At: at, TS: ts, Value: value, Layout: layout})
 		m.heads.push(headOf{key: o.Key(), src: o.Source})
 	} else {
-		q.push(Item{Origin: o, At: at, TS: ts, Value: value})
+		q.push(Item{Origin: o, At: at, TS: ts, Value: value, Layout: layout})
 	}
 	mk.Covered = max(mk.Covered, o.Offset+1)
 	mk.Watermark = max(mk.Watermark, o.Watermark)

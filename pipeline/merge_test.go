@@ -1,12 +1,14 @@
 package pipeline
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
 
+	"github.com/wardenhq/warden/accesslog"
 	"github.com/wardenhq/warden/fsm"
 )
 
@@ -315,6 +317,82 @@ func TestPack_RoundTripAndHostileBodies(t *testing.T) {
 	}
 }
 
+// TestPack_ParsedLinesComeBackWithTheirParse: a pack of parsed lines
+// (AddParsed) unpacks to the same lines, each with a layout that reads
+// back the Entry the first stage parsed; a layout cut short or past the
+// body refuses the pack whole, and a pack holds lines of one kind.
+func TestPack_ParsedLinesComeBackWithTheirParse(t *testing.T) {
+	format, err := accesslog.Lookup("combined")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := [][]byte{
+		[]byte(`192.0.2.1 - - [17/May/2015:10:05:03 +0000] "GET /a?b=1 HTTP/1.1" 200 12 "-" "ua/1"`),
+		[]byte(`2001:db8::0:1 - bob [17/May/2015:10:05:04 +0000] "POST /login HTTP/1.1" 403 - "http://r/" "ua/2"`),
+	}
+	var pk Pack
+	entries := make([]accesslog.Entry, len(lines))
+	wms := []int64{0, 0}
+	for i, l := range lines {
+		if err := format.Parse(l, &entries[i]); err != nil {
+			t.Fatal(err)
+		}
+		wms[i] = entries[i].Time + int64(i)
+		pk.AddParsed(int64(10+i), wms[i], l, &entries[i])
+	}
+	o, body := pk.Close(3, 1)
+	if o.Kind != KindParsed {
+		t.Fatalf("kind %d, want KindParsed", o.Kind)
+	}
+	hdr, err := ParseOrigin(AppendOrigin(nil, o))
+	if err != nil || hdr != o {
+		t.Fatalf("header: %+v %v", hdr, err)
+	}
+	got, err := Lines(hdr, body, nil)
+	if err != nil || len(got) != len(lines) {
+		t.Fatalf("%d lines, %v", len(got), err)
+	}
+	for i, l := range got {
+		var e accesslog.Entry
+		if string(l.Value) != string(lines[i]) || l.Offset != int64(10+i) || l.Watermark != wms[i] {
+			t.Fatalf("line %d: %+v %q", i, l.Origin, l.Value)
+		}
+		if err := e.ReadLayout(l.Layout, l.Value, l.Watermark); err != nil {
+			t.Fatalf("line %d: %v", i, err)
+		}
+		if string(e.Client) != string(entries[i].Client) || string(e.Path) != string(entries[i].Path) || e.Time != entries[i].Time ||
+			e.Status != entries[i].Status || string(e.UserAgent) != string(entries[i].UserAgent) || string(e.User) != string(entries[i].User) {
+			t.Fatalf("line %d read back as %+v, parsed as %+v", i, e, entries[i])
+		}
+	}
+	// The last line's layout, cut short, of no bytes, or said longer
+	// than the body holds (its length is one byte: under 128).
+	lay := got[1].Layout
+	before := bytes.Clone(body[:bytes.LastIndex(body, lay)-1])
+	for name, b := range map[string][]byte{
+		"a layout cut short":    body[:len(body)-1],
+		"a layout of no bytes":  append(bytes.Clone(before), 0),
+		"a layout past the end": append(append(bytes.Clone(before), byte(len(lay)+1)), lay...),
+	} {
+		if out, err := Unpack(hdr, b, nil); err == nil || len(out) != 0 {
+			t.Errorf("%s: %d lines, %v", name, len(out), err)
+		}
+	}
+	// A pack without layouts is still read, as before them.
+	if o, body := packOf(Origin{}, []int64{1}, []int64{0}, lines[:1]); true {
+		if out, err := Unpack(o, body, nil); err != nil || len(out) != 1 || out[0].Layout != nil {
+			t.Fatalf("a pack of lines: %+v %v", out, err)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("a line without its parse went into a pack of parsed lines")
+		}
+	}()
+	pk.AddParsed(1, 0, lines[0], &entries[0])
+	pk.Add(2, 0, lines[1])
+}
+
 // FuzzUnpack: any pack body either unpacks to lines whose offsets grow
 // from the origin's, at most MaxPackLines, that pack back to the same
 // bytes, or is refused; nothing panics.
@@ -322,9 +400,32 @@ func FuzzUnpack(f *testing.F) {
 	o, body := packOf(Origin{Source: 1}, []int64{5, 6, 9}, []int64{10, 8, 12}, [][]byte{[]byte("l1"), nil, []byte("l3")})
 	f.Add(o.Offset, o.Watermark, body)
 	f.Add(int64(0), int64(NoWatermark), []byte{0, 0, 0})
+	if format, err := accesslog.Lookup("combined"); err == nil {
+		var pk Pack
+		var e accesslog.Entry
+		line := []byte(`192.0.2.1 - - [17/May/2015:10:05:03 +0000] "GET /a?b=1 HTTP/1.1" 200 12 "-" "ua/1"`)
+		if format.Parse(line, &e) == nil {
+			pk.AddParsed(4, e.Time, line, &e)
+			o, body := pk.Close(0, 0)
+			f.Add(o.Offset, o.Watermark, body)
+		}
+	}
 	f.Fuzz(func(t *testing.T, off, wm int64, body []byte) {
 		if off < 0 {
 			return // ParseOrigin refuses a negative offset
+		}
+		// The same body read as a pack of parsed lines: refused, or lines
+		// whose layouts lie within the body, and none empty.
+		if got, err := Unpack(Origin{Kind: KindParsed, Offset: off, Watermark: wm}, body, nil); err == nil {
+			for i, l := range got {
+				if len(l.Layout) == 0 || !bytes.Contains(body, l.Layout) {
+					t.Fatalf("parsed line %d: layout %q not in the body", i, l.Layout)
+				}
+				var e accesslog.Entry
+				_ = e.ReadLayout(l.Layout, l.Value, l.Watermark) // must not panic
+			}
+		} else if len(got) != 0 {
+			t.Fatalf("a parsed pack refused with %d lines", len(got))
 		}
 		o := Origin{Kind: KindPack, Offset: off, Watermark: wm}
 		got, err := Unpack(o, body, nil)
@@ -381,7 +482,7 @@ func FuzzParseOrigin(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if o.Offset < 0 || o.Source < 0 || o.Kind > KindPack {
+		if o.Offset < 0 || o.Source < 0 || o.Kind > KindParsed {
 			t.Fatalf("accepted %+v", o)
 		}
 		// Varints have one shortest form; ParseOrigin takes only whole
