@@ -290,7 +290,9 @@ type partitionsDoc []struct {
 	ByClient *struct {
 		Topic     string `json:"topic"`
 		Committed int64  `json:"committed_offset"`
+		Applied   int64  `json:"applied"`
 	} `json:"by_client"`
+	Late    int64  `json:"late"`
 	Records int64  `json:"records"`
 	Bytes   int64  `json:"bytes"`
 	Digest  string `json:"digest"`

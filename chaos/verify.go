@@ -90,6 +90,9 @@ func (c *cluster) verify(ctx context.Context, rep *Report) []Check {
 	default:
 		add("no record lost", len(lost) == 0, "%s", orOK(lost, fmt.Sprintf("all %d records of the topic applied on every node (per-partition digests)", total)))
 		add("no record applied twice", len(dup) == 0, "%s", orOK(dup, "no partition holds more records than the topic"))
+		if c, ok := detectedOnce(agents, views); ok {
+			checks = append(checks, c)
+		}
 	}
 
 	// 2. Offsets never went back; one node per (partition, epoch).
@@ -306,4 +309,35 @@ func alertsTotal(addr string) int64 {
 		}
 	}
 	return -1
+}
+
+// detectedOnce is the repartition stage's exactly-once check, when the
+// cluster runs it: every line that reached the first stage's detection
+// path (a record neither malformed nor late) reached the second stage's
+// detection once, on every node (the sum of by_client.applied).
+func detectedOnce(agents []*clustertest.Agent, views map[string]partitionsDoc) (Check, bool) {
+	var bad []string
+	var want int64
+	for _, a := range agents {
+		var st struct {
+			Malformed int64 `json:"malformed"`
+		}
+		if err := get(a.HTTP, "/v1/stats", &st); err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %v", a.ID, err))
+			continue
+		}
+		var records, late, applied int64
+		for _, p := range views[a.ID] {
+			if p.ByClient == nil {
+				return Check{}, false
+			}
+			records, late, applied = records+p.Records, late+p.Late, applied+p.ByClient.Applied
+		}
+		want = records - st.Malformed - late
+		if applied != want {
+			bad = append(bad, fmt.Sprintf("%s: %d lines reached the second stage's detection, %d records were neither malformed nor late", a.ID, applied, want))
+		}
+	}
+	return Check{Name: "every line detected once", OK: len(bad) == 0,
+		Detail: orOK(bad, fmt.Sprintf("%d lines reached the repartition stage's detection once, on every node", want))}, true
 }

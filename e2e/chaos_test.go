@@ -87,6 +87,7 @@ func TestChaos_CheckerCatchesEachViolation(t *testing.T) {
 		"double-apply": {"no record applied twice"},
 		"offset-back":  {"no record applied twice", "commit history: offsets never back, one node per (partition, epoch)"},
 		"hang-on-stop": {"graceful stops"},
+		"skip-lines":   {"every line detected once"},
 	} {
 		t.Run(fault, func(t *testing.T) {
 			rep, code, out := chaosRunWith(t, faultBin(t), []string{"WARDEN_TEST_FAULT=" + fault}, "--nodes", "3", "--duration", "10s", "--rate", "1500",

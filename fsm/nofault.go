@@ -7,3 +7,5 @@ package fsm
 const FaultsEnabled = false
 
 func faultAt(*Partition) string { return "" }
+
+func byClientFault(*Partition, Batch) string { return "" }
