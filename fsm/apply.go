@@ -462,6 +462,14 @@ func applyBatch(s *State, b Batch) error {
 	if b.Stage == StageByClient {
 		return applyByClient(s, p, b)
 	}
+	if b.Run != 0 && b.Run != p.Run && !b.RunStart {
+		// A later batch of a run whose first was refused, or of a run
+		// another has taken over from: it may rest on its own refused
+		// batches (a checkpoint holds what changed since the run's own
+		// last one). Batch.Run.
+		return ErrOffsetMismatch
+	}
+	p.Run = b.Run
 	switch faultAt(p) {
 	case "skip-commit": // lose the batch: offsets move, results do not
 		p.record(b.Node, b.From, b.Until)

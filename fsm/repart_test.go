@@ -238,3 +238,41 @@ func TestClientsInSeveralPartitions_CountsEachClientOnce(t *testing.T) {
 		t.Fatalf("%d clients in several partitions, e.g. %q; want 3 (192.0.2.1, .3 and .9), e.g. 192.0.2.1", count, example)
 	}
 }
+
+// TestApply_InputBatchesOfAStaleRunAreRefused: the input stage's batches
+// are fenced by their offsets, so a stale run's batch passes only when it
+// starts where the state stands; but what it carries may rest on its own
+// refused batches (a checkpoint holds the buckets changed since the run's
+// own last checkpoint, which did not commit), so only a run's first batch
+// may follow another run's commits, as in the second stage.
+func TestApply_InputBatchesOfAStaleRunAreRefused(t *testing.T) {
+	s := assigned(2, "a")
+	batch := func(run uint64, start bool, from, until int64) Batch {
+		return Batch{Node: "a", Partition: 1, Epoch: 1, From: from, Until: until, Run: run, RunStart: start}
+	}
+	for i, b := range []Batch{batch(7, true, 0, 10), batch(7, false, 10, 20)} {
+		if err := commit(s, b); err != nil {
+			t.Fatalf("run 7's batch %d: %v", i+1, err)
+		}
+	}
+	// Run 8 started on the state after run 7's first batch: its first is
+	// refused, and its second, cut at 20 as run 7's ended, must be too.
+	if err := commit(s, batch(8, true, 10, 20)); !errors.Is(err, ErrOffsetMismatch) {
+		t.Fatalf("run 8's first batch: %v", err)
+	}
+	if err := commit(s, batch(8, false, 20, 30)); !errors.Is(err, ErrOffsetMismatch) {
+		t.Fatalf("run 8's second batch, after its first was refused: %v, want %v", err, ErrOffsetMismatch)
+	}
+	if p := s.Partitions[1]; p.Committed != 20 || p.Commits != 2 || p.Run != 7 {
+		t.Fatalf("partition %+v", p)
+	}
+	if err := commit(s, batch(9, true, 20, 30)); err != nil {
+		t.Fatalf("run 9's first batch: %v", err)
+	}
+	if err := commit(s, batch(7, false, 30, 40)); !errors.Is(err, ErrOffsetMismatch) {
+		t.Fatalf("run 7 after run 9 took over: %v", err)
+	}
+	if err := commit(s, batch(0, false, 30, 40)); err != nil {
+		t.Fatalf("a batch that names no run: %v", err)
+	}
+}

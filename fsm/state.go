@@ -93,7 +93,9 @@ type Partition struct {
 	Committed int64 `json:"committed_offset"`
 	// Commits counts the batches applied.
 	Commits uint64 `json:"commits"`
-	Digest  Digest `json:"digest"`
+	// Run is the worker run of the last input batch applied (Batch.Run).
+	Run    uint64 `json:"run,omitempty"`
+	Digest Digest `json:"digest"`
 	// History is who committed what under each recent epoch: one entry per
 	// (epoch, node) run of commits, the last MaxHistory of them. Checkers
 	// read it to prove that offsets never went back and that no two nodes

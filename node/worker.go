@@ -185,6 +185,10 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 	// the input is keyed by client, the lines go on to the repartition
 	// topic and detection runs there (repart.go).
 	src := pipeline.Source{Partition: p.Partition, Clock: pipeline.NewClock(start.Watermark, int64(cfg.Lateness())), Detector: detector}
+	// The run names itself in its commits (fsm.Batch.Run): once another
+	// run's batch commits after it started, none of its own is taken but
+	// a first, and it starts again from the state.
+	run, proposed := newRunID(), false
 	var fwd *forwarder
 	if twoStage(cfg) {
 		count := int32(n.fsm.PartitionCount())
@@ -406,6 +410,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 			}
 			continue
 		}
+		b.Run, b.RunStart = run, !proposed
 		data := fsm.EncodeBatch(&b)
 		spare = b.Analytics
 		if maxBytes := n.cfg.maxBatchBytes; len(data) > maxBytes && len(recs) > 1 {
@@ -435,6 +440,7 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 		case <-wctx.Done():
 			return
 		}
+		proposed = true
 		from = b.Until
 		if r := rate; r > 0 {
 			wait := time.Duration(float64(len(recs))/r*float64(time.Second)) - time.Since(start)
