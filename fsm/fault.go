@@ -10,9 +10,10 @@ import (
 // testFault, read from $WARDEN_TEST_FAULT in a binary built with the
 // wardenfault tag (go build -tags wardenfault), makes Apply break its own
 // rules once, on partition 0's 20th batch: "skip-commit", "double-apply" or
-// "offset-back" (or "skip-lines": byClientFault). It exists only so that the chaos checker's own tests can
-// show it catches each kind of violation. A release build has no such
-// switch: see nofault.go.
+// "offset-back" ("skip-lines" is the second stage's: byClientFault). It
+// exists only so that the chaos checker's own tests can show it catches
+// each kind of violation. A release build has no such switch: see
+// nofault.go.
 var testFault = os.Getenv("WARDEN_TEST_FAULT")
 
 // byClientFault is the second stage's: "skip-lines" makes partition 0's

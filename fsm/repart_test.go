@@ -173,8 +173,7 @@ func TestApply_ByClientBatchesOfAStaleRunAreRefused(t *testing.T) {
 	if err := commit(s, batch(9, false, 4, 9)); err != nil {
 		t.Fatalf("run 9's second batch: %v", err)
 	}
-	// Run and RunStart go through the binary form, and into snapshots with
-	// the rest of the record.
+	// Run and RunStart go through the binary form.
 	b := batch(9, true, 4, 10)
 	c, err := Decode(CommitEntry([][]byte{EncodeBatch(&b)}))
 	if err != nil || c.Commit[0].Run != 9 || !c.Commit[0].RunStart || c.Commit[0].Follows != 4 {
