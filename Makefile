@@ -14,7 +14,7 @@ FUZZTIME ?= 200000x
 FUZZ_TARGETS := accesslog:FuzzCommon accesslog:FuzzCombined accesslog:FuzzVhostCombined accesslog:FuzzNginxCombined \
 	accesslog:FuzzJSON accesslog:FuzzSyslogCombined accesslog:FuzzCustom accesslog:FuzzAuto accesslog:FuzzDetect \
 	analytics:FuzzDecodeAggregate detect:FuzzDecodeDelta detect:FuzzDecodeStored accesslog:FuzzClient detect:FuzzJNDILookup shipper:FuzzParseShipped \
-	pipeline:FuzzParseOrigin pipeline:FuzzUnpack accesslog:FuzzReadCombined
+	pipeline:FuzzParseOrigin pipeline:FuzzUnpack accesslog:FuzzReadCombined accesslog:FuzzReadLayout
 
 .PHONY: build test test-unit test-race test-e2e lint demo bench chaos clean
 
