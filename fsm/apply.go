@@ -434,9 +434,9 @@ func fence(s *State, b *Batch) (*Partition, error) {
 		return nil, ErrUnknownPartition
 	}
 	p := &s.Partitions[b.Partition]
-	committed := p.Committed
+	committed, run := p.Committed, p.Run
 	if b.Stage == StageByClient {
-		committed = p.ByClient.Committed
+		committed, run = p.ByClient.Committed, p.ByClient.Run
 	}
 	switch {
 	case p.Owner != b.Node:
@@ -444,6 +444,13 @@ func fence(s *State, b *Batch) (*Partition, error) {
 	case p.Epoch != b.Epoch:
 		return nil, ErrFenced
 	case committed != b.From:
+		return nil, ErrOffsetMismatch
+	case b.Run != 0 && b.Run != run && !b.RunStart:
+		// A later batch of a run whose first was refused, or of a run
+		// another has taken over from: it may rest on its own refused
+		// batches (a second stage's merge released lines into them; a
+		// checkpoint holds what changed since the run's own last one).
+		// Batch.Run.
 		return nil, ErrOffsetMismatch
 	case b.Until < b.From:
 		return nil, ErrBadRange
@@ -461,13 +468,6 @@ func applyBatch(s *State, b Batch) error {
 	}
 	if b.Stage == StageByClient {
 		return applyByClient(s, p, b)
-	}
-	if b.Run != 0 && b.Run != p.Run && !b.RunStart {
-		// A later batch of a run whose first was refused, or of a run
-		// another has taken over from: it may rest on its own refused
-		// batches (a checkpoint holds what changed since the run's own
-		// last one). Batch.Run.
-		return ErrOffsetMismatch
 	}
 	p.Run = b.Run
 	switch faultAt(p) {

@@ -113,11 +113,6 @@ func applyByClient(s *State, p *Partition, b Batch) error {
 		// that moved no offset, or a batch cut on a state that had not yet
 		// applied one (Batch.Follows).
 		return ErrOffsetMismatch
-	case b.Sequenced && b.Run != 0 && b.Run != bc.Run && !b.RunStart:
-		// A later batch of a run whose first was refused, or of a run
-		// another has taken over from: its merge released lines into
-		// batches that did not commit (Batch.Run).
-		return ErrOffsetMismatch
 	}
 	for _, u := range b.Marks {
 		if u.Source < 0 || u.Source >= MaxPartitions {

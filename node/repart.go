@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -468,15 +467,6 @@ func (n *Node) runByClient(ctx context.Context, p fsm.Partition, limit int) (nex
 		follows++
 	}
 	return limit
-}
-
-// newRunID is a second-stage worker run's name: random, never 0.
-func newRunID() uint64 {
-	for {
-		if id := rand.Uint64(); id != 0 {
-			return id
-		}
-	}
 }
 
 // readForwarded sets e to forwarded line it: read back from its layout,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -454,6 +455,16 @@ func (n *Node) runWorker(ctx context.Context, p fsm.Partition, limit int) (next 
 		}
 	}
 	return limit // a commit failed: the successor keeps the cap learned
+}
+
+// newRunID names a worker run, of either stage, in its batches
+// (fsm.Batch.Run): random, never 0.
+func newRunID() uint64 {
+	for {
+		if id := rand.Uint64(); id != 0 {
+			return id
+		}
+	}
 }
 
 // maxInFlight bounds the batches of one worker waiting for their commit.
