@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -190,7 +191,9 @@ func (n *Node) handleApplyConfig(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, c)
 		return
 	}
-	res, err := n.propose(r.Context(), fsm.Command{Kind: fsm.KindConfigure, Config: &c})
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	res, err := n.proposeOperator(ctx, fsm.Command{Kind: fsm.KindConfigure, Config: &c})
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return

@@ -132,9 +132,48 @@ func (n *Node) awaitLeader(ctx context.Context) bool {
 	}
 }
 
+// proposeOperator proposes an operator's write (a decision, an offset
+// reset, a configuration) for the HTTP API. During an election propose
+// answers ErrNoLeader before the command entered any log, so the same
+// command goes again once a leader is known, until ctx ends: a write made
+// while the cluster fails over waits the failover out instead of failing
+// with 503. Any other error (a forward that broke after it was sent, a
+// commit whose fate is unknown) is the caller's to answer, since the
+// command may have been applied.
+func (n *Node) proposeOperator(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	for {
+		res, err := n.propose(ctx, cmd)
+		if !errors.Is(err, ErrNoLeader) {
+			return res, err
+		}
+		// A follower may still name a leader that has just refused the
+		// command: pause before asking again.
+		select {
+		case <-ctx.Done():
+			return res, err
+		case <-time.After(20 * time.Millisecond):
+		}
+		if !n.awaitLeader(ctx) {
+			return res, err
+		}
+	}
+}
+
+// operatorWrite tells the commands an operator's HTTP write proposes.
+func operatorWrite(k fsm.Kind) bool {
+	switch k {
+	case fsm.KindDecisionAdd, fsm.KindDecisionDelete, fsm.KindConfigure, fsm.KindResetOffsets:
+		return true
+	}
+	return false
+}
+
 // propose puts cmd in the Raft log, on the leader directly or through the
 // forwarding RPC from a follower, and returns the FSM's result.
 func (n *Node) propose(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	if operatorWrite(cmd.Kind) && n.noLeaderWrites.Load() > 0 && n.noLeaderWrites.Add(-1) >= 0 {
+		return fsm.Result{}, ErrNoLeader
+	}
 	data, err := fsm.Encode(cmd)
 	if err != nil {
 		return fsm.Result{}, err

@@ -95,7 +95,7 @@ func (n *Node) handleAddDecision(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	res, err := n.propose(ctx, fsm.Command{Kind: fsm.KindDecisionAdd, Decision: &fsm.ManualDecision{
+	res, err := n.proposeOperator(ctx, fsm.Command{Kind: fsm.KindDecisionAdd, Decision: &fsm.ManualDecision{
 		Value: req.Value, Type: req.Type, Reason: req.Reason, Duration: req.Duration, Now: time.Now().UnixNano()}})
 	switch {
 	case err != nil:
@@ -128,7 +128,7 @@ func (n *Node) handleDeleteDecision(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	res, err := n.propose(ctx, fsm.Command{Kind: fsm.KindDecisionDelete, ID: id})
+	res, err := n.proposeOperator(ctx, fsm.Command{Kind: fsm.KindDecisionDelete, ID: id})
 	switch {
 	case err != nil:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})

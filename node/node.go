@@ -84,6 +84,10 @@ type Node struct {
 	// noLeaderRounds fails that many commit rounds as if no leader were
 	// known; only tests set it.
 	noLeaderRounds atomic.Int32
+	// noLeaderWrites fails that many proposals of operators' writes
+	// (decisions, configuration, offset resets) as if no leader were
+	// known; only tests set it.
+	noLeaderWrites atomic.Int32
 	// lostAnswerRounds answers that many proposals this node leads, once
 	// committed, as Raft answers those in flight when the leader is
 	// deposed (raft.ErrLeadershipLost); only tests set it.

@@ -69,7 +69,7 @@ func (n *Node) handleOffsetsReset(w http.ResponseWriter, r *http.Request) {
 	}
 	cmd.By = "operator via " + n.cfg.ID + " (POST /v1/offsets/reset from " + r.RemoteAddr + ")"
 	cmd.At = time.Now().UnixNano()
-	res, err := n.propose(ctx, fsm.Command{Kind: fsm.KindResetOffsets, ResetOffsets: &cmd})
+	res, err := n.proposeOperator(ctx, fsm.Command{Kind: fsm.KindResetOffsets, ResetOffsets: &cmd})
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
