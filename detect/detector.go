@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"math"
 	"strings"
 
 	"github.com/wardenhq/warden/accesslog"
@@ -20,6 +21,10 @@ type Detector struct {
 	rules     *Rules
 	partition int32
 	sources   map[string]*source
+	// dues holds each source with a bucket at the time its first bucket
+	// may become collectable, so that a collection visits only those
+	// (collect.go).
+	dues      dueHeap
 	watermark int64
 	dirty     map[string]*source
 	alerts    []Alert
@@ -60,13 +65,16 @@ func NewDetector(rules *Rules, partition int32, state *PartitionState) *Detector
 		}
 		d.source(ip).set(i, b.copy())
 	}
+	for _, src := range d.sources {
+		d.schedule(src)
+	}
 	return d
 }
 
 func (d *Detector) source(ip string) *source {
 	src := d.sources[ip]
 	if src == nil {
-		src = &source{key: ip}
+		src = &source{key: ip, due: math.MaxInt64}
 		d.sources[ip] = src
 	}
 	return src
@@ -110,6 +118,7 @@ func (d *Detector) Pour(ev *Event) {
 			s := d.rules.Scenarios[m.Scenario]
 			if m.Group == "" && s.GroupBy == "ip" && s.Scope == ScopeIP {
 				d.pour(src, m, ev, src.key)
+				d.poured(src, m.Scenario)
 				continue
 			}
 			// A network's bucket lives under its CIDR; one grouped on
@@ -128,6 +137,7 @@ func (d *Detector) Pour(ev *Event) {
 				d.pending += len(key) + pendingPerSource
 			}
 			d.pour(gs, m, ev, who)
+			d.poured(gs, m.Scenario)
 		}
 	}
 	if (ev.Offset+1)%gcEvery == 0 && !d.Offline {

@@ -11,6 +11,11 @@ type source struct {
 	// event's bytes again.
 	key   string
 	slots []slot
+	// due is when its first bucket may become collectable (slotDue, the
+	// least over its buckets), the time of its live entry in the
+	// detector's due heap; math.MaxInt64 with no entry (no bucket, or the
+	// source dropped).
+	due int64
 }
 
 // slot is a source's bucket for one scenario; had says a bucket existed at
