@@ -403,14 +403,15 @@ func committedTotal(c *procCluster, id string) (int64, error) {
 }
 
 // saveHeapProfiles saves a heap profile of each agent in ids into dir
-// (when dir is not empty), as id.name.pprof.
+// (when dir is not empty), as id.name.pprof: after a collection (gc=1),
+// so that it shows what is live now, not what was at the last cycle.
 func saveHeapProfiles(c *procCluster, ids []string, dir, name string) {
 	if dir == "" {
 		return
 	}
 	_ = os.MkdirAll(dir, 0o755)
 	for _, id := range ids {
-		saveURL("http://"+c.specs[id].http+"/debug/pprof/heap", filepath.Join(dir, id+"."+name+".pprof"))
+		saveURL("http://"+c.specs[id].http+"/debug/pprof/heap?gc=1", filepath.Join(dir, id+"."+name+".pprof"))
 	}
 }
 
