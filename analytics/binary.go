@@ -312,6 +312,7 @@ func (s *Store) MergeChecked(c CheckedAggregate) {
 	if len(c.data) == 0 {
 		return
 	}
+	s.merges++
 	r := wire.NewReader(c.data)
 	s.malformed += r.Int()
 	starts := readStarts(r)
@@ -336,6 +337,7 @@ func (s *Store) MergeChecked(c CheckedAggregate) {
 			s.windows[start] = w
 		}
 		_ = readWindow(r, w) // checked
+		w.touched = s.merges
 		ws[i] = w
 	}
 	if r.Len() > 0 {

@@ -64,6 +64,9 @@ func (c *Counts) addNew(k []byte, n int64) bool {
 		c.n[i] += n
 		return false
 	}
+	if c.table == nil && len(c.ends) > smallCounts {
+		c.index(indexSize(len(c.ends) + 1)) // dropped while idle (dropIndex)
+	}
 	if c.table == nil {
 		if i := c.scan(k); i >= 0 {
 			c.n[i] += n
@@ -139,8 +142,20 @@ func (c *Counts) find(k []byte, h uint64) (slot, i int) {
 }
 
 // grow doubles the index (or starts it) and places every key again.
-func (c *Counts) grow() {
-	size := max(4*smallCounts, 2*len(c.table))
+func (c *Counts) grow() { c.index(max(4*smallCounts, 2*len(c.table))) }
+
+// indexSize is the size of an index that holds n keys at most three
+// quarters full.
+func indexSize(n int) int {
+	size := 4 * smallCounts
+	for size*3 < n*4 {
+		size *= 2
+	}
+	return size
+}
+
+// index builds an index of size slots (a power of two) over c's keys.
+func (c *Counts) index(size int) {
 	c.table = make([]uint64, size)
 	mask := size - 1
 	for i := range c.ends {
@@ -150,6 +165,16 @@ func (c *Counts) grow() {
 			s = (s + 1) & mask
 		}
 		c.table[s] = h&^0xFFFFFFFF | uint64(i+1)
+	}
+}
+
+// dropIndex frees c's index (8 bytes a slot, 1.3 to 2.7 slots a key): a
+// Store drops those of windows no merge has touched for a while, which
+// queries read by scanning. The next add builds it again, in one pass over
+// the keys; Get scans meanwhile.
+func (c *Counts) dropIndex() {
+	if len(c.ends) > smallCounts {
+		c.table = nil
 	}
 }
 

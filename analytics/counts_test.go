@@ -167,3 +167,59 @@ func TestFrozen_SizeHintHoldsTheEncoding(t *testing.T) {
 		}
 	}
 }
+
+// A Counts whose index was dropped (an idle window's) counts as before:
+// reads scan, the next add builds the index again, and no key is doubled
+// or lost across drops.
+func TestCounts_DroppedIndexChangesNoCount(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 5))
+	want := map[string]int64{}
+	var order []string
+	var c Counts
+	drops := 0
+	for i := range 100_000 {
+		k := fmt.Sprintf("10.%d.%d", r.IntN(100), r.IntN(256))
+		if _, ok := want[k]; !ok {
+			order = append(order, k)
+		}
+		want[k]++
+		c.AddString(k, 1)
+		if r.IntN(2000) == 0 {
+			c.dropIndex()
+			drops++
+			if c.table != nil {
+				t.Fatalf("add %d: an index after the drop", i)
+			}
+			probe := order[r.IntN(len(order))]
+			if got := c.Get(probe); got != want[probe] {
+				t.Fatalf("add %d: Get(%q) without an index = %d, want %d", i, probe, got, want[probe])
+			}
+		}
+	}
+	if drops < 20 || c.table == nil {
+		t.Fatalf("%d drops, index at the end %v: not exercised", drops, c.table != nil)
+	}
+	var got []string
+	c.Each(func(k string, n int64) {
+		got = append(got, k)
+		if n != want[k] {
+			t.Fatalf("%q counts %d, want %d", k, n, want[k])
+		}
+	})
+	if !slices.Equal(got, order) {
+		t.Fatalf("%d keys, want %d in insertion order", len(got), len(order))
+	}
+	for k, n := range want {
+		if c.Get(k) != n {
+			t.Fatalf("Get(%q) = %d, want %d", k, c.Get(k), n)
+		}
+	}
+	// A small Counts has no index to drop, and keeps scanning.
+	var small Counts
+	small.AddString("GET", 1)
+	small.dropIndex()
+	small.AddString("GET", 1)
+	if small.Get("GET") != 2 || small.Len() != 1 {
+		t.Fatalf("small: GET %d, %d keys", small.Get("GET"), small.Len())
+	}
+}

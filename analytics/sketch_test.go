@@ -2,11 +2,15 @@ package analytics
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/wardenhq/warden/accesslog"
 )
 
 // batchesOf encodes the entries as Raft deltas of random sizes.
@@ -153,6 +157,64 @@ func TestStore_ReadersFillSketchesInTurn(t *testing.T) {
 			if n != got[0] {
 				t.Errorf("round %d, reader %d: %d distinct clients, reader 0: %d", round, i, n, got[0])
 			}
+		}
+	}
+}
+
+// Windows no merge touched for idleMerges merges drop their counts'
+// indexes, and a late line into one builds them again: the stats and the
+// snapshot are those of a store that merged the same lines in a few large
+// merges (so that no window went idle), and a restored store starts with
+// none.
+func TestStore_IdleWindowsDropTheirIndexes(t *testing.T) {
+	es := entries(5, 40_000, 10) // over 10 minutes, in time order
+	slices.SortStableFunc(es, func(a, b accesslog.Entry) int { return cmp.Compare(a.Time, b.Time) })
+	late := entries(6, 200, 10)
+	many, few := NewStore(DefaultConfig()), NewStore(DefaultConfig())
+	all := NewAggregate()
+	r := rand.New(rand.NewPCG(5, 1))
+	for i := 0; i < len(es); {
+		a := NewAggregate()
+		for end := min(i+1+r.IntN(100), len(es)); i < end; i++ {
+			a.Add(&es[i])
+			all.Add(&es[i])
+		}
+		if r.IntN(20) == 0 && len(late) > 0 { // a late line, minutes back
+			a.Add(&late[0])
+			all.Add(&late[0])
+			late = late[1:]
+		}
+		if err := many.MergeBinary(a.AppendBinary(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := few.MergeBinary(all.AppendBinary(nil)); err != nil {
+		t.Fatal(err)
+	}
+	dropped := 0
+	for _, w := range many.windows {
+		if w.Clients.Len() > smallCounts && w.Clients.table == nil {
+			dropped++
+		} else if many.merges-w.touched >= idleMerges {
+			t.Errorf("window %d idle for %d merges keeps its index", w.Start, many.merges-w.touched)
+		}
+	}
+	if dropped < 5 {
+		t.Fatalf("%d of %d windows dropped their indexes", dropped, len(many.windows))
+	}
+	if statsJSON(t, many, Query{Top: -1}) != statsJSON(t, few, Query{Top: -1}) {
+		t.Fatal("the stats differ from those of a store whose windows never went idle")
+	}
+	if !bytes.Equal(many.Freeze().AppendBinary(nil), few.Freeze().AppendBinary(nil)) {
+		t.Fatal("the snapshot differs from that of a store whose windows never went idle")
+	}
+	restored, err := DecodeStore(many.Freeze().AppendBinary(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range restored.windows {
+		if w.Clients.table != nil {
+			t.Fatalf("restored window %d holds an index before any merge", w.Start)
 		}
 	}
 }

@@ -149,6 +149,8 @@ func DecodeStore(data []byte) (*Store, error) {
 	}
 	for _, w := range ws {
 		w.track() // a window written without its sketch rebuilds it
+		// Read until a merge writes it: the indexes wait for that.
+		w.dropIndexes()
 	}
 	return s, nil
 }

@@ -40,6 +40,9 @@ type Store struct {
 	// Requests and bytes of windows that fell out of retention, or that
 	// arrived already older than it.
 	expiredRequests, expiredBytes int64
+	// merges counts Merge and MergeChecked calls; a window records the
+	// count at the last that changed it (Window.touched).
+	merges uint64
 	// sketchMu serializes the windows' catchUp among readers: a query's
 	// distinct count, Freeze and MarshalJSON fill the sketches they read,
 	// and the FSM runs them under its read lock, several at once. Writers
@@ -77,6 +80,7 @@ func (s *Store) horizon() int64 {
 // figures, as long as they fall inside the retention (which is measured from
 // the newest window seen so far, the one thing that depends on order).
 func (s *Store) Merge(a *Aggregate) error {
+	s.merges++
 	s.malformed += a.Malformed
 	for start := range a.Windows {
 		s.newest = max(s.newest, start)
@@ -97,9 +101,11 @@ func (s *Store) Merge(a *Aggregate) error {
 		w := s.windows[start]
 		if w == nil {
 			ow.track()
+			ow.touched = s.merges
 			s.windows[start] = ow
 			continue
 		}
+		w.touched = s.merges
 		if err := w.merge(ow); err != nil {
 			return err
 		}
@@ -109,13 +115,25 @@ func (s *Store) Merge(a *Aggregate) error {
 	return nil
 }
 
-// expire drops the windows that start before h, counting them as expired.
+// idleMerges is how many merges a window goes untouched before its
+// counts' indexes are dropped: past the minutes still filling and the late
+// lines that trail them, a window is read (by scanning) and no longer
+// written, and at 1,000,000 clients in the retained hour the indexes are a
+// third of the counts' memory. A late line into it builds them again, once
+// per idle spell.
+const idleMerges = 64
+
+// expire drops the windows that start before h, counting them as expired,
+// and the indexes of windows idle for idleMerges merges.
 func (s *Store) expire(h int64) {
 	for start, w := range s.windows {
-		if start < h {
+		switch {
+		case start < h:
 			s.expiredRequests += w.Requests
 			s.expiredBytes += w.Bytes
 			delete(s.windows, start)
+		case s.merges-w.touched == idleMerges:
+			w.dropIndexes()
 		}
 	}
 }

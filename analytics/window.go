@@ -55,6 +55,9 @@ type Window struct {
 	ipsDone int
 	// keyBuf builds VHostClass keys without allocating.
 	keyBuf []byte
+	// touched is the Store's count of merges at the last one that
+	// changed w (Store.expire drops the indexes of windows idle since).
+	touched uint64
 }
 
 func newWindow(start int64) *Window { return &Window{Start: start} }
@@ -199,6 +202,16 @@ func (w *Window) merge(o *Window) error {
 
 // track gives w a distinct-client sketch, if it has none, which its clients
 // go into at the next catchUp.
+// dropIndexes drops the indexes of w's counts (Counts.dropIndex).
+func (w *Window) dropIndexes() {
+	for _, c := range w.counts() {
+		c.dropIndex()
+	}
+	w.VHosts.dropIndex()
+	w.VHostBytes.dropIndex()
+	w.VHostClass.dropIndex()
+}
+
 func (w *Window) track() {
 	if w.ips == nil {
 		w.ips, w.ipsDone = newHLL(), 0
