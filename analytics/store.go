@@ -115,16 +115,19 @@ func (s *Store) Merge(a *Aggregate) error {
 	return nil
 }
 
-// idleMerges is how many merges a window goes untouched before its
-// counts' indexes are dropped: past the minutes still filling and the late
-// lines that trail them, a window is read (by scanning) and no longer
-// written, and at 1,000,000 clients in the retained hour the indexes are a
-// third of the counts' memory. A late line into it builds them again, once
-// per idle spell.
-const idleMerges = 64
+// A window at least idleAge older than the newest one, and untouched for
+// idleMerges merges, has its counts' indexes dropped: past the minutes
+// still filling and the late lines that trail them, a window is read (by
+// scanning) and no longer written, and at 1,000,000 clients in the
+// retained hour the indexes are a third of the counts' memory. A late line
+// into it builds them again, at most once per idle spell.
+const (
+	idleMerges = 64
+	idleAge    = 2 * WindowSeconds
+)
 
 // expire drops the windows that start before h, counting them as expired,
-// and the indexes of windows idle for idleMerges merges.
+// and the indexes of idle windows.
 func (s *Store) expire(h int64) {
 	for start, w := range s.windows {
 		switch {
@@ -132,7 +135,7 @@ func (s *Store) expire(h int64) {
 			s.expiredRequests += w.Requests
 			s.expiredBytes += w.Bytes
 			delete(s.windows, start)
-		case s.merges-w.touched == idleMerges:
+		case s.merges-w.touched >= idleMerges && start <= s.newest-idleAge:
 			w.dropIndexes()
 		}
 	}
