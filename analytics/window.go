@@ -200,8 +200,6 @@ func (w *Window) merge(o *Window) error {
 	return nil
 }
 
-// track gives w a distinct-client sketch, if it has none, which its clients
-// go into at the next catchUp.
 // dropIndexes drops the indexes of w's counts (Counts.dropIndex).
 func (w *Window) dropIndexes() {
 	for _, c := range w.counts() {
@@ -212,6 +210,8 @@ func (w *Window) dropIndexes() {
 	w.VHostClass.dropIndex()
 }
 
+// track gives w a distinct-client sketch, if it has none, which its clients
+// go into at the next catchUp.
 func (w *Window) track() {
 	if w.ips == nil {
 		w.ips, w.ipsDone = newHLL(), 0
