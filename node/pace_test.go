@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 // commits are slow, the time from cut to commit stays bounded (it does not
 // grow over the slow spell), and the rate recovers afterwards.
 func TestBackpressure_SlowCommitsLowerTheRateAndRecover(t *testing.T) {
+	// slow is the lowest rate seen while commits are slow, recovered the
+	// rate 5 s after they are fast again.
 	run := func(backpressure bool) (fast, slow, recovered float64, early, late time.Duration) {
 		c := newCluster(t, 1)
 		n := c.startEdit("n1", 0, func(cfg *Config) {
@@ -45,30 +48,40 @@ func TestBackpressure_SlowCommitsLowerTheRateAndRecover(t *testing.T) {
 			}
 		}()
 		defer close(stop)
-		sample := func(d time.Duration) (float64, time.Duration) {
-			time.Sleep(d)
-			var proc time.Duration
+		// sample waits d and returns the rate then, the lowest rate seen
+		// meanwhile (read every 50 ms), and the last cut to commit.
+		sample := func(d time.Duration) (rate, low float64, proc time.Duration) {
+			low = math.Inf(1)
+			for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+				low = min(low, n.rateOf(0))
+			}
 			if v, ok := n.lastProcessing.Load(int32(0)); ok {
 				proc = v.(time.Duration)
 			}
-			return n.rateOf(0), proc
+			rate = n.rateOf(0)
+			return rate, min(low, rate), proc
 		}
-		fast, _ = sample(3 * time.Second)
+		fast, _, _ = sample(3 * time.Second)
 		n.commitDelay.Store(int64(400 * time.Millisecond)) // each commit round 0.4 s slower: a slow disk
-		_, early = sample(2 * time.Second)
-		slow, late = sample(4 * time.Second)
+		_, low1, early := sample(2 * time.Second)
+		_, low2, late := sample(4 * time.Second)
+		slow = min(low1, low2)
 		n.commitDelay.Store(0)
-		recovered, _ = sample(5 * time.Second)
+		recovered, _, _ = sample(5 * time.Second)
 		return fast, slow, recovered, early, late
 	}
 	fast, slow, recovered, early, late := run(true)
-	t.Logf("backpressure: rate %.0f/s fast, %.0f/s with slow commits, %.0f/s after; cut to commit %s after 2 s of slow commits, %s after 6 s",
+	t.Logf("backpressure: rate %.0f/s fast, %.0f/s at the lowest with slow commits, %.0f/s after; cut to commit %s after 2 s of slow commits, %s after 6 s",
 		fast, slow, recovered, early, late)
 	if !(slow < fast/2) || slow < 100 {
 		t.Errorf("the rate did not fall under slow commits: %.0f then %.0f (floor 100)", fast, slow)
 	}
-	if !(recovered > 2*slow) {
-		t.Errorf("the rate did not recover: %.0f while slow, %.0f after", slow, recovered)
+	// Recovered: at least half of what the slow spell took is back. (Not
+	// "twice the slow rate": the producer offers about 30,000 lines/s, so
+	// on a slow machine, where the slow rate stays above half of that, no
+	// recovery could pass.)
+	if !(recovered > slow+(fast-slow)/2) {
+		t.Errorf("the rate did not recover: %.0f fast, %.0f while slow, %.0f after (want over %.0f)", fast, slow, recovered, slow+(fast-slow)/2)
 	}
 	if late > 2*early+200*time.Millisecond {
 		t.Errorf("cut to commit grew over the slow spell: %s, then %s", early, late)
